@@ -1,0 +1,126 @@
+"""Fill-mask benchmarks as data files: the shipped prompt sets and any user file, validated row by row.
+
+A benchmark is a table of prompts, one row per (relation, template, subject): `[X]` in a template is the
+subject, `[MASK]` the slot the gold answer fills. Files may be
+- CSV or JSONL with columns `relation, template, subject, answer` (one prompt per row), or
+- YAML with `facts: table.csv` and `relations: {name: {subject: col, answer: col, templates: [...]}}`,
+  or with `prompts:` holding rows as above.
+Malformed rows are skipped, each reported in one line naming the file and row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from probekit.errors import ProbekitError
+
+HERE = Path(__file__).parent
+SHIPPED = {path.stem: path for path in sorted(HERE.glob("*.yaml"))}
+DEFAULT_BENCHMARKS = ("countries",)
+MASK, SUBJECT = "[MASK]", "[X]"
+COLUMNS = ["benchmark", "relation", "template", "subject", "answer", "prompt"]
+
+
+@dataclass
+class Benchmark:
+    """A validated prompt table and where it came from."""
+
+    name: str
+    source: Path
+    prompts: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the prompts themselves (not the file's formatting): a cache key for results."""
+        rows = self.prompts[COLUMNS].to_dict("records")
+        return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_benchmark(spec: str | Path) -> Benchmark:
+    """A shipped benchmark by name (`countries`) or any CSV/JSONL/YAML file by path."""
+    path = SHIPPED.get(str(spec)) or Path(spec)
+    if not path.is_file():
+        raise ProbekitError(f"{spec}: no such benchmark file (shipped: {', '.join(SHIPPED)})")
+    name = path.stem
+    raw = _read_rows(path)
+    rows, problems = [], []
+    for where, row in raw:
+        problem = _problem(row)
+        if problem:
+            problems.append(f"{path}: {where}: {problem}; row skipped")
+            continue
+        rows.append({"benchmark": name, "relation": str(row["relation"]).strip(),
+                     "template": row["template"], "subject": str(row.get("subject") or "").strip(),
+                     "answer": str(row["answer"]).strip()})
+    if not rows:
+        raise ProbekitError(f"{path}: no valid prompts ({len(problems)} malformed rows)")
+    prompts = pd.DataFrame(rows)
+    prompts["prompt"] = [t.replace(SUBJECT, s) for t, s in zip(prompts["template"], prompts["subject"])]
+    prompts = prompts.drop_duplicates(subset=["relation", "prompt", "answer"]).reset_index(drop=True)
+    return Benchmark(name, path, prompts[COLUMNS], problems)
+
+
+def _problem(row: dict) -> str | None:
+    template = str(row.get("template") or "")
+    if not str(row.get("relation") or "").strip():
+        return "no relation"
+    if not str(row.get("answer") or "").strip():
+        return "empty answer"
+    masks = template.count(MASK)
+    if masks == 0:
+        return f"no {MASK} in {template!r}"
+    if masks > 1:
+        return f"{masks} {MASK} where one is expected in {template!r}"
+    if SUBJECT in template and not str(row.get("subject") or "").strip():
+        return f"empty subject for {template!r}"
+    return None
+
+
+def _read_rows(path: Path) -> list[tuple[str, dict]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            with open(path, newline="", encoding="utf-8") as f:
+                return [(f"row {i}", row) for i, row in enumerate(csv.DictReader(f), start=2)]
+        if suffix == ".jsonl":
+            lines = path.read_text(encoding="utf-8").splitlines()
+            return [(f"line {i}", json.loads(line)) for i, line in enumerate(lines, 1) if line.strip()]
+        if suffix in (".yaml", ".yml"):
+            return _yaml_rows(path, yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError, csv.Error) as exc:
+        raise ProbekitError(f"{path}: cannot parse ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
+    raise ProbekitError(f"{path}: benchmark files are .csv, .jsonl or .yaml, not {suffix or 'no suffix'}")
+
+
+def _yaml_rows(path: Path, spec) -> list[tuple[str, dict]]:
+    if not isinstance(spec, dict):
+        raise ProbekitError(f"{path}: expected a mapping with 'prompts' or 'facts' and 'relations'")
+    if "prompts" in spec:
+        return [(f"prompt {i}", dict(row)) for i, row in enumerate(spec["prompts"], 1)]
+    if "facts" not in spec or "relations" not in spec:
+        raise ProbekitError(f"{path}: needs 'prompts', or 'facts' and 'relations'")
+    facts_path = path.parent / spec["facts"]
+    if not facts_path.is_file():
+        raise ProbekitError(f"{path}: facts table {facts_path} not found")
+    facts = list(csv.DictReader(open(facts_path, newline="", encoding="utf-8")))
+    rows = []
+    for relation, rel in spec["relations"].items():
+        for key in ("subject", "answer"):
+            if facts and rel.get(key) not in facts[0]:
+                raise ProbekitError(f"{path}: relation {relation}: column {rel.get(key)!r} not in {facts_path.name}")
+        for template in rel.get("templates") or []:
+            for i, fact in enumerate(facts, start=2):
+                if not fact[rel["answer"]].strip():
+                    continue  # fact unknown for this subject: no prompt, not a malformed row
+                rows.append((f"{facts_path.name} row {i}, relation {relation}",
+                             {"relation": relation, "template": template,
+                              "subject": fact[rel["subject"]], "answer": fact[rel["answer"]]}))
+    return rows

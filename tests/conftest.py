@@ -1,0 +1,51 @@
+"""Tiny corpora, vocabularies and models made in the tests: nothing is downloaded."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from probekit.presets import get_preset
+
+WORDS = ("the a capital city river king queen music war empire country people language old new "
+         "north south is of in rome paris italy france").split()
+
+
+def write_tiny_corpus(path: Path, n_lines: int = 300, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))) + "." for _ in range(n_lines)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_tiny_vocab(path: Path) -> Path:
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(WORDS))]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    write_tiny_corpus(root / "corpus.txt")
+    write_tiny_vocab(root / "vocab.txt")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe():
+    """hidden 32, 2 layers, 2 heads, 32-token blocks: trains a step in milliseconds on CPU."""
+    return get_preset("default", hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                      block_size=32, max_position=64, batch_size=8, max_steps=8, log_until=4, save_every=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_series(tiny_dir, tiny_recipe, tmp_path_factory) -> Path:
+    """A series written by `probekit.train`: checkpoint-0, 1, 2, 4, 8."""
+    from probekit.train import train
+
+    out = tmp_path_factory.mktemp("series") / "my_bert"
+    train(out, tiny_recipe, corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(tiny_dir / "vocab.txt"),
+          say=lambda *_: None)
+    return out

@@ -1,0 +1,30 @@
+import pytest
+
+from probekit import DEFAULT, SEED, ProbekitError, get_preset
+
+
+def test_seed_is_the_notebook_recipe():
+    assert (SEED.hidden_size, SEED.num_layers, SEED.num_heads, SEED.intermediate_size, SEED.max_position) == (
+        128, 2, 4, 512, 128)
+    assert (SEED.lr, SEED.batch_size, SEED.epochs, SEED.packing) == (5e-5, 32, 5.0, False)
+    assert not SEED.masked_only_decoder
+
+
+def test_default_trains_the_same_model():
+    assert DEFAULT.model_config(30522) == SEED.model_config(30522)
+    assert DEFAULT.packing and DEFAULT.masked_only_decoder and DEFAULT.lr > SEED.lr and DEFAULT.warmup > 0
+
+
+def test_overrides_apply_and_none_keeps_the_preset():
+    recipe = get_preset("seed", lr=1e-3, batch_size=None)
+    assert recipe.lr == 1e-3 and recipe.batch_size == SEED.batch_size and recipe.name == "seed"
+
+
+def test_unknown_preset_is_one_clear_error():
+    with pytest.raises(ProbekitError, match="unknown preset 'fast'.*default, seed"):
+        get_preset("fast")
+
+
+def test_heads_must_divide_hidden_size():
+    with pytest.raises(ProbekitError, match="not divisible by 3 attention heads"):
+        get_preset("default", hidden_size=32, num_heads=3).model_config(100)

@@ -1,0 +1,172 @@
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+from click.testing import CliRunner
+from transformers import BertConfig, BertForMaskedLM, BertForPreTraining
+
+from probekit import ProbekitError
+from probekit.cli import main
+from probekit.train import (
+    MaskedOnlyBertForMaskedLM,
+    MaskedOnlyBertForPreTraining,
+    checkpoint_steps,
+    pack_blocks,
+    train,
+)
+
+TINY = dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=64)
+
+
+def tiny_args(tiny_dir, out, *extra):
+    return ["train", "-o", str(out), "--corpus", str(tiny_dir / "corpus.txt"), "--tokenizer",
+            str(tiny_dir / "vocab.txt"), "--hidden-size", "32", "--heads", "2", "--intermediate-size", "64",
+            "--block-size", "32", "--batch-size", "4", "--max-steps", "6", "--save-every", "3",
+            "--log-until", "2", *extra]
+
+
+def test_packing_fills_every_block_with_text():
+    docs = [[10, 11, 12], [13, 14], [15, 16, 17, 18, 19]]
+    blocks = pack_blocks(docs, block_size=6, cls_id=2, sep_id=3)
+    assert blocks.tolist() == [[2, 10, 11, 12, 3, 3], [2, 13, 14, 3, 15, 3], [2, 16, 17, 18, 19, 3]]
+
+
+def test_corpus_smaller_than_a_block_is_an_error():
+    with pytest.raises(ProbekitError, match="do not fill one block of 128"):
+        pack_blocks([[5, 6]], 128, 2, 3)
+
+
+def test_checkpoint_schedule_is_log_spaced_then_regular():
+    assert checkpoint_steps(2000, log_until=512, save_every=500) == [
+        1, 2, 4, 8, 16, 32, 64, 128, 256, 500, 512, 1000, 1500, 2000]
+    assert checkpoint_steps(7, log_until=4, save_every=0) == [1, 2, 4, 7]
+
+
+@pytest.mark.parametrize("stock, sparse", [(BertForMaskedLM, MaskedOnlyBertForMaskedLM),
+                                           (BertForPreTraining, MaskedOnlyBertForPreTraining)])
+def test_masked_only_decoder_gives_the_stock_loss(stock, sparse):
+    torch.manual_seed(0)
+    reference = stock(BertConfig(**TINY)).eval()
+    model = sparse(BertConfig(**TINY)).eval()
+    model.load_state_dict(reference.state_dict())
+    ids = torch.randint(5, 40, (4, 16))
+    labels = torch.full_like(ids, -100)
+    labels[:, ::5] = ids[:, ::5]
+    extra = {"next_sentence_label": torch.tensor([0, 1, 1, 0])} if stock is BertForPreTraining else {}
+    expected = reference(input_ids=ids, labels=labels, **extra).loss
+    got = model(input_ids=ids, labels=labels, **extra).loss
+    assert torch.allclose(got, expected, atol=1e-6), (got, expected)
+    assert type(model).__name__ == stock.__name__
+
+
+def test_series_is_plain_hf_checkpoints(tiny_series):
+    names = sorted(p.name for p in tiny_series.glob("checkpoint-*"))
+    assert names == ["checkpoint-0", "checkpoint-1", "checkpoint-2", "checkpoint-4", "checkpoint-8"]
+    for path in tiny_series.glob("checkpoint-*"):
+        model, info = BertForMaskedLM.from_pretrained(path, output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"], path
+        assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+        assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
+        assert json.loads((path / "trainer_state.json").read_text())["global_step"] == int(path.name.split("-")[1])
+    run = json.loads((tiny_series / "probekit_run.json").read_text())
+    assert run["identity"]["hidden_size"] == 32 and run["recipe"]["name"] == "default"
+
+
+def test_training_lowers_the_heldout_loss(tiny_series):
+    history = json.loads((tiny_series / "checkpoint-8" / "trainer_state.json").read_text())["log_history"]
+    losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
+
+def _digest(folder):
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_resume_skips_a_half_written_checkpoint(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    runner = CliRunner()
+    assert runner.invoke(main, tiny_args(tiny_dir, out)).exit_code == 0
+    (out / "checkpoint-6" / "optimizer.pt").unlink()  # interrupted while writing step 6
+    kept = _digest(out / "checkpoint-3")
+    result = runner.invoke(main, tiny_args(tiny_dir, out))
+    assert result.exit_code == 0, result.output
+    assert "checkpoint-6: half-written checkpoint (optimizer.pt is missing)" in result.output
+    assert "resuming from" in result.output and "checkpoint-3" in result.output
+    assert "tied to the word embeddings" in result.output
+    assert json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())["global_step"] == 6
+    assert (out / "checkpoint-6" / "optimizer.pt").is_file()
+    assert _digest(out / "checkpoint-3") == kept
+
+
+def test_resume_keeps_the_history_before_the_interruption(tiny_dir, tiny_recipe, tmp_path):
+    kwargs = dict(corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(tiny_dir / "vocab.txt"), say=lambda *_: None)
+    train(tmp_path / "straight", tiny_recipe, **kwargs)
+    train(tmp_path / "resumed", tiny_recipe, **kwargs)
+    for name in ("optimizer.pt", "scheduler.pt"):
+        (tmp_path / "resumed" / "checkpoint-8" / name).unlink()
+    result = train(tmp_path / "resumed", tiny_recipe, **kwargs)
+    assert result.resumed_from.name == "checkpoint-4"
+
+    def history(run):
+        state = json.loads((tmp_path / run / "checkpoint-8" / "trainer_state.json").read_text())
+        assert state["global_step"] == 8
+        return [h for h in state["log_history"] if h.get("step", 0) <= 4 and "loss" in h]
+
+    assert history("resumed") == history("straight") and len(history("straight")) >= 2
+
+
+def test_nsp_trains_bert_for_pretraining(tiny_dir, tmp_path):
+    result = CliRunner().invoke(main, tiny_args(tiny_dir, tmp_path / "nsp", "--nsp"))
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "nsp" / "checkpoint-6" / "config.json").read_text())
+    assert config["architectures"] == ["BertForPreTraining"]
+    model, info = BertForPreTraining.from_pretrained(tmp_path / "nsp" / "checkpoint-6", output_loading_info=True)
+    assert not info["missing_keys"]
+    history = json.loads((tmp_path / "nsp" / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+    assert any("loss" in h for h in history)
+
+
+def test_output_holding_another_model_is_refused_untouched(tiny_dir, tiny_series):
+    before = _digest(tiny_series)
+    result = CliRunner().invoke(main, tiny_args(tiny_dir, tiny_series)[:-2] + ["--hidden-size", "64"])
+    assert result.exit_code == 1
+    assert f"{tiny_series}: holds checkpoints of another model (hidden_size 64 here, 32 there" in result.output
+    assert _digest(tiny_series) == before
+
+
+@pytest.mark.parametrize("corpus, message", [("missing.txt", "missing.txt: no such corpus file or folder"),
+                                             ("empty.txt", "empty.txt: corpus is empty")])
+def test_bad_corpus_is_one_line_and_nonzero(tiny_dir, tmp_path, corpus, message):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    args = tiny_args(tiny_dir, tmp_path / "out")
+    args[args.index("--corpus") + 1] = str(tmp_path / corpus)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_preset_is_refused(tiny_dir, tmp_path):
+    result = CliRunner().invoke(main, tiny_args(tiny_dir, tmp_path / "out", "--preset", "fast"))
+    assert result.exit_code == 2 and "'fast' is not one of" in result.output
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_on_cpu(tiny_dir, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "probekit",
+           *tiny_args(tiny_dir, out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    one_process_epoch = 6 * 4 / int(json.loads((out / "probekit_run.json").read_text())["train_examples"])
+    assert state["epoch"] == pytest.approx(2 * one_process_epoch, rel=0.2)  # two ranks share the data
+    assert BertForMaskedLM.from_pretrained(out / "checkpoint-6") is not None
