@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
+from transformers.initialization import no_init_weights
 
 from probekit.errors import ProbekitError
 
@@ -166,7 +167,8 @@ def load_checkpoint(
     config = read_config(ref)
     config._attn_implementation = attn_implementation
     weights = weights if weights is not None else read_weights(ref, allow_pickle)
-    model = BertForMaskedLM(config)
+    with no_init_weights():
+        model = BertForMaskedLM(config)
     missing, _unexpected = model.load_state_dict(weights, strict=False)
     missing = set(missing) - TIED_KEYS
     if missing:

@@ -8,17 +8,25 @@ to LAMA's definitions (P@1, P@10, MRR over the vocabulary).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
+from transformers import BertForMaskedLM, PreTrainedTokenizerBase
 
 from probekit.benchmarks import DEFAULT_BENCHMARKS, load_benchmark
-from probekit.checkpoints import CheckpointRef, fingerprint, load_checkpoint, read_config, read_weights, resolve_checkpoints
+from probekit.checkpoints import (
+    CheckpointRef,
+    fingerprint,
+    load_checkpoint,
+    load_tokenizer_for,
+    read_weights,
+    resolve_checkpoints,
+)
 from probekit.errors import ProbekitError
 from probekit.store import cache_file, manifest, read_cached, write_cached, write_results
 from probekit.vocab import load_tokenizer
@@ -44,34 +52,54 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
     device = next(model.parameters()).device
     ids, pieces = encoded["input_ids"], encoded["pieces"]
     order = np.argsort([len(x) for x in ids], kind="stable")
-    out = {k: [None] * len(ids) for k in ("gold_rank", "gold_logprob", "top1", "topk_ids", "topk_probs")}
-    for start in range(0, len(order), batch_size):
+    n = len(ids)
+    rank, logprob = np.full(n, np.nan), np.full(n, np.nan)
+    top_ids, top_probs = np.zeros((n, top_k), dtype=np.int64), np.zeros((n, top_k), dtype=np.float32)
+    greedy: list[list[int]] = [[] for _ in range(n)]
+    for start in range(0, n, batch_size):
         batch = order[start:start + batch_size]
         input_ids, attention = _pad([ids[i] for i in batch], tokenizer.pad_token_id, device)
         hidden = model.bert(input_ids=input_ids, attention_mask=attention).last_hidden_state
         is_mask = input_ids == tokenizer.mask_token_id
-        logprobs = torch.log_softmax(model.cls.predictions(hidden[is_mask]).float(), dim=-1)
-        per_prompt = is_mask.sum(1).tolist()
-        rows = torch.split(logprobs, per_prompt)
-        for i, lp in zip(batch, rows):
-            gold = torch.tensor(pieces[i], device=device)
-            if len(gold) != len(lp) or len(gold) == 0:
-                out["gold_rank"][i], out["gold_logprob"][i] = np.nan, np.nan  # truncated or empty: unscorable
-                out["top1"][i], out["topk_ids"][i], out["topk_probs"][i] = "", [], []
-                continue
-            gold_lp = lp.gather(1, gold[:, None])
-            out["gold_rank"][i] = int(((lp > gold_lp).sum(1) + 1).max())
-            out["gold_logprob"][i] = float(gold_lp.sum())
-            out["top1"][i] = tokenizer.decode(lp.argmax(1).tolist())
-            top = lp[0].topk(top_k)
-            out["topk_ids"][i] = top.indices.tolist()
-            out["topk_probs"][i] = top.values.exp().tolist()
-    frame = pd.DataFrame(out)
-    frame["topk_tokens"] = [tokenizer.convert_ids_to_tokens(t) for t in frame.pop("topk_ids")]
+        logits = model.cls.predictions(hidden[is_mask]).float()  # one row per [MASK], prompt by prompt
+        top = logits.topk(top_k)
+        peak = top.values[:, :1]
+        log_norm = peak.squeeze(1) + (logits - peak).exp_().sum(-1).log_()
+        n_masks = is_mask.sum(1).cpu().numpy()
+        first = np.concatenate([[0], np.cumsum(n_masks)[:-1]])
+        ok = np.array([len(pieces[i]) == m > 0 for i, m in zip(batch, n_masks)])
+        owner = torch.from_numpy(np.repeat(np.arange(len(batch)), n_masks)).to(device)
+        gold = torch.tensor([t for i, good, m in zip(batch, ok, n_masks) for t in (pieces[i] if good else [0] * m)],
+                            dtype=torch.long, device=device)
+        gold_logit = logits.gather(1, gold[:, None])
+        row_rank = (logits > gold_logit).sum(1, dtype=torch.int32).long() + 1
+        per_prompt_rank = torch.zeros(len(batch), dtype=torch.long, device=device).scatter_reduce(
+            0, owner, row_rank, "amax")
+        per_prompt_logprob = torch.zeros(len(batch), device=device).index_add(
+            0, owner, gold_logit.squeeze(1) - log_norm)
+        rank[batch[ok]] = per_prompt_rank.cpu().numpy()[ok]
+        logprob[batch[ok]] = per_prompt_logprob.cpu().numpy()[ok]
+        at_first = torch.from_numpy(first[ok]).to(device)
+        top_ids[batch[ok]] = top.indices[at_first].cpu().numpy()
+        top_probs[batch[ok]] = (top.values[at_first] - log_norm[at_first, None]).exp().cpu().numpy()
+        argmax = top.indices[:, 0].tolist()
+        for j, i in enumerate(batch):
+            if ok[j]:
+                greedy[i] = argmax[first[j]:first[j] + n_masks[j]]
+    vocab = _id_to_token(tokenizer)
+    frame = pd.DataFrame({"gold_rank": rank, "gold_logprob": logprob})
+    frame["top1"] = [" ".join(vocab[t] for t in g).replace(" ##", "") for g in greedy]
+    scorable = ~np.isnan(rank)
+    frame["topk_tokens"] = [[vocab[t] for t in ids] if s else [] for ids, s in zip(top_ids.tolist(), scorable)]
+    frame["topk_probs"] = [p.tolist() if s else [] for p, s in zip(top_probs, scorable)]
     frame["n_pieces"] = [len(p) for p in pieces]
     frame["gold_prob"] = np.exp(frame["gold_logprob"])
     frame["correct"] = frame["gold_rank"] == 1
     return frame
+
+
+def _id_to_token(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    return tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
 
 
 def _pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,8 +115,11 @@ def score_prompts(model, tokenizer: PreTrainedTokenizerBase, prompts: pd.DataFra
     """One row per prompt: the prompt's columns plus gold rank, probabilities and top-k predictions."""
     max_length = model.config.max_position_embeddings
     scored = score_encoded(model, tokenizer, encode_prompts(prompts, tokenizer, max_length), top_k, batch_size)
-    frame = pd.concat([prompts.reset_index(drop=True), scored], axis=1)
-    return frame[PREDICTION_COLUMNS]
+    return _with_prompts(prompts, scored)
+
+
+def _with_prompts(prompts: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([prompts.reset_index(drop=True), scored], axis=1)[PREDICTION_COLUMNS]
 
 
 def relation_scores(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -155,82 +186,118 @@ def probe(
     benches = [load_benchmark(b) for b in benchmarks]
     for problem in (p for b in benches for p in b.problems):
         say(problem)
-    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    out = Path(out) if out is not None else None
-    settings = f"k{top_k}"
+    prober = _Prober(benches, load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer,
+                     allow_pickle, top_k, batch_size,
+                     torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+                     Path(out) if out is not None else None)
     frames, records, seen = [], [], {}
-    bar = tqdm(total=len(refs) * len(benches), desc="probing", unit="ckpt×bench", disable=not progress)
-    for ref in refs:
+    for ref in tqdm(refs, desc="probing", unit="checkpoint", disable=not progress):
         record = {"checkpoint": ref.name, "path": ref.location, "step": ref.step, "fingerprint": None,
                   "status": "ok", "duplicate_of": None, "error": None}
         records.append(record)
         try:
-            frames += _probe_one(ref, benches, tok, allow_pickle, top_k, batch_size, device, out, settings, record)
+            frames += prober.checkpoint(ref, record)
         except ProbekitError as exc:
             record.update(status="skipped", error=str(exc))
             tqdm.write(f"skipped: {exc}")
-        if record["fingerprint"] in seen and record["status"] == "ok":
+            continue
+        if record["fingerprint"] in seen:
             record.update(status="duplicate", duplicate_of=seen[record["fingerprint"]])
-            tqdm.write(f"{ref.location}: same weights as {seen[record['fingerprint']]} (fingerprint "
-                       f"{record['fingerprint']})")
+            tqdm.write(f"{ref.location}: same weights as {record['duplicate_of']} "
+                       f"(fingerprint {record['fingerprint']})")
         seen.setdefault(record["fingerprint"], ref.name)
-        bar.update(len(benches))
-    bar.close()
-    ok = [r for r in records if r["status"] != "skipped"]
-    if control and ok and not any(r["step"] == 0 for r in ok):
-        frames += _random_init_control(refs, ok[0], benches, tok, top_k, batch_size, device, records)
+    ok = [ref for ref, r in zip(refs, records) if r["status"] != "skipped"]
+    if control and ok and not any(ref.step == 0 for ref in ok):
+        record = {"checkpoint": "random-init", "path": None, "step": 0, "status": "control",
+                  "duplicate_of": None, "error": None}
+        frames += prober.random_init(ok[0], record)
+        records.insert(0, record)
     table = pd.DataFrame(records)
     predictions = pd.concat(frames, ignore_index=True) if frames else _empty_predictions()
     predictions = predictions.sort_values("step", kind="stable").reset_index(drop=True)
-    scores = relation_scores(predictions)
     info = manifest(benchmarks={b.name: {"source": str(b.source), "sha256": b.sha256, "prompts": len(b.prompts),
                                          "malformed_rows": len(b.problems)} for b in benches},
-                    top_k=top_k, device=str(device), checkpoints=len(refs), skipped=int((table.status == "skipped").sum()))
-    result = ProbeResult(predictions, scores, table, info)
+                    top_k=top_k, device=str(prober.device), checkpoints=len(refs),
+                    skipped=int((table.status == "skipped").sum()))
+    result = ProbeResult(predictions, relation_scores(predictions), table, info)
     if out is not None:
-        write_results(out, predictions, scores, table, info)
+        write_results(Path(out), result.predictions, result.scores, table, info)
     return result
 
 
-def _probe_one(ref: CheckpointRef, benches, tok, allow_pickle, top_k, batch_size, device, out, settings,
-               record) -> list[pd.DataFrame]:
-    model = None
-    weights = read_weights(ref, allow_pickle) if ref.is_local else None
-    if weights is None:
-        model, tok = load_checkpoint(ref, tok, attn_implementation="sdpa")
-        weights = model.state_dict()
-    record["fingerprint"] = fingerprint(weights)
-    if ref.is_local:
-        read_config(ref)
-    frames = []
-    for bench in benches:
-        path = cache_file(out, record["fingerprint"], bench.sha256, settings) if out is not None else None
-        frame = read_cached(path)
-        if frame is None:
-            if model is None:
-                model, tok_used = load_checkpoint(ref, tok, allow_pickle, "sdpa", weights=weights)
-                model.to(device)
-            frame = score_prompts(model, tok_used if ref.is_local else tok, bench.prompts, top_k, batch_size)
-            write_cached(path, frame)
-        frames.append(frame.assign(checkpoint=ref.name, step=ref.step, fingerprint=record["fingerprint"]))
-    return frames
+@dataclass
+class _Prober:
+    """Scores checkpoints one at a time; tokenizers and tokenized prompts are shared across the series."""
+
+    benches: list
+    tokenizer: PreTrainedTokenizerBase | None
+    allow_pickle: bool
+    top_k: int
+    batch_size: int
+    device: torch.device
+    out: Path | None
+    tokenizers: dict = field(default_factory=dict)
+    encodings: dict = field(default_factory=dict)
+    by_fingerprint: dict = field(default_factory=dict)
+
+    def checkpoint(self, ref: CheckpointRef, record: dict) -> list[pd.DataFrame]:
+        model = None
+        if ref.is_local:
+            weights = read_weights(ref, self.allow_pickle)
+        else:
+            model, _ = load_checkpoint(ref, self.tokenizer, attn_implementation="sdpa")
+            weights = model.state_dict()
+        record["fingerprint"] = fingerprint(weights)
+        if record["fingerprint"] in self.by_fingerprint:
+            return [f.assign(checkpoint=ref.name, step=ref.step) for f in self.by_fingerprint[record["fingerprint"]]]
+        frames = []
+        for bench in self.benches:
+            path = cache_file(self.out, record["fingerprint"], bench.sha256, f"k{self.top_k}") if self.out else None
+            frame = read_cached(path)
+            if frame is None:
+                tok = self.tokenizer_for(ref)
+                if model is None:
+                    model, _ = load_checkpoint(ref, tok, self.allow_pickle, "sdpa", weights=weights)
+                frame = self.score(model.to(self.device), tok, bench)
+                write_cached(path, frame)
+            frames.append(frame.assign(checkpoint=ref.name, step=ref.step, fingerprint=record["fingerprint"]))
+        self.by_fingerprint[record["fingerprint"]] = frames
+        return frames
+
+    def random_init(self, like: CheckpointRef, record: dict) -> list[pd.DataFrame]:
+        """A seeded random initialisation of the series' architecture: what prompt bias alone scores."""
+        model, _ = load_checkpoint(like, self.tokenizer_for(like), self.allow_pickle, "sdpa")
+        torch.manual_seed(0)
+        model = BertForMaskedLM(model.config).eval().to(self.device)
+        record["fingerprint"] = fingerprint(model.state_dict())
+        tok = self.tokenizer_for(like)
+        return [self.score(model, tok, b).assign(checkpoint=record["checkpoint"], step=0,
+                                                 fingerprint=record["fingerprint"]) for b in self.benches]
+
+    def tokenizer_for(self, ref: CheckpointRef) -> PreTrainedTokenizerBase:
+        if self.tokenizer is not None:
+            return self.tokenizer
+        key = _tokenizer_files_digest(ref)
+        if key not in self.tokenizers:
+            self.tokenizers[key] = load_tokenizer_for(ref)
+        return self.tokenizers[key]
+
+    def score(self, model, tok: PreTrainedTokenizerBase, bench) -> pd.DataFrame:
+        key = (id(tok), bench.sha256, model.config.max_position_embeddings)
+        if key not in self.encodings:
+            self.encodings[key] = encode_prompts(bench.prompts, tok, model.config.max_position_embeddings)
+        scored = score_encoded(model, tok, self.encodings[key], self.top_k, self.batch_size)
+        return _with_prompts(bench.prompts, scored)
 
 
-def _random_init_control(refs, first_ok, benches, tok, top_k, batch_size, device, records) -> list[pd.DataFrame]:
-    """A random initialisation of the series' architecture: what prompt bias alone scores."""
-    ref = next(r for r in refs if r.name == first_ok["checkpoint"])
-    config = read_config(ref) if ref.is_local else None
-    _, tok = load_checkpoint(ref, tok, attn_implementation="sdpa") if tok is None else (None, tok)
-    torch.manual_seed(0)
-    from transformers import BertForMaskedLM
-
-    model = BertForMaskedLM(config).eval().to(device)
-    fp = fingerprint(model.state_dict())
-    records.insert(0, {"checkpoint": "random-init", "path": None, "step": 0, "fingerprint": fp,
-                       "status": "control", "duplicate_of": None, "error": None})
-    return [score_prompts(model, tok, b.prompts, top_k, batch_size).assign(
-        checkpoint="random-init", step=0, fingerprint=fp) for b in benches]
+def _tokenizer_files_digest(ref: CheckpointRef) -> str:
+    if not ref.is_local:
+        return ref.location
+    digest = hashlib.sha256()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        path = Path(ref.location) / name
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    return digest.hexdigest()
 
 
 def _empty_predictions() -> pd.DataFrame:

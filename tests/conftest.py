@@ -21,7 +21,8 @@ def write_tiny_corpus(path: Path, n_lines: int = 300, seed: int = 0) -> Path:
 
 
 def write_tiny_vocab(path: Path) -> Path:
-    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(WORDS))]) + "\n")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "'", *sorted(set(WORDS)), "##s"]
+    path.write_text("\n".join(tokens) + "\n")
     return path
 
 
@@ -49,3 +50,39 @@ def tiny_series(tiny_dir, tiny_recipe, tmp_path_factory) -> Path:
     train(out, tiny_recipe, corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(tiny_dir / "vocab.txt"),
           say=lambda *_: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def hf_series(tiny_dir, tmp_path_factory) -> Path:
+    """A series written by a plain HF Trainer (no probekit involved): checkpoint-3, checkpoint-6."""
+    import torch
+    from transformers import (BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer,
+                              TrainingArguments)
+
+    from probekit.vocab import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_dir / "vocab.txt"))
+    lines = (tiny_dir / "corpus.txt").read_text().splitlines()
+    data = [dict(input_ids=ids) for ids in tok(lines, truncation=True, max_length=32)["input_ids"]]
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
+    out = tmp_path_factory.mktemp("hf") / "hf_bert"
+    args = TrainingArguments(output_dir=str(out), max_steps=6, save_steps=3, per_device_train_batch_size=8,
+                             learning_rate=1e-3, report_to="none", use_cpu=True, disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=data, processing_class=tok,
+            data_collator=DataCollatorForLanguageModeling(tok)).train()
+    return out
+
+
+@pytest.fixture
+def tiny_benchmark(tmp_path) -> Path:
+    path = tmp_path / "tiny.csv"
+    path.write_text(
+        "relation,template,subject,answer\n"
+        "capital,the capital of [X] is [MASK].,italy,rome\n"
+        "capital,the capital of [X] is [MASK].,france,paris\n"
+        "capital_reverse,the capital of [MASK] is [X].,rome,italy\n"
+        "plural,the [X] of the [MASK].,king,kings\n"
+    )
+    return path

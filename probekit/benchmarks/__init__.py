@@ -37,11 +37,12 @@ class Benchmark:
     prompts: pd.DataFrame
     problems: list[str] = field(default_factory=list)
 
-    @property
-    def sha256(self) -> str:
-        """Hash of the prompts themselves (not the file's formatting): a cache key for results."""
+    sha256: str = ""
+    """Hash of the prompts themselves (not the file's formatting): a cache key for results."""
+
+    def __post_init__(self):
         rows = self.prompts[COLUMNS].to_dict("records")
-        return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+        self.sha256 = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_benchmark(spec: str | Path) -> Benchmark:
