@@ -53,6 +53,10 @@ def resolve_checkpoints(specs: list[str] | str) -> list[CheckpointRef]:
             if not matches:
                 raise ProbekitError(f"{spec}: matches no checkpoint folder")
             locations += matches
+        elif path.is_file():
+            if len(specs) == 1:
+                raise ProbekitError(f"{spec}: a file, not a checkpoint folder")
+            continue  # a shell glob also expands to files beside the checkpoints (probekit_run.json)
         elif path.is_dir() and not (path / "config.json").exists():
             children = [str(p) for p in sorted(path.iterdir()) if _looks_like_checkpoint(p)]
             locations += children or [spec]

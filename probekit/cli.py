@@ -82,6 +82,11 @@ def train(preset, output, corpus, tokenizer, nsp, **overrides):
 @click.option("--control/--no-control", default=True,
               help="Add a random-initialisation row when the series has no step 0.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 …  [default: cuda if available]")
+@click.option("--capture", "sentences", is_flag=False, flag_value="default", default=None, metavar="[FILE]",
+              help="Also capture Q/K/V and attention on sentences (the shipped set, or a .txt/.jsonl FILE; "
+                   "a tab in a .txt line makes an A/B pair) into OUT/attention/, and head metrics into "
+                   "OUT/heads.parquet.")
+@click.option("--half", is_flag=True, help="Store captured tensors as float16.")
 @one_line_errors
 def probe(paths, checkpoints, benchmarks, out, **options):
     """Score every benchmark prompt on every checkpoint; write tidy tables to OUT.

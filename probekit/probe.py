@@ -9,6 +9,7 @@ to LAMA's definitions (P@1, P@10, MRR over the vocabulary).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import BertForMaskedLM, PreTrainedTokenizerBase
 
-from probekit.benchmarks import DEFAULT_BENCHMARKS, load_benchmark
+from probekit.benchmarks import DEFAULT_BENCHMARKS, DEFAULT_SENTENCES, load_benchmark
+from probekit.capture import Capture, capture, read_sentences
 from probekit.checkpoints import (
     CheckpointRef,
     fingerprint,
@@ -28,6 +30,7 @@ from probekit.checkpoints import (
     resolve_checkpoints,
 )
 from probekit.errors import ProbekitError
+from probekit.metrics import head_metrics
 from probekit.store import cache_file, manifest, read_cached, write_cached, write_results
 from probekit.vocab import load_tokenizer
 
@@ -151,6 +154,7 @@ class ProbeResult:
     scores: pd.DataFrame
     checkpoints: pd.DataFrame
     manifest: dict
+    heads: pd.DataFrame | None = None
 
     @property
     def skipped(self) -> pd.DataFrame:
@@ -173,6 +177,8 @@ def probe(
     batch_size: int = 128,
     control: bool = True,
     device: str | None = None,
+    sentences: str | Path | list | None = None,
+    half: bool = False,
     say=print,
     progress: bool = True,
 ) -> ProbeResult:
@@ -181,6 +187,9 @@ def probe(
     Bad checkpoints are reported and skipped; identical weights are marked as duplicates; with `out`,
     results are cached per (weights fingerprint, benchmark) so a rerun on a grown series probes only
     what is new. `control` adds a random-initialisation row when the series has no step 0.
+    With `sentences` (a file, a list, or "default" for the shipped set), every checkpoint's Q/K/V and
+    attention on them is captured (to `out/attention/NAME.safetensors`, float16 with `half`) and
+    summarised per head in `heads`.
     """
     refs = resolve_checkpoints(checkpoints)
     benches = [load_benchmark(b) for b in benchmarks]
@@ -189,7 +198,7 @@ def probe(
     prober = _Prober(benches, load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer,
                      allow_pickle, top_k, batch_size,
                      torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
-                     Path(out) if out is not None else None)
+                     Path(out) if out is not None else None, _sentences(sentences), half, say)
     frames, records, seen = [], [], {}
     for ref in tqdm(refs, desc="probing", unit="checkpoint", disable=not progress):
         record = {"checkpoint": ref.name, "path": ref.location, "step": ref.step, "fingerprint": None,
@@ -212,17 +221,28 @@ def probe(
                   "duplicate_of": None, "error": None}
         frames += prober.random_init(ok[0], record)
         records.insert(0, record)
-    table = pd.DataFrame(records)
+    table = pd.DataFrame(records).astype({"step": "Int64"})
     predictions = pd.concat(frames, ignore_index=True) if frames else _empty_predictions()
     predictions = predictions.sort_values("step", kind="stable").reset_index(drop=True)
     info = manifest(benchmarks={b.name: {"source": str(b.source), "sha256": b.sha256, "prompts": len(b.prompts),
                                          "malformed_rows": len(b.problems)} for b in benches},
                     top_k=top_k, device=str(prober.device), checkpoints=len(refs),
                     skipped=int((table.status == "skipped").sum()))
-    result = ProbeResult(predictions, relation_scores(predictions), table, info)
+    heads = head_metrics(prober.captured()) if prober.sentences else None
+    if prober.sentences:
+        info["sentences"] = {"count": len(prober.sentences), "sha256": prober.sentences_sha}
+    result = ProbeResult(predictions, relation_scores(predictions), table, info, heads)
     if out is not None:
-        write_results(Path(out), result.predictions, result.scores, table, info)
+        write_results(Path(out), result.predictions, result.scores, table, info, heads)
     return result
+
+
+def _sentences(spec) -> list | None:
+    if spec is None or spec is False:
+        return None
+    if isinstance(spec, (list, tuple)):
+        return list(spec)
+    return read_sentences(DEFAULT_SENTENCES if spec == "default" else spec)
 
 
 @dataclass
@@ -236,7 +256,11 @@ class _Prober:
     batch_size: int
     device: torch.device
     out: Path | None
+    sentences: list | None = None
+    half: bool = False
+    say: object = print
     tokenizers: dict = field(default_factory=dict)
+    captures: list = field(default_factory=list)
     encodings: dict = field(default_factory=dict)
     by_fingerprint: dict = field(default_factory=dict)
 
@@ -248,6 +272,8 @@ class _Prober:
             model, _ = load_checkpoint(ref, self.tokenizer, attn_implementation="sdpa")
             weights = model.state_dict()
         record["fingerprint"] = fingerprint(weights)
+        if self.sentences:
+            model = self.capture(ref, record["fingerprint"], model, weights)
         if record["fingerprint"] in self.by_fingerprint:
             return [f.assign(checkpoint=ref.name, step=ref.step) for f in self.by_fingerprint[record["fingerprint"]]]
         frames = []
@@ -263,6 +289,30 @@ class _Prober:
             frames.append(frame.assign(checkpoint=ref.name, step=ref.step, fingerprint=record["fingerprint"]))
         self.by_fingerprint[record["fingerprint"]] = frames
         return frames
+
+    @property
+    def sentences_sha(self) -> str:
+        return hashlib.sha256(json.dumps(self.sentences).encode()).hexdigest()[:16]
+
+    def capture(self, ref: CheckpointRef, fp: str, model, weights):
+        """Capture Q/K/V and attention for this checkpoint unless an up-to-date file exists; returns the model."""
+        path = self.out / "attention" / f"{ref.name}.safetensors" if self.out else None
+        if path is not None and path.is_file() and _capture_is_current(path, fp, self.sentences_sha):
+            self.captures.append((ref.name, ref.step, path))
+            return model
+        if model is None:
+            model, _ = load_checkpoint(ref, self.tokenizer_for(ref), self.allow_pickle, "sdpa", weights=weights)
+        cap = capture(model.to(self.device), self.sentences, self.tokenizer_for(ref), say=self.say)
+        cap.meta = {"fingerprint": fp, "sentences_sha256": self.sentences_sha, "step": ref.step}
+        if path is not None:
+            cap.save(path, torch.float16 if self.half else torch.float32)
+        self.captures.append((ref.name, ref.step, path or cap))
+        return model
+
+    def captured(self):
+        """(checkpoint, step, Capture) in training order, read one at a time from disk."""
+        for name, step, item in sorted(self.captures, key=lambda c: c[1] if c[1] is not None else 1 << 62):
+            yield name, step, Capture.load(item) if isinstance(item, Path) else item
 
     def random_init(self, like: CheckpointRef, record: dict) -> list[pd.DataFrame]:
         """A seeded random initialisation of the series' architecture: what prompt bias alone scores."""
@@ -288,6 +338,18 @@ class _Prober:
             self.encodings[key] = encode_prompts(bench.prompts, tok, model.config.max_position_embeddings)
         scored = score_encoded(model, tok, self.encodings[key], self.top_k, self.batch_size)
         return _with_prompts(bench.prompts, scored)
+
+
+def _capture_is_current(path: Path, fp: str, sentences_sha: str) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception:
+        return False
+    return json.loads(meta.get("fingerprint", "null")) == fp and json.loads(
+        meta.get("sentences_sha256", "null")) == sentences_sha
 
 
 def _tokenizer_files_digest(ref: CheckpointRef) -> str:

@@ -5,6 +5,8 @@ Layout of a results folder (what `probekit probe` writes and `probekit report` r
   scores.csv            one row per checkpoint × benchmark × relation
   checkpoints.csv       one row per checkpoint: path, step, fingerprint, status, duplicate_of, error
   manifest.json         versions, benchmark hashes, the command
+  heads.parquet         one row per checkpoint × layer × head × metric (with captured sentences)
+  attention/NAME.safetensors   captured Q/K/V/attention per checkpoint (with captured sentences)
   cache/                per (fingerprint, benchmark hash, settings) predictions, reused by reruns
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 PREDICTIONS, SCORES, CHECKPOINTS, MANIFEST = "predictions.parquet", "scores.csv", "checkpoints.csv", "manifest.json"
+HEADS = "heads.parquet"
 
 
 def cache_file(out: Path, fingerprint: str, benchmark_sha: str, settings: str) -> Path:
@@ -59,8 +62,10 @@ def manifest(**fields) -> dict:
 
 
 def write_results(out: Path, predictions: pd.DataFrame, scores: pd.DataFrame, checkpoints: pd.DataFrame,
-                  manifest_: dict) -> None:
+                  manifest_: dict, heads: pd.DataFrame | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    if heads is not None:
+        heads.to_parquet(out / HEADS, index=False)
     predictions.to_parquet(out / PREDICTIONS, index=False)
     scores.to_csv(out / SCORES, index=False)
     checkpoints.to_csv(out / CHECKPOINTS, index=False)
@@ -70,5 +75,8 @@ def write_results(out: Path, predictions: pd.DataFrame, scores: pd.DataFrame, ch
 def read_results(out: str | Path) -> dict:
     """The tables of a results folder as DataFrames (and the manifest as a dict)."""
     out = Path(out)
-    return {"predictions": pd.read_parquet(out / PREDICTIONS), "scores": pd.read_csv(out / SCORES),
-            "checkpoints": pd.read_csv(out / CHECKPOINTS), "manifest": json.loads((out / MANIFEST).read_text())}
+    tables = {"predictions": pd.read_parquet(out / PREDICTIONS), "scores": pd.read_csv(out / SCORES),
+              "checkpoints": pd.read_csv(out / CHECKPOINTS), "manifest": json.loads((out / MANIFEST).read_text())}
+    if (out / HEADS).is_file():
+        tables["heads"] = pd.read_parquet(out / HEADS)
+    return tables

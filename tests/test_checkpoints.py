@@ -73,3 +73,11 @@ def test_non_bert_and_bad_heads_are_refused(tiny_series, tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "num_attention_heads": 3}))
     with pytest.raises(ProbekitError, match="3 attention heads do not divide hidden size 32"):
         load_checkpoint(str(folder))
+
+
+def test_shell_glob_files_beside_checkpoints_are_ignored(tiny_series):
+    expanded = [str(p) for p in sorted(tiny_series.iterdir())]  # what `probekit probe DIR/*` receives
+    assert any(p.endswith("probekit_run.json") for p in expanded)
+    assert [r.step for r in resolve_checkpoints(expanded)] == [0, 1, 2, 4, 8]
+    with pytest.raises(ProbekitError, match="a file, not a checkpoint folder"):
+        resolve_checkpoints([str(tiny_series / "probekit_run.json")])

@@ -136,3 +136,19 @@ def test_shipped_countries_benchmark():
     assert "The capital of Italy is [MASK]." in set(bench.prompts.prompt)
     assert "Rome is the capital of [MASK]." in set(bench.prompts.prompt)
     assert bench.prompts.subject.nunique() > 400 and len(bench.sha256) == 16
+
+
+def test_probe_captures_attention_and_head_metrics(tiny_series, tiny_benchmark, tmp_path):
+    result = probe(str(tiny_series), [str(tiny_benchmark)], out=tmp_path, sentences="default", half=True, **quiet())
+    files = sorted(p.name for p in (tmp_path / "attention").iterdir())
+    assert files == [f"checkpoint-{s}.safetensors" for s in (0, 1, 2, 4, 8)]
+    heads = pd.read_parquet(tmp_path / "heads.parquet")
+    assert set(heads.checkpoint) == {f"checkpoint-{s}" for s in (0, 1, 2, 4, 8)}
+    assert set(heads.metric) >= {"attn_cls", "attn_sep", "attn_punct", "attn_prev", "attn_next", "attn_self",
+                                 "entropy", "entropy_ratio", "js_prev", "js_final", "q_norm", "k_norm", "v_norm"}
+    assert len(heads) == 5 * 2 * 2 * 13 and len(result.heads) == len(heads)
+    step1 = heads[(heads.checkpoint == "checkpoint-1") & (heads.metric == "js_prev")].value
+    assert step1.abs().max() < 1e-3  # checkpoint-1 has checkpoint-0's weights
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "attention").iterdir()}
+    probe(str(tiny_series), [str(tiny_benchmark)], out=tmp_path, sentences="default", half=True, **quiet())
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "attention").iterdir()}

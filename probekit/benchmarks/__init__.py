@@ -24,6 +24,8 @@ from probekit.errors import ProbekitError
 HERE = Path(__file__).parent
 SHIPPED = {path.stem: path for path in sorted(HERE.glob("*.yaml"))}
 DEFAULT_BENCHMARKS = ("countries",)
+DEFAULT_SENTENCES = HERE / "sentences.txt"
+"""Sentences whose attention is captured by default: capital prompts, plain prose, and A/B pairs."""
 MASK, SUBJECT = "[MASK]", "[X]"
 COLUMNS = ["benchmark", "relation", "template", "subject", "answer", "prompt"]
 

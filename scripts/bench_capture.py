@@ -1,0 +1,99 @@
+"""Capture cost and memory, against baselines measured in the same run.
+
+1. Speed: one forward with probekit's hooks capturing Q/K/V, attention and outputs of every layer, against a
+   plain eager forward with `output_attentions=True` on the same model and batch (target: ≤1.3×).
+2. Memory: peak RSS of `probekit.probe(..., sentences=...)` capturing 5 checkpoints of a series and then
+   20 checkpoints, each in a fresh process (target: no growth with the number of checkpoints).
+
+    python scripts/bench_capture.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from probekit.benchmarks import DEFAULT_SENTENCES
+from probekit.capture import capturing, encode_sentences, read_sentences
+from probekit.checkpoints import load_checkpoint
+from probekit.presets import get_preset
+from probekit.train import train
+
+
+def make_series(out: Path, n: int, corpus: str | None, tokenizer: str | None) -> Path:
+    if len(list(out.glob("checkpoint-*"))) < n:
+        train(out, get_preset("default", max_steps=n - 1, log_until=0, save_every=1), corpus=corpus,
+              tokenizer=tokenizer, say=lambda *_: None)
+    return out
+
+
+def time_forward(model, batch, capture: bool, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with torch.no_grad():
+            if capture:
+                with capturing(model):
+                    model.bert(**batch)
+            else:
+                model.bert(**batch, output_attentions=True)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mb_of_probe(series: Path, n: int, work: Path) -> float:
+    """Peak RSS (MB) of a fresh process probing the first n checkpoints with capture."""
+    code = (
+        "import resource, sys; from probekit.probe import probe; from probekit.checkpoints import resolve_checkpoints\n"
+        f"refs = [r.location for r in resolve_checkpoints({str(series)!r})][:{n}]\n"
+        f"probe(refs, out={str(work / f'mem{n}')!r}, sentences='default', control=False, progress=False,"
+        " say=lambda *_: None)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="local/bench_capture")
+    parser.add_argument("--sentences", type=int, default=64, help="batch size for the speed test")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--corpus", default=None)
+    parser.add_argument("--tokenizer", default=None)
+    args = parser.parse_args()
+    work = Path(args.work)
+    series = make_series(work / "series", 20, args.corpus, args.tokenizer)
+    model, tok = load_checkpoint(str(series / "checkpoint-19"))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    sentences = (read_sentences(DEFAULT_SENTENCES) * args.sentences)[: args.sentences]
+    batch, _, _ = encode_sentences(tok, sentences, model.config.max_position_embeddings)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    for capture in (False, True):
+        time_forward(model, batch, capture, 3)
+    plain = time_forward(model, batch, False, args.repeats)
+    hooked = time_forward(model, batch, True, args.repeats)
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"== bench_capture on {where} ==")
+    print(f"forward, output_attentions=True  {plain * 1e3:8.2f} ms (median of {args.repeats}, {len(sentences)} sentences)")
+    print(f"forward, capturing Q/K/V/attn/z  {hooked * 1e3:8.2f} ms")
+    print(f"speed ratio: {hooked / plain:.2f}x (target <= 1.3x)")
+    few, many = peak_rss_mb_of_probe(series, 5, work), peak_rss_mb_of_probe(series, 20, work)
+    size_mb = (series / "checkpoint-19" / "model.safetensors").stat().st_size / 2**20
+    print(f"peak RSS capturing  5 checkpoints: {few:7.0f} MB")
+    print(f"peak RSS capturing 20 checkpoints: {many:7.0f} MB (one checkpoint's weights: {size_mb:.0f} MB)")
+    print(f"memory ratio 20/5: {many / few:.2f}x (15 more models held would add {15 * size_mb:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()

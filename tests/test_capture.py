@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from probekit import ProbekitError
+from probekit.capture import Capture, capture, capturing, hook_name, read_sentences
+from probekit.checkpoints import load_checkpoint
+
+SENTENCES = ["the capital of italy is rome.", "rome is the capital of [MASK].",
+             ("paris is a city in france.", "the king of the people."), "a"]
+
+
+@pytest.fixture(scope="module")
+def captured(tiny_series):
+    model, tok = load_checkpoint(str(tiny_series / "checkpoint-8"))
+    return model, tok, capture(model, SENTENCES, tok)
+
+
+def test_names_shapes_and_tokens(captured):
+    model, tok, cap = captured
+    c = model.config
+    d_head = c.hidden_size // c.num_attention_heads
+    width = cap.attention_mask.shape[1]
+    for layer in range(c.num_hidden_layers):
+        assert cap[hook_name(layer, "hook_resid_pre")].shape == (4, width, c.hidden_size)
+        for h in ("q", "k", "v"):
+            assert cap[hook_name(layer, f"attn.hook_{h}")].shape == (4, c.num_attention_heads, width, d_head)
+        assert cap[hook_name(layer, "attn.hook_pattern")].shape == (4, c.num_attention_heads, width, width)
+        assert cap[hook_name(layer, "attn.hook_z")].shape == (4, width, c.hidden_size)
+    assert cap.tokens[0] == ["[CLS]", "the", "capital", "of", "italy", "is", "rome", ".", "[SEP]"]
+    assert cap.tokens[2].count("[SEP]") == 2 and cap.tokens[3] == ["[CLS]", "a", "[SEP]"]
+
+
+def test_q_k_v_are_the_projections_of_the_layer_input(captured):
+    model, _, cap = captured
+    for layer, block in enumerate(model.bert.encoder.layer):
+        x = cap[hook_name(layer, "hook_resid_pre")]
+        q = block.attention.self.query(x).view(*x.shape[:2], cap.n_heads, -1).transpose(1, 2)
+        assert torch.allclose(q, cap[hook_name(layer, "attn.hook_q")], atol=1e-6)
+
+
+def test_attention_is_softmax_of_scaled_qk_plus_mask_on_every_layer(captured):
+    _, _, cap = captured
+    additive = (1.0 - cap.attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+    for layer in range(cap.n_layers):
+        q, k = cap[hook_name(layer, "attn.hook_q")], cap[hook_name(layer, "attn.hook_k")]
+        recomputed = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5 + additive, dim=-1)
+        assert (recomputed - cap.pattern(layer)).abs().max() <= 1e-5
+
+
+def test_attention_times_v_concatenated_is_the_attention_output_on_every_layer(captured):
+    _, _, cap = captured
+    for layer in range(cap.n_layers):
+        z = cap.pattern(layer) @ cap[hook_name(layer, "attn.hook_v")]
+        concatenated = z.transpose(1, 2).reshape(*z.shape[:1], z.shape[2], -1)
+        assert (concatenated - cap[hook_name(layer, "attn.hook_z")]).abs().max() <= 1e-5
+
+
+def test_hooks_are_removed_and_sdpa_restored(tiny_series):
+    model, tok = load_checkpoint(str(tiny_series / "checkpoint-8"), attn_implementation="sdpa")
+    modules = list(model.modules())
+    with pytest.raises(RuntimeError):
+        with capturing(model) as store:
+            assert model.config._attn_implementation == "eager"
+            model.bert(**tok(["the king"], return_tensors="pt"))
+            assert store[hook_name(1, "attn.hook_pattern")] is not None
+            raise RuntimeError("interrupted")
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in modules)
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_save_and_load_round_trip(captured, tmp_path):
+    _, _, cap = captured
+    back = Capture.load(cap.save(tmp_path / "c.safetensors", torch.float16))
+    assert back.tokens == cap.tokens and back.names() == cap.names()
+    assert torch.allclose(back.pattern(1), cap.pattern(1), atol=1e-3)
+
+
+def test_long_sentences_are_truncated_and_said(captured):
+    model, tok, _ = captured
+    said = []
+    cap = capture(model, ["the king " * 40], tok, say=said.append)
+    assert cap.attention_mask.shape[1] == model.config.max_position_embeddings
+    assert said == ["1 of 1 sentences longer than 64 tokens were truncated"]
+
+
+def test_bad_inputs_are_one_line(captured, tmp_path):
+    model, tok, _ = captured
+    with pytest.raises(ProbekitError, match="no sentences to capture"):
+        capture(model, [], tok)
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ProbekitError, match="empty.txt: no sentences"):
+        read_sentences(tmp_path / "empty.txt")
+    (tmp_path / "pairs.txt").write_text("first\tsecond\nalone\n")
+    assert read_sentences(tmp_path / "pairs.txt") == [("first", "second"), "alone"]

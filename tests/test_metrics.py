@@ -1,0 +1,72 @@
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from probekit.capture import Capture, hook_name
+from probekit.metrics import head_metrics
+
+TOKENS = [["[CLS]", "rome", ",", "italy", "[SEP]"], ["[CLS]", "paris", "[SEP]"]]
+MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+
+
+def made_capture(kind: str, n_layers: int = 1, n_heads: int = 2) -> Capture:
+    """Patterns with known metrics: 'prev' (attend to the token before; [CLS] to itself), 'uniform', 'next'."""
+    width = MASK.shape[1]
+    pattern = torch.zeros(2, n_heads, width, width)
+    for b, length in enumerate(MASK.sum(1).tolist()):
+        for q in range(length):
+            if kind == "uniform":
+                pattern[b, :, q, :length] = 1 / length
+            elif kind == "prev":
+                pattern[b, :, q, max(q - 1, 0)] = 1
+            else:
+                pattern[b, :, q, min(q + 1, length - 1)] = 1
+    tensors = {}
+    for layer in range(n_layers):
+        tensors[hook_name(layer, "attn.hook_pattern")] = pattern
+        for h in ("q", "k", "v"):
+            tensors[hook_name(layer, f"attn.hook_{h}")] = torch.full((2, n_heads, width, 4), 0.5)
+    return Capture(tensors, TOKENS, MASK, n_layers, n_heads)
+
+
+def metric(table: pd.DataFrame, name: str, checkpoint: str = "a") -> pd.Series:
+    return table[(table.metric == name) & (table.checkpoint == checkpoint)].value
+
+
+def test_uniform_heads():
+    table = head_metrics([("a", 0, made_capture("uniform"))])
+    # 5 real queries see 5 keys, 3 real queries see 3: one [CLS] each
+    assert metric(table, "attn_cls").tolist() == pytest.approx([(5 / 5 + 3 / 3) / 8] * 2)
+    assert metric(table, "entropy_ratio").tolist() == pytest.approx([1.0, 1.0])
+    assert metric(table, "entropy").tolist() == pytest.approx([(5 * math.log2(5) + 3 * math.log2(3)) / 8] * 2)
+    assert metric(table, "attn_punct").tolist() == pytest.approx([(5 * 0.2) / 8] * 2)
+    assert metric(table, "q_norm").tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_previous_token_heads_and_padding_ignored():
+    table = head_metrics([("a", 0, made_capture("prev"))])
+    assert metric(table, "attn_prev").tolist() == pytest.approx([1.0, 1.0])
+    assert metric(table, "attn_next").tolist() == pytest.approx([0.0, 0.0])
+    assert metric(table, "attn_self").tolist() == pytest.approx([2 / 8] * 2)  # the two [CLS] rows
+    assert metric(table, "entropy").tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+def test_drift_between_checkpoints():
+    series = [("a", 0, made_capture("prev")), ("b", 10, made_capture("prev")), ("c", 20, made_capture("next"))]
+    table = head_metrics(series)
+    assert metric(table, "js_prev", "a").isna().all()
+    assert metric(table, "js_prev", "b").tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+    # "prev" and "next" put all weight on different tokens in every row: 1 bit apart
+    assert metric(table, "js_prev", "c").tolist() == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert metric(table, "js_final", "a").tolist() == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert metric(table, "js_final", "c").tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+def test_table_is_tidy():
+    table = head_metrics([("a", 0, made_capture("uniform", n_layers=2, n_heads=3)),
+                          ("b", 5, made_capture("prev", n_layers=2, n_heads=3))])
+    assert list(table.columns) == ["checkpoint", "step", "layer", "head", "metric", "value"]
+    assert len(table) == 2 * 2 * 3 * 13
+    assert not table.duplicated(["checkpoint", "layer", "head", "metric"]).any()
