@@ -211,3 +211,41 @@ def decoder_tie_message(model: torch.nn.Module) -> str:
 
 def _short(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:100]}" if str(exc) else exc.__class__.__name__
+
+
+class Series:
+    """A training series opened once and indexed by step: `series[600]`, `series.steps`, `series.load(600)`."""
+
+    def __init__(self, specs: list[str] | str):
+        self.refs = resolve_checkpoints(specs)
+
+    @property
+    def steps(self) -> list[int | None]:
+        return [r.step for r in self.refs]
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __iter__(self):
+        return iter(self.refs)
+
+    def __getitem__(self, step: int) -> CheckpointRef:
+        """The checkpoint written at `step` (negative numbers count from the end, like a list)."""
+        by_step = {r.step: r for r in self.refs}
+        if step in by_step:
+            return by_step[step]
+        if step < 0 and -step <= len(self.refs):
+            return self.refs[step]
+        raise KeyError(f"no checkpoint at step {step}; steps: {self.steps}")
+
+    def load(self, step: int, **kwargs):
+        """(model, tokenizer) of the checkpoint at `step`."""
+        return load_checkpoint(self[step], **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Series({len(self)} checkpoints, steps {self.steps})"
+
+
+def open_series(specs: list[str] | str) -> Series:
+    """Open a checkpoint series (paths, a glob such as 'local/my_bert/*', or a parent folder)."""
+    return Series(specs)

@@ -87,6 +87,9 @@ def train(preset, output, corpus, tokenizer, nsp, **overrides):
                    "a tab in a .txt line makes an A/B pair) into OUT/attention/, and head metrics into "
                    "OUT/heads.parquet.")
 @click.option("--half", is_flag=True, help="Store captured tensors as float16.")
+@click.option("--lens", is_flag=True, help="Logit lens: read the MLM head at every layer (OUT/lens.parquet).")
+@click.option("--ablate", is_flag=True,
+              help="Head ablation: zero each head in turn and rescore all prompts (OUT/ablation.parquet).")
 @one_line_errors
 def probe(paths, checkpoints, benchmarks, out, **options):
     """Score every benchmark prompt on every checkpoint; write tidy tables to OUT.
@@ -108,15 +111,50 @@ def probe(paths, checkpoints, benchmarks, out, **options):
 
 
 @main.command()
+@click.argument("results", default="local/probe")
+@click.option("--site", default="local/site", help="Folder for the MkDocs project; the built site goes to SITE/build.")
+@click.option("--serve", is_flag=True, help="Serve the site on localhost after building it.")
+@one_line_errors
+def report(results, site, serve):
+    """Build a MkDocs site of a RESULTS folder written by `probekit probe` (no models needed)."""
+    from probekit.report import build_report
+
+    build_report(results, site, serve=serve, say=click.echo)
+
+
+@main.command()
+@click.argument("results")
+@click.argument("a")
+@click.argument("b")
+@one_line_errors
+def diff(results, a, b):
+    """Compare checkpoints A and B of a probed RESULTS folder: changed answers, heads, weights."""
+    from probekit.diff import diff_checkpoints
+
+    d = diff_checkpoints(results, a, b)
+    click.echo(f"{len(d.changed_prompts)} prompts changed their top-1 answer from {a} to {b}")
+    if len(d.changed_prompts):
+        click.echo(d.changed_prompts.head(15).to_string(index=False))
+    if len(d.heads):
+        click.echo("\nheads whose attention changed most (Jensen–Shannon, bits):")
+        click.echo(d.heads.head(8).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if len(d.weights):
+        click.echo("\nweight distance per block:")
+        click.echo(d.weights.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+@main.command()
 @click.option("--out", default="local/demo", help="Folder for the checkpoints and everything made from them.")
 @click.option("--max-steps", type=int, default=None,
-              help="Training steps.  [default: 600 on CPU, 6000 on a GPU]")
+              help="Training steps.  [default: 8000 on CPU, 40000 on a GPU]")
+@click.option("--corpus", default="wiki-leads+facts:0.7", help="As for `probekit train`.")
 @one_line_errors
-def demo(out, max_steps):
-    """The whole job on the embedded default corpus, offline: train the tiny BERT (rerun to resume)."""
+def demo(out, max_steps, corpus):
+    """The whole job offline: train on the embedded corpus, probe every checkpoint, build the site."""
     from probekit.demo import demo as run_demo
 
-    run_demo(out, max_steps=max_steps, say=click.echo)
+    result = run_demo(out, max_steps=max_steps, corpus=corpus, say=click.echo)
+    click.echo(f"\nopen {result.site.resolve()}")
 
 
 if __name__ == "__main__":

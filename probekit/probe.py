@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +30,9 @@ from probekit.checkpoints import (
     resolve_checkpoints,
 )
 from probekit.errors import ProbekitError
+from probekit.facts import FactRecord, fact_groups
 from probekit.metrics import head_metrics
-from probekit.store import cache_file, manifest, read_cached, write_cached, write_results
+from probekit.store import cache_file, manifest, read_cached, write_cached, write_results, write_training_log
 from probekit.vocab import load_tokenizer
 
 PREDICTION_COLUMNS = ["benchmark", "relation", "template", "subject", "answer", "prompt", "n_pieces",
@@ -50,8 +51,12 @@ def encode_prompts(prompts: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, ma
 
 @torch.inference_mode()
 def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_k: int = 10,
-                  batch_size: int = 128) -> pd.DataFrame:
-    """Rank, probability and top-k of each prompt's gold answer; the decoder runs only at [MASK] positions."""
+                  batch_size: int = 128, layer: int | None = None) -> pd.DataFrame:
+    """Rank, probability and top-k of each prompt's gold answer; the decoder runs only at [MASK] positions.
+
+    With `layer`, the MLM head reads that layer's hidden state instead of the last one (0 = the embeddings):
+    the logit lens.
+    """
     device = next(model.parameters()).device
     ids, pieces = encoded["input_ids"], encoded["pieces"]
     order = np.argsort([len(x) for x in ids], kind="stable")
@@ -62,7 +67,8 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
     for start in range(0, n, batch_size):
         batch = order[start:start + batch_size]
         input_ids, attention = _pad([ids[i] for i in batch], tokenizer.pad_token_id, device)
-        hidden = model.bert(input_ids=input_ids, attention_mask=attention).last_hidden_state
+        out = model.bert(input_ids=input_ids, attention_mask=attention, output_hidden_states=layer is not None)
+        hidden = out.last_hidden_state if layer is None else out.hidden_states[layer]
         is_mask = input_ids == tokenizer.mask_token_id
         logits = model.cls.predictions(hidden[is_mask]).float()  # one row per [MASK], prompt by prompt
         top = logits.topk(top_k)
@@ -127,7 +133,7 @@ def _with_prompts(prompts: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
 
 def relation_scores(predictions: pd.DataFrame) -> pd.DataFrame:
     """One row per checkpoint × benchmark × relation: P@1, P@10, MRR and n (LAMA), plus multi-piece counts."""
-    keys = ["checkpoint", "step", "benchmark", "relation"]
+    keys = ["checkpoint", "step", "benchmark", "relation", "group"]
     scorable = predictions.dropna(subset=["gold_rank"])
     grouped = scorable.groupby(keys, sort=False, dropna=False)
     scores = grouped.agg(
@@ -155,15 +161,17 @@ class ProbeResult:
     checkpoints: pd.DataFrame
     manifest: dict
     heads: pd.DataFrame | None = None
+    lens: pd.DataFrame | None = None
+    ablation: pd.DataFrame | None = None
 
     @property
     def skipped(self) -> pd.DataFrame:
         return self.checkpoints[self.checkpoints["status"] == "skipped"]
 
     def summary(self, metric: str = "p_at_1") -> pd.DataFrame:
-        """`metric` per checkpoint (rows, in training order) × relation (columns)."""
-        table = self.scores.pivot_table(index=["step", "checkpoint"], columns="relation", values=metric,
-                                        sort=False)
+        """`metric` per checkpoint (rows, in training order) × relation (columns; by fact group if injected)."""
+        columns = ["group", "relation"] if self.scores["group"].nunique() > 1 else "relation"
+        table = self.scores.pivot_table(index=["step", "checkpoint"], columns=columns, values=metric, sort=False)
         return table.sort_index(level="step")
 
 
@@ -179,6 +187,8 @@ def probe(
     device: str | None = None,
     sentences: str | Path | list | None = None,
     half: bool = False,
+    lens: bool = False,
+    ablate: bool = False,
     say=print,
     progress: bool = True,
 ) -> ProbeResult:
@@ -189,16 +199,20 @@ def probe(
     what is new. `control` adds a random-initialisation row when the series has no step 0.
     With `sentences` (a file, a list, or "default" for the shipped set), every checkpoint's Q/K/V and
     attention on them is captured (to `out/attention/NAME.safetensors`, float16 with `half`) and
-    summarised per head in `heads`.
+    summarised per head in `heads`. `lens` adds the logit lens (`lens.parquet`: the MLM head read at every
+    layer), `ablate` head ablation (`ablation.parquet`: each head zeroed in turn, one batched pass per head).
     """
     refs = resolve_checkpoints(checkpoints)
     benches = [load_benchmark(b) for b in benchmarks]
     for problem in (p for b in benches for p in b.problems):
         say(problem)
+    facts = _fact_record(refs)
+    for bench in benches:
+        bench.groups = fact_groups(bench.prompts, facts)
     prober = _Prober(benches, load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer,
                      allow_pickle, top_k, batch_size,
                      torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
-                     Path(out) if out is not None else None, _sentences(sentences), half, say)
+                     Path(out) if out is not None else None, _sentences(sentences), half, say, lens, ablate)
     frames, records, seen = [], [], {}
     for ref in tqdm(refs, desc="probing", unit="checkpoint", disable=not progress):
         record = {"checkpoint": ref.name, "path": ref.location, "step": ref.step, "fingerprint": None,
@@ -224,17 +238,32 @@ def probe(
     table = pd.DataFrame(records).astype({"step": "Int64"})
     predictions = pd.concat(frames, ignore_index=True) if frames else _empty_predictions()
     predictions = predictions.sort_values("step", kind="stable").reset_index(drop=True)
+    predictions["group"] = fact_groups(predictions, facts)
     info = manifest(benchmarks={b.name: {"source": str(b.source), "sha256": b.sha256, "prompts": len(b.prompts),
                                          "malformed_rows": len(b.problems)} for b in benches},
                     top_k=top_k, device=str(prober.device), checkpoints=len(refs),
-                    skipped=int((table.status == "skipped").sum()))
+                    skipped=int((table.status == "skipped").sum()), facts=asdict(facts) if facts else None)
     heads = head_metrics(prober.captured()) if prober.sentences else None
     if prober.sentences:
         info["sentences"] = {"count": len(prober.sentences), "sha256": prober.sentences_sha}
-    result = ProbeResult(predictions, relation_scores(predictions), table, info, heads)
+    result = ProbeResult(predictions, relation_scores(predictions), table, info, heads,
+                         _concat(prober.extra["lens"]) if lens else None,
+                         _concat(prober.extra["ablation"]) if ablate else None)
     if out is not None:
-        write_results(Path(out), result.predictions, result.scores, table, info, heads)
+        write_results(Path(out), result.predictions, result.scores, table, info, heads,
+                      {"lens": result.lens, "ablation": result.ablation})
+        states = [Path(r.location) / "trainer_state.json" for r in refs if r.is_local]
+        if states := [s for s in states if s.is_file()]:
+            write_training_log(Path(out), states[-1])
     return result
+
+
+def _fact_record(refs: list[CheckpointRef]) -> FactRecord | None:
+    """The fact-injection record written beside the series by `probekit train`, if any."""
+    for folder in dict.fromkeys(Path(r.location).parent for r in refs if r.is_local):
+        if (record := FactRecord.load(folder)) is not None:
+            return record
+    return None
 
 
 def _sentences(spec) -> list | None:
@@ -259,6 +288,9 @@ class _Prober:
     sentences: list | None = None
     half: bool = False
     say: object = print
+    lens: bool = False
+    ablate: bool = False
+    extra: dict = field(default_factory=lambda: {"lens": [], "ablation": []})
     tokenizers: dict = field(default_factory=dict)
     captures: list = field(default_factory=list)
     encodings: dict = field(default_factory=dict)
@@ -274,6 +306,7 @@ class _Prober:
         record["fingerprint"] = fingerprint(weights)
         if self.sentences:
             model = self.capture(ref, record["fingerprint"], model, weights)
+        model = self.inspect(ref, record["fingerprint"], model, weights)
         if record["fingerprint"] in self.by_fingerprint:
             return [f.assign(checkpoint=ref.name, step=ref.step) for f in self.by_fingerprint[record["fingerprint"]]]
         frames = []
@@ -289,6 +322,32 @@ class _Prober:
             frames.append(frame.assign(checkpoint=ref.name, step=ref.step, fingerprint=record["fingerprint"]))
         self.by_fingerprint[record["fingerprint"]] = frames
         return frames
+
+    def inspect(self, ref: CheckpointRef, fp: str, model, weights):
+        """Logit lens and head ablation for this checkpoint (cached like predictions); returns the model."""
+        from probekit.interventions import ablation_scores, logit_lens
+
+        for kind, wanted, run in (("lens", self.lens, logit_lens), ("ablation", self.ablate, ablation_scores)):
+            if not wanted:
+                continue
+            for bench in self.benches:
+                path = cache_file(self.out, fp, bench.sha256, kind) if self.out else None
+                frame = read_cached(path)
+                if frame is None:
+                    tok = self.tokenizer_for(ref)
+                    if model is None:
+                        model, _ = load_checkpoint(ref, tok, self.allow_pickle, "sdpa", weights=weights)
+                    prompts = bench.prompts.assign(group=bench.groups)
+                    frame = run(model.to(self.device), tok, self._encoded(model, tok, bench), prompts, self.batch_size)
+                    write_cached(path, frame)
+                self.extra[kind].append(frame.assign(checkpoint=ref.name, step=ref.step))
+        return model
+
+    def _encoded(self, model, tok, bench) -> dict:
+        key = (id(tok), bench.sha256, model.config.max_position_embeddings)
+        if key not in self.encodings:
+            self.encodings[key] = encode_prompts(bench.prompts, tok, model.config.max_position_embeddings)
+        return self.encodings[key]
 
     @property
     def sentences_sha(self) -> str:
@@ -333,10 +392,7 @@ class _Prober:
         return self.tokenizers[key]
 
     def score(self, model, tok: PreTrainedTokenizerBase, bench) -> pd.DataFrame:
-        key = (id(tok), bench.sha256, model.config.max_position_embeddings)
-        if key not in self.encodings:
-            self.encodings[key] = encode_prompts(bench.prompts, tok, model.config.max_position_embeddings)
-        scored = score_encoded(model, tok, self.encodings[key], self.top_k, self.batch_size)
+        scored = score_encoded(model, tok, self._encoded(model, tok, bench), self.top_k, self.batch_size)
         return _with_prompts(bench.prompts, scored)
 
 
@@ -360,6 +416,10 @@ def _tokenizer_files_digest(ref: CheckpointRef) -> str:
         path = Path(ref.location) / name
         digest.update(path.read_bytes() if path.is_file() else b"-")
     return digest.hexdigest()
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def _empty_predictions() -> pd.DataFrame:

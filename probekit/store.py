@@ -5,7 +5,10 @@ Layout of a results folder (what `probekit probe` writes and `probekit report` r
   scores.csv            one row per checkpoint × benchmark × relation
   checkpoints.csv       one row per checkpoint: path, step, fingerprint, status, duplicate_of, error
   manifest.json         versions, benchmark hashes, the command
+  training.csv          the training log (loss, held-out loss) of the series, when it has one
   heads.parquet         one row per checkpoint × layer × head × metric (with captured sentences)
+  lens.parquet          one row per checkpoint × prompt × layer: the logit lens (with --lens)
+  ablation.parquet      one row per checkpoint × head × relation × group: head ablation (with --ablate)
   attention/NAME.safetensors   captured Q/K/V/attention per checkpoint (with captured sentences)
   cache/                per (fingerprint, benchmark hash, settings) predictions, reused by reruns
 """
@@ -22,6 +25,7 @@ import pandas as pd
 
 PREDICTIONS, SCORES, CHECKPOINTS, MANIFEST = "predictions.parquet", "scores.csv", "checkpoints.csv", "manifest.json"
 HEADS = "heads.parquet"
+TRAINING = "training.csv"
 
 
 def cache_file(out: Path, fingerprint: str, benchmark_sha: str, settings: str) -> Path:
@@ -61,9 +65,15 @@ def manifest(**fields) -> dict:
             "command": " ".join(sys.argv), **fields}
 
 
+OPTIONAL = {"heads": "heads.parquet", "lens": "lens.parquet", "ablation": "ablation.parquet"}
+
+
 def write_results(out: Path, predictions: pd.DataFrame, scores: pd.DataFrame, checkpoints: pd.DataFrame,
-                  manifest_: dict, heads: pd.DataFrame | None = None) -> None:
+                  manifest_: dict, heads: pd.DataFrame | None = None, extra: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    for name, frame in (extra or {}).items():
+        if frame is not None:
+            frame.to_parquet(out / OPTIONAL[name], index=False)
     if heads is not None:
         heads.to_parquet(out / HEADS, index=False)
     predictions.to_parquet(out / PREDICTIONS, index=False)
@@ -72,11 +82,23 @@ def write_results(out: Path, predictions: pd.DataFrame, scores: pd.DataFrame, ch
     (out / MANIFEST).write_text(json.dumps(manifest_, indent=2, default=str))
 
 
+def write_training_log(out: Path, trainer_state: Path) -> None:
+    """The series' training log as a tidy table: one row per logged step."""
+    history = json.loads(trainer_state.read_text()).get("log_history", [])
+    rows = [{k: v for k, v in h.items() if k in ("step", "loss", "eval_loss", "learning_rate", "epoch")}
+            for h in history if "loss" in h or "eval_loss" in h]
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["step", "loss", "eval_loss", "learning_rate", "epoch"]).to_csv(out / TRAINING, index=False)
+
+
 def read_results(out: str | Path) -> dict:
     """The tables of a results folder as DataFrames (and the manifest as a dict)."""
     out = Path(out)
     tables = {"predictions": pd.read_parquet(out / PREDICTIONS), "scores": pd.read_csv(out / SCORES),
               "checkpoints": pd.read_csv(out / CHECKPOINTS), "manifest": json.loads((out / MANIFEST).read_text())}
-    if (out / HEADS).is_file():
-        tables["heads"] = pd.read_parquet(out / HEADS)
+    for name, file in OPTIONAL.items():
+        if (out / file).is_file():
+            tables[name] = pd.read_parquet(out / file)
+    if (out / TRAINING).is_file():
+        tables["training"] = pd.read_csv(out / TRAINING)
     return tables

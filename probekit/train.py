@@ -37,12 +37,14 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from probekit import __version__
 from probekit.checkpoints import decoder_tie_message
-from probekit.corpus import load_corpus, split_heldout
+from probekit.corpus import DEFAULT_CORPUS, load_training_corpus
 from probekit.errors import ProbekitError
+from probekit.facts import table_names
 from probekit.presets import DEFAULT, Recipe
-from probekit.vocab import load_tokenizer
+from probekit.vocab import load_tokenizer, train_wordpiece, wordpiece_size
 
 RUN_FILE = "probekit_run.json"
+NAME_REPEATS = 50
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 EVAL_BLOCKS = 64
 
@@ -365,13 +367,12 @@ def train(
     Running the same call again resumes from the last good checkpoint.
     """
     output = Path(output)
-    tok = tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer)
+    train_docs, eval_docs, facts = load_training_corpus(corpus, recipe.seed)
+    tok = _tokenizer(tokenizer, train_docs + (NAME_REPEATS * table_names() if facts else []), output)
     config = BertConfig(**recipe.model_config(len(tok)), pad_token_id=tok.pad_token_id)
     identity = {k: getattr(config, k) for k in IDENTITY_FIELDS}
     identity["architecture"] = "BertForPreTraining" if recipe.nsp else "BertForMaskedLM"
     check_output_is_ours(output, identity)
-
-    train_docs, eval_docs = split_heldout(load_corpus(corpus))
     dataset = build_dataset(tok, train_docs, recipe)
     eval_set = fixed_mask_eval_set(tok, eval_docs, recipe.block_size) if _fills_a_block(tok, eval_docs, recipe) else None
 
@@ -390,6 +391,10 @@ def train(
     if trainer.is_world_process_zero():
         output.mkdir(parents=True, exist_ok=True)
         _write_run_file(output, recipe, corpus, tokenizer, identity, tok, len(dataset), max_steps)
+        if facts is not None:
+            facts.save(output)
+            say(f"fact injection: {len(facts.injected)} countries written into the corpus ({facts.repeats}x "
+                f"{sum(map(len, facts.templates.values()))} paraphrases), {len(facts.held_back)} held back")
         if resume is None:
             save_initial_checkpoint(output, model, tok, max_steps)
     if resume is not None:
@@ -403,6 +408,19 @@ def train(
     checkpoints = [p for _, p in checkpoint_dirs(output)]
     say(f"{len(checkpoints)} checkpoints in {output}")
     return TrainResult(output, checkpoints, resume)
+
+
+def _tokenizer(spec, train_docs: list[str], output: Path) -> PreTrainedTokenizerBase:
+    """The run's tokenizer; a `wordpiece:N` one is trained on the corpus once and reused on resume."""
+    if isinstance(spec, PreTrainedTokenizerBase):
+        return spec
+    size = wordpiece_size(spec)
+    if size is None:
+        return load_tokenizer(spec)
+    existing = [p for _, p in checkpoint_dirs(output) if (p / "tokenizer.json").is_file()]
+    if existing:
+        return load_tokenizer(str(existing[-1]))
+    return train_wordpiece(train_docs, size)
 
 
 def training_arguments(output: Path, recipe: Recipe, n_examples: int) -> TrainingArguments:
@@ -493,7 +511,7 @@ def _write_run_file(output: Path, recipe: Recipe, corpus, tokenizer, identity: d
         "probekit": __version__,
         "identity": identity,
         "recipe": recipe.to_dict(),
-        "corpus": corpus or "wiki-leads",
+        "corpus": corpus or DEFAULT_CORPUS,
         "tokenizer": tokenizer if isinstance(tokenizer, (str, type(None))) else tok.name_or_path,
         "vocab_fingerprint": vocab_fingerprint(tok),
         "train_examples": n_examples,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
@@ -74,3 +75,44 @@ def load_tokenizer(spec: str | None = None) -> PreTrainedTokenizerBase:
         raise ProbekitError(
             f"tokenizer {spec!r}: not a local path, and the HF hub could not provide it ({exc.__class__.__name__})"
         ) from exc
+
+
+WORDPIECE = "wordpiece:"
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def train_wordpiece(docs: list[str], vocab_size: int) -> PreTrainedTokenizerBase:
+    """An uncased BERT WordPiece vocabulary built from `docs`: every character (alone and as `##` suffix),
+    then the most frequent words, ties broken alphabetically.
+
+    Built by counting rather than with `tokenizers`' trainer, whose choice among equally frequent merges
+    changes from run to run: the same corpus gives the same vocabulary and token ids every time.
+    """
+    if vocab_size < 100:
+        raise ProbekitError(f"{WORDPIECE}{vocab_size}: a vocabulary needs at least 100 tokens")
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalize = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
+    split = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for doc in docs:
+        counts.update(word for word, _ in split.pre_tokenize_str(normalize.normalize_str(doc)))
+    chars = sorted({ch for word in counts for ch in word})
+    pieces = SPECIAL_TOKENS + chars + [f"##{ch}" for ch in chars]
+    if len(pieces) > vocab_size:
+        raise ProbekitError(f"{WORDPIECE}{vocab_size}: the corpus has {len(chars)} distinct characters; "
+                            f"choose at least {len(pieces)}")
+    known = set(pieces)
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in known]
+    ordered = pieces + words[: vocab_size - len(pieces)]
+    return BertTokenizer(vocab={token: i for i, token in enumerate(ordered)}, do_lower_case=True)
+
+
+def wordpiece_size(spec: str | None) -> int | None:
+    """N for a `wordpiece:N` spec, else None."""
+    if not isinstance(spec, str) or not spec.startswith(WORDPIECE):
+        return None
+    try:
+        return int(spec[len(WORDPIECE):])
+    except ValueError:
+        raise ProbekitError(f"tokenizer {spec!r}: expected {WORDPIECE}N, e.g. {WORDPIECE}8192") from None

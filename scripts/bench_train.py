@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from probekit.corpus import load_corpus, split_heldout
+from probekit.corpus import load_training_corpus
 from probekit.presets import get_preset
 from probekit.train import build_dataset, fixed_mask_eval_set, masked_lm_loss, train
 from probekit.vocab import load_tokenizer
@@ -76,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=240, help="training budget per recipe")
     parser.add_argument("--eval-every", type=float, default=None, help="seconds between held-out scores")
-    parser.add_argument("--corpus", default=None, help="as `probekit train --corpus` [wiki-leads]")
+    parser.add_argument("--corpus", default="wiki-leads", help="as `probekit train --corpus` (prose only by default)")
     parser.add_argument("--tokenizer", default=None, help="as `probekit train --tokenizer` [bert-base-uncased]")
     parser.add_argument("--default-steps", type=int, default=None,
                         help="default preset's schedule length (sets warmup and decay); about what fits the budget")
@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     every = args.eval_every or max(args.seconds / 24, 2.0)
     tok = load_tokenizer(args.tokenizer)
-    train_docs, eval_docs = split_heldout(load_corpus(args.corpus))
+    train_docs, eval_docs, _ = load_training_corpus(args.corpus)
     eval_set = fixed_mask_eval_set(tok, eval_docs, 128)
     default_steps = args.default_steps or int(args.seconds * (3 if not torch.cuda.is_available() else 40))
     recipes = {"seed": get_preset("seed", epochs=args.seed_epochs),

@@ -1,3 +1,4 @@
+import importlib
 import shutil
 
 import pandas as pd
@@ -6,12 +7,13 @@ import torch
 from click.testing import CliRunner
 from transformers import pipeline
 
-import probekit.probe as probe_module
 from probekit.benchmarks import load_benchmark
 from probekit.checkpoints import load_checkpoint
 from probekit.cli import main
 from probekit.probe import probe, score_prompts
 from probekit.vocab import load_tokenizer
+
+probe_module = importlib.import_module("probekit.probe")  # the module, not the function `probekit.probe`
 
 
 def quiet(**kw):

@@ -170,3 +170,23 @@ def test_two_process_torchrun_on_cpu(tiny_dir, tmp_path):
     one_process_epoch = 6 * 4 / int(json.loads((out / "probekit_run.json").read_text())["train_examples"])
     assert state["epoch"] == pytest.approx(2 * one_process_epoch, rel=0.2)  # two ranks share the data
     assert BertForMaskedLM.from_pretrained(out / "checkpoint-6") is not None
+
+
+def test_fact_corpus_is_recorded_beside_the_checkpoints(tiny_dir, tiny_recipe, tmp_path):
+    from probekit.facts import FactRecord
+
+    result = train(tmp_path / "facts", tiny_recipe, corpus=str(tiny_dir / "corpus.txt") + "+facts",
+                   tokenizer=str(tiny_dir / "vocab.txt"), say=lambda *_: None)
+    record = FactRecord.load(result.output)
+    assert record is not None and record.injected and record.held_back and record.seed == tiny_recipe.seed
+    assert json.loads((result.output / "probekit_run.json").read_text())["corpus"].endswith("+facts")
+
+
+def test_wordpiece_run_reuses_its_tokenizer_on_resume(tiny_dir, tiny_recipe, tmp_path):
+    kwargs = dict(corpus=str(tiny_dir / "corpus.txt"), tokenizer="wordpiece:120", say=lambda *_: None)
+    first = train(tmp_path / "wp", tiny_recipe, **kwargs)
+    vocab = (first.output / "checkpoint-8" / "tokenizer.json").read_text()
+    (first.output / "checkpoint-8" / "optimizer.pt").unlink()
+    again = train(tmp_path / "wp", tiny_recipe, **kwargs)
+    assert again.resumed_from.name == "checkpoint-4"
+    assert (first.output / "checkpoint-8" / "tokenizer.json").read_text() == vocab

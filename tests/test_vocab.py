@@ -32,3 +32,23 @@ def test_tokenizer_folder_round_trips(tiny_dir, tmp_path):
 def test_missing_vocab_path_is_a_clear_error(tmp_path):
     with pytest.raises(ProbekitError, match="no such tokenizer file"):
         load_tokenizer(str(tmp_path / "nope" / "vocab.txt"))
+
+
+def test_trained_wordpiece_is_canonical_and_deterministic(tiny_dir):
+    from probekit.vocab import train_wordpiece
+
+    docs = (tiny_dir / "corpus.txt").read_text().splitlines() * 3
+    a, b = train_wordpiece(docs, 200), train_wordpiece(list(docs), 200)
+    assert a.get_vocab() == b.get_vocab()
+    assert a.tokenize("capital") == ["capital"]
+    assert a.tokenize("gniks") == ["g", "##n", "##i", "##k", "##s"]  # unseen word: spelled, not [UNK]
+    assert [a.convert_ids_to_tokens(i) for i in range(5)] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert a.unk_token_id not in a("the capital of italy is rome.")["input_ids"]
+
+
+def test_wordpiece_spec_is_checked():
+    from probekit.vocab import wordpiece_size
+
+    assert wordpiece_size("wordpiece:4096") == 4096 and wordpiece_size("bert-base-uncased") is None
+    with pytest.raises(ProbekitError, match="expected wordpiece:N"):
+        wordpiece_size("wordpiece:big")

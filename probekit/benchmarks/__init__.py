@@ -38,6 +38,8 @@ class Benchmark:
     source: Path
     prompts: pd.DataFrame
     problems: list[str] = field(default_factory=list)
+    groups: list[str] | None = None
+    """Fact group of each prompt (injected / held_back / all), set by the probe from the series' record."""
 
     sha256: str = ""
     """Hash of the prompts themselves (not the file's formatting): a cache key for results."""

@@ -1,0 +1,208 @@
+"""Figures from probekit's tidy tables and captured arrays: each function returns a matplotlib Figure.
+
+The report saves them as PNG and SVG; in a notebook they display as they are.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+if matplotlib.get_backend().lower() not in {"module://matplotlib_inline.backend_inline", "inline"}:
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from probekit.capture import Capture, hook_name  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
+
+
+def _step_axis(ax, steps) -> None:
+    """Training steps on a log axis that still shows step 0."""
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0, right=max(max(steps), 1) * 1.3)
+    ax.set_xlabel("training step")
+
+
+def loss_curve(log: pd.DataFrame) -> plt.Figure:
+    """Training loss and held-out MLM loss against step."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for column, label in (("loss", "training loss"), ("eval_loss", "held-out MLM loss")):
+        if column in log:
+            rows = log.dropna(subset=[column])
+            ax.plot(rows["step"], rows[column], marker="o" if column == "eval_loss" else None, ms=3, label=label)
+    _step_axis(ax, log["step"])
+    ax.set_ylabel("cross-entropy")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def score_curves(scores: pd.DataFrame, benchmark: str) -> plt.Figure:
+    """P@1, P@10 and MRR per relation against step; injected vs held-back facts side by side when recorded."""
+    data = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] != "random-init")]
+    control = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] == "random-init")]
+    groups = [g for g in ("injected", "held_back") if g in set(data["group"])] or sorted(set(data["group"]))
+    metrics = list(METRIC_LABELS)
+    fig, axes = plt.subplots(len(groups), len(metrics), figsize=(5 * len(metrics), 3.6 * len(groups)),
+                             squeeze=False, sharey="col")
+    palette = dict(zip(sorted(data["relation"].unique()), sns.color_palette("tab10")))
+    for r, group in enumerate(groups):
+        for c, metric in enumerate(metrics):
+            ax = axes[r][c]
+            rows = data[data["group"] == group]
+            sns.lineplot(rows, x="step", y=metric, hue="relation", palette=palette, marker="o", ms=4, ax=ax,
+                         legend=(r == 0 and c == len(metrics) - 1))
+            for relation, value in control[control["group"] == group].set_index("relation")[metric].items():
+                ax.axhline(value, color=palette.get(relation, "grey"), ls=":", lw=1)
+            _step_axis(ax, data["step"])
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_ylabel(METRIC_LABELS[metric])
+            ax.set_title(f"{METRIC_LABELS[metric]} — {group.replace('_', '-')} facts" if len(groups) > 1
+                         else METRIC_LABELS[metric])
+    if axes[0][-1].get_legend():
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig
+
+
+def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, max_prompts: int = 40) -> plt.Figure:
+    """Gold answer's rank for prompts (rows) × checkpoints (columns); darker = better."""
+    rows = predictions[(predictions["benchmark"] == benchmark) & (predictions["relation"] == relation)]
+    first_template = rows["template"].iloc[0]
+    rows = rows[rows["template"] == first_template]
+    order = rows.groupby("prompt")["gold_rank"].min().sort_values().index[:max_prompts]
+    table = rows[rows["prompt"].isin(order)].pivot_table(index="prompt", columns="step", values="gold_rank",
+                                                           aggfunc="min").reindex(order)
+    fig, ax = plt.subplots(figsize=(min(2 + 0.45 * table.shape[1], 16), 1.5 + 0.28 * len(table)))
+    sns.heatmap(np.log10(table), cmap="mako", ax=ax, cbar_kws={"label": "log10(gold rank)"},
+                yticklabels=[p if len(p) < 60 else p[:57] + "…" for p in table.index])
+    ax.set_xlabel("training step")
+    ax.set_ylabel("")
+    ax.set_title(f"{relation}: gold rank, template “{first_template}”")
+    fig.tight_layout()
+    return fig
+
+
+def known_facts(emergence: pd.DataFrame) -> plt.Figure:
+    """How many prompts are answered correctly (rank 1) and within the top 10, against step."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.lineplot(emergence, x="step", y="count", hue="group", style="criterion", marker="o", ms=4, ax=ax)
+    _step_axis(ax, emergence["step"])
+    ax.set_ylabel("prompts")
+    fig.tight_layout()
+    return fig
+
+
+def head_heatmaps(heads: pd.DataFrame, metrics: list[str], checkpoints: list[str]) -> plt.Figure:
+    """Layer × head heatmaps: one row per metric, one column per checkpoint."""
+    fig, axes = plt.subplots(len(metrics), len(checkpoints), squeeze=False,
+                             figsize=(2.2 + 2.3 * len(checkpoints), 1.2 + 1.9 * len(metrics)))
+    for r, metric in enumerate(metrics):
+        values = heads[heads["metric"] == metric]
+        vmin, vmax = values["value"].min(), values["value"].max()
+        for c, checkpoint in enumerate(checkpoints):
+            grid = values[values["checkpoint"] == checkpoint].pivot(index="layer", columns="head", values="value")
+            sns.heatmap(grid, ax=axes[r][c], vmin=vmin, vmax=vmax, cmap="viridis", annot=grid.size <= 16,
+                        fmt=".2f", cbar=c == len(checkpoints) - 1)
+            axes[r][c].set_title(f"{metric}\n{checkpoint}" if r == 0 else metric, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def head_trajectories(heads: pd.DataFrame, metrics: list[str]) -> plt.Figure:
+    """Each head's metric against step (one line per layer.head)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    data = heads.assign(head_id=[f"L{l}.H{h}" for l, h in zip(heads["layer"], heads["head"])])
+    for ax, metric in zip(axes[0], metrics):
+        sns.lineplot(data[data["metric"] == metric], x="step", y="value", hue="head_id", ax=ax, legend=False,
+                     marker=".")
+        _step_axis(ax, data["step"])
+        ax.set_title(metric)
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> plt.Figure:
+    """Every layer × head's attention for one sentence."""
+    length = int(cap.attention_mask[sentence].sum())
+    tokens = cap.tokens[sentence]
+    fig, axes = plt.subplots(cap.n_layers, cap.n_heads, squeeze=False,
+                             figsize=(2.6 * cap.n_heads + 1, 2.6 * cap.n_layers + 0.6))
+    for layer in range(cap.n_layers):
+        for head in range(cap.n_heads):
+            ax = axes[layer][head]
+            ax.imshow(cap.pattern(layer)[sentence, head, :length, :length].numpy(), cmap="Blues", vmin=0, vmax=1)
+            ax.set_title(f"layer {layer}, head {head}", fontsize=8)
+            _token_ticks(ax, tokens, length)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def qk_scores(cap: Capture, layer: int, sentence: int = 0) -> plt.Figure:
+    """For each head of one layer: the scaled Q·Kᵀ scores beside the attention they become."""
+    length = int(cap.attention_mask[sentence].sum())
+    tokens = cap.tokens[sentence]
+    q = cap[hook_name(layer, "attn.hook_q")][sentence, :, :length]
+    k = cap[hook_name(layer, "attn.hook_k")][sentence, :, :length]
+    scores = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).numpy()
+    fig, axes = plt.subplots(cap.n_heads, 2, figsize=(7.5, 3.4 * cap.n_heads), squeeze=False)
+    for head in range(cap.n_heads):
+        image = axes[head][0].imshow(scores[head], cmap="RdBu_r", vmin=-abs(scores[head]).max(),
+                                     vmax=abs(scores[head]).max())
+        fig.colorbar(image, ax=axes[head][0], fraction=0.046)
+        axes[head][0].set_title(f"head {head}: Q·Kᵀ/√d", fontsize=9)
+        axes[head][1].imshow(cap.pattern(layer)[sentence, head, :length, :length].numpy(), cmap="Blues",
+                             vmin=0, vmax=1)
+        axes[head][1].set_title(f"head {head}: attention", fontsize=9)
+        for ax in axes[head]:
+            _token_ticks(ax, tokens, length)
+    fig.suptitle(f"layer {layer}")
+    fig.tight_layout()
+    return fig
+
+
+def _token_ticks(ax, tokens: list[str], length: int) -> None:
+    ax.set_xticks(range(length), tokens[:length], rotation=90, fontsize=6)
+    ax.set_yticks(range(length), tokens[:length], fontsize=6)
+    ax.grid(False)
+
+
+def logit_lens(lens: pd.DataFrame, relation: str | None = None) -> plt.Figure:
+    """Share of prompts answered at rank 1 (and MRR) when the MLM head reads each layer, against step."""
+    rows = lens if relation is None else lens[lens["relation"] == relation]
+    rows = rows[rows["checkpoint"] != "random-init"]
+    table = rows.assign(hit=rows["gold_rank"] <= 1, rr=1.0 / rows["gold_rank"]).groupby(
+        ["step", "layer", "group"])[["hit", "rr"]].mean().reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, column, label in ((axes[0], "hit", "P@1"), (axes[1], "rr", "MRR")):
+        sns.lineplot(table, x="step", y=column, hue="layer", style="group", marker="o", ms=4, ax=ax,
+                     palette="viridis", legend=ax is axes[1])
+        _step_axis(ax, table["step"])
+        ax.set_ylabel(label)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
+    fig.suptitle("logit lens" + (f": {relation}" if relation else "") + " — layer 0 = embeddings")
+    fig.tight_layout()
+    return fig
+
+
+def ablation_effects(ablation: pd.DataFrame, checkpoint: str) -> plt.Figure:
+    """Change in mean gold log-probability per relation when each head is zeroed, at one checkpoint."""
+    rows = ablation[ablation["checkpoint"] == checkpoint]
+    rows = rows.assign(head_id=[f"L{l}.H{h}" for l, h in zip(rows["layer"], rows["head"])])
+    grid = rows.groupby(["relation", "head_id"])["delta_mean_gold_logprob"].mean().unstack()
+    fig, ax = plt.subplots(figsize=(1.6 + 0.7 * grid.shape[1], 1.2 + 0.45 * grid.shape[0]))
+    limit = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
+    sns.heatmap(grid, cmap="RdBu", vmin=-limit, vmax=limit, annot=grid.size <= 80, fmt=".2f", ax=ax,
+                cbar_kws={"label": "Δ mean gold log-prob"})
+    ax.set_title(f"head ablation at {checkpoint}: negative = the head helps")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig

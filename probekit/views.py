@@ -1,0 +1,159 @@
+"""Views of a checkpoint's attention: bertviz head/model views that draw offline, and probekit's Q·K view.
+
+bertviz's HTML loads require.js, d3 and jQuery from a CDN and shows a blank box without network. Here its
+own drawing code runs unchanged, but inside a scope where `require`/`requirejs` hand it local copies of
+jQuery and d3 (from the PyPI packages xstatic-jquery and mpld3), so a view draws in JupyterLab, classic
+Notebook, VS Code or a static page with no network. Tokens are user data: they reach the page only as
+escaped JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from html import escape
+from importlib import metadata
+from pathlib import Path
+
+from probekit.capture import Capture, capture
+from probekit.checkpoints import CheckpointRef
+from probekit.errors import ProbekitError
+
+LIBRARIES = {  # name → (PyPI distribution, file inside it)
+    "jquery": ("xstatic-jquery", "xstatic/pkg/jquery/data/jquery.min.js"),
+    "d3": ("mpld3", "mpld3/js/d3.v5.min.js"),
+}
+CDN_REQUIRE = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/require\.js/[^"]*"></script>')
+SCRIPT = re.compile(r'<script type="text/javascript">\n(.*)\n</script>', re.S)
+
+
+@lru_cache(maxsize=None)
+def library_source(name: str) -> str:
+    """The JavaScript source of jQuery or d3, read from the installed PyPI package."""
+    dist, rel = LIBRARIES[name]
+    try:
+        path = Path(metadata.distribution(dist).locate_file(rel))
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise ProbekitError(f"offline views need {dist}'s {rel}: pip install {dist}")
+    return path.read_text(encoding="utf-8")
+
+
+def library_scripts(asset_prefix: str | None = None) -> str:
+    """`<script>` tags that define `window.probekitLibs = {jquery, d3}` without touching the page's globals.
+
+    AMD/CommonJS loaders are hidden while the libraries run, so they work beside Jupyter's require.js.
+    With `asset_prefix`, the files are referenced (a static site serves them); otherwise inlined.
+    """
+    if asset_prefix is not None:
+        loads = "".join(f'<script src="{asset_prefix}{name}.js"></script>' for name in LIBRARIES)
+        return ('<script>window.probekitSaved = {$: window.$, jQuery: window.jQuery, d3: window.d3, '
+                'define: window.define}; window.define = undefined;</script>' + loads +
+                '<script>window.probekitLibs = {jquery: window.jQuery.noConflict(true), d3: window.d3}; '
+                'window.d3 = window.probekitSaved.d3; window.define = window.probekitSaved.define;</script>')
+    body = "\n".join(library_source(name) for name in LIBRARIES)
+    return ("<script>(function () { var saved = {d3: window.d3}; var define, module, exports;\n" + body +
+            "\nwindow.probekitLibs = {jquery: window.jQuery.noConflict(true), d3: window.d3}; "
+            "window.d3 = saved.d3; }).call(window);</script>")
+
+
+def offline(bertviz_html: str, asset_prefix: str | None = None, with_libraries: bool = True) -> str:
+    """bertviz's returned HTML made self-sufficient: no CDN, its script fed local jQuery and d3."""
+    html = CDN_REQUIRE.sub("", bertviz_html)
+    match = SCRIPT.search(html)
+    if match is None:
+        raise ProbekitError("unexpected bertviz HTML: no inline script found (bertviz version changed?)")
+    code = match.group(1).replace("</", "<\\/")  # user tokens must not close the script element
+    wrapped = ("<script>(function () { var libs = window.probekitLibs; "
+               "var require = {config: function () {}}; "
+               "var requirejs = function (deps, ready) { ready(libs.jquery, libs.d3); };\n"
+               + code + "\n})();</script>")
+    libraries = library_scripts(asset_prefix) if with_libraries else ""
+    return html[: match.start()] + libraries + wrapped + html[match.end():]
+
+
+def _as_capture(checkpoint, text, tokenizer=None) -> Capture:
+    """A Capture from a Capture, a path, a CheckpointRef, or a loaded model (with its tokenizer)."""
+    if isinstance(checkpoint, Capture):
+        return checkpoint
+    if text is None:
+        raise ProbekitError("give the text to look at: head_view(checkpoint, 'The capital of Italy is Rome.')")
+    if isinstance(checkpoint, CheckpointRef):
+        checkpoint = checkpoint.location
+    sentence = tuple(text) if isinstance(text, (tuple, list)) else text
+    return capture(checkpoint, [sentence], tokenizer, say=lambda *_: None)
+
+
+def _attention_for(cap: Capture, index: int = 0) -> tuple[list, list[str]]:
+    length = int(cap.attention_mask[index].sum())
+    attention = [cap.pattern(layer)[index: index + 1, :, :length, :length] for layer in range(cap.n_layers)]
+    return attention, cap.tokens[index]
+
+
+def head_view(checkpoint, text=None, layer: int | None = None, heads: list[int] | None = None,
+              html_action: str = "view", tokenizer=None, sentence: int = 0, asset_prefix: str | None = None):
+    """bertviz's head view of `text` (a sentence or an (A, B) pair) on a checkpoint (path, model or Capture)."""
+    from bertviz import head_view as bertviz_head_view
+
+    cap = _as_capture(checkpoint, text, tokenizer)
+    attention, tokens = _attention_for(cap, sentence)
+    sep = tokens.index("[SEP]") + 1 if tokens.count("[SEP]") > 1 else None
+    html = bertviz_head_view(attention, tokens, sentence_b_start=sep, layer=layer, heads=heads,
+                             html_action="return").data
+    return _deliver(offline(html, asset_prefix), html_action)
+
+
+def model_view(checkpoint, text=None, include_layers: list[int] | None = None,
+               include_heads: list[int] | None = None, html_action: str = "view", tokenizer=None,
+               sentence: int = 0, asset_prefix: str | None = None):
+    """bertviz's model view (every layer × head) of `text` on a checkpoint (path, model or Capture)."""
+    from bertviz import model_view as bertviz_model_view
+
+    cap = _as_capture(checkpoint, text, tokenizer)
+    attention, tokens = _attention_for(cap, sentence)
+    sep = tokens.index("[SEP]") + 1 if tokens.count("[SEP]") > 1 else None
+    html = bertviz_model_view(attention, tokens, sentence_b_start=sep, include_layers=include_layers,
+                              include_heads=include_heads, html_action="return").data
+    return _deliver(offline(html, asset_prefix), html_action)
+
+
+def compare_heads(checkpoints: dict | list, text, layer: int = 0, heads: list[int] | None = None,
+                  html_action: str = "view", tokenizer=None):
+    """The same sentence's head view at several checkpoints, side by side: how a layer's heads changed.
+
+    `checkpoints` is a list of paths/refs/models or a {label: checkpoint} dict (e.g. from a Series).
+    """
+    items = checkpoints.items() if isinstance(checkpoints, dict) else [
+        (getattr(c, "name", str(c)), c) for c in checkpoints]
+    cells = []
+    for i, (label, checkpoint) in enumerate(items):
+        view = head_view(checkpoint, text, layer=layer, heads=heads, html_action="return", tokenizer=tokenizer)
+        html = view.data if i == 0 else _without_libraries(view.data)
+        cells.append(f'<div style="flex:1;min-width:260px"><b>{escape(str(label))}</b>{html}</div>')
+    return _deliver('<div style="display:flex;gap:16px;flex-wrap:wrap">' + "".join(cells) + "</div>", html_action)
+
+
+def qk_view(checkpoint, text=None, layer: int = 0, tokenizer=None, sentence: int = 0):
+    """Q·Kᵀ/√d scores beside the attention they become, per head of `layer` (bertviz's neuron view, for any
+    stock checkpoint): a matplotlib Figure."""
+    from probekit.report.plots import qk_scores
+
+    return qk_scores(_as_capture(checkpoint, text, tokenizer), layer, sentence)
+
+
+def _without_libraries(html: str) -> str:
+    start = html.find("<script>(function () { var saved")
+    end = html.find("</script>", start)
+    return html if start < 0 else html[:start] + html[end + len("</script>"):]
+
+
+def _deliver(html: str, html_action: str):
+    from IPython.display import HTML, display
+
+    if html_action == "return":
+        return HTML(html)
+    if html_action != "view":
+        raise ProbekitError(f"html_action must be 'view' or 'return', not {html_action!r}")
+    display(HTML(html))
+    return None

@@ -1,0 +1,55 @@
+"""Open pages in headless Chromium (Debian's package) the way a person would, and report what happened."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@dataclass
+class Visit:
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    outside_requests: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    broken_images: list[str] = field(default_factory=list)
+    svg_elements: int = 0
+    dialogs: list[str] = field(default_factory=list)
+    globals_set: list[str] = field(default_factory=list)
+
+
+def visit(url: str, screenshot: Path | None = None, svg_selector: str = "svg *") -> Visit:
+    """Load `url`, wait for scripts, and collect errors, requests leaving file://, broken images, SVG size."""
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed (apt-get install chromium; .ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    seen = Visit()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.on("console", lambda m: seen.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: seen.page_errors.append(str(e)))
+        page.on("request", lambda r: seen.outside_requests.append(r.url)
+                if not r.url.startswith(("file://", "data:", "about:")) else None)
+        page.on("requestfailed", lambda r: seen.failed_requests.append(r.url))
+        page.on("dialog", lambda d: (seen.dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(800)
+        seen.broken_images = page.evaluate(
+            "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+        seen.svg_elements = page.evaluate(f"document.querySelectorAll({svg_selector!r}).length")
+        seen.globals_set = page.evaluate("['pwned'].filter(k => k in window)")
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return seen

@@ -1,0 +1,73 @@
+import hashlib
+import json
+import re
+
+import pytest
+
+from probekit.benchmarks import load_benchmark
+from probekit.facts import FactRecord, fact_groups, fact_sentences, load_templates, mix_facts, split_subjects
+
+PROSE = [f"Prose document number {i} talks about rivers and kings." for i in range(300)]
+
+
+def test_split_is_seeded_half_and_order_independent():
+    countries = [f"country {i}" for i in range(101)]
+    injected, held = split_subjects(countries, seed=3)
+    assert (injected, held) == split_subjects(list(reversed(countries)), seed=3)
+    assert not set(injected) & set(held) and len(injected) + len(held) == 101
+    assert abs(len(injected) - len(held)) <= 1
+    assert split_subjects(countries, seed=4) != (injected, held)
+
+
+def test_held_back_facts_never_enter_the_corpus():
+    docs, record = mix_facts(PROSE, seed=0)
+    text = "\n".join(docs)
+    spec, rows, _ = load_templates()
+    held_back_sentences = fact_sentences(spec, rows, set(record.held_back))
+    starts_a_sentence = lambda s: re.search(r"(^|[.!?)'] )" + re.escape(s), text, re.M)  # noqa: E731
+    assert held_back_sentences and not [s for s in held_back_sentences if starts_a_sentence(s)]
+    assert all(s in text for s in fact_sentences(spec, rows, set(record.injected)))
+
+
+def test_probe_templates_are_disjoint_from_training_text():
+    docs, record = mix_facts(PROSE, seed=0)
+    text = "\n".join(docs).lower()
+    prompts = load_benchmark("countries").prompts
+    filled = [p.replace("[MASK]", a).lower() for p, a in zip(prompts.prompt, prompts.answer)]
+    leaked = [f for f in filled if f in text]
+    assert leaked == []
+    training = {t for ts in record.templates.values() for t in ts}
+    assert not training & set(prompts.template)
+
+
+def test_fact_share_and_record():
+    prose = [f"document {i} " + "word " * 500 for i in range(300)]
+    docs, record = mix_facts(prose, seed=0, fact_share=0.3)
+    fact_docs = [d for d in docs if d not in set(prose)]
+    words = lambda ds: sum(len(d.split()) for d in ds)  # noqa: E731
+    assert words(fact_docs) / words(docs) == pytest.approx(0.3, abs=0.05)
+    assert record.repeats > 1 and record.prose_documents == 300 and record.relations == [
+        "capital", "continent", "language", "currency"]
+
+
+def test_same_seed_same_bytes_and_token_ids(tmp_path):
+    from probekit.vocab import load_tokenizer
+
+    a, record_a = mix_facts(PROSE, seed=7)
+    b, record_b = mix_facts(PROSE, seed=7)
+    digest = lambda docs: hashlib.sha256("\n".join(docs).encode()).hexdigest()  # noqa: E731
+    assert digest(a) == digest(b) and record_a == record_b
+    assert digest(mix_facts(PROSE, seed=8)[0]) != digest(a)
+    tok = load_tokenizer("bert-base-uncased")
+    assert tok(a[:50])["input_ids"] == tok(b[:50])["input_ids"]
+    record_a.save(tmp_path)
+    assert FactRecord.load(tmp_path) == record_a
+    assert json.loads((tmp_path / "facts.json").read_text())["seed"] == 7
+
+
+def test_prompts_are_grouped_by_country():
+    _, record = mix_facts(PROSE, seed=0)
+    country, other = record.injected[0], record.held_back[0]
+    rows = {"subject": [country, "Rome", other, "Atlantis"], "answer": ["x", country, "y", "z"]}
+    assert fact_groups(rows, record) == ["injected", "injected", "held_back", "other"]
+    assert fact_groups(rows, None) == ["all"] * 4

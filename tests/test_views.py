@@ -1,0 +1,93 @@
+import os
+from pathlib import Path
+
+import pytest
+
+import probekit
+from browser import visit
+from probekit import ProbekitError
+
+ROOT = Path(__file__).resolve().parents[1]
+EVIL = "</script><script>window.pwned=1</script>"
+
+
+def page(tmp_path, html: str) -> str:
+    path = tmp_path / "view.html"
+    path.write_text(f"<!doctype html><html><body>{html}</body></html>")
+    return path.as_uri()
+
+
+def test_series_is_indexed_by_step(tiny_series, hf_series):
+    series = probekit.open_series(str(tiny_series / "*"))
+    assert series.steps == [0, 1, 2, 4, 8] and series[8].name == "checkpoint-8" and series[-1] == series[8]
+    with pytest.raises(KeyError, match="no checkpoint at step 3"):
+        series[3]
+    assert probekit.open_series(str(hf_series)).steps == [3, 6]
+    model, tok = series.load(8)
+    assert model.config.hidden_size == 32
+
+
+def test_head_view_html_is_offline_and_escaped(tiny_series):
+    html = probekit.head_view(str(tiny_series / "checkpoint-8"), f"the king {EVIL}", html_action="return").data
+    assert "require.min.js" not in html and "window.pwned=1</script>" not in html
+    assert "probekitLibs" in html
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("view", ["head", "model", "compare"])
+def test_views_draw_offline_in_chromium(tiny_series, hf_series, tmp_path, view):
+    text = f"the capital of italy is rome {EVIL}"
+    if view == "head":
+        html = probekit.head_view(probekit.open_series(str(tiny_series))[8], text, html_action="return").data
+    elif view == "model":
+        html = probekit.model_view(str(hf_series / "checkpoint-6"), ("paris is a city.", "the king."),
+                                   html_action="return").data
+    else:
+        series = probekit.open_series(str(tiny_series))
+        html = probekit.compare_heads({"step 0": series[0], "hf step 6": str(hf_series / "checkpoint-6")}, text,
+                                      html_action="return").data
+    seen = visit(page(tmp_path, html))
+    assert seen.svg_elements > 20
+    assert seen.console_errors == [] and seen.page_errors == [] and seen.outside_requests == []
+    assert seen.globals_set == [] and seen.dialogs == []
+
+
+def test_qk_view_is_a_figure_for_any_stock_checkpoint(hf_series):
+    fig = probekit.qk_view(str(hf_series / "checkpoint-6"), "the king of rome.", layer=1)
+    assert len(fig.axes) >= 4
+
+
+def test_views_need_text(tiny_series):
+    with pytest.raises(ProbekitError, match="give the text"):
+        probekit.head_view(str(tiny_series / "checkpoint-8"), html_action="return")
+
+
+@pytest.mark.slow
+def test_example_notebook_executes(tiny_dir, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PROBEKIT_EXAMPLE_OUT", str(tmp_path))
+    monkeypatch.setenv("PROBEKIT_EXAMPLE_STEPS", "8")
+    monkeypatch.setenv("PROBEKIT_EXAMPLE_HIDDEN", "32")
+    monkeypatch.setenv("PROBEKIT_EXAMPLE_CORPUS", str(tiny_dir / "corpus.txt") + "+facts")
+    monkeypatch.setenv("PROBEKIT_EXAMPLE_TOKENIZER", str(tiny_dir / "vocab.txt"))
+    notebook = nbformat.read(ROOT / "docs" / "example.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+                   env=dict(os.environ)).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert sum("probekitLibs" in h for h in html) >= 3
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+@pytest.mark.slow
+def test_project_docs_build_strict(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f", str(ROOT / "mkdocs.yml"),
+                           "-d", str(tmp_path / "site")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "site" / "example.html").is_file()
