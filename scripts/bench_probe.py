@@ -72,11 +72,18 @@ def main() -> None:
     ours = time.perf_counter() - start
     assert len(result.predictions) == n
 
+    start = time.perf_counter()
+    ablated = probe(series, [str(bench)], control=False, ablate=True, say=lambda *_: None, progress=False)
+    with_ablation = time.perf_counter() - start
+    heads = int(ablated.ablation.groupby("checkpoint").apply(lambda d: len(d[["layer", "head"]].drop_duplicates())).max())
+
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     print(f"== bench_probe on {where}: {len(prompts)} prompts x {len(refs)} checkpoints ==")
     print(f"pipeline loop  {baseline:8.2f} s  {n / baseline:9.1f} prompt-checkpoints/s")
     print(f"probekit.probe {ours:8.2f} s  {n / ours:9.1f} prompt-checkpoints/s")
     print(f"ratio: {baseline / ours:.1f}x")
+    print(f"probe + head ablation ({heads} heads, one batched pass each) {with_ablation:.2f} s: "
+          f"{with_ablation / ours:.1f}x one plain probe pass")
 
 
 if __name__ == "__main__":

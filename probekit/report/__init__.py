@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from probekit.capture import Capture
+from probekit.diff import diff_checkpoints
 from probekit.errors import ProbekitError
 from probekit.metrics import emergence, known_counts
 from probekit.report import plots
@@ -38,7 +39,7 @@ def build_report(results: str | Path, site: str | Path = "local/site", serve: bo
     page = Page(docs)
     overview(page, tables)
     benchmarks(page, tables)
-    inside(page, tables)
+    inside(page, tables, results)
     captures = _captures(results, tables)
     attention(page, tables, captures)
     qkv(page, tables, captures)
@@ -162,11 +163,10 @@ def benchmarks(page: Page, tables: dict) -> None:
     page.write("benchmarks.md")
 
 
-def inside(page: Page, tables: dict) -> None:
-    """Where in depth (logit lens) and through which heads (ablation) the answers come."""
-    if "lens" not in tables and "ablation" not in tables:
-        return
-    page.add("inside.md", "# Logit lens & head ablation", "")
+def inside(page: Page, tables: dict, results: Path) -> None:
+    """Where in depth (logit lens) and through which heads (ablation) the answers come; first vs last."""
+    page.add("inside.md", "# Logit lens, head ablation, checkpoint diff", "")
+    _diff_section(page, tables, results)
     if "lens" in tables:
         page.add("inside.md", "## Logit lens", "",
                  "The MLM head applied to each layer's hidden state at the [MASK]: where in depth the answer "
@@ -185,6 +185,24 @@ def inside(page: Page, tables: dict) -> None:
         cols = ["relation", "group", "layer", "head", "p_at_1", "delta_p_at_1", "delta_mean_gold_logprob"]
         page.add("inside.md", "Heads the facts depend on most:", "", *table(worst[cols].round(4)))
     page.write("inside.md")
+
+
+def _diff_section(page: Page, tables: dict, results: Path) -> None:
+    ordered = tables["checkpoints"][tables["checkpoints"]["status"] == "ok"].dropna(subset=["step"]).sort_values("step")
+    if len(ordered) < 2:
+        return
+    first, last = ordered["checkpoint"].iloc[0], ordered["checkpoint"].iloc[-1]
+    d = diff_checkpoints(results, first, last)
+    page.add("inside.md", f"## {esc(first)} → {esc(last)}", "",
+             f"{len(d.changed_prompts)} of {len(tables['predictions'][tables['predictions']['checkpoint'] == last])} "
+             "prompts changed their top-1 answer.", "")
+    if len(d.changed_prompts):
+        page.add("inside.md", *table(d.changed_prompts.head(12)))
+    if len(d.heads):
+        page.add("inside.md", "Heads whose attention changed most (Jensen–Shannon divergence, bits):", "",
+                 *table(d.heads.head(8).round(3)))
+    if len(d.weights):
+        page.add("inside.md", "How far each block of weights moved:", "", *table(d.weights.round(4)))
 
 
 def _top_predictions(rows: pd.DataFrame, n_prompts: int = 6, n_checkpoints: int = 8) -> list[str]:
