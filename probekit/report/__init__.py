@@ -138,8 +138,9 @@ def overview(page: Page, tables: dict) -> None:
 
 def benchmarks(page: Page, tables: dict) -> None:
     predictions, scores = tables["predictions"], tables["scores"]
-    page.add("benchmarks.md", "# Benchmarks", "",
-             "Dotted lines: the random-initialisation control. Rank 1 = the model's top prediction.", "")
+    control = ("Dotted lines: the random-initialisation control." if (predictions["checkpoint"] == "random-init").any()
+               else "Step 0 is the random initialisation: the control for prompt bias.")
+    page.add("benchmarks.md", "# Benchmarks", "", f"{control} Rank 1 = the model's top prediction.", "")
     known = emergence(predictions)
     for name in predictions["benchmark"].unique():
         page.add("benchmarks.md", f"## {esc(name)}", "")
