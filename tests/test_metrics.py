@@ -70,3 +70,20 @@ def test_table_is_tidy():
     assert list(table.columns) == ["checkpoint", "step", "layer", "head", "metric", "value"]
     assert len(table) == 2 * 2 * 3 * 13
     assert not table.duplicated(["checkpoint", "layer", "head", "metric"]).any()
+
+
+def test_emergence_finds_when_a_fact_is_learned_for_good():
+    from probekit.metrics import emergence, known_counts
+
+    ranks = {"rome": [50, 1, 3, 1, 1], "paris": [9, 1, 1, 1, 2], "oslo": [70, 40, 20, 12, 11]}
+    steps = [0, 10, 20, 40, 80]
+    rows = [{"benchmark": "b", "relation": "capital", "group": "injected", "template": "t", "subject": s,
+             "answer": s, "prompt": f"p {s}", "checkpoint": f"c{step}", "step": step, "gold_rank": r}
+            for s, rs in ranks.items() for step, r in zip(steps, rs)]
+    table = emergence(pd.DataFrame(rows)).set_index("answer")
+    assert table.loc["rome", "first_correct"] == 10 and table.loc["rome", "stable_top1_from"] == 40
+    assert table.loc["paris", "first_correct"] == 10 and math.isnan(table.loc["paris", "stable_top1_from"])
+    assert table.loc["paris", "stable_top10_from"] == 0
+    assert math.isnan(table.loc["oslo", "first_correct"]) and math.isnan(table.loc["oslo", "stable_top10_from"])
+    counts = known_counts(pd.DataFrame(rows)).set_index(["step", "criterion"])["count"]
+    assert counts[(40, "rank 1")] == 2 and counts[(80, "top 10")] == 2
