@@ -65,6 +65,16 @@ def train(preset, output, corpus, tokenizer, nsp, **overrides):
         overrides["max_steps"] = -1
     recipe = get_preset(preset, **overrides)
     run_training(output, recipe, corpus=corpus, tokenizer=tokenizer, say=click.echo)
+    _end_distributed()
+
+
+def _end_distributed() -> None:
+    """Under torchrun, leave the process group together; exiting with it alive can abort a rank."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 @main.command()

@@ -8,6 +8,7 @@ tokenizer, trainer_state.json), each loadable by `BertForMaskedLM.from_pretraine
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -170,10 +171,15 @@ def build_dataset(tokenizer: PreTrainedTokenizerBase, docs: list[str], recipe: R
 
 
 def fixed_mask_eval_set(tokenizer: PreTrainedTokenizerBase, docs: list[str], block_size: int,
-                        mlm_probability: float = 0.15, seed: int = 1234) -> dict[str, torch.Tensor]:
-    """Held-out packed blocks masked once with a fixed seed, so every recipe is scored on the same task."""
-    blocks = pack_blocks(tokenize_documents(tokenizer, docs), block_size,
-                         tokenizer.cls_token_id, tokenizer.sep_token_id)[:EVAL_BLOCKS]
+                        mlm_probability: float = 0.15, seed: int = 1234) -> dict[str, torch.Tensor] | None:
+    """Held-out packed blocks masked once with a fixed seed, so every recipe is scored on the same task.
+
+    None when the held-out text does not fill one block (tiny corpora).
+    """
+    doc_ids = tokenize_documents(tokenizer, docs)
+    if sum(len(ids) + 1 for ids in doc_ids) < block_size - 2:
+        return None
+    blocks = pack_blocks(doc_ids, block_size, tokenizer.cls_token_id, tokenizer.sep_token_id)[:EVAL_BLOCKS]
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
     return collator([{"input_ids": row} for row in blocks])
 
@@ -284,8 +290,6 @@ def last_good_checkpoint(output: Path, say=print) -> Path | None:
 
 
 def vocab_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    import hashlib
-
     items = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
 
@@ -374,7 +378,7 @@ def train(
     identity["architecture"] = "BertForPreTraining" if recipe.nsp else "BertForMaskedLM"
     check_output_is_ours(output, identity)
     dataset = build_dataset(tok, train_docs, recipe)
-    eval_set = fixed_mask_eval_set(tok, eval_docs, recipe.block_size) if _fills_a_block(tok, eval_docs, recipe) else None
+    eval_set = fixed_mask_eval_set(tok, eval_docs, recipe.block_size)
 
     args = training_arguments(output, recipe, len(dataset))
     max_steps = args.max_steps
@@ -453,10 +457,6 @@ def training_arguments(output: Path, recipe: Recipe, n_examples: int) -> Trainin
         args.max_steps = max(1, math.ceil(math.ceil(n_examples / per_step) * recipe.epochs))
     args.logging_steps = max(1, min(100, args.max_steps // 25))
     return args
-
-
-def _fills_a_block(tok, docs: list[str], recipe: Recipe) -> bool:
-    return sum(len(ids) + 1 for ids in tokenize_documents(tok, docs)) >= recipe.block_size - 2
 
 
 def _broadcast_path(path: Path | None) -> Path | None:
