@@ -162,7 +162,7 @@ def test_two_process_torchrun_on_cpu(tiny_dir, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "probekit",
            *tiny_args(tiny_dir, out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
