@@ -35,10 +35,12 @@ def main() -> None:
               help="Recipe: 'seed' = the course notebook exactly, 'default' = the same model trained well.")
 @click.option("--output", "-o", default="local/my_bert", help="Folder for checkpoint-N/ subfolders.")
 @click.option("--corpus", default=None,
-              help="'wiki-leads' (embedded default), a .txt/.jsonl/.json file or folder, "
-                   "or a HF dataset NAME[:CONFIG] such as wikitext:wikitext-2-raw-v1.  [default: wiki-leads]")
+              help="'wiki-leads' (the embedded Wikipedia leads), a .txt/.jsonl/.json file or folder, or a HF "
+                   "dataset NAME[:CONFIG] such as wikitext:wikitext-2-raw-v1; append +facts[:SHARE] to inject "
+                   "country facts with a held-back control.  [default: wiki-leads+facts]")
 @click.option("--tokenizer", default=None,
-              help="Hub name, tokenizer folder or vocab.txt.  [default: bert-base-uncased]")
+              help="Hub name, tokenizer folder, vocab.txt, or wordpiece:N (a vocabulary of N built from the "
+                   "corpus).  [default: bert-base-uncased]")
 @click.option("--nsp", is_flag=True, default=False, help="Train MLM + next-sentence prediction (BertForPreTraining).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps (overrides --epochs).")
 @click.option("--epochs", type=float, default=None, help="Passes over the corpus.")
