@@ -250,8 +250,8 @@ def probe(
                          _concat(prober.extra["lens"]) if lens else None,
                          _concat(prober.extra["ablation"]) if ablate else None)
     if out is not None:
-        write_results(Path(out), result.predictions, result.scores, table, info, heads,
-                      {"lens": result.lens, "ablation": result.ablation})
+        write_results(Path(out), result.predictions, result.scores, table, info,
+                      {"heads": heads, "lens": result.lens, "ablation": result.ablation})
         states = [Path(r.location) / "trainer_state.json" for r in refs if r.is_local]
         if states := [s for s in states if s.is_file()]:
             write_training_log(Path(out), states[-1])

@@ -24,7 +24,6 @@ from pathlib import Path
 import pandas as pd
 
 PREDICTIONS, SCORES, CHECKPOINTS, MANIFEST = "predictions.parquet", "scores.csv", "checkpoints.csv", "manifest.json"
-HEADS = "heads.parquet"
 TRAINING = "training.csv"
 
 
@@ -69,13 +68,12 @@ OPTIONAL = {"heads": "heads.parquet", "lens": "lens.parquet", "ablation": "ablat
 
 
 def write_results(out: Path, predictions: pd.DataFrame, scores: pd.DataFrame, checkpoints: pd.DataFrame,
-                  manifest_: dict, heads: pd.DataFrame | None = None, extra: dict | None = None) -> None:
+                  manifest_: dict, optional: dict[str, pd.DataFrame | None] | None = None) -> None:
+    """The four tables every probe writes, plus those of `OPTIONAL` it computed (heads, lens, ablation)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, frame in (extra or {}).items():
+    for name, frame in (optional or {}).items():
         if frame is not None:
             frame.to_parquet(out / OPTIONAL[name], index=False)
-    if heads is not None:
-        heads.to_parquet(out / HEADS, index=False)
     predictions.to_parquet(out / PREDICTIONS, index=False)
     scores.to_csv(out / SCORES, index=False)
     checkpoints.to_csv(out / CHECKPOINTS, index=False)
