@@ -315,13 +315,18 @@ class _Prober:
             frame = read_cached(path)
             if frame is None:
                 tok = self.tokenizer_for(ref)
-                if model is None:
-                    model, _ = load_checkpoint(ref, tok, self.allow_pickle, "sdpa", weights=weights)
-                frame = self.score(model.to(self.device), tok, bench)
+                model = self.loaded(ref, model, weights)
+                frame = self.score(model, tok, bench)
                 write_cached(path, frame)
             frames.append(frame.assign(checkpoint=ref.name, step=ref.step, fingerprint=record["fingerprint"]))
         self.by_fingerprint[record["fingerprint"]] = frames
         return frames
+
+    def loaded(self, ref: CheckpointRef, model, weights):
+        """The checkpoint's model on the device, built from the weights already read if not yet loaded."""
+        if model is None:
+            model, _ = load_checkpoint(ref, self.tokenizer_for(ref), self.allow_pickle, "sdpa", weights=weights)
+        return model.to(self.device)
 
     def inspect(self, ref: CheckpointRef, fp: str, model, weights):
         """Logit lens and head ablation for this checkpoint (cached like predictions); returns the model."""
@@ -335,10 +340,9 @@ class _Prober:
                 frame = read_cached(path)
                 if frame is None:
                     tok = self.tokenizer_for(ref)
-                    if model is None:
-                        model, _ = load_checkpoint(ref, tok, self.allow_pickle, "sdpa", weights=weights)
+                    model = self.loaded(ref, model, weights)
                     prompts = bench.prompts.assign(group=bench.groups)
-                    frame = run(model.to(self.device), tok, self._encoded(model, tok, bench), prompts, self.batch_size)
+                    frame = run(model, tok, self._encoded(model, tok, bench), prompts, self.batch_size)
                     write_cached(path, frame)
                 self.extra[kind].append(frame.assign(checkpoint=ref.name, step=ref.step))
         return model
@@ -359,9 +363,8 @@ class _Prober:
         if path is not None and path.is_file() and _capture_is_current(path, fp, self.sentences_sha):
             self.captures.append((ref.name, ref.step, path))
             return model
-        if model is None:
-            model, _ = load_checkpoint(ref, self.tokenizer_for(ref), self.allow_pickle, "sdpa", weights=weights)
-        cap = capture(model.to(self.device), self.sentences, self.tokenizer_for(ref), say=self.say)
+        model = self.loaded(ref, model, weights)
+        cap = capture(model, self.sentences, self.tokenizer_for(ref), say=self.say)
         cap.meta = {"fingerprint": fp, "sentences_sha256": self.sentences_sha, "step": ref.step}
         if path is not None:
             cap.save(path, torch.float16 if self.half else torch.float32)
