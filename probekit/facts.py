@@ -55,7 +55,8 @@ class FactRecord:
 def load_templates() -> tuple[dict, list[dict], Path]:
     spec = yaml.safe_load(TEMPLATES.read_text(encoding="utf-8"))
     table = TEMPLATES.parent / spec["facts"]
-    rows = list(csv.DictReader(open(table, newline="", encoding="utf-8")))
+    with open(table, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
     return spec, rows, table
 
 

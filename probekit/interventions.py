@@ -15,9 +15,6 @@ import torch
 
 from probekit.probe import score_encoded
 
-LENS_COLUMNS = ["layer", "gold_rank", "gold_logprob"]
-
-
 def logit_lens(model, tokenizer, encoded: dict, prompts: pd.DataFrame, batch_size: int = 128) -> pd.DataFrame:
     """One row per prompt × layer (0 = embeddings … L = last): gold rank and log-probability read there."""
     frames = []

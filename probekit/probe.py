@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from probekit.checkpoints import (
     fingerprint,
     load_checkpoint,
     load_tokenizer_for,
+    read_config,
     read_weights,
     resolve_checkpoints,
 )
@@ -311,13 +313,12 @@ class _Prober:
             return [f.assign(checkpoint=ref.name, step=ref.step) for f in self.by_fingerprint[record["fingerprint"]]]
         frames = []
         for bench in self.benches:
-            path = cache_file(self.out, record["fingerprint"], bench.sha256, f"k{self.top_k}") if self.out else None
-            frame = read_cached(path)
-            if frame is None:
-                tok = self.tokenizer_for(ref)
+            def score(bench=bench):
+                nonlocal model
                 model = self.loaded(ref, model, weights)
-                frame = self.score(model, tok, bench)
-                write_cached(path, frame)
+                return self.score(model, self.tokenizer_for(ref), bench)
+
+            frame = self.cached(record["fingerprint"], bench, f"k{self.top_k}", score)
             frames.append(frame.assign(checkpoint=ref.name, step=ref.step, fingerprint=record["fingerprint"]))
         self.by_fingerprint[record["fingerprint"]] = frames
         return frames
@@ -336,16 +337,25 @@ class _Prober:
             if not wanted:
                 continue
             for bench in self.benches:
-                path = cache_file(self.out, fp, bench.sha256, kind) if self.out else None
-                frame = read_cached(path)
-                if frame is None:
-                    tok = self.tokenizer_for(ref)
+                def inspect(bench=bench, run=run):
+                    nonlocal model
                     model = self.loaded(ref, model, weights)
+                    tok = self.tokenizer_for(ref)
                     prompts = bench.prompts.assign(group=bench.groups)
-                    frame = run(model, tok, self._encoded(model, tok, bench), prompts, self.batch_size)
-                    write_cached(path, frame)
+                    return run(model, tok, self._encoded(model, tok, bench), prompts, self.batch_size)
+
+                frame = self.cached(fp, bench, kind, inspect)
                 self.extra[kind].append(frame.assign(checkpoint=ref.name, step=ref.step))
         return model
+
+    def cached(self, fp: str, bench, kind: str, compute) -> pd.DataFrame:
+        """A result per (weights fingerprint, benchmark, kind) from the results cache, computed when missing."""
+        path = cache_file(self.out, fp, bench.sha256, kind) if self.out else None
+        frame = read_cached(path)
+        if frame is None:
+            frame = compute()
+            write_cached(path, frame)
+        return frame
 
     def _encoded(self, model, tok, bench) -> dict:
         key = (id(tok), bench.sha256, model.config.max_position_embeddings)
@@ -353,7 +363,7 @@ class _Prober:
             self.encodings[key] = encode_prompts(bench.prompts, tok, model.config.max_position_embeddings)
         return self.encodings[key]
 
-    @property
+    @cached_property
     def sentences_sha(self) -> str:
         return hashlib.sha256(json.dumps(self.sentences).encode()).hexdigest()[:16]
 
@@ -378,11 +388,12 @@ class _Prober:
 
     def random_init(self, like: CheckpointRef, record: dict) -> list[pd.DataFrame]:
         """A seeded random initialisation of the series' architecture: what prompt bias alone scores."""
-        model, _ = load_checkpoint(like, self.tokenizer_for(like), self.allow_pickle, "sdpa")
-        torch.manual_seed(0)
-        model = BertForMaskedLM(model.config).eval().to(self.device)
-        record["fingerprint"] = fingerprint(model.state_dict())
         tok = self.tokenizer_for(like)
+        config = read_config(like) if like.is_local else load_checkpoint(like, tok, attn_implementation="sdpa")[0].config
+        config._attn_implementation = "sdpa"
+        torch.manual_seed(0)
+        model = BertForMaskedLM(config).eval().to(self.device)
+        record["fingerprint"] = fingerprint(model.state_dict())
         return [self.score(model, tok, b).assign(checkpoint=record["checkpoint"], step=0,
                                                  fingerprint=record["fingerprint"]) for b in self.benches]
 

@@ -372,7 +372,7 @@ def train(
     """
     output = Path(output)
     train_docs, eval_docs, facts = load_training_corpus(corpus, recipe.seed)
-    tok = _tokenizer(tokenizer, train_docs + (NAME_REPEATS * table_names() if facts else []), output)
+    tok = _tokenizer(tokenizer, train_docs, output, with_fact_names=facts is not None)
     config = BertConfig(**recipe.model_config(len(tok)), pad_token_id=tok.pad_token_id)
     identity = {k: getattr(config, k) for k in IDENTITY_FIELDS}
     identity["architecture"] = "BertForPreTraining" if recipe.nsp else "BertForMaskedLM"
@@ -414,8 +414,12 @@ def train(
     return TrainResult(output, checkpoints, resume)
 
 
-def _tokenizer(spec, train_docs: list[str], output: Path) -> PreTrainedTokenizerBase:
-    """The run's tokenizer; a `wordpiece:N` one is trained on the corpus once and reused on resume."""
+def _tokenizer(spec, train_docs: list[str], output: Path, with_fact_names: bool) -> PreTrainedTokenizerBase:
+    """The run's tokenizer; a `wordpiece:N` one is built from the corpus once and reused on resume.
+
+    With fact injection, every name of the fact table is counted too, so held-back names get tokens as
+    readily as injected ones.
+    """
     if isinstance(spec, PreTrainedTokenizerBase):
         return spec
     size = wordpiece_size(spec)
@@ -424,7 +428,7 @@ def _tokenizer(spec, train_docs: list[str], output: Path) -> PreTrainedTokenizer
     existing = [p for _, p in checkpoint_dirs(output) if (p / "tokenizer.json").is_file()]
     if existing:
         return load_tokenizer(str(existing[-1]))
-    return train_wordpiece(train_docs, size)
+    return train_wordpiece(train_docs + (NAME_REPEATS * table_names() if with_fact_names else []), size)
 
 
 def training_arguments(output: Path, recipe: Recipe, n_examples: int) -> TrainingArguments:

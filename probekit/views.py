@@ -85,23 +85,30 @@ def _as_capture(checkpoint, text, tokenizer=None) -> Capture:
     return capture(checkpoint, [sentence], tokenizer, say=lambda *_: None)
 
 
-def _attention_for(cap: Capture, index: int = 0) -> tuple[list, list[str]]:
+def _attention_for(cap: Capture, index: int = 0) -> tuple[list, list[str], int | None]:
+    """bertviz's inputs for one sentence: per-layer attention, its tokens, and where sentence B starts."""
     length = int(cap.attention_mask[index].sum())
     attention = [cap.pattern(layer)[index: index + 1, :, :length, :length] for layer in range(cap.n_layers)]
-    return attention, cap.tokens[index]
+    tokens = cap.tokens[index]
+    sentence_b = tokens.index("[SEP]") + 1 if tokens.count("[SEP]") > 1 else None
+    return attention, tokens, sentence_b
 
 
 def head_view(checkpoint, text=None, layer: int | None = None, heads: list[int] | None = None,
               html_action: str = "view", tokenizer=None, sentence: int = 0, asset_prefix: str | None = None):
     """bertviz's head view of `text` (a sentence or an (A, B) pair) on a checkpoint (path, model or Capture)."""
+    cap = _as_capture(checkpoint, text, tokenizer)
+    return _deliver(_head_view_html(cap, sentence, layer, heads, asset_prefix), html_action)
+
+
+def _head_view_html(cap: Capture, sentence: int, layer: int | None, heads: list[int] | None,
+                    asset_prefix: str | None = None, with_libraries: bool = True) -> str:
     from bertviz import head_view as bertviz_head_view
 
-    cap = _as_capture(checkpoint, text, tokenizer)
-    attention, tokens = _attention_for(cap, sentence)
-    sep = tokens.index("[SEP]") + 1 if tokens.count("[SEP]") > 1 else None
-    html = bertviz_head_view(attention, tokens, sentence_b_start=sep, layer=layer, heads=heads,
+    attention, tokens, sentence_b = _attention_for(cap, sentence)
+    html = bertviz_head_view(attention, tokens, sentence_b_start=sentence_b, layer=layer, heads=heads,
                              html_action="return").data
-    return _deliver(offline(html, asset_prefix), html_action)
+    return offline(html, asset_prefix, with_libraries)
 
 
 def model_view(checkpoint, text=None, include_layers: list[int] | None = None,
@@ -111,9 +118,8 @@ def model_view(checkpoint, text=None, include_layers: list[int] | None = None,
     from bertviz import model_view as bertviz_model_view
 
     cap = _as_capture(checkpoint, text, tokenizer)
-    attention, tokens = _attention_for(cap, sentence)
-    sep = tokens.index("[SEP]") + 1 if tokens.count("[SEP]") > 1 else None
-    html = bertviz_model_view(attention, tokens, sentence_b_start=sep, include_layers=include_layers,
+    attention, tokens, sentence_b = _attention_for(cap, sentence)
+    html = bertviz_model_view(attention, tokens, sentence_b_start=sentence_b, include_layers=include_layers,
                               include_heads=include_heads, html_action="return").data
     return _deliver(offline(html, asset_prefix), html_action)
 
@@ -128,8 +134,8 @@ def compare_heads(checkpoints: dict | list, text, layer: int = 0, heads: list[in
         (getattr(c, "name", str(c)), c) for c in checkpoints]
     cells = []
     for i, (label, checkpoint) in enumerate(items):
-        view = head_view(checkpoint, text, layer=layer, heads=heads, html_action="return", tokenizer=tokenizer)
-        html = view.data if i == 0 else _without_libraries(view.data)
+        cap = _as_capture(checkpoint, text, tokenizer)
+        html = _head_view_html(cap, 0, layer, heads, with_libraries=i == 0)  # one copy of jQuery and d3
         cells.append(f'<div style="flex:1;min-width:260px"><b>{escape(str(label))}</b>{html}</div>')
     return _deliver('<div style="display:flex;gap:16px;flex-wrap:wrap">' + "".join(cells) + "</div>", html_action)
 
@@ -140,12 +146,6 @@ def qk_view(checkpoint, text=None, layer: int = 0, tokenizer=None, sentence: int
     from probekit.report.plots import qk_scores
 
     return qk_scores(_as_capture(checkpoint, text, tokenizer), layer, sentence)
-
-
-def _without_libraries(html: str) -> str:
-    start = html.find("<script>(function () { var saved")
-    end = html.find("</script>", start)
-    return html if start < 0 else html[:start] + html[end + len("</script>"):]
 
 
 def _deliver(html: str, html_action: str):

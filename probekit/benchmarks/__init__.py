@@ -115,7 +115,8 @@ def _yaml_rows(path: Path, spec) -> list[tuple[str, dict]]:
     facts_path = path.parent / spec["facts"]
     if not facts_path.is_file():
         raise ProbekitError(f"{path}: facts table {facts_path} not found")
-    facts = list(csv.DictReader(open(facts_path, newline="", encoding="utf-8")))
+    with open(facts_path, newline="", encoding="utf-8") as f:
+        facts = list(csv.DictReader(f))
     rows = []
     for relation, rel in spec["relations"].items():
         for key in ("subject", "answer"):
