@@ -36,7 +36,7 @@ def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: s
     """Train, probe (with attention capture) and report; returns where everything went."""
     out = Path(out)
     steps = max_steps or (GPU_STEPS if torch.cuda.is_available() else CPU_STEPS)
-    recipe = get_preset("demo", max_steps=steps, save_every=max(steps // 8, 1))
+    recipe = get_preset("demo", max_steps=steps, save_every=max(steps // 16, 1))
     say(f"[1/3] training {steps} steps into {out / 'my_bert'}")
     training = train(out / "my_bert", recipe, corpus=corpus, tokenizer=tokenizer, say=say)
     say(f"[2/3] probing {len(training.checkpoints)} checkpoints into {out / 'probe'}")

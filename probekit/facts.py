@@ -1,9 +1,12 @@
 """A knowledge-injection corpus with a control group (after "Physics of Language Models, Part 3.1").
 
-Facts from the shipped country table are written in several training paraphrases and shuffled into real
-prose at a stated share of tokens. A seeded split of the countries is never written: probing both groups
-shows learning (injected facts rise) against prompt bias and leakage (held-back facts stay at the
-random-init level). The training paraphrases are disjoint from the probe templates.
+Facts from the shipped country table are written as short biographies, one country per document: every
+relation once, each in one of several training paraphrases, in a shuffled order (the paper's
+"multi-paraphrase + permute" augmentation, which is what makes stored facts extractable in other words).
+Biographies are shuffled into real prose at a stated share of its words. A seeded split of the countries
+is never written: probing both groups shows learning (injected facts rise) against prompt bias and
+leakage (held-back facts stay at the random-init level). The training paraphrases are disjoint from the
+probe templates.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from probekit.benchmarks import HERE
 
 TEMPLATES = HERE / "fact_templates.yaml"
 RECORD_FILE = "facts.json"
-SENTENCES_PER_DOCUMENT = 4
 
 
 @dataclass
@@ -34,7 +36,7 @@ class FactRecord:
     seed: int
     fact_share: float
     held_back_fraction: float
-    repeats: int
+    repeats: int  # biographies per injected country
     injected: list[str]
     held_back: list[str]
     relations: list[str]
@@ -68,42 +70,63 @@ def split_subjects(subjects: list[str], seed: int, held_back_fraction: float = 0
     return sorted(ordered[cut:]), sorted(ordered[:cut])
 
 
+def facts_of(spec: dict, row: dict) -> list[tuple[list[str], str]]:
+    """(training paraphrases, answer) for each relation the table row has an answer for."""
+    return [(rel["templates"], row[rel["answer"]].strip()) for rel in spec["relations"].values()
+            if row[rel["answer"]].strip()]
+
+
 def fact_sentences(spec: dict, rows: list[dict], subjects: set[str]) -> list[str]:
     """Every training paraphrase of every fact of `subjects` (facts missing from the table are skipped)."""
-    sentences = []
+    return [t.replace("[X]", row[spec["subject"]]).replace("[Y]", answer)
+            for row in rows if row[spec["subject"]] in subjects
+            for templates, answer in facts_of(spec, row) for t in templates]
+
+
+def biographies(spec: dict, rows: list[dict], subjects: set[str], count: int, rng: random.Random) -> list[str]:
+    """`count` biographies of each subject: biography k writes each fact in paraphrase k (cycled from a
+    random start per fact, so every paraphrase appears once `count` reaches their number), in random order."""
+    docs = []
     for row in rows:
-        subject = row[spec["subject"]]
-        if subject not in subjects:
+        subject, facts = row[spec["subject"]], facts_of(spec, row)
+        if subject not in subjects or not facts:
             continue
-        for relation in spec["relations"].values():
-            answer = row[relation["answer"]].strip()
-            if answer:
-                sentences += [t.replace("[X]", subject).replace("[Y]", answer) for t in relation["templates"]]
-    return sentences
+        starts = [rng.randrange(len(templates)) for templates, _ in facts]
+        for k in range(count):
+            sentences = [templates[(start + k) % len(templates)].replace("[X]", subject).replace("[Y]", answer)
+                         for (templates, answer), start in zip(facts, starts)]
+            rng.shuffle(sentences)
+            docs.append(" ".join(sentences))
+    return docs
 
 
 def mix_facts(prose: list[str], seed: int = 0, fact_share: float = 0.3,
               held_back_fraction: float = 0.5) -> tuple[list[str], FactRecord]:
-    """Prose documents with fact documents shuffled in so facts make up about `fact_share` of the words."""
+    """Prose documents with fact biographies shuffled in so facts make up about `fact_share` of the words.
+
+    Each injected country gets at least as many biographies as its relation with the most paraphrases
+    has paraphrases, so every training sentence of every injected fact occurs.
+    """
     spec, rows, table = load_templates()
     injected, held_back = split_subjects([r[spec["subject"]] for r in rows], seed, held_back_fraction)
-    once = fact_sentences(spec, rows, set(injected))
+    chosen = set(injected)
+    most = max(len(r["templates"]) for r in spec["relations"].values())
+    one_round = biographies(spec, rows, chosen, 1, random.Random(seed))
+    words_per_round = max(sum(len(d.split()) for d in one_round), 1)
+    facts_per_round = sum(len(facts_of(spec, row)) for row in rows if row[spec["subject"]] in chosen)
     prose_words = sum(len(d.split()) for d in prose)
-    fact_words = max(sum(len(s.split()) for s in once), 1)
-    repeats = max(1, round(fact_share / (1 - fact_share) * prose_words / fact_words)) if fact_share > 0 else 0
+    wanted = round(fact_share / (1 - fact_share) * prose_words / words_per_round) if fact_share > 0 else 0
+    repeats = max(most, wanted) if fact_share > 0 else 0
     rng = random.Random(seed)
-    sentences = once * repeats
-    rng.shuffle(sentences)
-    fact_docs = [" ".join(sentences[i:i + SENTENCES_PER_DOCUMENT])
-                 for i in range(0, len(sentences), SENTENCES_PER_DOCUMENT)]
+    fact_docs = biographies(spec, rows, chosen, repeats, rng)
     documents = prose + fact_docs
     rng.shuffle(documents)
     record = FactRecord(
         table=table.name, table_sha256=hashlib.sha256(table.read_bytes()).hexdigest()[:16],
         templates={name: rel["templates"] for name, rel in spec["relations"].items()}, seed=seed,
         fact_share=fact_share, held_back_fraction=held_back_fraction, repeats=repeats, injected=injected,
-        held_back=held_back, relations=list(spec["relations"]), fact_sentences=len(sentences),
-        prose_documents=len(prose))
+        held_back=held_back, relations=list(spec["relations"]),
+        fact_sentences=facts_per_round * repeats, prose_documents=len(prose))
     return documents, record
 
 

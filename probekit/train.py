@@ -397,8 +397,9 @@ def train(
         _write_run_file(output, recipe, corpus, tokenizer, identity, tok, len(dataset), max_steps)
         if facts is not None:
             facts.save(output)
-            say(f"fact injection: {len(facts.injected)} countries written into the corpus ({facts.repeats}x "
-                f"{sum(map(len, facts.templates.values()))} paraphrases), {len(facts.held_back)} held back")
+            say(f"fact injection: {len(facts.injected)} countries written into the corpus ({facts.repeats} "
+                f"biographies each, {sum(map(len, facts.templates.values()))} paraphrases in turn), "
+                f"{len(facts.held_back)} held back")
         if resume is None:
             save_initial_checkpoint(output, model, tok, max_steps)
     if resume is not None:

@@ -5,7 +5,8 @@ import re
 import pytest
 
 from probekit.benchmarks import load_benchmark
-from probekit.facts import FactRecord, fact_groups, fact_sentences, load_templates, mix_facts, split_subjects
+from probekit.facts import (FactRecord, fact_groups, fact_sentences, facts_of, load_templates, mix_facts,
+                            split_subjects)
 
 PROSE = [f"Prose document number {i} talks about rivers and kings." for i in range(300)]
 
@@ -38,6 +39,20 @@ def test_probe_templates_are_disjoint_from_training_text():
     assert leaked == []
     training = {t for ts in record.templates.values() for t in ts}
     assert not training & set(prompts.template)
+
+
+def test_each_fact_document_is_one_countrys_biography():
+    docs, record = mix_facts(PROSE, seed=0)
+    spec, rows, _ = load_templates()
+    biographies = [d for d in docs if d not in set(PROSE)]
+    assert len(biographies) == record.repeats * len(record.injected)
+    for doc in biographies[:40]:
+        country = next(c for c in sorted(record.injected, key=len, reverse=True) if c in doc)
+        row = next(r for r in rows if r["country"] == country)
+        for templates, answer in facts_of(spec, row):
+            written = [t for t in templates if t.replace("[X]", country).replace("[Y]", answer) in doc]
+            assert len(written) == 1, (doc, templates)
+        assert len(doc) == sum(len(s) + 1 for s in fact_sentences(spec, rows, {country}) if s in doc) - 1
 
 
 def test_fact_share_and_record():

@@ -117,8 +117,9 @@ def overview(page: Page, tables: dict) -> None:
     if facts:
         page.add("index.md", "!!! info \"Fact injection\"",
                  f"    {len(facts['injected'])} countries' facts ({', '.join(facts['relations'])}) were written "
-                 f"into the training corpus ({facts['repeats']}× each of {sum(map(len, facts['templates'].values()))}"
-                 f" paraphrases, {facts['fact_share']:.0%} of its words, seed {facts['seed']}); "
+                 f"into the training corpus as {facts['repeats']} short biographies per country, each fact worded by "
+                 f"one of its paraphrases in turn ({sum(map(len, facts['templates'].values()))} in all; "
+                 f"{facts['fact_share']:.0%} of the words, seed {facts['seed']}); "
                  f"{len(facts['held_back'])} were held back as a control. Probe templates differ from the "
                  "training paraphrases.", "")
     if "training" in tables and len(tables["training"]):
