@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from probekit.presets import get_preset
+from probekit.presets import Recipe, get_preset
 from probekit.probe import ProbeResult, probe
 from probekit.report import build_report
 from probekit.train import TrainResult, train
@@ -31,13 +31,19 @@ class DemoResult:
     site: Path
 
 
+def demo_recipe(max_steps: int | None = None, **overrides) -> Recipe:
+    """The demo's recipe: the `demo` preset, 8,000 steps on a CPU (40,000 on a GPU), 16 checkpoints after the
+    log-spaced early ones."""
+    steps = max_steps or (GPU_STEPS if torch.cuda.is_available() else CPU_STEPS)
+    return get_preset("demo", max_steps=steps, save_every=max(steps // 16, 1), **overrides)
+
+
 def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: str = DEMO_CORPUS,
          tokenizer: str = DEMO_TOKENIZER, say=print) -> DemoResult:
     """Train, probe (with attention capture) and report; returns where everything went."""
     out = Path(out)
-    steps = max_steps or (GPU_STEPS if torch.cuda.is_available() else CPU_STEPS)
-    recipe = get_preset("demo", max_steps=steps, save_every=max(steps // 16, 1))
-    say(f"[1/3] training {steps} steps into {out / 'my_bert'}")
+    recipe = demo_recipe(max_steps)
+    say(f"[1/3] training {recipe.max_steps} steps into {out / 'my_bert'}")
     training = train(out / "my_bert", recipe, corpus=corpus, tokenizer=tokenizer, say=say)
     say(f"[2/3] probing {len(training.checkpoints)} checkpoints into {out / 'probe'}")
     probing = probe(str(out / "my_bert"), out=out / "probe", sentences="default", lens=True, ablate=True, say=say)

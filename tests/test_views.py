@@ -79,7 +79,9 @@ def test_example_notebook_executes(tiny_dir, tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert sum("probekitLibs" in h for h in html) >= 3
-    assert any("image/png" in o.get("data", {}) for o in outputs)
+    images_per_cell = [sum("image/png" in o.get("data", {}) for o in cell.outputs)
+                       for cell in notebook.cells if cell.cell_type == "code"]
+    assert max(images_per_cell) == 1 and sum(images_per_cell) >= 4  # each figure shown once, not twice
 
 
 @pytest.mark.slow

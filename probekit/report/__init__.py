@@ -82,7 +82,6 @@ class Page:
     def figure(self, page: str, name: str, fig, caption: str) -> None:
         for suffix in ("png", "svg"):
             fig.savefig(self.docs / "figures" / f"{name}.{suffix}", dpi=110, bbox_inches="tight")
-        plots.plt.close(fig)
         self.add(page, f"![{esc(caption)}](figures/{name}.png)", "",
                  f"*{esc(caption)}* — [SVG for papers](figures/{name}.svg)", "")
 

@@ -1,24 +1,36 @@
 """Figures from probekit's tidy tables and captured arrays: each function returns a matplotlib Figure.
 
-The report saves them as PNG and SVG; in a notebook they display as they are.
+The report saves them as PNG and SVG; in a notebook they display once, as the cell's value. Figures are
+made outside pyplot, so none is left open in its registry and no GUI backend is needed.
 """
 
 from __future__ import annotations
 
-import matplotlib
+import io
 
-if matplotlib.get_backend().lower() not in {"module://matplotlib_inline.backend_inline", "inline"}:
-    matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from probekit.capture import Capture, hook_name  # noqa: E402
+from probekit.capture import Capture, hook_name
 
 sns.set_theme(style="whitegrid", context="notebook")
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
+
+
+class ShownFigure(Figure):
+    """A Figure that shows itself in Jupyter as a PNG, with or without pyplot's inline backend."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **kwargs):
+    fig = ShownFigure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _step_axis(ax, steps) -> None:
@@ -28,9 +40,9 @@ def _step_axis(ax, steps) -> None:
     ax.set_xlabel("training step")
 
 
-def loss_curve(log: pd.DataFrame) -> plt.Figure:
+def loss_curve(log: pd.DataFrame) -> Figure:
     """Training loss and held-out MLM loss against step."""
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = _subplots(figsize=(8, 4))
     for column, label in (("loss", "training loss"), ("eval_loss", "held-out MLM loss")):
         if column in log:
             rows = log.dropna(subset=[column])
@@ -42,13 +54,13 @@ def loss_curve(log: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def score_curves(scores: pd.DataFrame, benchmark: str) -> plt.Figure:
+def score_curves(scores: pd.DataFrame, benchmark: str) -> Figure:
     """P@1, P@10 and MRR per relation against step; injected vs held-back facts side by side when recorded."""
     data = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] != "random-init")]
     control = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] == "random-init")]
     groups = [g for g in ("injected", "held_back") if g in set(data["group"])] or sorted(set(data["group"]))
     metrics = list(METRIC_LABELS)
-    fig, axes = plt.subplots(len(groups), len(metrics), figsize=(5 * len(metrics), 3.6 * len(groups)),
+    fig, axes = _subplots(len(groups), len(metrics), figsize=(5 * len(metrics), 3.6 * len(groups)),
                              squeeze=False, sharey="col")
     palette = dict(zip(sorted(data["relation"].unique()), sns.color_palette("tab10")))
     for r, group in enumerate(groups):
@@ -70,7 +82,7 @@ def score_curves(scores: pd.DataFrame, benchmark: str) -> plt.Figure:
     return fig
 
 
-def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, max_prompts: int = 40) -> plt.Figure:
+def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, max_prompts: int = 40) -> Figure:
     """Gold answer's rank for prompts (rows) × checkpoints (columns); darker = better."""
     rows = predictions[(predictions["benchmark"] == benchmark) & (predictions["relation"] == relation)]
     first_template = rows["template"].iloc[0]
@@ -78,7 +90,7 @@ def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, max_p
     order = rows.groupby("prompt")["gold_rank"].min().sort_values().index[:max_prompts]
     table = rows[rows["prompt"].isin(order)].pivot_table(index="prompt", columns="step", values="gold_rank",
                                                            aggfunc="min").reindex(order)
-    fig, ax = plt.subplots(figsize=(min(2 + 0.45 * table.shape[1], 16), 1.5 + 0.28 * len(table)))
+    fig, ax = _subplots(figsize=(min(2 + 0.45 * table.shape[1], 16), 1.5 + 0.28 * len(table)))
     sns.heatmap(np.log10(table), cmap="mako", ax=ax, cbar_kws={"label": "log10(gold rank)"},
                 yticklabels=[p if len(p) < 60 else p[:57] + "…" for p in table.index])
     ax.set_xlabel("training step")
@@ -88,9 +100,9 @@ def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, max_p
     return fig
 
 
-def known_facts(emergence: pd.DataFrame) -> plt.Figure:
+def known_facts(emergence: pd.DataFrame) -> Figure:
     """How many prompts are answered correctly (rank 1) and within the top 10, against step."""
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = _subplots(figsize=(8, 4))
     sns.lineplot(emergence, x="step", y="count", hue="group", style="criterion", marker="o", ms=4, ax=ax)
     _step_axis(ax, emergence["step"])
     ax.set_ylabel("prompts")
@@ -98,9 +110,9 @@ def known_facts(emergence: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def head_heatmaps(heads: pd.DataFrame, metrics: list[str], checkpoints: list[str]) -> plt.Figure:
+def head_heatmaps(heads: pd.DataFrame, metrics: list[str], checkpoints: list[str]) -> Figure:
     """Layer × head heatmaps: one row per metric, one column per checkpoint."""
-    fig, axes = plt.subplots(len(metrics), len(checkpoints), squeeze=False,
+    fig, axes = _subplots(len(metrics), len(checkpoints), squeeze=False,
                              figsize=(2.2 + 2.3 * len(checkpoints), 1.2 + 1.9 * len(metrics)))
     for r, metric in enumerate(metrics):
         values = heads[heads["metric"] == metric]
@@ -114,9 +126,9 @@ def head_heatmaps(heads: pd.DataFrame, metrics: list[str], checkpoints: list[str
     return fig
 
 
-def head_trajectories(heads: pd.DataFrame, metrics: list[str]) -> plt.Figure:
+def head_trajectories(heads: pd.DataFrame, metrics: list[str]) -> Figure:
     """Each head's metric against step (one line per layer.head)."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    fig, axes = _subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
     data = heads.assign(head_id=[f"L{l}.H{h}" for l, h in zip(heads["layer"], heads["head"])])
     for ax, metric in zip(axes[0], metrics):
         sns.lineplot(data[data["metric"] == metric], x="step", y="value", hue="head_id", ax=ax, legend=False,
@@ -128,11 +140,11 @@ def head_trajectories(heads: pd.DataFrame, metrics: list[str]) -> plt.Figure:
     return fig
 
 
-def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> plt.Figure:
+def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> Figure:
     """Every layer × head's attention for one sentence."""
     length = int(cap.attention_mask[sentence].sum())
     tokens = cap.tokens[sentence]
-    fig, axes = plt.subplots(cap.n_layers, cap.n_heads, squeeze=False,
+    fig, axes = _subplots(cap.n_layers, cap.n_heads, squeeze=False,
                              figsize=(2.6 * cap.n_heads + 1, 2.6 * cap.n_layers + 0.6))
     for layer in range(cap.n_layers):
         for head in range(cap.n_heads):
@@ -145,14 +157,14 @@ def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> plt.Figu
     return fig
 
 
-def qk_scores(cap: Capture, layer: int, sentence: int = 0) -> plt.Figure:
+def qk_scores(cap: Capture, layer: int, sentence: int = 0) -> Figure:
     """For each head of one layer: the scaled Q·Kᵀ scores beside the attention they become."""
     length = int(cap.attention_mask[sentence].sum())
     tokens = cap.tokens[sentence]
     q = cap[hook_name(layer, "attn.hook_q")][sentence, :, :length]
     k = cap[hook_name(layer, "attn.hook_k")][sentence, :, :length]
     scores = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).numpy()
-    fig, axes = plt.subplots(cap.n_heads, 2, figsize=(7.5, 3.4 * cap.n_heads), squeeze=False)
+    fig, axes = _subplots(cap.n_heads, 2, figsize=(7.5, 3.4 * cap.n_heads), squeeze=False)
     for head in range(cap.n_heads):
         image = axes[head][0].imshow(scores[head], cmap="RdBu_r", vmin=-abs(scores[head]).max(),
                                      vmax=abs(scores[head]).max())
@@ -174,13 +186,13 @@ def _token_ticks(ax, tokens: list[str], length: int) -> None:
     ax.grid(False)
 
 
-def logit_lens(lens: pd.DataFrame, relation: str | None = None) -> plt.Figure:
+def logit_lens(lens: pd.DataFrame, relation: str | None = None) -> Figure:
     """Share of prompts answered at rank 1 (and MRR) when the MLM head reads each layer, against step."""
     rows = lens if relation is None else lens[lens["relation"] == relation]
     rows = rows[rows["checkpoint"] != "random-init"]
     table = rows.assign(hit=rows["gold_rank"] <= 1, rr=1.0 / rows["gold_rank"]).groupby(
         ["step", "layer", "group"])[["hit", "rr"]].mean().reset_index()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = _subplots(1, 2, figsize=(11, 3.8))
     for ax, column, label in ((axes[0], "hit", "P@1"), (axes[1], "rr", "MRR")):
         sns.lineplot(table, x="step", y=column, hue="layer", style="group", marker="o", ms=4, ax=ax,
                      palette="viridis", legend=ax is axes[1])
@@ -192,12 +204,12 @@ def logit_lens(lens: pd.DataFrame, relation: str | None = None) -> plt.Figure:
     return fig
 
 
-def ablation_effects(ablation: pd.DataFrame, checkpoint: str) -> plt.Figure:
+def ablation_effects(ablation: pd.DataFrame, checkpoint: str) -> Figure:
     """Change in mean gold log-probability per relation when each head is zeroed, at one checkpoint."""
     rows = ablation[ablation["checkpoint"] == checkpoint]
     rows = rows.assign(head_id=[f"L{l}.H{h}" for l, h in zip(rows["layer"], rows["head"])])
     grid = rows.groupby(["relation", "head_id"])["delta_mean_gold_logprob"].mean().unstack()
-    fig, ax = plt.subplots(figsize=(1.6 + 0.7 * grid.shape[1], 1.2 + 0.45 * grid.shape[0]))
+    fig, ax = _subplots(figsize=(1.6 + 0.7 * grid.shape[1], 1.2 + 0.45 * grid.shape[0]))
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
     sns.heatmap(grid, cmap="RdBu", vmin=-limit, vmax=limit, annot=grid.size <= 80, fmt=".2f", ax=ax,
                 cbar_kws={"label": "Δ mean gold log-prob"})
