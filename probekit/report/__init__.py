@@ -106,6 +106,18 @@ def table(frame: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------- pages
 
 
+def injection_details(facts: dict) -> list[str]:
+    """Which countries were injected and which held back, and the sentences that wrote the facts."""
+    names = lambda group: ", ".join(esc(n) for n in facts[group])  # noqa: E731
+    paraphrases = [f"- {esc(relation)}: " + " · ".join(f"<code>{esc(t)}</code>" for t in templates)
+                   for relation, templates in facts["templates"].items()]
+    return ['<details markdown="1">', "<summary>Which facts were injected</summary>", "",
+            f"**Injected ({len(facts['injected'])}):** {names('injected')}", "",
+            f"**Held back ({len(facts['held_back'])}):** {names('held_back')}", "",
+            "**Training paraphrases** (<code>&#91;X&#93;</code> the country, <code>&#91;Y&#93;</code> the fact):", "",
+            *paraphrases, "", "</details>", ""]
+
+
 def overview(page: Page, tables: dict) -> None:
     manifest = tables["manifest"]
     checkpoints = tables["checkpoints"]
@@ -120,7 +132,7 @@ def overview(page: Page, tables: dict) -> None:
                  f"one of its paraphrases in turn ({sum(map(len, facts['templates'].values()))} in all; "
                  f"{facts['fact_share']:.0%} of the words, seed {facts['seed']}); "
                  f"{len(facts['held_back'])} were held back as a control. Probe templates differ from the "
-                 "training paraphrases.", "")
+                 "training paraphrases.", "", *injection_details(facts))
     if "training" in tables and len(tables["training"]):
         page.add("index.md", "## Training")
         page.figure("index.md", "loss", plots.loss_curve(tables["training"]), "Training and held-out MLM loss")
