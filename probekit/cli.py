@@ -52,6 +52,8 @@ def main() -> None:
 @click.option("--heads", "num_heads", type=int, default=None, help="Attention heads per layer.")
 @click.option("--intermediate-size", type=int, default=None, help="Feed-forward width.")
 @click.option("--block-size", type=int, default=None, help="Tokens per training example.")
+@click.option("--mlm-probability", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Share of tokens masked for MLM (presets: 0.15; demo 0.4).")
 @click.option("--save-every", type=int, default=None,
               help="Checkpoint every N steps after the log-spaced early ones (1, 2, 4, …).")
 @click.option("--log-until", type=int, default=None, help="Last log-spaced checkpoint step.")

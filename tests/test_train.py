@@ -190,3 +190,13 @@ def test_wordpiece_run_reuses_its_tokenizer_on_resume(tiny_dir, tiny_recipe, tmp
     again = train(tmp_path / "wp", tiny_recipe, **kwargs)
     assert again.resumed_from.name == "checkpoint-4"
     assert (first.output / "checkpoint-8" / "tokenizer.json").read_text() == vocab
+
+
+def test_mlm_probability_is_a_recipe_option(tiny_dir, tmp_path):
+    from probekit.train import RUN_FILE
+
+    result = CliRunner().invoke(main, tiny_args(tiny_dir, tmp_path / "out", "--mlm-probability", "0.4"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / RUN_FILE).read_text())["recipe"]["mlm_probability"] == 0.4
+    refused = CliRunner().invoke(main, tiny_args(tiny_dir, tmp_path / "bad", "--mlm-probability", "1.5"))
+    assert refused.exit_code == 2 and "--mlm-probability" in refused.output and not (tmp_path / "bad").exists()
