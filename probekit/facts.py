@@ -76,9 +76,14 @@ def facts_of(spec: dict, row: dict) -> list[tuple[list[str], str]]:
             if row[rel["answer"]].strip()]
 
 
+def written(template: str, subject: str, answer: str) -> str:
+    """A training paraphrase with its country ([X]) and fact ([Y]) filled in."""
+    return template.replace("[X]", subject).replace("[Y]", answer)
+
+
 def fact_sentences(spec: dict, rows: list[dict], subjects: set[str]) -> list[str]:
     """Every training paraphrase of every fact of `subjects` (facts missing from the table are skipped)."""
-    return [t.replace("[X]", row[spec["subject"]]).replace("[Y]", answer)
+    return [written(t, row[spec["subject"]], answer)
             for row in rows if row[spec["subject"]] in subjects
             for templates, answer in facts_of(spec, row) for t in templates]
 
@@ -88,12 +93,13 @@ def biographies(spec: dict, rows: list[dict], subjects: set[str], count: int, rn
     random start per fact, so every paraphrase appears once `count` reaches their number), in random order."""
     docs = []
     for row in rows:
-        subject, facts = row[spec["subject"]], facts_of(spec, row)
-        if subject not in subjects or not facts:
+        subject = row[spec["subject"]]
+        facts = facts_of(spec, row) if subject in subjects else []
+        if not facts:
             continue
         starts = [rng.randrange(len(templates)) for templates, _ in facts]
         for k in range(count):
-            sentences = [templates[(start + k) % len(templates)].replace("[X]", subject).replace("[Y]", answer)
+            sentences = [written(templates[(start + k) % len(templates)], subject, answer)
                          for (templates, answer), start in zip(facts, starts)]
             rng.shuffle(sentences)
             docs.append(" ".join(sentences))
@@ -115,7 +121,7 @@ def mix_facts(prose: list[str], seed: int = 0, fact_share: float = 0.3,
     words_per_round = max(sum(len(d.split()) for d in one_round), 1)
     facts_per_round = sum(len(facts_of(spec, row)) for row in rows if row[spec["subject"]] in chosen)
     prose_words = sum(len(d.split()) for d in prose)
-    wanted = round(fact_share / (1 - fact_share) * prose_words / words_per_round) if fact_share > 0 else 0
+    wanted = round(fact_share / (1 - fact_share) * prose_words / words_per_round)
     repeats = max(most, wanted) if fact_share > 0 else 0
     rng = random.Random(seed)
     fact_docs = biographies(spec, rows, chosen, repeats, rng)

@@ -61,7 +61,7 @@ def score_curves(scores: pd.DataFrame, benchmark: str) -> Figure:
     groups = [g for g in ("injected", "held_back") if g in set(data["group"])] or sorted(set(data["group"]))
     metrics = list(METRIC_LABELS)
     fig, axes = _subplots(len(groups), len(metrics), figsize=(5 * len(metrics), 3.6 * len(groups)),
-                             squeeze=False, sharey="col")
+                          squeeze=False, sharey="col")
     palette = dict(zip(sorted(data["relation"].unique()), sns.color_palette("tab10")))
     for r, group in enumerate(groups):
         for c, metric in enumerate(metrics):
@@ -113,7 +113,7 @@ def known_facts(emergence: pd.DataFrame) -> Figure:
 def head_heatmaps(heads: pd.DataFrame, metrics: list[str], checkpoints: list[str]) -> Figure:
     """Layer × head heatmaps: one row per metric, one column per checkpoint."""
     fig, axes = _subplots(len(metrics), len(checkpoints), squeeze=False,
-                             figsize=(2.2 + 2.3 * len(checkpoints), 1.2 + 1.9 * len(metrics)))
+                          figsize=(2.2 + 2.3 * len(checkpoints), 1.2 + 1.9 * len(metrics)))
     for r, metric in enumerate(metrics):
         values = heads[heads["metric"] == metric]
         vmin, vmax = values["value"].min(), values["value"].max()
@@ -145,7 +145,7 @@ def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> Figure:
     length = int(cap.attention_mask[sentence].sum())
     tokens = cap.tokens[sentence]
     fig, axes = _subplots(cap.n_layers, cap.n_heads, squeeze=False,
-                             figsize=(2.6 * cap.n_heads + 1, 2.6 * cap.n_layers + 0.6))
+                          figsize=(2.6 * cap.n_heads + 1, 2.6 * cap.n_layers + 0.6))
     for layer in range(cap.n_layers):
         for head in range(cap.n_heads):
             ax = axes[layer][head]
