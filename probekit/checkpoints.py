@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +18,8 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedT
 from transformers.initialization import no_init_weights
 
 from probekit.errors import ProbekitError
+from probekit.folders import PICKLE_WEIGHTS, SAFE_WEIGHTS, looks_like_checkpoint, step_of
 
-SAFE_WEIGHTS, PICKLE_WEIGHTS = "model.safetensors", "pytorch_model.bin"
-TRAILING_NUMBER = re.compile(r"(\d+)$")
 TIED_KEYS = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
 
 
@@ -49,7 +47,7 @@ def resolve_checkpoints(specs: list[str] | str) -> list[CheckpointRef]:
     for spec in map(str, specs):
         path = Path(spec)
         if any(ch in spec for ch in "*?["):
-            matches = [m for m in sorted(glob.glob(spec)) if _looks_like_checkpoint(Path(m))]
+            matches = [m for m in sorted(glob.glob(spec)) if looks_like_checkpoint(Path(m))]
             if not matches:
                 raise ProbekitError(f"{spec}: matches no checkpoint folder")
             locations += matches
@@ -58,36 +56,20 @@ def resolve_checkpoints(specs: list[str] | str) -> list[CheckpointRef]:
                 raise ProbekitError(f"{spec}: a file, not a checkpoint folder")
             continue  # a shell glob also expands to files beside the checkpoints (probekit_run.json)
         elif path.is_dir() and not (path / "config.json").exists():
-            children = [str(p) for p in sorted(path.iterdir()) if _looks_like_checkpoint(p)]
+            children = [str(p) for p in sorted(path.iterdir()) if looks_like_checkpoint(p)]
             locations += children or [spec]
         elif path.exists() or not _looks_like_path(spec):
             locations.append(spec)
         else:
             raise ProbekitError(f"{spec}: no such checkpoint folder")
     refs = list(dict.fromkeys(locations))
-    found = [CheckpointRef(Path(loc).name if Path(loc).exists() else loc, loc, _step_of(loc)) for loc in refs]
+    found = [CheckpointRef(Path(loc).name if Path(loc).exists() else loc, loc, step_of(Path(loc))) for loc in refs]
     order = {ref.location: i for i, ref in enumerate(found)}
     return sorted(found, key=lambda r: (r.step is None, r.step if r.step is not None else order[r.location]))
 
 
-def _looks_like_checkpoint(path: Path) -> bool:
-    return path.is_dir() and ((path / "config.json").exists() or path.name.startswith("checkpoint-"))
-
-
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).suffix != ""
-
-
-def _step_of(location: str) -> int | None:
-    path = Path(location)
-    state = path / "trainer_state.json"
-    if state.is_file():
-        try:
-            return int(json.loads(state.read_text())["global_step"])
-        except (ValueError, KeyError, TypeError):
-            pass
-    match = TRAILING_NUMBER.search(path.name)
-    return int(match.group(1)) if match and path.exists() else None
 
 
 def read_weights(ref: CheckpointRef, allow_pickle: bool = False) -> dict[str, torch.Tensor]:

@@ -41,12 +41,11 @@ from probekit.checkpoints import decoder_tie_message
 from probekit.corpus import DEFAULT_CORPUS, load_training_corpus
 from probekit.errors import ProbekitError
 from probekit.facts import table_names
+from probekit.folders import RESUME_FILES, RUN_FILE, checkpoint_dirs
 from probekit.presets import DEFAULT, Recipe
 from probekit.vocab import load_tokenizer, train_wordpiece, wordpiece_size
 
-RUN_FILE = "probekit_run.json"
 NAME_REPEATS = 50
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 EVAL_BLOCKS = 64
 
 
@@ -253,17 +252,9 @@ def checkpoint_steps(max_steps: int, log_until: int, save_every: int) -> list[in
     return sorted(s for s in steps | {max_steps} if 0 < s <= max_steps)
 
 
-def checkpoint_dirs(output: Path) -> list[tuple[int, Path]]:
-    """`checkpoint-N` folders in `output`, by step, newest last."""
-    if not output.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in output.iterdir() if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))]
-    return sorted(found)
-
-
 def resumable_problem(path: Path) -> str | None:
     """Why `path` cannot be resumed from (a half-written checkpoint), or None if it can."""
-    for name in ("config.json", "model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt"):
+    for name in RESUME_FILES:
         if not (path / name).is_file():
             return f"{name} is missing"
     try:
