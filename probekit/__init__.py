@@ -3,27 +3,81 @@
 The same functions back the `probekit` command line and a Jupyter notebook:
 
     import probekit
-    probekit.train("local/my_bert")                        # a checkpoint series
-    result = probekit.probe("local/my_bert/*", out="local/probe", sentences="default")
+    probekit.train("local/my_bert")                                  # a checkpoint series
+    result = probekit.probe("local/my_bert/*", analyses=("predictions", "capture"), out="local/probe")
     series = probekit.open_series("local/my_bert/*")
-    probekit.head_view(series[-1], "The capital of Italy is Rome.")
+    probekit.head_view(series[-1], "The capital of Italy is Rome.")  # series.at(600) looks up a step
+
+`import probekit` is cheap: the public names below are imported from their modules on first use (module
+`__getattr__`), so the command line starts without torch, transformers or pandas. No public name is a
+function that hides a module of the same name: `probekit.probe` is the function, its module is
+`probekit.runner`.
 """
 
-__version__ = "0.1.0"
+import importlib as _importlib
+from importlib import metadata as _metadata
+from typing import Any as _Any
 
-from probekit.capture import Capture, capture, capturing  # noqa: E402
-from probekit.checkpoints import Series, load_checkpoint, open_series  # noqa: E402
-from probekit.diff import CheckpointDiff, diff_checkpoints  # noqa: E402
-from probekit.errors import ProbekitError  # noqa: E402
-from probekit.metrics import emergence, head_metrics, known_counts  # noqa: E402
-from probekit.presets import DEFAULT, PRESETS, SEED, Recipe, get_preset  # noqa: E402
-from probekit.probe import ProbeResult, probe  # noqa: E402
-from probekit.store import read_results as load_results  # noqa: E402
-from probekit.train import train  # noqa: E402
-from probekit.views import compare_heads, head_view, model_view, qk_view  # noqa: E402
+from probekit import log as _log
 
-__all__ = [
-    "DEFAULT", "PRESETS", "SEED", "Capture", "CheckpointDiff", "ProbeResult", "ProbekitError", "Recipe", "Series", "__version__",
-    "capture", "capturing", "compare_heads", "diff_checkpoints", "emergence", "get_preset", "head_metrics", "head_view",
-    "known_counts", "load_checkpoint", "load_results", "model_view", "open_series", "probe", "qk_view", "train",
-]
+DISTRIBUTION = "probekit-bert"  # the PyPI name; `probekit` on PyPI is an unrelated project
+
+try:
+    __version__ = _metadata.version(DISTRIBUTION)
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+
+# public name -> (module, attribute in it)
+_LAZY: dict[str, tuple[str, str]] = {
+    "train": ("probekit.training", "train"),
+    "TrainResult": ("probekit.training", "TrainResult"),
+    "Recipe": ("probekit.presets", "Recipe"),
+    "PRESETS": ("probekit.presets", "PRESETS"),
+    "get_preset": ("probekit.presets", "get_preset"),
+    "Checkpoint": ("probekit.checkpoints", "Checkpoint"),
+    "Series": ("probekit.checkpoints", "Series"),
+    "open_series": ("probekit.checkpoints", "open_series"),
+    "load_checkpoint": ("probekit.checkpoints", "load_checkpoint"),
+    "probe": ("probekit.runner", "probe"),
+    "ProbeResult": ("probekit.results", "ProbeResult"),
+    "load_results": ("probekit.results", "load_results"),
+    "Analysis": ("probekit.analyses", "Analysis"),
+    "register_analysis": ("probekit.analyses", "register"),
+    "Capture": ("probekit.activations", "Capture"),
+    "capture": ("probekit.activations", "capture"),
+    "hooked": ("probekit.hooks", "hooked"),
+    "emergence": ("probekit.metrics", "emergence"),
+    "head_metrics": ("probekit.metrics", "head_metrics"),
+    "known_counts": ("probekit.metrics", "known_counts"),
+    "diff_checkpoints": ("probekit.diff", "diff_checkpoints"),
+    "CheckpointDiff": ("probekit.diff", "CheckpointDiff"),
+    "head_view": ("probekit.views", "head_view"),
+    "model_view": ("probekit.views", "model_view"),
+    "compare_heads": ("probekit.views", "compare_heads"),
+    "qk_view": ("probekit.views", "qk_view"),
+    "ProbekitError": ("probekit.errors", "ProbekitError"),
+    "set_progress": ("probekit.log", "set_progress"),
+    "show_messages": ("probekit.log", "show_messages"),
+    "logger": ("probekit.log", "logger"),
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> _Any:
+    """Import a public name from its module on first access, then keep it as a module attribute."""
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'probekit' has no attribute {name!r}") from None
+    value = getattr(_importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names (imported or not yet) beside what the module already holds."""
+    return sorted({*globals(), *_LAZY})
+
+
+_log.show_messages()  # notebook users see probekit's messages; log.py imports nothing heavy

@@ -4,30 +4,46 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from probekit.errors import ProbekitError
 from probekit.presets import PRESETS
 
+SHIPPED_SENTENCES = "shipped"  # what a bare --capture stands for: the sentence set shipped with probekit
 
-def one_line_errors(fn):
-    """Turn the library's ProbekitError into click's one-line error and non-zero exit."""
+
+def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ProbekitError, and OSError with the path it concerns, into click's one-line error and exit 1."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ProbekitError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            raise click.ClickException(os_error_line(exc)) from exc
 
     return wrapper
 
 
+def os_error_line(exc: OSError) -> str:
+    """`PATH: reason` (both paths for a rename or copy); the bare message when the error names no path."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(package_name="probekit")
+@click.version_option(package_name="probekit-bert", prog_name="probekit")
 def main() -> None:
     """probekit: pretrain a tiny BERT, probe every checkpoint, look at its attention."""
+    from probekit.log import show_messages
+
+    show_messages()
 
 
 @main.command()
@@ -81,6 +97,20 @@ def _end_distributed() -> None:
         dist.destroy_process_group()
 
 
+def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    """`--with lens,ablation` → ("lens", "ablation"), each checked against the registered analyses."""
+    if not value:
+        return ()
+    from probekit.analyses import REGISTRY
+
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    unknown = [name for name in names if name not in REGISTRY]
+    if unknown:
+        raise click.BadParameter(f"unknown analysis {', '.join(map(repr, unknown))}; "
+                                 f"choose from {', '.join(sorted(REGISTRY))}")
+    return names
+
+
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[CHECKPOINT]...")
 @click.option("--checkpoints", "-c", multiple=True,
@@ -89,33 +119,45 @@ def _end_distributed() -> None:
 @click.option("--benchmark", "-b", "benchmarks", multiple=True, default=["countries"],
               help="Shipped benchmark name or a .csv/.jsonl/.yaml file; repeat for several.")
 @click.option("--out", "-o", default="local/probe", help="Results folder (tables, manifest, cache).")
+@click.option("--with", "with_", metavar="A,B", callback=analysis_list, default=None,
+              help="Analyses to run beside the predictions, comma-separated: lens, ablation, capture "
+                   "(and any registered one).")
 @click.option("--tokenizer", default=None, help="Tokenizer to use instead of each checkpoint's own.")
 @click.option("--allow-pickle", is_flag=True, help="Also load pytorch_model.bin (pickle) weights, weights-only.")
-@click.option("--top-k", type=int, default=10, help="Predictions kept per prompt.")
-@click.option("--batch-size", type=int, default=128, help="Prompts per forward pass.")
+@click.option("--top-k", type=click.IntRange(1, 1000), default=10, help="Predictions kept per prompt.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Prompts per forward pass.")
 @click.option("--control/--no-control", default=True,
               help="Add a random-initialisation row when the series has no step 0.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 …  [default: cuda if available]")
-@click.option("--capture", "sentences", is_flag=False, flag_value="default", default=None, metavar="[FILE]",
-              help="Also capture Q/K/V and attention on sentences (the shipped set, or a .txt/.jsonl FILE; "
-                   "a tab in a .txt line makes an A/B pair) into OUT/attention/, and head metrics into "
-                   "OUT/heads.parquet.")
+@click.option("--capture", "capture_file", is_flag=False, flag_value=SHIPPED_SENTENCES, default=None,
+              metavar="[FILE]",
+              help="Same as --with capture; with FILE (.txt/.jsonl; a tab in a .txt line makes an A/B pair) "
+                   "instead of the shipped sentences. Q/K/V and attention go to OUT/attention/, head metrics "
+                   "to OUT/heads.parquet.")
 @click.option("--half", is_flag=True, help="Store captured tensors as float16.")
-@click.option("--lens", is_flag=True, help="Logit lens: read the MLM head at every layer (OUT/lens.parquet).")
+@click.option("--lens", is_flag=True, help="Same as --with lens: read the MLM head at every layer (OUT/lens.parquet).")
 @click.option("--ablate", is_flag=True,
-              help="Head ablation: zero each head in turn and rescore all prompts (OUT/ablation.parquet).")
+              help="Same as --with ablation: zero each head in turn and rescore all prompts (OUT/ablation.parquet).")
 @one_line_errors
-def probe(paths, checkpoints, benchmarks, out, **options):
+def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tuple[str, ...], out: str,
+          with_: tuple[str, ...], tokenizer: str | None, allow_pickle: bool, top_k: int, batch_size: int,
+          control: bool, device: str | None, capture_file: str | None, half: bool, lens: bool,
+          ablate: bool) -> None:
     """Score every benchmark prompt on every checkpoint; write tidy tables to OUT.
 
     Exits with status 1 when a checkpoint was skipped (after writing the results of the others).
     """
-    from probekit.probe import probe as run_probe
+    from probekit.runner import probe as run_probe
 
     specs = [*checkpoints, *paths]
     if not specs:
         raise click.UsageError("give checkpoints: probekit probe --checkpoints local/my_bert/*")
-    result = run_probe(specs, benchmarks, out=out, say=click.echo, **options)
+    flagged = [name for name, on in (("lens", lens), ("ablation", ablate), ("capture", capture_file)) if on]
+    analyses = tuple(dict.fromkeys(["predictions", *with_, *flagged]))
+    sentences = None if capture_file in (None, SHIPPED_SENTENCES) else capture_file
+    result = run_probe(specs, benchmarks, analyses=analyses, out=out, tokenizer=tokenizer,
+                       allow_pickle=allow_pickle, top_k=top_k, batch_size=batch_size, control=control,
+                       device=device, sentences=sentences, half=half)
     click.echo("\nP@1 by checkpoint and relation:")
     click.echo(result.summary().to_string(float_format=lambda v: f"{v:.2f}"))
     click.echo(f"\n{len(result.predictions):,} predictions from {len(result.checkpoints)} checkpoints -> {out}/")
@@ -133,7 +175,7 @@ def report(results, site, serve):
     """Build a MkDocs site of a RESULTS folder written by `probekit probe` (no models needed)."""
     from probekit.report import build_report
 
-    build_report(results, site, serve=serve, say=click.echo)
+    build_report(results, site, serve=serve)
 
 
 @main.command()
@@ -167,7 +209,7 @@ def demo(out, max_steps, corpus):
     """The whole job offline: train on the embedded corpus, probe every checkpoint, build the site."""
     from probekit.demo import demo as run_demo
 
-    result = run_demo(out, max_steps=max_steps, corpus=corpus, say=click.echo)
+    result = run_demo(out, max_steps=max_steps, corpus=corpus)
     click.echo(f"\nopen {result.site.resolve()}")
 
 
