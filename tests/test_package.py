@@ -1,0 +1,158 @@
+"""The package as a whole: a cheap import, a deliberate public API, and no import cycle."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import pkgutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import probekit
+
+PACKAGE = Path(probekit.__file__).resolve().parent
+HEAVY = ("torch", "transformers", "pandas", "numpy", "matplotlib")
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """The heavy libraries loaded by running `code` in a fresh interpreter."""
+    probe = f"{code}\nimport sys\nprint('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [m for m in proc.stdout.rpartition("HEAVY:")[2].strip().split(",") if m]
+
+
+def test_import_probekit_loads_no_heavy_library():
+    assert heavy_modules_after("import probekit") == []
+
+
+def test_cli_help_loads_no_heavy_library():
+    code = ("import sys\nfrom probekit.cli import main\n"
+            "for args in (['--help'], ['probe', '--help'], ['train', '--help'], ['report', '--help']):\n"
+            "    try:\n        main(args)\n    except SystemExit as e:\n        assert e.code == 0, (args, e.code)")
+    assert heavy_modules_after(code) == []
+
+
+def test_version_comes_from_the_distribution_metadata():
+    assert probekit.__version__ == metadata.version(probekit.DISTRIBUTION)
+    assert "probekit" in metadata.packages_distributions()["probekit"][0]
+    assert probekit.DISTRIBUTION != "probekit"  # that PyPI name is an unrelated project
+
+
+def test_public_names_are_listed_and_lazy():
+    assert set(probekit._LAZY) | {"__version__"} == set(probekit.__all__)
+    assert set(probekit.__all__) <= set(dir(probekit))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        probekit.nope  # noqa: B018
+
+
+def test_lazy_map_resolves_where_the_module_exists():
+    """Names whose module is present resolve to that module's object (modules still being written are skipped)."""
+    present = {name: target for name, target in probekit._LAZY.items()
+               if importlib.util.find_spec(target[0]) is not None}
+    assert {"ProbekitError", "set_progress", "show_messages", "logger"} <= set(present)
+    for name, (module, attribute) in present.items():
+        try:
+            expected = getattr(importlib.import_module(module), attribute)
+        except ImportError:
+            continue  # its module imports one that is not written yet; test_every_public_name_resolves says so
+        assert getattr(probekit, name) is expected, name
+
+
+def test_no_public_name_shadows_a_module():
+    """`probekit.X` is never a function hiding a module `probekit/X.py` (or a subpackage)."""
+    modules = {info.name for info in pkgutil.iter_modules([str(PACKAGE)])}
+    assert sorted(modules & set(probekit.__all__)) == []
+
+
+def test_every_public_name_resolves():
+    """Every name in __all__ imports from its module (fails, naming them, while a module is missing)."""
+    failures = {}
+    for name in probekit.__all__:
+        try:
+            getattr(probekit, name)
+        except Exception as exc:  # report all, not the first
+            failures[name] = f"{type(exc).__name__}: {exc}"
+    assert failures == {}
+
+
+def internal_imports(path: Path, module: str) -> set[str]:
+    """probekit modules that `module` imports anywhere in its source (top level, functions, TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = module.split(".")
+                base_parts = parts if is_package else parts[:-1]
+                base_parts = base_parts[: len(base_parts) - (node.level - 1)]
+                base = ".".join([*base_parts, *([node.module] if node.module else [])])
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import submodule`
+    return {name for name in found if name == "probekit" or name.startswith("probekit.")}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every probekit module → the probekit modules it imports (names that are not modules are dropped)."""
+    files = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        files[name] = path
+    return {name: {m for m in internal_imports(path, name) if m in files and m != name}
+            for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, …, a], or None (depth-first search with an explicit path)."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_cycle_finder_finds_and_prints_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_internal_imports_reads_every_form(tmp_path):
+    source = ("import probekit.log\nfrom probekit import errors\nfrom . import folders\n"
+              "def f():\n    from .report import plots\n    import os\n")
+    path = tmp_path / "x.py"
+    path.write_text(source)
+    found = internal_imports(path, "probekit.x")
+    assert {"probekit.log", "probekit.errors", "probekit.folders", "probekit.report.plots"} <= found
+    assert "os" not in found
+
+
+def test_probekit_has_no_import_cycle():
+    graph = import_graph()
+    assert {"probekit", "probekit.cli", "probekit.log"} <= set(graph)
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
