@@ -6,10 +6,11 @@ with `weights_only=True`. No code from a checkpoint is ever run (`trust_remote_c
 
 from __future__ import annotations
 
+import copy
 import glob
 import hashlib
 import json
-from dataclasses import dataclass
+import re
 from pathlib import Path
 
 import torch
@@ -18,25 +19,123 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedT
 from transformers.initialization import no_init_weights
 
 from probekit.errors import ProbekitError
-from probekit.folders import PICKLE_WEIGHTS, SAFE_WEIGHTS, looks_like_checkpoint, step_of
+from probekit.folders import CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, looks_like_checkpoint, step_of
 
+LAYER_KEY = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
 TIED_KEYS = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
 
 
-@dataclass(frozen=True)
-class CheckpointRef:
-    """One checkpoint of a series: where it is and when in training it was written."""
+class Checkpoint:
+    """One checkpoint of a series: where it is, when in training it was written, and — read lazily, once —
+    its config, weights, fingerprint, tokenizer and model. What a `Series` yields and every analysis takes.
 
-    name: str
-    location: str
-    step: int | None
+    `name` is unique within the series it was resolved with (the folder name, prefixed by its run where
+    folder names repeat, as with `runs/*/checkpoint-8000`); `run` is the folder holding it.
+    """
+
+    def __init__(self, name: str, location: str, step: int | None, run: str = "", allow_pickle: bool = False,
+                 tokenizer: PreTrainedTokenizerBase | None = None):
+        self.name, self.location, self.step, self.run = name, location, step, run
+        self.allow_pickle = allow_pickle
+        self._tokenizer = tokenizer
+        self._cache: dict = {}
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({self.name!r}, step={self.step}, location={self.location!r})"
 
     @property
     def is_local(self) -> bool:
         return Path(self.location).exists()
 
+    def _once(self, key: str, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
-def resolve_checkpoints(specs: list[str] | str) -> list[CheckpointRef]:
+    @property
+    def config(self) -> BertConfig:
+        """The checkpoint's config, checked before anything else is read."""
+        return self._once("config", lambda: read_config(self) if self.is_local else self._hub_model().config)
+
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Its tensors (safetensors; pickle only if allowed), checked to be finite."""
+        def read() -> dict[str, torch.Tensor]:
+            weights = read_weights(self, self.allow_pickle) if self.is_local else self._hub_model().state_dict()
+            _check_finite(weights, self.location)
+            return weights
+        return self._once("weights", read)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the weights alone: equal weights, equal fingerprint."""
+        return self._once("fingerprint", lambda: fingerprint(self.weights))
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer saved with it (or the one given), checked against the model's vocabulary."""
+        return self._once("tokenizer", lambda: load_tokenizer_for(self, self._tokenizer, self.config.vocab_size))
+
+    @property
+    def identity(self) -> str:
+        """What makes two checkpoints score alike: weights, config and tokenizer (duplicates, cache keys)."""
+        def make() -> str:
+            config = {k: v for k, v in self.config.to_dict().items()
+                      if k not in ("_name_or_path", "transformers_version", "_attn_implementation_autoset")}
+            parts = [self.fingerprint, json.dumps(config, sort_keys=True, default=str),
+                     tokenizer_identity(self.tokenizer)]
+            return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+        return self._once("identity", make)
+
+    def model(self, device: str | torch.device = "cpu", attn_implementation: str = "sdpa") -> BertForMaskedLM:
+        """The masked-LM model in eval mode on `device`, built once from the weights already read."""
+        def build() -> BertForMaskedLM:
+            if not self.is_local:
+                return self._hub_model()
+            return build_model(self.config, self.weights, self.location)
+        model = self._once("model", build)
+        if model.config._attn_implementation != attn_implementation:
+            model.set_attn_implementation(attn_implementation)
+        return model.to(device)
+
+    def release(self) -> None:
+        """Forget the weights and model (the fingerprint and identity stay): one checkpoint in memory at a time."""
+        for key in ("weights", "model", "hub_model"):
+            self._cache.pop(key, None)
+
+    def _hub_model(self) -> BertForMaskedLM:
+        return self._once("hub_model", lambda: _load_from_hub(self.location))
+
+
+class RandomInit(Checkpoint):
+    """A seeded random initialisation of another checkpoint's architecture: what prompt bias alone scores."""
+
+    def __init__(self, like: Checkpoint, seed: int = 0):
+        super().__init__("random-init", "", 0, like.run, tokenizer=like.tokenizer)
+        self._cache["config"] = like.config
+
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.model().state_dict()
+
+    def model(self, device: str | torch.device = "cpu", attn_implementation: str = "sdpa") -> BertForMaskedLM:
+        def build() -> BertForMaskedLM:
+            config = copy.deepcopy(self.config)
+            config._attn_implementation = attn_implementation
+            torch.manual_seed(0)
+            return BertForMaskedLM(config).eval()
+        return self._once("model", build).to(device)
+
+    def release(self) -> None:
+        """Nothing to forget: the model is rebuilt from a seed."""
+
+    @property
+    def is_local(self) -> bool:
+        return False
+
+
+def resolve_checkpoints(specs: list[str] | str, allow_pickle: bool = False,
+                        tokenizer: PreTrainedTokenizerBase | None = None) -> list[Checkpoint]:
     """Checkpoints from paths, quoted globs, parent folders or hub names, in training order.
 
     Order is by step (trainer_state.json's global_step, else the number ending the folder name), so
@@ -62,17 +161,41 @@ def resolve_checkpoints(specs: list[str] | str) -> list[CheckpointRef]:
             locations.append(spec)
         else:
             raise ProbekitError(f"{spec}: no such checkpoint folder")
-    refs = list(dict.fromkeys(locations))
-    found = [CheckpointRef(Path(loc).name if Path(loc).exists() else loc, loc, step_of(Path(loc))) for loc in refs]
+    unique = list(dict.fromkeys(locations))
+    names = _unique_names(unique)
+    found = [Checkpoint(name, loc, step_of(Path(loc)), _run_of(loc), allow_pickle, tokenizer)
+             for name, loc in zip(names, unique)]
     order = {ref.location: i for i, ref in enumerate(found)}
     return sorted(found, key=lambda r: (r.step is None, r.step if r.step is not None else order[r.location]))
+
+
+def _run_of(location: str) -> str:
+    path = Path(location)
+    if path.exists():
+        return path.resolve().parent.name
+    return location.split("/")[0] if "/" in location else ""
+
+
+def _unique_names(locations: list[str]) -> list[str]:
+    """Each location's folder name, with as many parent folders as it takes to tell repeated names apart."""
+    parts = [Path(loc).resolve().parts if Path(loc).exists() else tuple(loc.split("/")) for loc in locations]
+    depth = [1] * len(parts)
+    while True:
+        names = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        clashes = {n for n in names if names.count(n) > 1}
+        if not clashes:
+            return names
+        grown = [d + 1 if n in clashes and d < len(p) else d for n, p, d in zip(names, parts, depth)]
+        if grown == depth:
+            return names
+        depth = grown
 
 
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).suffix != ""
 
 
-def read_weights(ref: CheckpointRef, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+def read_weights(ref: Checkpoint, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors from safetensors (or, if allowed, pickle with weights_only)."""
     path = Path(ref.location)
     if (path / SAFE_WEIGHTS).is_file():
@@ -100,32 +223,58 @@ def fingerprint(weights: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_config(ref: CheckpointRef) -> BertConfig:
-    """The checkpoint's config, refused unless it describes a BERT whose heads divide its width."""
-    path = Path(ref.location) / "config.json"
+SIZE_LIMITS = {"vocab_size": 2_000_000, "hidden_size": 65_536, "num_hidden_layers": 1_024,
+               "num_attention_heads": 1_024, "intermediate_size": 262_144, "max_position_embeddings": 1_048_576}
+
+
+def read_config(ref: Checkpoint) -> BertConfig:
+    """The checkpoint's config, refused unless it describes a BERT of sane sizes whose heads divide its width."""
+    path = Path(ref.location) / CONFIG
     if not path.is_file():
-        raise ProbekitError(f"{ref.location}: no config.json")
+        raise ProbekitError(f"{ref.location}: no {CONFIG}")
     try:
         raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ProbekitError(f"{path}: not valid JSON ({exc.msg})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProbekitError(f"{path}: not valid JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict):
+        raise ProbekitError(f"{path}: not a JSON object")
     if raw.get("model_type") != "bert":
         raise ProbekitError(f"{ref.location}: not a BERT model (model_type {raw.get('model_type')!r})")
-    config = BertConfig.from_dict(raw)
-    if config.num_attention_heads <= 0 or config.hidden_size % config.num_attention_heads:
+    for key, limit in SIZE_LIMITS.items():
+        value = raw.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
+            raise ProbekitError(f"{path}: {key} must be a whole number from 1 to {limit:,}, not {value!r}")
+    try:
+        config = BertConfig.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise ProbekitError(f"{path}: not a valid BERT config ({_short(exc)})") from exc
+    if config.hidden_size % config.num_attention_heads:
         raise ProbekitError(f"{ref.location}: {config.num_attention_heads} attention heads do not divide "
                             f"hidden size {config.hidden_size}")
     return config
 
 
-def load_tokenizer_for(ref: CheckpointRef, tokenizer: PreTrainedTokenizerBase | None = None,
+def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A hash of what the tokenizer does: its full serialisation when it has one, else vocabulary and specials."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        text = backend.to_str()
+    else:
+        text = json.dumps([sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens])
+    return hashlib.sha256(f"{type(tokenizer).__name__}|{text}".encode()).hexdigest()[:16]
+
+
+def load_tokenizer_for(ref: Checkpoint, tokenizer: PreTrainedTokenizerBase | None = None,
                        vocab_size: int | None = None) -> PreTrainedTokenizerBase:
     """The tokenizer saved with the checkpoint (or the one given), checked against the model's vocabulary."""
     if tokenizer is None:
+        if ref.is_local and not any((Path(ref.location) / f).is_file() for f in TOKENIZER_FILES):
+            raise ProbekitError(f"{ref.location}: no tokenizer files saved with it "
+                                f"({', '.join(TOKENIZER_FILES)}); pass --tokenizer")
         try:
             tokenizer = AutoTokenizer.from_pretrained(ref.location, local_files_only=ref.is_local)
-        except (OSError, ValueError) as exc:
-            raise ProbekitError(f"{ref.location}: no tokenizer saved with it; pass --tokenizer") from exc
+        except Exception as exc:  # tokenizers raise many types on malformed files
+            raise ProbekitError(f"{ref.location}: unreadable tokenizer ({_short(exc)}); pass --tokenizer") from exc
     if vocab_size is not None and len(tokenizer) != vocab_size:
         raise ProbekitError(f"{ref.location}: vocabulary mismatch: the tokenizer has {len(tokenizer)} tokens, "
                             f"the model {vocab_size}")
@@ -134,46 +283,76 @@ def load_tokenizer_for(ref: CheckpointRef, tokenizer: PreTrainedTokenizerBase | 
     return tokenizer
 
 
+ALLOWED_EXTRA = ("cls.seq_relationship.", "bert.pooler.", "bert.embeddings.position_ids")
+
+
+def build_model(config: BertConfig, weights: dict[str, torch.Tensor], where: str) -> BertForMaskedLM:
+    """A `BertForMaskedLM` in eval mode from a config and its weights, refused unless they agree exactly.
+
+    BertForPreTraining checkpoints load too (their NSP head and pooler are the only tensors left over).
+    """
+    _check_shapes(config, weights, where)
+    with no_init_weights():
+        model = BertForMaskedLM(config)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:
+        raise ProbekitError(f"{where}: weights do not fit its config ({_short(exc)})") from exc
+    missing = sorted(set(missing) - TIED_KEYS)
+    unexpected = sorted(k for k in unexpected if not k.startswith(ALLOWED_EXTRA))
+    if missing:
+        raise ProbekitError(f"{where}: weights lack {len(missing)} tensors of a BERT MLM of its config "
+                            f"(e.g. {missing[0]}); is it a masked-LM checkpoint?")
+    if unexpected:
+        raise ProbekitError(f"{where}: weights hold {len(unexpected)} tensors its config has no place for "
+                            f"(e.g. {unexpected[0]}); config and weights disagree")
+    model.tie_weights()
+    if not decoder_is_tied(model):
+        raise ProbekitError(f"{where}: MLM decoder is not tied to the word embeddings")
+    return model.eval()
+
+
+def _check_shapes(config: BertConfig, weights: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse before building anything when the config's sizes are not those of the weights."""
+    embedding = weights.get("bert.embeddings.word_embeddings.weight")
+    if embedding is not None and tuple(embedding.shape) != (config.vocab_size, config.hidden_size):
+        raise ProbekitError(f"{where}: config says vocab {config.vocab_size} × hidden {config.hidden_size}, "
+                            f"the weights' embeddings are {tuple(embedding.shape)}")
+    layers = {int(m.group(1)) for k in weights if (m := LAYER_KEY.match(k))}
+    if layers and max(layers) + 1 != config.num_hidden_layers:
+        raise ProbekitError(f"{where}: config says {config.num_hidden_layers} layers, the weights have "
+                            f"{max(layers) + 1}")
+
+
+def _check_finite(weights: dict[str, torch.Tensor], where: str) -> None:
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ProbekitError(f"{where}: {len(bad)} weight tensors hold NaN or Inf (e.g. {bad[0]}); a diverged run?")
+
+
 def load_checkpoint(
-    ref: CheckpointRef | str,
+    ref: Checkpoint | str,
     tokenizer: PreTrainedTokenizerBase | None = None,
     allow_pickle: bool = False,
     attn_implementation: str = "eager",
-    weights: dict[str, torch.Tensor] | None = None,
 ) -> tuple[BertForMaskedLM, PreTrainedTokenizerBase]:
-    """A `BertForMaskedLM` in eval mode and its tokenizer, or a ProbekitError naming what is wrong.
+    """A checkpoint's model in eval mode and its tokenizer, or a ProbekitError naming what is wrong.
 
-    BertForPreTraining checkpoints load too (their MLM head is the same). Eager attention is the default
-    because SDPA returns no attention weights.
+    Eager attention is the default here because SDPA returns no attention weights.
     """
-    if isinstance(ref, (str, Path)):
-        ref = resolve_checkpoints([str(ref)])[0]
-    if not ref.is_local:
-        return _load_from_hub(ref, tokenizer, attn_implementation)
-    config = read_config(ref)
-    config._attn_implementation = attn_implementation
-    weights = weights if weights is not None else read_weights(ref, allow_pickle)
-    with no_init_weights():
-        model = BertForMaskedLM(config)
-    missing, _unexpected = model.load_state_dict(weights, strict=False)
-    missing = set(missing) - TIED_KEYS
-    if missing:
-        raise ProbekitError(f"{ref.location}: weights lack {len(missing)} tensors of a BERT MLM "
-                            f"(e.g. {sorted(missing)[0]}); is it a masked-LM checkpoint?")
-    model.tie_weights()
-    if not decoder_is_tied(model):
-        raise ProbekitError(f"{ref.location}: MLM decoder is not tied to the word embeddings")
-    return model.eval(), load_tokenizer_for(ref, tokenizer, config.vocab_size)
+    if not isinstance(ref, Checkpoint):
+        ref = resolve_checkpoints([str(ref)], allow_pickle, tokenizer)[0]
+    tok = ref.tokenizer
+    return ref.model(attn_implementation=attn_implementation), tok
 
 
-def _load_from_hub(ref: CheckpointRef, tokenizer, attn_implementation: str):
+def _load_from_hub(location: str) -> BertForMaskedLM:
     try:
-        model = BertForMaskedLM.from_pretrained(ref.location, attn_implementation=attn_implementation,
-                                                use_safetensors=True)
+        model = BertForMaskedLM.from_pretrained(location, attn_implementation="sdpa", use_safetensors=True)
     except (OSError, ValueError) as exc:
-        raise ProbekitError(f"{ref.location}: not a local folder, and the hub could not provide it "
+        raise ProbekitError(f"{location}: not a local folder, and the hub could not provide it "
                             f"({exc.__class__.__name__})") from exc
-    return model.eval(), load_tokenizer_for(ref, tokenizer, model.config.vocab_size)
+    return model.eval()
 
 
 def decoder_is_tied(model: torch.nn.Module) -> bool:
@@ -196,38 +375,38 @@ def _short(exc: Exception) -> str:
 
 
 class Series:
-    """A training series opened once and indexed by step: `series[600]`, `series.steps`, `series.load(600)`."""
+    """A training series opened once: `series[-1]` by position (like a list), `series.at(600)` by step."""
 
-    def __init__(self, specs: list[str] | str):
-        self.refs = resolve_checkpoints(specs)
+    def __init__(self, specs: list[str] | str, allow_pickle: bool = False,
+                 tokenizer: PreTrainedTokenizerBase | None = None):
+        self.checkpoints = resolve_checkpoints(specs, allow_pickle, tokenizer)
 
     @property
     def steps(self) -> list[int | None]:
-        return [r.step for r in self.refs]
+        return [c.step for c in self.checkpoints]
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return len(self.checkpoints)
 
     def __iter__(self):
-        return iter(self.refs)
+        return iter(self.checkpoints)
 
-    def __getitem__(self, step: int) -> CheckpointRef:
-        """The checkpoint written at `step` (negative numbers count from the end, like a list)."""
-        by_step = {r.step: r for r in self.refs}
-        if step in by_step:
-            return by_step[step]
-        if step < 0 and -step <= len(self.refs):
-            return self.refs[step]
+    def __getitem__(self, index: int) -> Checkpoint:
+        """The checkpoint at `index` in training order (negative counts from the end)."""
+        return self.checkpoints[index]
+
+    def at(self, step: int) -> Checkpoint:
+        """The checkpoint written at training step `step`."""
+        for checkpoint in self.checkpoints:
+            if checkpoint.step == step:
+                return checkpoint
         raise KeyError(f"no checkpoint at step {step}; steps: {self.steps}")
-
-    def load(self, step: int, **kwargs):
-        """(model, tokenizer) of the checkpoint at `step`."""
-        return load_checkpoint(self[step], **kwargs)
 
     def __repr__(self) -> str:
         return f"Series({len(self)} checkpoints, steps {self.steps})"
 
 
-def open_series(specs: list[str] | str) -> Series:
-    """Open a checkpoint series (paths, a glob such as 'local/my_bert/*', or a parent folder)."""
-    return Series(specs)
+def open_series(specs: list[str] | str, allow_pickle: bool = False,
+                tokenizer: PreTrainedTokenizerBase | None = None) -> Series:
+    """Open a checkpoint series: paths, a glob such as 'local/my_bert/*', a parent folder, or hub names."""
+    return Series(specs, allow_pickle, tokenizer)

@@ -14,9 +14,11 @@ from pathlib import Path
 import torch
 
 from probekit.presets import Recipe, get_preset
-from probekit.probe import ProbeResult, probe
+from probekit.log import logger
 from probekit.report import build_report
-from probekit.train import TrainResult, train
+from probekit.results import ProbeResult
+from probekit.runner import probe
+from probekit.training import TrainResult, train
 
 CPU_STEPS = 8000
 GPU_STEPS = 40000
@@ -39,15 +41,16 @@ def demo_recipe(max_steps: int | None = None, **overrides) -> Recipe:
 
 
 def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: str = DEMO_CORPUS,
-         tokenizer: str = DEMO_TOKENIZER, say=print) -> DemoResult:
+         tokenizer: str = DEMO_TOKENIZER) -> DemoResult:
     """Train, probe (with attention capture) and report; returns where everything went."""
     out = Path(out)
     recipe = demo_recipe(max_steps)
-    say(f"[1/3] training {recipe.max_steps} steps into {out / 'my_bert'}")
-    training = train(out / "my_bert", recipe, corpus=corpus, tokenizer=tokenizer, say=say)
-    say(f"[2/3] probing {len(training.checkpoints)} checkpoints into {out / 'probe'}")
-    probing = probe(str(out / "my_bert"), out=out / "probe", sentences="default", lens=True, ablate=True, say=say)
-    say(probing.summary().to_string(float_format=lambda v: f"{v:.2f}"))
-    say("[3/3] building the report")
-    site = build_report(out / "probe", out / "site", say=say)
+    logger.info(f"[1/3] training {recipe.max_steps} steps into {out / 'my_bert'}")
+    training = train(out / "my_bert", recipe, corpus=corpus, tokenizer=tokenizer)
+    logger.info(f"[2/3] probing {len(training.checkpoints)} checkpoints into {out / 'probe'}")
+    probing = probe(str(out / "my_bert"), out=out / "probe", analyses=["lens", "ablation", "capture"],
+                    sentences="default")
+    logger.info(probing.summary().to_string(float_format=lambda v: f"{v:.2f}"))
+    logger.info("[3/3] building the report")
+    site = build_report(out / "probe", out / "site")
     return DemoResult(training, probing, site)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from probekit.capture import Capture
+import torch
+
+from probekit.activations import Capture
 from probekit.checkpoints import read_weights, resolve_checkpoints
 from probekit.errors import ProbekitError
-from probekit.interventions import weight_distance
 from probekit.metrics import attention_drift
-from probekit.store import read_results
+from probekit.results import ProbeResult
 
 
 @dataclass
@@ -26,8 +27,8 @@ class CheckpointDiff:
 def diff_checkpoints(results: str | Path, a: str, b: str) -> CheckpointDiff:
     """Compare checkpoints `a` and `b` (names as in checkpoints.csv) of a probed series."""
     results = Path(results)
-    tables = read_results(results)
-    predictions = tables["predictions"]
+    probed = ProbeResult.load(results)
+    predictions = probed.predictions
     names = set(predictions["checkpoint"])
     for name in (a, b):
         if name not in names:
@@ -37,11 +38,14 @@ def diff_checkpoints(results: str | Path, a: str, b: str) -> CheckpointDiff:
     right = predictions[predictions["checkpoint"] == b].set_index(keys)[["top1", "gold_rank"]]
     both = left.join(right, lsuffix=f"_{a}", rsuffix=f"_{b}", how="inner")
     changed = both[both[f"top1_{a}"] != both[f"top1_{b}"]].reset_index()
-    return CheckpointDiff(changed, _head_change(results, a, b), _weight_change(tables["checkpoints"], a, b))
+    return CheckpointDiff(changed, _head_change(results, probed.files, a, b),
+                          _weight_change(probed.checkpoints, a, b))
 
 
-def _head_change(results: Path, a: str, b: str) -> pd.DataFrame:
-    files = [results / "attention" / f"{name}.safetensors" for name in (a, b)]
+def _head_change(results: Path, captures: dict[str, str], a: str, b: str) -> pd.DataFrame:
+    if not (a in captures and b in captures):
+        return pd.DataFrame(columns=["layer", "head", "js"])
+    files = [results / captures[name] for name in (a, b)]
     if not all(f.is_file() for f in files):
         return pd.DataFrame(columns=["layer", "head", "js"])
     drift = attention_drift(Capture.load(files[0]), Capture.load(files[1]))
@@ -58,3 +62,19 @@ def _weight_change(checkpoints: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["block", "distance", "relative_distance"])
     weights = [read_weights(resolve_checkpoints(paths[n])[0]) for n in (a, b)]
     return weight_distance(*weights)
+
+
+def weight_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Relative L2 distance ‖a−b‖/‖a‖ per block of parameters (embeddings, each layer, MLM head)."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(set(a) & set(b)):
+        parts = name.split(".")
+        block = f"layer {parts[3]}" if "encoder.layer" in name else ("embeddings" if "embeddings" in name else
+                                                                       "mlm head" if name.startswith("cls") else parts[0])
+        groups.setdefault(block, []).append(name)
+    rows = []
+    for block, names in groups.items():
+        diff = sum(float((a[n].float() - b[n].float()).pow(2).sum()) for n in names) ** 0.5
+        norm = sum(float(a[n].float().pow(2).sum()) for n in names) ** 0.5
+        rows.append({"block": block, "distance": diff, "relative_distance": diff / norm if norm else float("nan")})
+    return pd.DataFrame(rows)

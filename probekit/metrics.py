@@ -18,7 +18,9 @@ from collections.abc import Iterable
 import pandas as pd
 import torch
 
-from probekit.capture import Capture, hook_name
+from probekit.activations import Capture
+from probekit.hooks import hook_name
+from probekit.scoring import hits
 
 PUNCTUATION = set(string.punctuation)
 EPS = 1e-12
@@ -80,7 +82,7 @@ def capture_metrics(capture: Capture) -> dict[tuple[int, str], torch.Tensor]:
         uniform = torch.log2(n_keys.clamp_min(2))[:, None, None]
         out[layer, "entropy_ratio"] = _mean_over_queries(entropy / uniform, weights)
         for short in ("q", "k", "v"):
-            norms = capture[hook_name(layer, f"attn.hook_{short}")].norm(dim=-1)
+            norms = capture[hook_name(layer, f"attn.hook_{short}")].norm(dim=-1).transpose(1, 2)
             out[layer, f"{short}_norm"] = _mean_over_queries(norms, weights)
     return out
 
@@ -94,43 +96,65 @@ def attention_drift(a: Capture, b: Capture) -> dict[int, torch.Tensor] | None:
             for layer in range(a.n_layers)}
 
 
+HEAD_COLUMNS = ["checkpoint", "step", "layer", "head", "metric", "value"]
+
+
+def checkpoint_head_rows(cap: Capture) -> pd.DataFrame:
+    """layer × head × metric rows of one checkpoint's capture (everything but the drift)."""
+    rows = [{"layer": layer, "head": head, "metric": metric, "value": float(v)}
+            for (layer, metric), per_head in capture_metrics(cap).items() for head, v in enumerate(per_head)]
+    return pd.DataFrame(rows, columns=HEAD_COLUMNS[2:])
+
+
+def drift_rows(series: Iterable[tuple[str, int | None, Capture]], final: Capture | None) -> pd.DataFrame:
+    """js_prev and js_final rows of a series of (checkpoint, step, capture) in training order.
+
+    Streams: only the current, the previous and the final capture are held at once.
+    """
+    rows, previous = [], None
+    for checkpoint, step, cap in series:
+        for label, other in (("js_prev", previous), ("js_final", final)):
+            drift = attention_drift(cap, other) if other is not None else None
+            for layer in range(cap.n_layers):
+                values = drift[layer] if drift else torch.full((cap.n_heads,), float("nan"))
+                rows += [{"checkpoint": checkpoint, "step": step, "layer": layer, "head": head, "metric": label,
+                          "value": float(v)} for head, v in enumerate(values)]
+        previous = cap
+    return pd.DataFrame(rows, columns=HEAD_COLUMNS)
+
+
 def head_metrics(series: Iterable[tuple[str, int | None, Capture]], final: Capture | None = None) -> pd.DataFrame:
     """The tidy head table for a series of (checkpoint, step, capture) in training order.
 
-    One pass: each capture is compared with the one before it and with `final` (default: the last).
+    One row per checkpoint × layer × head × metric; each capture is compared with the one before it and
+    with `final` (default: the last).
     """
     series = list(series)
     if final is None and series:
         final = series[-1][2]
-    rows, previous = [], None
-    for checkpoint, step, cap in series:
-        values = capture_metrics(cap)
-        for label, other in (("js_prev", previous), ("js_final", final)):
-            drift = attention_drift(cap, other) if other is not None else None
-            for layer in range(cap.n_layers):
-                values[layer, label] = drift[layer] if drift else torch.full((cap.n_heads,), float("nan"))
-        for (layer, metric), per_head in values.items():
-            rows += [{"checkpoint": checkpoint, "step": step, "layer": layer, "head": head, "metric": metric,
-                      "value": float(v)} for head, v in enumerate(per_head)]
-        previous = cap
-    return pd.DataFrame(rows, columns=["checkpoint", "step", "layer", "head", "metric", "value"])
+    frames = [checkpoint_head_rows(cap).assign(checkpoint=name, step=step) for name, step, cap in series]
+    frames.append(drift_rows(series, final))
+    return pd.concat(frames, ignore_index=True)[HEAD_COLUMNS]
 
 
 def emergence(predictions: pd.DataFrame) -> pd.DataFrame:
     """For every prompt: the first step from which its gold answer stays rank 1 (and stays within the top 10).
 
     `first_correct` is the first step it was rank 1 at all; NaN means never (or not by the last checkpoint).
-    The random-init control is left out.
+    The random-init control is left out, and so are checkpoints where the prompt was unscorable (the
+    scoring module's one rule).
     """
     keys = ["benchmark", "relation", "group", "template", "subject", "answer", "prompt"]
-    rows = predictions[predictions["checkpoint"] != "random-init"].sort_values("step")
+    rows = predictions[(predictions["checkpoint"] != "random-init") & predictions["gold_rank"].notna()]
+    rows = rows.sort_values("step", kind="stable")
+    rows = rows.assign(hit1=hits(rows, 1).astype(bool), hit10=hits(rows, 10).astype(bool))
     records = []
     for key, series in rows.groupby(keys, sort=False, dropna=False):
-        steps, ranks = series["step"].to_numpy(), series["gold_rank"].to_numpy()
-        records.append({**dict(zip(keys, key)), "first_correct": _first(steps, ranks <= 1),
-                        "stable_top1_from": _stable_from(steps, ranks <= 1),
-                        "stable_top10_from": _stable_from(steps, ranks <= 10)})
-    return pd.DataFrame(records)
+        steps, top1, top10 = series["step"].to_numpy(), series["hit1"].to_numpy(), series["hit10"].to_numpy()
+        records.append({**dict(zip(keys, key)), "first_correct": _first(steps, top1),
+                        "stable_top1_from": _stable_from(steps, top1),
+                        "stable_top10_from": _stable_from(steps, top10)})
+    return pd.DataFrame(records, columns=[*keys, "first_correct", "stable_top1_from", "stable_top10_from"])
 
 
 def _first(steps, hits) -> float:
@@ -150,7 +174,7 @@ def known_counts(predictions: pd.DataFrame) -> pd.DataFrame:
     rows = predictions[predictions["checkpoint"] != "random-init"]
     counts = []
     for criterion, limit in (("rank 1", 1), ("top 10", 10)):
-        hit = rows.assign(hit=rows["gold_rank"] <= limit)
-        table = hit.groupby(["step", "group"])["hit"].sum().reset_index(name="count")
+        hit = rows.assign(hit=hits(rows, limit))
+        table = hit.groupby(["step", "group"])["hit"].sum().astype(int).reset_index(name="count")
         counts.append(table.assign(criterion=criterion))
     return pd.concat(counts, ignore_index=True)

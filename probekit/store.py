@@ -1,52 +1,160 @@
-"""The results folder: tidy tables, the manifest, and the per-checkpoint cache that makes reruns incremental.
+"""The results folder: one run's tables written as a set, its manifest, a writer's lock, and the cache.
 
-Layout of a results folder (what `probekit probe` writes and `probekit report` reads):
-  predictions.parquet   one row per checkpoint × prompt
-  scores.csv            one row per checkpoint × benchmark × relation
-  checkpoints.csv       one row per checkpoint: path, step, fingerprint, status, duplicate_of, error
-  manifest.json         versions, benchmark hashes, the command
-  training.csv          the training log (loss, held-out loss) of the series, when it has one
-  heads.parquet         one row per checkpoint × layer × head × metric (with captured sentences)
-  lens.parquet          one row per checkpoint × prompt × layer: the logit lens (with --lens)
-  ablation.parquet      one row per checkpoint × head × relation × group: head ablation (with --ablate)
-  attention/NAME.safetensors   captured Q/K/V/attention per checkpoint (with captured sentences)
-  cache/                per (fingerprint, benchmark hash, settings) predictions, reused by reruns
+What a folder holds is declared in `probekit.schema`. Writing is all-or-nothing as readers see it: the new
+run's files are written under temporary names, the old manifest is removed, tables of the previous run that
+this run does not write are deleted, the new files take their names, and the manifest (listing every file
+of the run) is written last. A folder without a manifest, or whose files carry another run's id, is refused
+as incomplete. One writer at a time: a second probe into the same folder is refused while the first runs.
+
+  cache/KEY.parquet       per (checkpoint identity, benchmark, analysis, settings, format and scoring versions)
+  attention/NAME.safetensors   captured tensors per checkpoint (listed in the manifest like the tables)
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import platform
 import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
+from probekit.errors import ProbekitError
+from probekit.schema import FORMAT_VERSION, TABLES
 
-PREDICTIONS, SCORES, CHECKPOINTS, MANIFEST = "predictions.parquet", "scores.csv", "checkpoints.csv", "manifest.json"
-TRAINING = "training.csv"
+MANIFEST, LOCK, CACHE, ATTENTION = "manifest.json", ".probekit.lock", "cache", "attention"
+META_KEY = b"probekit"
+_held: set[Path] = set()
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
-def cache_file(out: Path, fingerprint: str, benchmark_sha: str, settings: str) -> Path:
-    return out / "cache" / f"{fingerprint}-{benchmark_sha}-{settings}.parquet"
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A unique temporary path beside `path` that takes its name only if the block finishes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; results are meant to be shared
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
-def read_cached(path: Path | None) -> pd.DataFrame | None:
+# ---------------------------------------------------------------- tables as Parquet with a stamp
+
+
+def write_table(path: Path, frame, stamp: dict) -> None:
+    """`frame` as Parquet at `path` (atomically), with `stamp` (format version, run id, table) in its metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(stamp).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_table(path: Path):
+    """(frame, stamp) of a Parquet table written by `write_table`."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for truncated or foreign files
+        raise ProbekitError(f"{path}: unreadable table ({exc.__class__.__name__})") from exc
+    stamp = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
+    return table.to_pandas(), stamp
+
+
+# ---------------------------------------------------------------- the cache
+
+
+def cache_key(**parts) -> str:
+    """A key naming everything a cached result depends on, the format and scoring versions included."""
+    from probekit.scoring import SCORING_VERSION
+
+    parts = {"format": FORMAT_VERSION, "scoring": SCORING_VERSION, **parts}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def read_cached(out: Path | None, key: str):
+    """The cached frame for `key`, or None (absent, cut short, or written under another key)."""
+    path = out / CACHE / f"{key}.parquet" if out else None
     if path is None or not path.is_file():
         return None
     try:
-        return pd.read_parquet(path)
-    except Exception:  # a cache entry cut short by an interrupted run is recomputed
+        frame, stamp = read_table(path)
+    except ProbekitError:
+        return None
+    return frame if stamp.get("key") == key else None
+
+
+def write_cached(out: Path | None, key: str, frame) -> None:
+    if out is not None:
+        write_table(out / CACHE / f"{key}.parquet", frame, {"key": key, "format_version": FORMAT_VERSION})
+
+
+# ---------------------------------------------------------------- one writer
+
+
+@contextlib.contextmanager
+def writer_lock(out: Path) -> Iterator[None]:
+    """Hold `out` for one writer; refuse (one line) while another live process holds it. Re-entrant."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK
+    if lock.resolve() in _held:
+        yield
+        return
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None and holder != os.getpid() and _alive(holder):
+                raise ProbekitError(f"{out}: another probekit process (pid {holder}) is writing these results; "
+                                    f"wait for it or choose another --out") from None
+            lock.unlink(missing_ok=True)  # left by a process that is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    else:
+        raise ProbekitError(f"{out}: could not take the writer's lock {lock}")
+    _held.add(lock.resolve())
+    try:
+        yield
+    finally:
+        _held.discard(lock.resolve())
+        lock.unlink(missing_ok=True)
+
+
+def _lock_holder(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip() or 0) or None
+    except (OSError, ValueError):
         return None
 
 
-def write_cached(path: Path | None, frame: pd.DataFrame) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---------------------------------------------------------------- a run's folder
 
 
 def versions() -> dict[str, str]:
@@ -59,44 +167,101 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def manifest(**fields) -> dict:
-    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
+def new_manifest(**fields) -> dict:
+    return {"format_version": FORMAT_VERSION, "run_id": uuid.uuid4().hex[:16],
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
             "command": " ".join(sys.argv), **fields}
 
 
-OPTIONAL = {"heads": "heads.parquet", "lens": "lens.parquet", "ablation": "ablation.parquet"}
+def write_run(out: Path, tables: dict, manifest: dict, keep: list[str] = ()) -> None:
+    """Write one run's tables into `out` as a set, replacing whatever run was there.
 
-
-def write_results(out: Path, predictions: pd.DataFrame, scores: pd.DataFrame, checkpoints: pd.DataFrame,
-                  manifest_: dict, optional: dict[str, pd.DataFrame | None] | None = None) -> None:
-    """The four tables every probe writes, plus those of `OPTIONAL` it computed (heads, lens, ablation)."""
+    `keep` names other files of this run already in place (captures under attention/); they are listed in
+    the manifest, and files of the previous run not in the new set are removed.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    for name, frame in (optional or {}).items():
-        if frame is not None:
-            frame.to_parquet(out / OPTIONAL[name], index=False)
-    predictions.to_parquet(out / PREDICTIONS, index=False)
-    scores.to_csv(out / SCORES, index=False)
-    checkpoints.to_csv(out / CHECKPOINTS, index=False)
-    (out / MANIFEST).write_text(json.dumps(manifest_, indent=2, default=str))
+    run_id = manifest["run_id"]
+    staged = {}
+    try:
+        for name, frame in tables.items():
+            if frame is None:
+                continue
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".staged", dir=out)
+            os.close(fd)
+            staged[TABLES[name].file] = Path(tmp)
+            write_table(Path(tmp), TABLES[name].conform(frame),
+                        {"format_version": FORMAT_VERSION, "run_id": run_id, "table": name})
+        (out / MANIFEST).unlink(missing_ok=True)
+        for old in _previous_files(out):
+            if old not in staged and old not in keep:
+                (out / old).unlink(missing_ok=True)
+        for file, tmp in staged.items():
+            os.replace(tmp, out / file)
+    finally:
+        for tmp in staged.values():
+            if tmp.exists():
+                tmp.unlink()
+    record = {**manifest, "files": {"tables": {Path(f).stem: f for f in staged}, "other": sorted(keep)}}
+    with atomic_path(out / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str))
 
 
-def write_training_log(out: Path, trainer_state: Path) -> None:
+def _previous_files(out: Path) -> list[str]:
+    """Every file a run may have written into `out` (any format), so that none outlives its run."""
+    known = [t.file for t in TABLES.values()] + ["predictions.parquet", "scores.csv", "checkpoints.csv",
+                                                 "training.csv", "heads.parquet", "lens.parquet",
+                                                 "ablation.parquet"]
+    found = [f for f in dict.fromkeys(known) if (out / f).is_file()]
+    if (out / ATTENTION).is_dir():
+        found += [f"{ATTENTION}/{p.name}" for p in (out / ATTENTION).iterdir() if p.is_file()]
+    return found
+
+
+def read_run(out: Path) -> tuple[dict, dict]:
+    """(tables by name, manifest) of a complete run, or a one-line ProbekitError saying what is wrong."""
+    manifest_path = out / MANIFEST
+    if not out.is_dir():
+        raise ProbekitError(f"{out}: no such results folder")
+    if not manifest_path.is_file():
+        if any(out.glob("*.parquet")) or (out / "predictions.parquet").exists():
+            raise ProbekitError(f"{out}: incomplete results (no {MANIFEST}: a probe was interrupted while "
+                                f"writing); run `probekit probe --out {out}` again")
+        raise ProbekitError(f"{out}: no {MANIFEST}; run `probekit probe --out {out}` first")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProbekitError(f"{manifest_path}: not valid JSON") from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ProbekitError(f"{out}: results format {manifest.get('format_version', 1)}; this probekit reads "
+                            f"format {FORMAT_VERSION}: probe again into this folder to rewrite it")
+    tables = {}
+    for name, file in manifest["files"]["tables"].items():
+        path = out / file
+        if not path.is_file():
+            raise ProbekitError(f"{path}: listed in {MANIFEST} but missing (incomplete results)")
+        frame, stamp = read_table(path)
+        if stamp.get("run_id") != manifest["run_id"]:
+            raise ProbekitError(f"{path}: belongs to another run than {MANIFEST} (incomplete results); probe again")
+        tables[name] = TABLES[name].conform(frame) if name in TABLES else frame
+    for file in manifest["files"].get("other", []):
+        if not (out / file).is_file():
+            raise ProbekitError(f"{out / file}: listed in {MANIFEST} but missing (incomplete results)")
+    return tables, manifest
+
+
+def training_log(trainer_state: Path):
     """The series' training log as a tidy table: one row per logged step."""
+    import pandas as pd
+
     history = json.loads(trainer_state.read_text()).get("log_history", [])
-    rows = [{k: v for k, v in h.items() if k in ("step", "loss", "eval_loss", "learning_rate", "epoch")}
+    rows = [{k: h.get(k) for k in ("step", "loss", "eval_loss", "learning_rate", "epoch")}
             for h in history if "loss" in h or "eval_loss" in h]
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=["step", "loss", "eval_loss", "learning_rate", "epoch"]).to_csv(out / TRAINING, index=False)
+    return pd.DataFrame(rows, columns=TABLES["training"].names)
 
 
-def read_results(out: str | Path) -> dict:
-    """The tables of a results folder as DataFrames (and the manifest as a dict)."""
-    out = Path(out)
-    tables = {"predictions": pd.read_parquet(out / PREDICTIONS), "scores": pd.read_csv(out / SCORES),
-              "checkpoints": pd.read_csv(out / CHECKPOINTS), "manifest": json.loads((out / MANIFEST).read_text())}
-    for name, file in OPTIONAL.items():
-        if (out / file).is_file():
-            tables[name] = pd.read_parquet(out / file)
-    if (out / TRAINING).is_file():
-        tables["training"] = pd.read_csv(out / TRAINING)
-    return tables
+def file_name(label: str, suffix: str) -> str:
+    """A safe, short, unique file name for a user string (a checkpoint label, a relation)."""
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in label).strip(".")
+    if safe != label or len(safe) > 80:
+        safe = f"{safe[:80]}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+    return safe + suffix

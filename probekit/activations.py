@@ -1,21 +1,12 @@
-"""Q/K/V, attention patterns and attention outputs of every layer and head, captured by forward hooks.
+"""What a checkpoint does with a set of sentences: Q/K/V, attention patterns and head outputs of every layer.
 
-Hooks sit on the stock HF modules (no copy of BERT's code, no monkeypatching) and are always removed.
-Every captured tensor has a stable name, after TransformerLens:
-
-  blocks.{l}.hook_resid_pre     [batch, token, d_model]        hidden states going into layer l
-  blocks.{l}.attn.hook_q        [batch, head, token, d_head]   queries, split per head
-  blocks.{l}.attn.hook_k        [batch, head, token, d_head]   keys
-  blocks.{l}.attn.hook_v        [batch, head, token, d_head]   values
-  blocks.{l}.attn.hook_pattern  [batch, head, query, key]      attention probabilities (softmax output)
-  blocks.{l}.attn.hook_z        [batch, token, d_model]        attention × V, heads concatenated
-                                                               (the self-attention output, before its dense layer)
-Tokens, the attention mask and the model's shape travel alongside.
+`capture()` runs the sentences once through the model with `probekit.hooks` reading every layer, and returns
+a `Capture`: the tensors by hook name, in TransformerLens's names and layouts (see `probekit.hooks`), with
+the tokens of each sentence and the attention mask. A Capture saves to and loads from one safetensors file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +17,12 @@ from transformers import PreTrainedTokenizerBase
 
 from probekit.checkpoints import load_checkpoint
 from probekit.errors import ProbekitError
+from probekit.hooks import body, hook_name, hook_names, hooked
+from probekit.log import logger
+from probekit.schema import FORMAT_VERSION
+from probekit.store import atomic_path
 
-HOOKS = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z")
-
-
-def hook_name(layer: int, hook: str) -> str:
-    return f"blocks.{layer}.{hook}"
+CAPTURED = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z")
 
 
 @dataclass
@@ -63,79 +54,30 @@ class Capture:
         tensors = {k: v.to(dtype).contiguous() for k, v in self.tensors.items()}
         tensors["attention_mask"] = self.attention_mask.to(torch.int8).contiguous()
         meta = {"tokens": json.dumps(self.tokens), "n_layers": str(self.n_layers), "n_heads": str(self.n_heads),
-                **{k: json.dumps(v) for k, v in self.meta.items()}}
-        tmp = path.with_suffix(".tmp")
-        save_file(tensors, tmp, metadata=meta)
-        tmp.replace(path)
+                "format_version": str(FORMAT_VERSION), **{k: json.dumps(v) for k, v in self.meta.items()}}
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=meta)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Capture":
         from safetensors import safe_open
 
-        with safe_open(str(path), "pt") as f:
-            meta = dict(f.metadata())
-        tensors = {k: v.float() for k, v in load_file(path).items()}
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = dict(f.metadata() or {})
+            tensors = {k: v.float() for k, v in load_file(path).items()}
+        except Exception as exc:  # safetensors raises its own types for truncated or foreign files
+            raise ProbekitError(f"{path}: unreadable capture ({exc.__class__.__name__})") from exc
+        if meta.get("format_version") != str(FORMAT_VERSION):
+            raise ProbekitError(f"{path}: a capture of results format {meta.get('format_version', '1')}; this "
+                                f"probekit reads format {FORMAT_VERSION} (probe again to rewrite it)")
         mask = tensors.pop("attention_mask").long()
-        extra = {k: json.loads(v) for k, v in meta.items() if k not in {"tokens", "n_layers", "n_heads"}}
+        fixed = {"tokens", "n_layers", "n_heads", "format_version"}
+        extra = {k: json.loads(v) for k, v in meta.items() if k not in fixed}
         n_layers = int(meta["n_layers"])
-        ordered = {name: tensors[name] for layer in range(n_layers) for hook in HOOKS
-                   if (name := hook_name(layer, hook)) in tensors}
+        ordered = {name: tensors[name] for name in hook_names(n_layers, CAPTURED) if name in tensors}
         return cls(ordered, json.loads(meta["tokens"]), mask, n_layers, int(meta["n_heads"]), extra)
-
-
-@contextlib.contextmanager
-def capturing(model: torch.nn.Module):
-    """Register capture hooks on every encoder layer of a HF BERT; yields the dict they fill; always removes them.
-
-    Attention is switched to the eager implementation inside the block (SDPA returns no weights) and
-    restored afterwards.
-    """
-    bert = getattr(model, "bert", model)
-    layers = bert.encoder.layer
-    store: dict[str, torch.Tensor] = {}
-    handles = []
-    previous = model.config._attn_implementation
-    if previous != "eager":
-        model.set_attn_implementation("eager")
-    try:
-        for i, layer in enumerate(layers):
-            attn = layer.attention.self
-            n_heads, d_head = attn.num_attention_heads, attn.attention_head_size
-            handles.append(layer.register_forward_pre_hook(_keep_input(store, hook_name(i, "hook_resid_pre")),
-                                                           with_kwargs=True))
-            for proj, hook in ((attn.query, "attn.hook_q"), (attn.key, "attn.hook_k"), (attn.value, "attn.hook_v")):
-                handles.append(proj.register_forward_hook(_keep_heads(store, hook_name(i, hook), n_heads, d_head)))
-            handles.append(attn.register_forward_hook(_keep_attention(store, i)))
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
-        if previous != "eager":
-            model.set_attn_implementation(previous)
-
-
-def _keep_input(store, name):
-    def hook(module, args, kwargs):
-        store[name] = (args[0] if args else kwargs["hidden_states"]).detach()
-    return hook
-
-
-def _keep_heads(store, name, n_heads, d_head):
-    def hook(module, args, output):
-        batch, tokens, _ = output.shape
-        store[name] = output.detach().view(batch, tokens, n_heads, d_head).transpose(1, 2)
-    return hook
-
-
-def _keep_attention(store, layer):
-    def hook(module, args, output):
-        context, weights = output[0], output[1] if len(output) > 1 else None
-        if weights is None:
-            raise ProbekitError(f"layer {layer}: the attention implementation returned no attention weights")
-        store[hook_name(layer, "attn.hook_pattern")] = weights.detach()
-        store[hook_name(layer, "attn.hook_z")] = context.detach()
-    return hook
 
 
 Sentence = str | tuple[str, str]
@@ -146,7 +88,6 @@ def capture(
     sentences: list[Sentence],
     tokenizer: PreTrainedTokenizerBase | None = None,
     max_length: int | None = None,
-    say=print,
 ) -> Capture:
     """Run `sentences` (single sentences or (A, B) pairs) through a checkpoint and capture every layer.
 
@@ -166,14 +107,13 @@ def capture(
         raise ProbekitError("no sentences to capture")
     batch, tokens, truncated = encode_sentences(tokenizer, sentences, max_length or config.max_position_embeddings)
     if truncated:
-        say(f"{truncated} of {len(sentences)} sentences longer than {config.max_position_embeddings} tokens "
+        logger.info(f"{truncated} of {len(sentences)} sentences longer than {config.max_position_embeddings} tokens "
             f"were truncated")
     device = next(model.parameters()).device
-    with torch.no_grad(), capturing(model) as store:
-        bert = getattr(model, "bert", model)
-        bert(**{k: v.to(device) for k, v in batch.items()})
-    tensors = {name: store[hook_name(i, h)].cpu() for i in range(config.num_hidden_layers) for h in HOOKS
-               for name in [hook_name(i, h)]}
+    names = hook_names(config.num_hidden_layers, CAPTURED)
+    with torch.inference_mode(), hooked(model, read=names) as store:
+        body(model)(**{k: v.to(device) for k, v in batch.items()})
+    tensors = {name: store[name].cpu() for name in names}
     return Capture(tensors, tokens, batch["attention_mask"], config.num_hidden_layers, config.num_attention_heads)
 
 

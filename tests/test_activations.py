@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from probekit import ProbekitError
-from probekit.capture import Capture, capture, capturing, hook_name, read_sentences
+from probekit.activations import Capture, capture, read_sentences
 from probekit.checkpoints import load_checkpoint
+from probekit.hooks import hook_name, hook_names, hooked
 
 SENTENCES = ["the capital of italy is rome.", "rome is the capital of [MASK].",
              ("paris is a city in france.", "the king of the people."), "a"]
@@ -23,9 +24,9 @@ def test_names_shapes_and_tokens(captured):
     for layer in range(c.num_hidden_layers):
         assert cap[hook_name(layer, "hook_resid_pre")].shape == (4, width, c.hidden_size)
         for h in ("q", "k", "v"):
-            assert cap[hook_name(layer, f"attn.hook_{h}")].shape == (4, c.num_attention_heads, width, d_head)
+            assert cap[hook_name(layer, f"attn.hook_{h}")].shape == (4, width, c.num_attention_heads, d_head)
         assert cap[hook_name(layer, "attn.hook_pattern")].shape == (4, c.num_attention_heads, width, width)
-        assert cap[hook_name(layer, "attn.hook_z")].shape == (4, width, c.hidden_size)
+        assert cap[hook_name(layer, "attn.hook_z")].shape == (4, width, c.num_attention_heads, d_head)
     assert cap.tokens[0] == ["[CLS]", "the", "capital", "of", "italy", "is", "rome", ".", "[SEP]"]
     assert cap.tokens[2].count("[SEP]") == 2 and cap.tokens[3] == ["[CLS]", "a", "[SEP]"]
 
@@ -34,7 +35,7 @@ def test_q_k_v_are_the_projections_of_the_layer_input(captured):
     model, _, cap = captured
     for layer, block in enumerate(model.bert.encoder.layer):
         x = cap[hook_name(layer, "hook_resid_pre")]
-        q = block.attention.self.query(x).view(*x.shape[:2], cap.n_heads, -1).transpose(1, 2)
+        q = block.attention.self.query(x).view(*x.shape[:2], cap.n_heads, -1)  # [batch, pos, head, d_head]
         assert torch.allclose(q, cap[hook_name(layer, "attn.hook_q")], atol=1e-6)
 
 
@@ -42,24 +43,34 @@ def test_attention_is_softmax_of_scaled_qk_plus_mask_on_every_layer(captured):
     _, _, cap = captured
     additive = (1.0 - cap.attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
     for layer in range(cap.n_layers):
-        q, k = cap[hook_name(layer, "attn.hook_q")], cap[hook_name(layer, "attn.hook_k")]
+        q, k = (cap[hook_name(layer, f"attn.hook_{h}")].transpose(1, 2) for h in "qk")  # [batch, head, pos, d]
         recomputed = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5 + additive, dim=-1)
         assert (recomputed - cap.pattern(layer)).abs().max() <= 1e-5
 
 
-def test_attention_times_v_concatenated_is_the_attention_output_on_every_layer(captured):
-    _, _, cap = captured
+def test_attention_times_v_is_the_head_output_on_every_layer(captured):
+    model, tok, cap = captured
     for layer in range(cap.n_layers):
-        z = cap.pattern(layer) @ cap[hook_name(layer, "attn.hook_v")]
-        concatenated = z.transpose(1, 2).reshape(*z.shape[:1], z.shape[2], -1)
-        assert (concatenated - cap[hook_name(layer, "attn.hook_z")]).abs().max() <= 1e-5
+        z = cap.pattern(layer) @ cap[hook_name(layer, "attn.hook_v")].transpose(1, 2)  # [batch, head, pos, d]
+        assert (z.transpose(1, 2) - cap[hook_name(layer, "attn.hook_z")]).abs().max() <= 1e-5
+    # and hook_z, heads concatenated, is what the attention output projection receives
+    inputs = tok(["the capital of italy is rome."], return_tensors="pt")
+    seen = []
+    dense = model.bert.encoder.layer[1].attention.output.dense
+    handle = dense.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    try:
+        with torch.no_grad(), hooked(model, read=[hook_name(1, "attn.hook_z")]) as store:
+            model.bert(**inputs)
+    finally:
+        handle.remove()
+    assert torch.equal(store[hook_name(1, "attn.hook_z")].flatten(2), seen[0])
 
 
 def test_hooks_are_removed_and_sdpa_restored(tiny_series):
     model, tok = load_checkpoint(str(tiny_series / "checkpoint-8"), attn_implementation="sdpa")
     modules = list(model.modules())
     with pytest.raises(RuntimeError):
-        with capturing(model) as store:
+        with hooked(model, read=hook_names(2)) as store:
             assert model.config._attn_implementation == "eager"
             model.bert(**tok(["the king"], return_tensors="pt"))
             assert store[hook_name(1, "attn.hook_pattern")] is not None
@@ -75,12 +86,23 @@ def test_save_and_load_round_trip(captured, tmp_path):
     assert torch.allclose(back.pattern(1), cap.pattern(1), atol=1e-3)
 
 
-def test_long_sentences_are_truncated_and_said(captured):
+def test_long_sentences_are_truncated_and_said(captured, caplog):
     model, tok, _ = captured
-    said = []
-    cap = capture(model, ["the king " * 40], tok, say=said.append)
+    with caplog.at_level("INFO", logger="probekit"):
+        cap = capture(model, ["the king " * 40], tok)
     assert cap.attention_mask.shape[1] == model.config.max_position_embeddings
-    assert said == ["1 of 1 sentences longer than 64 tokens were truncated"]
+    assert caplog.messages == ["1 of 1 sentences longer than 64 tokens were truncated"]
+
+
+def test_a_capture_of_another_format_is_refused(captured, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _, _, cap = captured
+    path = cap.save(tmp_path / "c.safetensors")
+    save_file(load_file(path), tmp_path / "old.safetensors", metadata={"tokens": "[]", "n_layers": "2",
+                                                                       "n_heads": "2"})
+    with pytest.raises(ProbekitError, match="old.safetensors: a capture of results format 1"):
+        Capture.load(tmp_path / "old.safetensors")
 
 
 def test_bad_inputs_are_one_line(captured, tmp_path):

@@ -1,0 +1,70 @@
+"""`ProbeResult`: the tables of one probing run, in memory or in a results folder, with the same methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from probekit.store import read_run, write_run, writer_lock
+
+
+class ProbeResult:
+    """The tidy tables of one run (see `probekit.schema`) and its manifest.
+
+    `result.predictions`, `.scores`, `.checkpoints` always exist; `.heads`, `.lens`, `.ablation`,
+    `.training` are None unless that analysis ran; any other analysis's table is in `result.tables`.
+    """
+
+    def __init__(self, tables: dict[str, pd.DataFrame], manifest: dict):
+        self.tables = {name: frame for name, frame in tables.items() if frame is not None}
+        self.manifest = manifest
+
+    predictions = property(lambda self: self.tables["predictions"])
+    scores = property(lambda self: self.tables["scores"])
+    checkpoints = property(lambda self: self.tables["checkpoints"])
+    heads = property(lambda self: self.tables.get("heads"))
+    lens = property(lambda self: self.tables.get("lens"))
+    ablation = property(lambda self: self.tables.get("ablation"))
+    training = property(lambda self: self.tables.get("training"))
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name} {len(frame):,}" for name, frame in self.tables.items())
+        return f"ProbeResult({sizes})"
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        return self.checkpoints[self.checkpoints["status"] == "skipped"]
+
+    @property
+    def files(self) -> dict[str, str]:
+        """checkpoint → its capture file under the results folder (when attention was captured there)."""
+        return dict(self.manifest.get("captures", {}))
+
+    def summary(self, metric: str = "p_at_1") -> pd.DataFrame:
+        """`metric` per checkpoint (rows, in training order) × relation (columns; by fact group if injected)."""
+        scores = self.scores
+        columns = ["group", "relation"] if scores["group"].nunique() > 1 else ["relation"]
+        table = scores.set_index(["step", "checkpoint", *columns])[metric].unstack(columns)
+        # checkpoints without a step are kept, last
+        return table.sort_index(level="step", na_position="last", sort_remaining=False)
+
+    def save(self, out: str | Path) -> Path:
+        """Write the tables into `out` as one run (replacing any earlier run there); returns `out`."""
+        out = Path(out)
+        present = {name: file for name, file in self.files.items() if (out / file).is_file()}
+        self.manifest = {**self.manifest, "captures": present}
+        with writer_lock(out):
+            write_run(out, self.tables, self.manifest, keep=sorted(set(present.values())))
+        return out
+
+    @classmethod
+    def load(cls, out: str | Path) -> "ProbeResult":
+        """The run written into `out` (by `probekit probe` or `save`), refused if incomplete or of another format."""
+        tables, manifest = read_run(Path(out))
+        return cls(tables, manifest)
+
+
+def load_results(out: str | Path) -> ProbeResult:
+    """The results folder `out` as a ProbeResult (the same object `probe()` returned)."""
+    return ProbeResult.load(out)

@@ -1,0 +1,213 @@
+"""`probe()`: walk a checkpoint series and run the chosen analyses on every checkpoint, one in memory at a time.
+
+The runner holds no model: each `Checkpoint` handle reads its weights, tokenizer and model lazily and
+forgets them when released. Every analysis result is cached under a key naming everything it depends on,
+so a rerun on a grown series computes only what is new. A checkpoint that fails in any way is reported in
+one line and skipped; the others are still probed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from probekit import analyses as registry
+from probekit.analyses import Analysis, Context
+from probekit.activations import read_sentences
+from probekit.benchmarks import DEFAULT_BENCHMARKS, DEFAULT_SENTENCES, load_benchmark
+from probekit.checkpoints import Checkpoint, RandomInit, resolve_checkpoints
+from probekit.errors import ProbekitError
+from probekit.facts import FactRecord, fact_groups
+from probekit.folders import TRAINER_STATE
+from probekit.log import logger, progress
+from probekit.results import ProbeResult
+from probekit.schema import TABLES
+from probekit.scoring import summarize
+from probekit.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
+from probekit.vocab import load_tokenizer
+
+SCORE_KEYS = ["checkpoint", "run", "step", "benchmark", "relation", "group"]
+
+
+def probe(
+    checkpoints: list[str] | str,
+    benchmarks: list[str] | tuple[str, ...] = DEFAULT_BENCHMARKS,
+    analyses: list[str] | tuple[str, ...] = ("predictions",),
+    out: str | Path | None = None,
+    *,
+    tokenizer: str | PreTrainedTokenizerBase | None = None,
+    allow_pickle: bool = False,
+    top_k: int = 10,
+    batch_size: int = 128,
+    control: bool = True,
+    device: str | None = None,
+    sentences: str | Path | list | None = None,
+    half: bool = False,
+) -> ProbeResult:
+    """Run `analyses` on every checkpoint of a series for every benchmark prompt; returns the tidy tables.
+
+    checkpoints: folders, a quoted glob ('local/my_bert/*'), a parent folder, or hub names.
+    benchmarks: shipped names ("countries") or CSV/JSONL/YAML files.
+    analyses: registered names — "predictions" (always), "lens", "ablation", "capture" (Q/K/V and attention
+        on `sentences`: a file, a list, or "default"; giving `sentences` implies "capture").
+    out: a results folder; with it, results are cached and the run's tables written there as one set.
+    control: add a random-initialisation row when the series has no step 0.
+    """
+    if sentences is not None and "capture" not in analyses:
+        analyses = [*analyses, "capture"]
+    chosen = registry.get(analyses)
+    if top_k < 1 or batch_size < 1:
+        raise ProbekitError(f"top_k and batch_size must be at least 1 (got {top_k}, {batch_size})")
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    refs = resolve_checkpoints(checkpoints, allow_pickle, tok)
+    benches = [load_benchmark(b) for b in benchmarks]
+    for problem in (p for b in benches for p in b.problems):
+        logger.warning(problem)
+    facts = _fact_record(refs)
+    for bench in benches:
+        bench.groups = fact_groups(bench.prompts, facts)
+    wants_capture = any(a.name == "capture" for a in chosen)
+    ctx = Context(benches, top_k, batch_size, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+                  Path(out) if out is not None else None, _sentences(sentences or "default") if wants_capture else None, half,
+                  groups_sha=_sha(asdict(facts) if facts else None))
+    if ctx.out is None:
+        return _run(refs, chosen, ctx, facts, control)
+    with writer_lock(ctx.out):
+        result = _run(refs, chosen, ctx, facts, control)
+        result.save(ctx.out)
+    return result
+
+
+def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: FactRecord | None,
+         control: bool) -> ProbeResult:
+    frames: dict[str, list[pd.DataFrame]] = {a.name: [] for a in chosen}
+    records, seen = [], {}
+    for ref in progress(refs, desc="probing", unit="checkpoint"):
+        record = {"checkpoint": ref.name, "run": ref.run, "path": ref.location, "step": ref.step,
+                  "fingerprint": None, "status": "ok", "duplicate_of": None, "error": None}
+        records.append(record)
+        try:
+            record["fingerprint"] = ref.fingerprint
+            original = seen.get(ref.identity)
+            results = _analyse(ref, chosen, ctx, reuse=original)
+        except ProbekitError as exc:
+            record.update(status="skipped", error=str(exc))
+            logger.warning(f"skipped: {exc}")
+            continue
+        except Exception as exc:  # one bad checkpoint must not sink the run
+            message = f"{ref.location}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            record.update(status="skipped", error=message)
+            logger.warning(f"skipped: {message}")
+            continue
+        finally:
+            ref.release()
+        if original is not None:
+            record.update(status="duplicate", duplicate_of=original[0])
+            logger.info(f"{ref.location}: same weights, config and tokenizer as {original[0]} "
+                        f"(fingerprint {record['fingerprint']})")
+        seen.setdefault(ref.identity, (ref.name, results))
+        for name, frame in results.items():
+            frames[name] += frame
+    ok = [ref for ref, r in zip(refs, records) if r["status"] != "skipped"]
+    if control and ok and not any(ref.step == 0 for ref in ok):
+        like = RandomInit(ok[0])
+        on_control = [a for a in chosen if a.on_control]
+        results = _analyse(like, on_control, ctx, reuse=None)
+        records.insert(0, {"checkpoint": like.name, "run": like.run, "path": None, "step": 0,
+                           "fingerprint": like.fingerprint, "status": "control", "duplicate_of": None,
+                           "error": None})
+        for name, frame in results.items():
+            frames[name] = frame + frames[name]
+    return _assemble(frames, records, chosen, ctx, facts, refs)
+
+
+def _analyse(ref: Checkpoint, chosen: list[Analysis], ctx: Context, reuse) -> dict[str, list[pd.DataFrame]]:
+    """Every chosen analysis on one checkpoint (from the cache where possible), with its columns added."""
+    results: dict[str, list[pd.DataFrame]] = {}
+    for analysis in chosen:
+        if reuse is not None and analysis.cached:
+            results[analysis.name] = [f.assign(checkpoint=ref.name, run=ref.run, step=ref.step)
+                                      for f in reuse[1][analysis.name]]
+            continue
+        benches = ctx.benchmarks if analysis.per_benchmark else [None]
+        results[analysis.name] = []
+        for bench in benches:
+            frame = None
+            if analysis.cached:
+                key = cache_key(analysis=analysis.name, identity=ref.identity,
+                                benchmark=bench.sha256 if bench else None, settings=analysis.settings(ctx))
+                frame = read_cached(ctx.out, key)
+            if frame is None:
+                frame = analysis.run(ref, ctx, bench)
+                if analysis.cached:
+                    write_cached(ctx.out, key, frame)
+            results[analysis.name].append(frame.assign(checkpoint=ref.name, run=ref.run, step=ref.step))
+    return results
+
+
+def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Context, facts: FactRecord | None,
+              refs: list[Checkpoint]) -> ProbeResult:
+    tables: dict[str, pd.DataFrame] = {}
+    for analysis in chosen:
+        parts = frames[analysis.name]
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=analysis.table.names)
+        if "group" in analysis.table.names and "subject" in frame.columns:
+            frame["group"] = fact_groups(frame, facts)
+        frame = frame.sort_values("step", kind="stable", na_position="last").reset_index(drop=True)
+        frame = analysis.finish(frame, ctx)
+        tables[analysis.table.name] = analysis.table.conform(frame)
+    predictions = tables["predictions"]
+    scores = summarize(predictions, SCORE_KEYS)
+    multi = predictions[predictions["gold_rank"].notna() & (predictions["n_pieces"] > 1)]
+    counts = multi.groupby(SCORE_KEYS, dropna=False).size()
+    scores["n_multi_piece"] = [int(counts.get(tuple(k), 0)) for k in scores[SCORE_KEYS].itertuples(index=False)]
+    tables["scores"] = scores
+    tables["checkpoints"] = TABLES["checkpoints"].conform(pd.DataFrame(records, columns=TABLES["checkpoints"].names))
+    states = [Path(r.location) / TRAINER_STATE for r in refs if r.is_local]
+    if states := [s for s in states if s.is_file()]:
+        tables["training"] = training_log(states[-1])
+    _report_unscorable(predictions)
+    manifest = new_manifest(
+        benchmarks={b.name: {"source": str(b.source), "sha256": b.sha256, "prompts": len(b.prompts),
+                             "malformed_rows": len(b.problems)} for b in ctx.benchmarks},
+        analyses=[a.name for a in chosen], settings={"top_k": ctx.top_k, "batch_size": ctx.batch_size},
+        device=str(ctx.device), checkpoints=len(refs), skipped=sum(r["status"] == "skipped" for r in records),
+        facts=asdict(facts) if facts else None, captures=dict(ctx.files),
+        sentences={"count": len(ctx.sentences), "sha256": ctx.sentences_sha} if ctx.sentences else None)
+    return ProbeResult(tables, manifest)
+
+
+def _report_unscorable(predictions: pd.DataFrame) -> None:
+    """Say which prompts could not be scored (they are counted apart, never as misses)."""
+    missing = predictions[predictions["gold_rank"].isna() & (predictions["checkpoint"] != "random-init")]
+    for bench, rows in missing.groupby("benchmark"):
+        prompts = rows.drop_duplicates("prompt")
+        example = prompts.iloc[0]
+        logger.warning(f"{bench}: {len(prompts)} prompts unscorable on {rows['checkpoint'].nunique()} checkpoint(s), "
+                       f"counted in n_unscorable (e.g. {example['prompt']!r} → {example['answer']!r})")
+
+
+def _fact_record(refs: list[Checkpoint]) -> FactRecord | None:
+    """The fact-injection record written beside the series by `probekit train`, if any."""
+    for folder in dict.fromkeys(Path(r.location).parent for r in refs if r.is_local):
+        if (record := FactRecord.load(folder)) is not None:
+            return record
+    return None
+
+
+def _sentences(spec) -> list | None:
+    if spec is None or spec is False:
+        return None
+    if isinstance(spec, (list, tuple)):
+        return list(spec)
+    return read_sentences(DEFAULT_SENTENCES if spec in ("default", True) else spec)
+
+
+def _sha(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

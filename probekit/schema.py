@@ -1,0 +1,167 @@
+"""The results format, in one place: every table probekit writes, its columns, their types, and one row per what.
+
+A results folder holds one run: `manifest.json` (format version, run id, the files of the run, versions,
+benchmarks, settings) and one Parquet file per table below, each stamped in its metadata with the same
+format version and run id. Readers refuse a folder whose stamps disagree (an interrupted write) or whose
+format version is not theirs. `FORMAT_VERSION` changes whenever a column, a type or a meaning changes;
+it is also part of every cache key, so numbers of an older format are never served again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FORMAT_VERSION = 2
+
+#: logical type → pandas dtype used in memory (Parquet keeps the Arrow equivalent)
+DTYPES = {"str": "string", "int": "Int64", "float": "float64", "bool": "bool",
+          "list[str]": "object", "list[float]": "object"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """One tidy table: its file name, what one row is, and its columns."""
+
+    name: str
+    row: str
+    columns: tuple[Column, ...]
+    doc: str = ""
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.parquet"
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def conform(self, frame):
+        """`frame` with exactly this table's columns, in order, in their declared dtypes."""
+        import pandas as pd
+
+        missing = [c.name for c in self.columns if c.name not in frame.columns]
+        if missing:
+            raise ValueError(f"table {self.name!r} lacks columns {missing}")
+        frame = frame[self.names].reset_index(drop=True)
+        return pd.DataFrame({c.name: _cast(frame[c.name], c.type) for c in self.columns})
+
+
+def _cast(values, kind: str):
+    if kind in ("list[str]", "list[float]"):
+        return values.map(lambda v: list(v) if v is not None else [])
+    if kind == "bool":
+        return values.fillna(False).astype(bool)
+    return values.astype(DTYPES[kind])
+
+
+def _columns(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
+    return tuple(Column(*spec) for spec in specs)
+
+
+CHECKPOINT_KEYS = (
+    ("checkpoint", "str", "the checkpoint's label: its folder name, prefixed by its run where names repeat"),
+    ("run", "str", "the folder holding the checkpoint (the training run); the hub name's owner for hub models"),
+    ("step", "int", "training step (trainer_state.json or the number ending the name); missing if unknown"),
+)
+PROMPT_KEYS = (
+    ("benchmark", "str", "benchmark name (shipped set or file stem)"),
+    ("relation", "str", "the relation the prompt asks about"),
+    ("group", "str", "fact-injection group: injected, held_back, other; all when the series injects none"),
+    ("template", "str", "the template, [X] = subject, [MASK] = answer"),
+    ("subject", "str", "what [X] was filled with"),
+    ("answer", "str", "the gold answer"),
+    ("prompt", "str", "the filled-in prompt"),
+)
+RANK = (
+    ("gold_rank", "float", "rank of the gold answer (1 = top); several wordpieces: the worst piece's rank. "
+                           "Missing = unscorable (the answer's pieces do not fit, or the logits are not finite)"),
+    ("gold_logprob", "float", "log-probability of the gold answer (sum over its pieces, all masked at once)"),
+)
+SCORES = (
+    ("n", "int", "scorable prompts: the denominator of p_at_1, p_at_10 and mrr"),
+    ("n_unscorable", "int", "prompts that could not be scored; counted apart, never as misses"),
+    ("p_at_1", "float", "share of scorable prompts with gold_rank 1"),
+    ("p_at_10", "float", "share of scorable prompts with gold_rank ≤ 10"),
+    ("mrr", "float", "mean of 1 / gold_rank over scorable prompts"),
+    ("mean_gold_logprob", "float", "mean gold log-probability over scorable prompts"),
+)
+
+PREDICTIONS = Table("predictions", "checkpoint × prompt", _columns(
+    *CHECKPOINT_KEYS, ("fingerprint", "str", "hash of the checkpoint's weights"), *PROMPT_KEYS,
+    ("n_pieces", "int", "wordpieces of the answer (one [MASK] each)"), *RANK,
+    ("gold_prob", "float", "exp(gold_logprob)"),
+    ("correct", "bool", "gold_rank == 1"),
+    ("top1", "str", "the greedy fill of the masks"),
+    ("topk_tokens", "list[str]", "the top-k tokens at the first mask"),
+    ("topk_probs", "list[float]", "their probabilities"),
+), "Every prompt of every benchmark, scored on every checkpoint.")
+
+SCORES_TABLE = Table("scores", "checkpoint × benchmark × relation × group", _columns(
+    *CHECKPOINT_KEYS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"),
+    ("group", "str", "fact-injection group"), *SCORES,
+    ("n_multi_piece", "int", "scorable prompts whose answer has several wordpieces"),
+), "LAMA's P@1, P@10 and MRR per relation, from the predictions table.")
+
+CHECKPOINTS = Table("checkpoints", "checkpoint", _columns(
+    *CHECKPOINT_KEYS,
+    ("path", "str", "where it was read from (folder or hub name); missing for the random-init control"),
+    ("fingerprint", "str", "hash of the weights (equal weights, equal fingerprint)"),
+    ("status", "str", "ok, duplicate (same weights, config and tokenizer as an earlier one), skipped, control"),
+    ("duplicate_of", "str", "the checkpoint it duplicates"),
+    ("error", "str", "why it was skipped"),
+), "Every checkpoint given, in training order, and what became of it.")
+
+TRAINING = Table("training", "logged training step", _columns(
+    ("step", "int", "optimiser step"), ("loss", "float", "training loss"),
+    ("eval_loss", "float", "held-out MLM loss on fixed masks"), ("learning_rate", "float", "learning rate"),
+    ("epoch", "float", "epoch"),
+), "The series' training log (from the last checkpoint's trainer_state.json), when it has one.")
+
+HEADS = Table("heads", "checkpoint × layer × head × metric", _columns(
+    *CHECKPOINT_KEYS, ("layer", "int", "layer, from 0"), ("head", "int", "head, from 0"),
+    ("metric", "str", "attn_cls, attn_sep, attn_punct, attn_prev, attn_next, attn_self, entropy, entropy_ratio, "
+                      "q_norm, k_norm, v_norm, js_prev, js_final"),
+    ("value", "float", "its value, averaged over the real query tokens of the captured sentences"),
+), "Head metrics of the captured sentences (Clark et al. 2019); JS drift in bits.")
+
+LENS = Table("lens", "checkpoint × prompt × layer", _columns(
+    *CHECKPOINT_KEYS, *PROMPT_KEYS, ("layer", "int", "0 = the embeddings, L = the last layer"), *RANK,
+), "The logit lens: the MLM head read at every layer's hidden state.")
+
+ABLATION = Table("ablation", "checkpoint × head × benchmark × relation × group", _columns(
+    *CHECKPOINT_KEYS, ("layer", "int", "layer of the zeroed head"), ("head", "int", "the zeroed head"),
+    ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"), ("group", "str", "fact group"),
+    ("n", "int", "scorable prompts"), ("p_at_1", "float", "P@1 with the head zeroed"),
+    ("mean_gold_logprob", "float", "mean gold log-probability with the head zeroed"),
+    ("delta_p_at_1", "float", "change from the unablated model"),
+    ("delta_mean_gold_logprob", "float", "change from the unablated model"),
+), "Head ablation: each head's output zeroed in turn, every prompt rescored.")
+
+TABLES: dict[str, Table] = {t.name: t for t in (PREDICTIONS, SCORES_TABLE, CHECKPOINTS, TRAINING, HEADS, LENS,
+                                                 ABLATION)}
+
+
+def declare(table: Table) -> Table:
+    """Add an analysis's own table to the format (what `TABLES` and the reference page list)."""
+    TABLES[table.name] = table
+    return table
+
+
+def reference_markdown() -> str:
+    """The results-format reference page, generated from the declarations above."""
+    lines = ["# Results format", "", f"Format version **{FORMAT_VERSION}**. " + __doc__.split("\n\n")[1].replace("\n", " "),
+             "", "Beside the tables: `manifest.json` and, with capture, `attention/*.safetensors` "
+             "(Q/K/V, patterns and head outputs per checkpoint, named as in `probekit.hooks`).", ""]
+    for table in TABLES.values():
+        lines += [f"## `{table.file}`", "", f"One row per **{table.row}**. {table.doc}", "",
+                  "| column | type | meaning |", "|---|---|---|"]
+        lines += [f"| `{c.name}` | {c.type} | {c.doc} |" for c in table.columns]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+import json
+import os
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file, save_file
+
+import probekit.analyses.predictions as predictions_module
+from probekit import ProbekitError
+from probekit.analyses import Analysis, register
+from probekit.cli import main
+from probekit.results import ProbeResult
+from probekit.runner import probe
+from probekit.schema import Column, Table
+from probekit.vocab import load_tokenizer
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many times the predictions analysis actually scored (cache misses)."""
+    calls = []
+    real = predictions_module.score_encoded
+    monkeypatch.setattr(predictions_module, "score_encoded", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_hf_trainer_series_gets_its_tables_and_a_control(hf_series, tiny_benchmark, tmp_path):
+    result = probe(str(hf_series / "*"), [str(tiny_benchmark)], out=tmp_path / "out")
+    assert list(result.checkpoints.checkpoint) == ["random-init", "checkpoint-3", "checkpoint-6"]
+    assert list(result.checkpoints.status) == ["control", "ok", "ok"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert set(manifest["files"]["tables"]) == {"predictions", "scores", "checkpoints", "training"}
+    predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert len(predictions) == 3 * 4 and predictions.groupby("checkpoint").size().eq(4).all()
+    scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    capital = scores[(scores.relation == "capital") & (scores.checkpoint == "checkpoint-6")].iloc[0]
+    ranks = predictions[(predictions.relation == "capital") & (predictions.checkpoint == "checkpoint-6")].gold_rank
+    assert capital.n == 2 and capital.mrr == pytest.approx((1 / ranks).mean())
+    assert capital.p_at_10 == pytest.approx((ranks <= 10).mean())
+
+
+def test_probekit_series_needs_no_extra_control(tiny_series, tiny_benchmark):
+    result = probe(str(tiny_series), [str(tiny_benchmark)])
+    assert list(result.checkpoints.step) == [0, 1, 2, 4, 8]
+    assert "random-init" not in set(result.checkpoints.checkpoint)
+
+
+def test_duplicates_and_corrupt_checkpoints(tiny_series, tiny_benchmark, tmp_path):
+    series = shutil.copytree(tiny_series, tmp_path / "series")
+    shutil.copytree(series / "checkpoint-4", series / "checkpoint-5")
+    weights = (series / "checkpoint-2" / "model.safetensors").read_bytes()
+    (series / "checkpoint-2" / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    result = CliRunner().invoke(main, ["probe", str(series / "checkpoint-2"), str(series / "checkpoint-4"),
+                                       str(series / "checkpoint-5"), str(series / "checkpoint-8"),
+                                       "-b", str(tiny_benchmark), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert f"{series / 'checkpoint-2' / 'model.safetensors'}: corrupt or truncated weights" in result.output
+    table = ProbeResult.load(tmp_path / "out").checkpoints.set_index("checkpoint")
+    assert table.loc["checkpoint-2", "status"] == "skipped"
+    assert table.loc["checkpoint-5", "status"] == "duplicate"
+    assert table.loc["checkpoint-5", "duplicate_of"] == "checkpoint-4"
+    assert table.loc["checkpoint-8", "status"] == "ok"
+    predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert set(predictions.checkpoint) == {"random-init", "checkpoint-4", "checkpoint-5", "checkpoint-8"}
+
+
+def _broken(tiny_series, tmp_path, name, config_edit=None, weights_edit=None):
+    folder = shutil.copytree(tiny_series / "checkpoint-8", tmp_path / "bad" / name)
+    if config_edit is not None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config_edit(config)))
+    if weights_edit is not None:
+        weights = load_file(folder / "model.safetensors")
+        save_file(weights_edit(weights), folder / "model.safetensors")
+    return folder
+
+
+def test_every_per_checkpoint_failure_is_one_line_and_the_rest_is_probed(tiny_series, tiny_benchmark, tmp_path):
+    def nan(weights):
+        weights["bert.encoder.layer.1.output.dense.weight"][0, 0] = float("nan")
+        return weights
+
+    def extra_layer(weights):
+        return {**weights, **{k.replace("layer.1.", "layer.2."): v for k, v in weights.items() if "layer.1." in k}}
+
+    cases = {
+        "a-list": (lambda c: [c], None, "config.json: not a JSON object"),
+        "wrong-type": (lambda c: {**c, "hidden_size": "wide"}, None, "hidden_size must be a whole number"),
+        "absurd-vocab": (lambda c: {**c, "vocab_size": 10**12}, None, "vocab_size must be a whole number"),
+        "sizes-differ": (lambda c: {**c, "vocab_size": c["vocab_size"] + 3}, None, "config says vocab"),
+        "fewer-layers": (lambda c: {**c, "num_hidden_layers": 1}, None, "config says 1 layers, the weights have 2"),
+        "extra-tensors": (None, extra_layer, "config says 2 layers, the weights have 3"),
+        "diverged": (None, nan, "hold NaN or Inf"),
+    }
+    folders = [_broken(tiny_series, tmp_path, name, c, w) for name, (c, w, _) in cases.items()]
+    result = probe([*map(str, folders), str(tiny_series / "checkpoint-8")], [str(tiny_benchmark)],
+                   out=tmp_path / "out", control=False)
+    table = result.checkpoints.set_index("checkpoint")
+    for name, (_, _, message) in cases.items():
+        assert table.loc[name, "status"] == "skipped", name
+        assert message in table.loc[name, "error"] and str(tmp_path / "bad" / name) in table.loc[name, "error"]
+    assert table.loc["checkpoint-8", "status"] == "ok"
+    assert set(ProbeResult.load(tmp_path / "out").predictions.checkpoint) == {"checkpoint-8"}
+
+
+def test_unexpected_tensors_are_an_error_naming_the_checkpoint(tiny_series, tiny_benchmark, tmp_path):
+    folder = _broken(tiny_series, tmp_path, "stray", weights_edit=lambda w: {**w, "bert.stray.weight": torch.ones(2)})
+    result = probe([str(folder)], [str(tiny_benchmark)], control=False)
+    assert "tensors its config has no place for (e.g. bert.stray.weight)" in result.checkpoints.error[0]
+
+
+def test_vocabulary_mismatch_is_skipped(tiny_series, tiny_benchmark):
+    result = probe([str(tiny_series / "checkpoint-8")], [str(tiny_benchmark)],
+                   tokenizer=load_tokenizer("bert-base-uncased"), control=False)
+    assert list(result.checkpoints.status) == ["skipped"]
+    assert "vocabulary mismatch: the tokenizer has 30522 tokens, the model 32" in result.checkpoints.error[0]
+
+
+def test_rerun_on_a_grown_series_probes_only_the_new(tiny_series, tiny_benchmark, tmp_path, counted):
+    first = [str(tiny_series / f"checkpoint-{s}") for s in (0, 2, 4)]
+    probe(first, [str(tiny_benchmark)], out=tmp_path)
+    assert len(counted) == 3
+    again = probe(str(tiny_series / "*"), [str(tiny_benchmark)], out=tmp_path)
+    assert len(counted) == 3 + 2  # checkpoint-1 and checkpoint-8
+    fresh = probe(str(tiny_series / "*"), [str(tiny_benchmark)])
+    pd.testing.assert_frame_equal(again.predictions, fresh.predictions)
+
+
+def test_cache_of_another_tokenizer_format_or_scoring_is_not_reused(tiny_series, tiny_benchmark, tmp_path,
+                                                                    counted, monkeypatch):
+    one = [str(tiny_series / "checkpoint-8")]
+    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
+    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
+    assert len(counted) == 1
+    swapped = load_tokenizer(str(tiny_series / "checkpoint-8"))
+    swapped.backend_tokenizer.normalizer = None  # same size, another tokenizer: no lower-casing
+    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False, tokenizer=swapped)
+    assert len(counted) == 2
+    monkeypatch.setattr("probekit.store.FORMAT_VERSION", 1)
+    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
+    monkeypatch.setattr("probekit.scoring.SCORING_VERSION", 1)
+    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
+    assert len(counted) == 4
+
+
+def test_equal_weights_with_another_config_are_not_duplicates(tiny_series, tiny_benchmark, tmp_path):
+    other = _broken(tiny_series, tmp_path, "other-config", lambda c: {**c, "layer_norm_eps": 0.1})
+    result = probe([str(tiny_series / "checkpoint-8"), str(other)], [str(tiny_benchmark)], control=False)
+    assert set(result.checkpoints.status) == {"ok"}
+    a, b = (result.predictions[result.predictions.checkpoint == n].gold_logprob.to_numpy()
+            for n in ("checkpoint-8", "other-config"))
+    assert not (a == b).all()
+
+
+def test_same_folder_names_from_different_runs_stay_apart(tiny_series, tiny_benchmark, tmp_path):
+    for run, step in (("seed-a", 4), ("seed-b", 8)):
+        shutil.copytree(tiny_series / f"checkpoint-{step}", tmp_path / "runs" / run / "checkpoint-8")
+    result = probe(str(tmp_path / "runs" / "*" / "checkpoint-8"), [str(tiny_benchmark)], out=tmp_path / "out",
+                   sentences="default", control=False)
+    assert list(result.checkpoints.checkpoint) == ["seed-a/checkpoint-8", "seed-b/checkpoint-8"]
+    assert list(result.checkpoints.run) == ["seed-a", "seed-b"]
+    assert result.predictions.groupby("checkpoint").size().tolist() == [4, 4]
+    assert len(set(result.files.values())) == 2
+    assert all((tmp_path / "out" / f).is_file() for f in result.files.values())
+
+
+def test_reprobing_another_series_leaves_no_table_of_the_first(tiny_series, hf_series, tiny_benchmark, tmp_path):
+    probe(str(tiny_series), [str(tiny_benchmark)], ["lens", "ablation"], out=tmp_path, sentences="default")
+    assert (tmp_path / "lens.parquet").is_file() and any((tmp_path / "attention").iterdir())
+    second = probe(str(hf_series), [str(tiny_benchmark)], out=tmp_path)
+    assert not (tmp_path / "lens.parquet").exists() and not (tmp_path / "heads.parquet").exists()
+    assert not list((tmp_path / "attention").iterdir())
+    loaded = ProbeResult.load(tmp_path)
+    assert set(loaded.tables) == set(second.tables) and loaded.lens is None
+    assert set(loaded.checkpoints.checkpoint) == {"random-init", "checkpoint-3", "checkpoint-6"}
+
+
+class Vocabulary(Analysis):
+    """A toy analysis, all in this test: the vocabulary size and the share of prompts per relation."""
+
+    name = "toy-vocabulary"
+    table = Table("toy_vocabulary", "checkpoint × benchmark", (
+        Column("checkpoint", "str", ""), Column("run", "str", ""), Column("step", "int", ""),
+        Column("benchmark", "str", ""), Column("vocab", "int", "tokens in the vocabulary"),
+        Column("prompts", "int", "prompts")))
+
+    def run(self, checkpoint, ctx, bench):
+        return pd.DataFrame({"benchmark": [bench.name], "vocab": [len(checkpoint.tokenizer)],
+                             "prompts": [len(bench.prompts)]})
+
+
+def test_a_new_analysis_is_one_class_registered(tiny_series, tiny_benchmark, tmp_path):
+    register(Vocabulary)
+    result = probe(str(tiny_series), [str(tiny_benchmark)], ["toy-vocabulary"], out=tmp_path)
+    table = result.tables["toy_vocabulary"]
+    assert list(table.step) == [0, 1, 2, 4, 8] and set(table.vocab) == {32} and set(table.prompts) == {4}
+    pd.testing.assert_frame_equal(ProbeResult.load(tmp_path).tables["toy_vocabulary"], table)
+    assert (tmp_path / "toy_vocabulary.parquet").is_file()
+
+
+def test_a_second_writer_is_refused(tiny_series, tiny_benchmark, tmp_path):
+    tmp_path.joinpath(".probekit.lock").write_text(str(os.getppid()))
+    with pytest.raises(ProbekitError, match=f"another probekit process \\(pid {os.getppid()}\\) is writing"):
+        probe(str(tiny_series / "checkpoint-8"), [str(tiny_benchmark)], out=tmp_path)
+    tmp_path.joinpath(".probekit.lock").write_text("999999999")  # a process that is gone
+    probe(str(tiny_series / "checkpoint-8"), [str(tiny_benchmark)], out=tmp_path, control=False)
+    assert not tmp_path.joinpath(".probekit.lock").exists()
+
+
+def test_unscorable_prompts_are_said_and_counted(tiny_series, tmp_path, caplog):
+    bench = tmp_path / "b.csv"
+    bench.write_text("relation,template,subject,answer\n"
+                     "capital,the capital of [X] is [MASK].,italy,rome\n"
+                     "capital,the capital of [X] is [MASK].,france,\u200b\n")
+    with caplog.at_level("WARNING", logger="probekit"):
+        result = probe(str(tiny_series / "checkpoint-8"), [str(bench)], control=False)
+    row = result.scores.iloc[0]
+    assert (row.n, row.n_unscorable) == (1, 1)
+    assert any("1 prompts unscorable" in m for m in caplog.messages)
+
+
+def test_captures_attention_and_head_metrics_and_reuses_them(tiny_series, tiny_benchmark, tmp_path):
+    result = probe(str(tiny_series), [str(tiny_benchmark)], out=tmp_path, sentences="default", half=True)
+    files = sorted(p.name for p in (tmp_path / "attention").iterdir())
+    assert files == [f"checkpoint-{s}.safetensors" for s in (0, 1, 2, 4, 8)]
+    heads = pd.read_parquet(tmp_path / "heads.parquet")
+    assert set(heads.checkpoint) == {f"checkpoint-{s}" for s in (0, 1, 2, 4, 8)}
+    assert set(heads.metric) == {"attn_cls", "attn_sep", "attn_punct", "attn_prev", "attn_next", "attn_self",
+                                 "entropy", "entropy_ratio", "js_prev", "js_final", "q_norm", "k_norm", "v_norm"}
+    assert len(heads) == 5 * 2 * 2 * 13 and len(result.heads) == len(heads)
+    last = heads[(heads.checkpoint == "checkpoint-8") & (heads.metric == "js_final")].value
+    assert last.abs().max() < 1e-6
+    first = heads[(heads.checkpoint == "checkpoint-0") & (heads.metric == "js_prev")].value
+    assert first.isna().all()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "attention").iterdir()}
+    again = probe(str(tiny_series), [str(tiny_benchmark)], out=tmp_path, sentences="default", half=True)
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "attention").iterdir()}
+    pd.testing.assert_frame_equal(again.heads, result.heads)
+
+
