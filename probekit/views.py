@@ -15,9 +15,14 @@ from html import escape
 from importlib import metadata
 from pathlib import Path
 
-from probekit.capture import Capture, capture
-from probekit.checkpoints import CheckpointRef
+from torch.nn import Module
+
+from probekit.activations import Capture, capture
+from probekit.checkpoints import Checkpoint
 from probekit.errors import ProbekitError
+
+Text = str | tuple[str, str]  # a sentence, or an (A, B) pair
+CheckpointLike = Checkpoint | Capture | str | Module  # a series' checkpoint, a capture, a folder, a loaded model
 
 LIBRARIES = {  # name → (PyPI distribution, file inside it)
     "jquery": ("xstatic-jquery", "xstatic/pkg/jquery/data/jquery.min.js"),
@@ -74,15 +79,16 @@ def offline(bertviz_html: str, asset_prefix: str | None = None, with_libraries: 
 
 
 def _as_capture(checkpoint, text, tokenizer=None) -> Capture:
-    """A Capture from a Capture, a path, a CheckpointRef, or a loaded model (with its tokenizer)."""
+    """A Capture from a Capture, a path, a series' Checkpoint (its cached model), or a loaded model with its
+    tokenizer."""
     if isinstance(checkpoint, Capture):
         return checkpoint
     if text is None:
         raise ProbekitError("give the text to look at: head_view(checkpoint, 'The capital of Italy is Rome.')")
-    if isinstance(checkpoint, CheckpointRef):
-        checkpoint = checkpoint.location
+    if isinstance(checkpoint, Checkpoint):
+        checkpoint, tokenizer = checkpoint.model(), tokenizer or checkpoint.tokenizer
     sentence = tuple(text) if isinstance(text, (tuple, list)) else text
-    return capture(checkpoint, [sentence], tokenizer, say=lambda *_: None)
+    return capture(checkpoint, [sentence], tokenizer)
 
 
 def _attention_for(cap: Capture, index: int = 0) -> tuple[list, list[str], int | None]:
@@ -94,9 +100,21 @@ def _attention_for(cap: Capture, index: int = 0) -> tuple[list, list[str], int |
     return attention, tokens, sentence_b
 
 
-def head_view(checkpoint, text=None, layer: int | None = None, heads: list[int] | None = None,
-              html_action: str = "view", tokenizer=None, sentence: int = 0, asset_prefix: str | None = None):
-    """bertviz's head view of `text` (a sentence or an (A, B) pair) on a checkpoint (path, model or Capture)."""
+def head_view(checkpoint: CheckpointLike, text: Text | None = None, layer: int | None = None,
+              heads: list[int] | None = None, html_action: str = "view", tokenizer=None, sentence: int = 0,
+              asset_prefix: str | None = None):
+    """bertviz's head view of `text` on a checkpoint, drawn offline: one layer's heads, token to token.
+
+    Args:
+        checkpoint: a series' `Checkpoint` (`series[-1]`, `series.at(600)`), a checkpoint folder, a loaded
+            `BertForMaskedLM` (then give `tokenizer`), or a `Capture` (then `text` is not needed).
+        text: one sentence, or an (A, B) pair shown as sentence A / sentence B.
+        layer: the layer shown first (0-based); heads: the heads shown (all by default).
+        html_action: "view" displays it in the notebook and returns None; "return" returns the
+            `IPython.display.HTML`.
+        sentence: which sentence of a multi-sentence `Capture` to show.
+        asset_prefix: reference jQuery and d3 as `{asset_prefix}jquery.js` / `d3.js` instead of inlining them.
+    """
     cap = _as_capture(checkpoint, text, tokenizer)
     return _deliver(_head_view_html(cap, sentence, layer, heads, asset_prefix), html_action)
 
@@ -111,10 +129,13 @@ def _head_view_html(cap: Capture, sentence: int, layer: int | None, heads: list[
     return offline(html, asset_prefix, with_libraries)
 
 
-def model_view(checkpoint, text=None, include_layers: list[int] | None = None,
+def model_view(checkpoint: CheckpointLike, text: Text | None = None, include_layers: list[int] | None = None,
                include_heads: list[int] | None = None, html_action: str = "view", tokenizer=None,
                sentence: int = 0, asset_prefix: str | None = None):
-    """bertviz's model view (every layer × head) of `text` on a checkpoint (path, model or Capture)."""
+    """bertviz's model view of `text`: a grid of layers × heads, each a thumbnail of its attention, offline.
+
+    Arguments as for `head_view`; `include_layers` / `include_heads` restrict the grid (0-based indices).
+    """
     from bertviz import model_view as bertviz_model_view
 
     cap = _as_capture(checkpoint, text, tokenizer)
@@ -124,11 +145,15 @@ def model_view(checkpoint, text=None, include_layers: list[int] | None = None,
     return _deliver(offline(html, asset_prefix), html_action)
 
 
-def compare_heads(checkpoints: dict | list, text, layer: int = 0, heads: list[int] | None = None,
-                  html_action: str = "view", tokenizer=None):
+def compare_heads(checkpoints: dict[str, CheckpointLike] | list[CheckpointLike], text: Text, layer: int = 0,
+                  heads: list[int] | None = None, html_action: str = "view", tokenizer=None):
     """The same sentence's head view at several checkpoints, side by side: how a layer's heads changed.
 
-    `checkpoints` is a list of paths/refs/models or a {label: checkpoint} dict (e.g. from a Series).
+    Args:
+        checkpoints: `{label: checkpoint}` (e.g. `{f"step {s}": series.at(s) for s in (0, 600)}`), or a list
+            labelled by each checkpoint's name; each as `head_view` takes it.
+        text: the sentence (or (A, B) pair) shown at every checkpoint.
+        layer, heads, html_action, tokenizer: as for `head_view`.
     """
     items = checkpoints.items() if isinstance(checkpoints, dict) else [
         (getattr(c, "name", str(c)), c) for c in checkpoints]
@@ -140,9 +165,14 @@ def compare_heads(checkpoints: dict | list, text, layer: int = 0, heads: list[in
     return _deliver('<div style="display:flex;gap:16px;flex-wrap:wrap">' + "".join(cells) + "</div>", html_action)
 
 
-def qk_view(checkpoint, text=None, layer: int = 0, tokenizer=None, sentence: int = 0):
+def qk_view(checkpoint: CheckpointLike, text: Text | None = None, layer: int = 0, tokenizer=None,
+            sentence: int = 0):
     """Q·Kᵀ/√d scores beside the attention they become, per head of `layer` (bertviz's neuron view, for any
-    stock checkpoint): a matplotlib Figure."""
+    stock checkpoint).
+
+    Returns a matplotlib Figure with, per head, a [query, key] heat map of the scores and one of the softmax
+    attention; arguments as for `head_view`.
+    """
     from probekit.report.plots import qk_scores
 
     return qk_scores(_as_capture(checkpoint, text, tokenizer), layer, sentence)

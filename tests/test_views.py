@@ -9,6 +9,20 @@ from probekit import ProbekitError
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "</script><script>window.pwned=1</script>"
+EVIL_TOKEN = "</script><script>alert(1)</script>"  # one token: no tokenizer would make it, a Capture can hold it
+
+
+def hostile_capture():
+    """A one-layer, two-head Capture whose middle token is a script-closing payload, built by hand."""
+    import torch
+
+    from probekit.hooks import hook_name
+
+    tokens = ["[CLS]", "the", EVIL_TOKEN, "[SEP]"]
+    pattern = torch.softmax(torch.randn(1, 2, len(tokens), len(tokens), generator=torch.Generator().manual_seed(0)),
+                            dim=-1)
+    return probekit.Capture({hook_name(0, "attn.hook_pattern"): pattern}, [tokens],
+                            torch.ones(1, len(tokens), dtype=torch.long), n_layers=1, n_heads=2)
 
 
 def page(tmp_path, html: str) -> str:
@@ -17,20 +31,34 @@ def page(tmp_path, html: str) -> str:
     return path.as_uri()
 
 
-def test_series_is_indexed_by_step(tiny_series, hf_series):
+def test_series_looks_up_steps_with_at_and_positions_with_brackets(tiny_series, hf_series):
     series = probekit.open_series(str(tiny_series / "*"))
-    assert series.steps == [0, 1, 2, 4, 8] and series[8].name == "checkpoint-8" and series[-1] == series[8]
+    assert series.steps == [0, 1, 2, 4, 8]
+    assert series.at(8).name == "checkpoint-8" and series[-1] is series.at(8) and series[1] is series.at(1)
+    assert series[3] is series.at(4)
     with pytest.raises(KeyError, match="no checkpoint at step 3"):
-        series[3]
+        series.at(3)
     assert probekit.open_series(str(hf_series)).steps == [3, 6]
-    model, tok = series.load(8)
-    assert model.config.hidden_size == 32
+    assert series.at(8).model().config.hidden_size == 32
 
 
-def test_head_view_html_is_offline_and_escaped(tiny_series):
+def test_head_view_html_is_offline(tiny_series):
     html = probekit.head_view(str(tiny_series / "checkpoint-8"), f"the king {EVIL}", html_action="return").data
-    assert "require.min.js" not in html and "window.pwned=1</script>" not in html
+    assert "require.min.js" not in html
     assert "probekitLibs" in html
+
+
+@pytest.mark.parametrize("view", ["head", "model", "compare"])
+def test_a_token_that_closes_the_script_is_escaped(view):
+    cap = hostile_capture()
+    if view == "head":
+        html = probekit.head_view(cap, html_action="return").data
+    elif view == "model":
+        html = probekit.model_view(cap, html_action="return").data
+    else:
+        html = probekit.compare_heads({EVIL_TOKEN: cap, "again": cap}, None, html_action="return").data
+    assert EVIL_TOKEN not in html and "</script><script>alert(1)" not in html
+    assert "alert(1)" in html  # the token is on the page, escaped
 
 
 @pytest.mark.slow
@@ -38,18 +66,24 @@ def test_head_view_html_is_offline_and_escaped(tiny_series):
 def test_views_draw_offline_in_chromium(tiny_series, hf_series, tmp_path, view):
     text = f"the capital of italy is rome {EVIL}"
     if view == "head":
-        html = probekit.head_view(probekit.open_series(str(tiny_series))[8], text, html_action="return").data
+        html = probekit.head_view(probekit.open_series(str(tiny_series)).at(8), text, html_action="return").data
     elif view == "model":
         html = probekit.model_view(str(hf_series / "checkpoint-6"), ("paris is a city.", "the king."),
                                    html_action="return").data
     else:
         series = probekit.open_series(str(tiny_series))
-        html = probekit.compare_heads({"step 0": series[0], "hf step 6": str(hf_series / "checkpoint-6")}, text,
+        html = probekit.compare_heads({"step 0": series.at(0), "hf step 6": str(hf_series / "checkpoint-6")}, text,
                                       html_action="return").data
     seen = visit(page(tmp_path, html))
     assert seen.svg_elements > 20
     assert seen.console_errors == [] and seen.page_errors == [] and seen.outside_requests == []
     assert seen.globals_set == [] and seen.dialogs == []
+
+
+@pytest.mark.slow
+def test_a_hostile_token_runs_nothing_in_chromium(tmp_path):
+    seen = visit(page(tmp_path, probekit.head_view(hostile_capture(), html_action="return").data))
+    assert seen.dialogs == [] and seen.page_errors == [] and seen.svg_elements > 5
 
 
 def test_qk_view_is_a_figure_for_any_stock_checkpoint(hf_series):
