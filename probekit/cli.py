@@ -77,14 +77,14 @@ def main() -> None:
 def train(preset, output, corpus, tokenizer, nsp, **overrides):
     """Pretrain the tiny BERT and write OUTPUT/checkpoint-N/ (rerun to resume)."""
     from probekit.presets import get_preset
-    from probekit.train import train as run_training
+    from probekit.training import train as run_training
 
     if nsp:
         overrides["nsp"] = True
     if overrides.get("max_steps") is None and overrides.get("epochs") is not None:
         overrides["max_steps"] = -1
     recipe = get_preset(preset, **overrides)
-    run_training(output, recipe, corpus=corpus, tokenizer=tokenizer, say=click.echo)
+    run_training(output, recipe, corpus=corpus, tokenizer=tokenizer)
     _end_distributed()
 
 
@@ -101,13 +101,13 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
     """`--with lens,ablation` → ("lens", "ablation"), each checked against the registered analyses."""
     if not value:
         return ()
-    from probekit.analyses import REGISTRY
+    from probekit import analyses
 
     names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
-    unknown = [name for name in names if name not in REGISTRY]
-    if unknown:
-        raise click.BadParameter(f"unknown analysis {', '.join(map(repr, unknown))}; "
-                                 f"choose from {', '.join(sorted(REGISTRY))}")
+    try:
+        analyses.get(names)  # registers the built-in analyses, then looks every name up in REGISTRY
+    except ProbekitError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
     return names
 
 

@@ -15,8 +15,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
+import probekit
 from probekit import log
 from probekit.cli import main, one_line_errors
+from probekit.errors import ProbekitError
 
 
 class Table:
@@ -56,12 +58,19 @@ def runner_calls(monkeypatch) -> Calls:
         log.logger.info("probed %d checkpoints", len(checkpoints))
         return FakeResult(calls.skipped)
 
+    def get(names):
+        unknown = [name for name in names if name not in analyses.REGISTRY]
+        if unknown:
+            raise ProbekitError(f"unknown analysis {unknown[0]!r}; known: {', '.join(sorted(analyses.REGISTRY))}")
+
     runner = types.ModuleType("probekit.runner")
     runner.probe = probe
     analyses = types.ModuleType("probekit.analyses")
     analyses.REGISTRY = {name: object() for name in ("predictions", "lens", "ablation", "capture")}
+    analyses.get = get
     monkeypatch.setitem(sys.modules, "probekit.runner", runner)
     monkeypatch.setitem(sys.modules, "probekit.analyses", analyses)
+    monkeypatch.setattr(probekit, "analyses", analyses, raising=False)
     return calls
 
 
@@ -100,6 +109,14 @@ def test_with_rejects_an_unregistered_analysis(runner_calls):
     result = invoke("probe", "ck/a", "--with", "lens,attribution")
     assert result.exit_code == 2 and runner_calls == []
     assert "unknown analysis 'attribution'" in result.output and "ablation, capture, lens" in result.output
+
+
+def test_with_is_checked_against_the_real_registry(monkeypatch):
+    """The built-in analyses are known to `--with` before the probe imports them."""
+    monkeypatch.setitem(sys.modules, "probekit.runner", types.SimpleNamespace(probe=lambda *a, **k: FakeResult(0)))
+    assert invoke("probe", "ck/a", "--with", "lens,ablation,capture").exit_code == 0
+    result = invoke("probe", "ck/a", "--with", "lens,nope")
+    assert result.exit_code == 2 and "unknown analysis 'nope'" in result.output
 
 
 @pytest.mark.parametrize("args", [["--top-k", "0"], ["--top-k", "-1"], ["--top-k", "100000"],
