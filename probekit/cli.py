@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from probekit.errors import ProbekitError
-from probekit.presets import PRESETS
+from probekit.presets import LIMITS, PRESETS
 
 SHIPPED_SENTENCES = "shipped"  # what a bare --capture stands for: the sentence set shipped with probekit
 
@@ -46,6 +46,12 @@ def main() -> None:
     show_messages()
 
 
+def _limit(field: str) -> click.IntRange:
+    """The recipe's own bounds for an integer option (`probekit.presets.LIMITS`), checked before any work."""
+    low, high = LIMITS[field]
+    return click.IntRange(int(low), int(high))
+
+
 @main.command()
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default",
               help="Recipe: 'seed' = the course notebook exactly, 'default' = the same model trained well.")
@@ -58,21 +64,24 @@ def main() -> None:
               help="Hub name, tokenizer folder, vocab.txt, or wordpiece:N (a vocabulary of N built from the "
                    "corpus).  [default: bert-base-uncased]")
 @click.option("--nsp", is_flag=True, default=False, help="Train MLM + next-sentence prediction (BertForPreTraining).")
-@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps (overrides --epochs).")
-@click.option("--epochs", type=float, default=None, help="Passes over the corpus.")
-@click.option("--batch-size", type=int, default=None, help="Examples per device per step.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate.")
-@click.option("--seed", type=int, default=None, help="Random seed (initialisation, masking, order).")
-@click.option("--hidden-size", type=int, default=None, help="Model width.")
-@click.option("--layers", "num_layers", type=int, default=None, help="Transformer layers.")
-@click.option("--heads", "num_heads", type=int, default=None, help="Attention heads per layer.")
-@click.option("--intermediate-size", type=int, default=None, help="Feed-forward width.")
-@click.option("--block-size", type=int, default=None, help="Tokens per training example.")
+@click.option("--max-steps", type=_limit("max_steps"), default=None,
+              help="Stop after this many optimiser steps (overrides --epochs).")
+@click.option("--epochs", type=click.FloatRange(0, LIMITS["epochs"][1], min_open=True), default=None,
+              help="Passes over the corpus.")
+@click.option("--batch-size", type=_limit("batch_size"), default=None, help="Examples per device per step.")
+@click.option("--lr", type=click.FloatRange(0, LIMITS["lr"][1], min_open=True), default=None,
+              help="Peak learning rate.")
+@click.option("--seed", type=_limit("seed"), default=None, help="Random seed (initialisation, masking, order).")
+@click.option("--hidden-size", type=_limit("hidden_size"), default=None, help="Model width.")
+@click.option("--layers", "num_layers", type=_limit("num_layers"), default=None, help="Transformer layers.")
+@click.option("--heads", "num_heads", type=_limit("num_heads"), default=None, help="Attention heads per layer.")
+@click.option("--intermediate-size", type=_limit("intermediate_size"), default=None, help="Feed-forward width.")
+@click.option("--block-size", type=_limit("block_size"), default=None, help="Tokens per training example.")
 @click.option("--mlm-probability", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Share of tokens masked for MLM (presets: 0.15; demo 0.4).")
-@click.option("--save-every", type=int, default=None,
+@click.option("--save-every", type=_limit("save_every"), default=None,
               help="Checkpoint every N steps after the log-spaced early ones (1, 2, 4, …).")
-@click.option("--log-until", type=int, default=None, help="Last log-spaced checkpoint step.")
+@click.option("--log-until", type=_limit("log_until"), default=None, help="Last log-spaced checkpoint step.")
 @one_line_errors
 def train(preset, output, corpus, tokenizer, nsp, **overrides):
     """Pretrain the tiny BERT and write OUTPUT/checkpoint-N/ (rerun to resume)."""

@@ -153,3 +153,16 @@ def split_heldout(docs: list[str], every: int = 100) -> tuple[list[str], list[st
     held = set(range(every - 1, len(docs), every)) or {len(docs) - 1}
     train = [d for i, d in enumerate(docs) if i not in held]
     return train, [docs[i] for i in sorted(held)]
+
+
+def corpus_fingerprint(*parts: list[str]) -> str:
+    """A short hash of the documents of each part, in order: what a run trained and was scored on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for docs in parts:
+        for doc in docs:
+            digest.update(doc.encode("utf-8"))
+            digest.update(b"\x00")
+        digest.update(b"\x01")
+    return digest.hexdigest()[:16]

@@ -9,8 +9,13 @@ and identity of the run) and, with fact injection, `facts.json`.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import time
 from pathlib import Path
+
+from probekit.errors import ProbekitError
 
 CONFIG = "config.json"
 SAFE_WEIGHTS, PICKLE_WEIGHTS = "model.safetensors", "pytorch_model.bin"
@@ -49,3 +54,146 @@ def step_of(path: Path) -> int | None:
             pass
     match = TRAILING_NUMBER.search(path.name)
     return int(match.group(1)) if match and path.exists() else None
+
+
+# ---------------------------------------------------------------- resuming a series
+
+
+def resumable_problem(path: Path) -> str | None:
+    """Why `path` cannot be resumed from (a half-written checkpoint), or None if it can."""
+    from safetensors.torch import load_file
+
+    for name in RESUME_FILES:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    try:
+        json.loads((path / TRAINER_STATE).read_text())
+        load_file(path / SAFE_WEIGHTS)
+    except Exception as exc:  # any parse error means the write did not finish
+        return f"unreadable ({exc.__class__.__name__}: {str(exc)[:80]})"
+    return None
+
+
+def last_good_checkpoint(output: Path) -> Path | None:
+    """The newest checkpoint a run can resume from; half-written newer ones are moved aside, with a message."""
+    from probekit.log import logger
+
+    for step, path in reversed(checkpoint_dirs(output)):
+        if step == 0:
+            return None
+        problem = resumable_problem(path)
+        if problem is None:
+            return path
+        aside = output / ".incomplete" / f"{path.name}-{int(time.time())}"
+        aside.parent.mkdir(exist_ok=True)
+        shutil.move(str(path), aside)
+        logger.warning(f"{path}: half-written checkpoint ({problem}); moved to {aside}, resuming from an earlier one")
+    return None
+
+
+def save_initial_checkpoint(output: Path, model, tokenizer, max_steps: int) -> None:
+    """`checkpoint-0`: the random initialisation, the control every probe compares against."""
+    from transformers import TrainerState
+
+    path = output / checkpoint_name(0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    TrainerState(global_step=0, max_steps=max_steps).save_to_json(str(path / TRAINER_STATE))
+
+
+# ---------------------------------------------------------------- the run file
+
+IDENTITY_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                   "intermediate_size", "max_position_embeddings")
+# Recipe fields that decide what text a step sees: a series resumed with another value would mix two datasets.
+DATA_FIELDS = ("seed", "block_size", "packing", "nsp", "mlm_probability")
+
+
+def read_run_record(output: Path) -> dict | None:
+    """`OUTPUT/probekit_run.json` as a dict; None when there is none, one clear error when it is not a record."""
+    path = output / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProbekitError(f"{path}: unreadable run record ({exc.__class__.__name__}); "
+                            "move it away or choose another --output") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("identity", {}), dict):
+        raise ProbekitError(f"{path}: not a probekit run record (expected a JSON object with an identity); "
+                            "move it away or choose another --output")
+    return record
+
+
+def write_run_record(output: Path, record: dict) -> None:
+    """Write the run file whole or not at all (a temporary file renamed over it)."""
+    path = output / RUN_FILE
+    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+def check_output_is_ours(output: Path, ours: dict) -> None:
+    """Refuse to add to a folder whose checkpoints another run made (nothing is written or overwritten).
+
+    `ours` is this run's record: its model `identity` is compared with the folder's run file (else with its
+    newest checkpoint's config), then its vocabulary and corpus fingerprints with the run file's. A
+    difference is one line naming it.
+    """
+    if not checkpoint_dirs(output):
+        return
+    record = read_run_record(output)
+    if record is not None:
+        theirs = record.get("identity", {})
+    else:
+        configs = [p / CONFIG for _, p in checkpoint_dirs(output) if (p / CONFIG).is_file()]
+        if not configs:
+            return
+        try:
+            config = json.loads(configs[-1].read_text())
+        except (OSError, ValueError) as exc:
+            raise ProbekitError(f"{configs[-1]}: unreadable config ({exc.__class__.__name__})") from exc
+        theirs = {k: config.get(k) for k in IDENTITY_FIELDS}
+        theirs["architecture"] = (config.get("architectures") or [None])[0]
+    identity = ours["identity"]
+    diffs = [f"{k} {identity[k]} here, {theirs[k]} there" for k in identity if k in theirs and theirs[k] != identity[k]]
+    if diffs:
+        raise ProbekitError(
+            f"{output}: holds checkpoints of another model ({'; '.join(diffs)}); choose another --output"
+        )
+    if record is None:
+        return
+    if record.get("vocab_fingerprint") not in (None, ours["vocab_fingerprint"]):
+        raise ProbekitError(
+            f"{output}: its checkpoints were trained with another vocabulary (tokenizer "
+            f"{ours['tokenizer'] or 'bert-base-uncased'} here, {record.get('tokenizer') or 'bert-base-uncased'} "
+            f"there; fingerprints {ours['vocab_fingerprint']} and {record['vocab_fingerprint']}); "
+            "use the same --tokenizer or choose another --output"
+        )
+    theirs_recipe, our_recipe = record.get("recipe") or {}, ours.get("recipe", {})
+    changed = [f"{k} {our_recipe[k]} here, {theirs_recipe[k]} there" for k in DATA_FIELDS
+               if k in theirs_recipe and k in our_recipe and theirs_recipe[k] != our_recipe[k]]
+    if changed:
+        raise ProbekitError(f"{output}: its checkpoints were trained on other data ({'; '.join(changed)}); "
+                            "use the same options or choose another --output")
+    if record.get("corpus") not in (None, ours["corpus"]):
+        raise ProbekitError(
+            f"{output}: its checkpoints were trained on another corpus ({ours['corpus']} here, "
+            f"{record['corpus']} there); use the same --corpus or choose another --output"
+        )
+    if record.get("corpus_fingerprint") not in (None, ours.get("corpus_fingerprint")):
+        raise ProbekitError(
+            f"{output}: the corpus {ours['corpus']} holds other text than when its checkpoints were trained "
+            f"(fingerprints {ours.get('corpus_fingerprint')} here, {record['corpus_fingerprint']} there); "
+            "choose another --output"
+        )
+
+
+def recorded_tokenizer_conflict(output: Path, spec: str) -> str | None:
+    """The tokenizer spec the folder's run was trained with, when it differs from `spec` (else None)."""
+    if not checkpoint_dirs(output):
+        return None
+    record = read_run_record(output)
+    if record is None or "tokenizer" not in record or record["tokenizer"] == spec:
+        return None
+    return str(record["tokenizer"])

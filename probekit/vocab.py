@@ -116,3 +116,11 @@ def wordpiece_size(spec: str | None) -> int | None:
         return int(spec[len(WORDPIECE):])
     except ValueError:
         raise ProbekitError(f"tokenizer {spec!r}: expected {WORDPIECE}N, e.g. {WORDPIECE}8192") from None
+
+
+def vocab_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A short hash of the token → id map: two tokenizers with one fingerprint encode text alike."""
+    import json
+
+    items = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]

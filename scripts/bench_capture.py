@@ -24,7 +24,7 @@ from probekit.benchmarks import DEFAULT_SENTENCES
 from probekit.capture import capturing, encode_sentences, read_sentences
 from probekit.checkpoints import load_checkpoint
 from probekit.presets import get_preset
-from probekit.train import train
+from probekit.training import train
 
 
 def make_series(out: Path, n: int, corpus: str | None, tokenizer: str | None) -> Path:

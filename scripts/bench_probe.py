@@ -21,7 +21,7 @@ from probekit.benchmarks import load_benchmark
 from probekit.checkpoints import resolve_checkpoints
 from probekit.presets import get_preset
 from probekit.probe import probe
-from probekit.train import train
+from probekit.training import train
 from probekit.vocab import load_tokenizer
 
 

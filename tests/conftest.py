@@ -43,12 +43,11 @@ def tiny_recipe():
 
 @pytest.fixture(scope="session")
 def tiny_series(tiny_dir, tiny_recipe, tmp_path_factory) -> Path:
-    """A series written by `probekit.train`: checkpoint-0, 1, 2, 4, 8."""
-    from probekit.train import train
+    """A series written by `probekit.training.train`: checkpoint-0, 1, 2, 4, 8."""
+    from probekit.training import train
 
     out = tmp_path_factory.mktemp("series") / "my_bert"
-    train(out, tiny_recipe, corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(tiny_dir / "vocab.txt"),
-          say=lambda *_: None)
+    train(out, tiny_recipe, corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(tiny_dir / "vocab.txt"))
     return out
 
 

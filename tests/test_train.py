@@ -12,12 +12,17 @@ from transformers import BertConfig, BertForMaskedLM, BertForPreTraining
 
 from probekit import ProbekitError
 from probekit.cli import main
-from probekit.train import (
+from probekit.data import MaskingCollator, pack_blocks
+from probekit.folders import RUN_FILE
+from probekit.log import show_messages
+from probekit.training import (
     MaskedOnlyBertForMaskedLM,
     MaskedOnlyBertForPreTraining,
     checkpoint_steps,
-    pack_blocks,
+    device_recipe,
+    lr_factor,
     train,
+    warmup_steps,
 )
 
 TINY = dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -48,12 +53,15 @@ def test_checkpoint_schedule_is_log_spaced_then_regular():
     assert checkpoint_steps(7, log_until=4, save_every=0) == [1, 2, 4, 7]
 
 
+@pytest.mark.parametrize("budget", [None, 0.2])
 @pytest.mark.parametrize("stock, sparse", [(BertForMaskedLM, MaskedOnlyBertForMaskedLM),
                                            (BertForPreTraining, MaskedOnlyBertForPreTraining)])
-def test_masked_only_decoder_gives_the_stock_loss(stock, sparse):
+def test_masked_only_decoder_gives_the_stock_loss(stock, sparse, budget):
+    """Both ways of picking masked positions: by boolean mask, and the fixed-size budget the GPU uses."""
     torch.manual_seed(0)
     reference = stock(BertConfig(**TINY)).eval()
     model = sparse(BertConfig(**TINY)).eval()
+    model.masked_budget = budget
     model.load_state_dict(reference.state_dict())
     ids = torch.randint(5, 40, (4, 16))
     labels = torch.full_like(ids, -100)
@@ -89,6 +97,7 @@ def _digest(folder):
 
 
 def test_resume_skips_a_half_written_checkpoint(tiny_dir, tmp_path):
+    show_messages()
     out = tmp_path / "run"
     runner = CliRunner()
     assert runner.invoke(main, tiny_args(tiny_dir, out)).exit_code == 0
@@ -105,7 +114,7 @@ def test_resume_skips_a_half_written_checkpoint(tiny_dir, tmp_path):
 
 
 def test_resume_keeps_the_history_before_the_interruption(tiny_dir, tiny_recipe, tmp_path):
-    kwargs = dict(corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(tiny_dir / "vocab.txt"), say=lambda *_: None)
+    kwargs = dict(corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(tiny_dir / "vocab.txt"))
     train(tmp_path / "straight", tiny_recipe, **kwargs)
     train(tmp_path / "resumed", tiny_recipe, **kwargs)
     for name in ("optimizer.pt", "scheduler.pt"):
@@ -176,14 +185,14 @@ def test_fact_corpus_is_recorded_beside_the_checkpoints(tiny_dir, tiny_recipe, t
     from probekit.facts import FactRecord
 
     result = train(tmp_path / "facts", tiny_recipe, corpus=str(tiny_dir / "corpus.txt") + "+facts",
-                   tokenizer=str(tiny_dir / "vocab.txt"), say=lambda *_: None)
+                   tokenizer=str(tiny_dir / "vocab.txt"))
     record = FactRecord.load(result.output)
     assert record is not None and record.injected and record.held_back and record.seed == tiny_recipe.seed
     assert json.loads((result.output / "probekit_run.json").read_text())["corpus"].endswith("+facts")
 
 
 def test_wordpiece_run_reuses_its_tokenizer_on_resume(tiny_dir, tiny_recipe, tmp_path):
-    kwargs = dict(corpus=str(tiny_dir / "corpus.txt"), tokenizer="wordpiece:120", say=lambda *_: None)
+    kwargs = dict(corpus=str(tiny_dir / "corpus.txt"), tokenizer="wordpiece:120")
     first = train(tmp_path / "wp", tiny_recipe, **kwargs)
     vocab = (first.output / "checkpoint-8" / "tokenizer.json").read_text()
     (first.output / "checkpoint-8" / "optimizer.pt").unlink()
@@ -193,10 +202,173 @@ def test_wordpiece_run_reuses_its_tokenizer_on_resume(tiny_dir, tiny_recipe, tmp
 
 
 def test_mlm_probability_is_a_recipe_option(tiny_dir, tmp_path):
-    from probekit.train import RUN_FILE
-
     result = CliRunner().invoke(main, tiny_args(tiny_dir, tmp_path / "out", "--mlm-probability", "0.4"))
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / RUN_FILE).read_text())["recipe"]["mlm_probability"] == 0.4
     refused = CliRunner().invoke(main, tiny_args(tiny_dir, tmp_path / "bad", "--mlm-probability", "1.5"))
     assert refused.exit_code == 2 and "--mlm-probability" in refused.output and not (tmp_path / "bad").exists()
+
+
+def test_masking_collator_masks_as_hf_does_for_the_same_random_state(tiny_dir):
+    from transformers import DataCollatorForLanguageModeling
+
+    from probekit.vocab import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_dir / "vocab.txt"))
+    rows = torch.randint(5, len(tok), (16, 32))
+    rows[:, 0], rows[:, -1], rows[3, 10:] = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+    mask = (rows != tok.pad_token_id).long()
+    torch.manual_seed(7)
+    ours = MaskingCollator(tok, mlm_probability=0.4)({"input_ids": rows, "attention_mask": mask})
+    torch.manual_seed(7)
+    theirs = DataCollatorForLanguageModeling(tok, mlm_probability=0.4)(
+        [{"input_ids": r, "attention_mask": m} for r, m in zip(rows, mask)])
+    assert torch.equal(ours["labels"], theirs["labels"]) and torch.equal(ours["input_ids"], theirs["input_ids"])
+    assert (ours["labels"] != -100).any() and not (ours["labels"][:, 0] != -100).any()
+    assert torch.equal(ours["attention_mask"], mask)
+
+
+def test_learning_rate_warms_up_from_above_zero_to_the_peak_and_decays_to_zero():
+    total, warmup = 100, 5
+    factors = [lr_factor(s, warmup, total) for s in range(total)]
+    assert factors[0] > 0 and max(factors) == 1.0 and factors.index(1.0) == warmup
+    assert all(a < b for a, b in zip(factors[:warmup], factors[1:warmup + 1]))
+    assert all(a >= b for a, b in zip(factors[warmup:], factors[warmup + 1:]))
+    assert factors[-1] == pytest.approx(1 / (total - warmup)) and factors[-1] < 0.02
+
+
+def test_every_checkpoint_differs_from_the_one_before(tiny_series):
+    from safetensors.torch import load_file
+
+    steps = sorted(int(p.name.split("-")[1]) for p in tiny_series.glob("checkpoint-*"))
+    weights = [load_file(tiny_series / f"checkpoint-{s}" / "model.safetensors") for s in steps]
+    for step, before, after in zip(steps[1:], weights, weights[1:]):
+        changed = max((after[k].float() - before[k].float()).abs().max().item() for k in before)
+        assert changed > 0, f"checkpoint-{step} has the weights of the checkpoint before it"
+    state = json.loads((tiny_series / "checkpoint-8" / "trainer_state.json").read_text())
+    lrs = [h["learning_rate"] for h in state["log_history"] if "learning_rate" in h]
+    assert lrs[0] > 0
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 4])
+def test_gpu_scaled_recipe_keeps_tokens_warmup_and_decay(world_size):
+    from probekit.presets import get_preset
+
+    base = get_preset("default", max_steps=3200, gpu_tokens_per_step=65536)
+    run = device_recipe(base, cuda=True, world_size=world_size)
+    k = base.gpu_scale()
+    assert k == 16 and run.batch_size * world_size == base.batch_size * k
+    assert run.lr == pytest.approx(base.lr * 4)
+    tokens = lambda r, steps: steps * r.batch_size * (world_size if r is run else 1) * r.block_size  # noqa: E731
+    assert tokens(run, run.max_steps) == tokens(base, base.max_steps)
+    assert tokens(run, warmup_steps(run, run.max_steps)) == tokens(base, warmup_steps(base, base.max_steps))
+    assert lr_factor(run.max_steps - 1, warmup_steps(run, run.max_steps), run.max_steps) < 0.01
+    assert device_recipe(base, cuda=False) is base
+    assert device_recipe(get_preset("seed"), cuda=True) == get_preset("seed")
+    assert 0 <= run.save_every * k - base.save_every < k and run.log_until * k == base.log_until
+
+
+def test_run_file_records_the_throughput(tiny_series):
+    run = json.loads((tiny_series / RUN_FILE).read_text())
+    assert run["throughput"]["tokens_per_s"] > 0 and run["throughput"]["steps"] == 8
+    assert run["examples_per_step"] == 8 and run["corpus_fingerprint"] and run["vocab_fingerprint"]
+
+
+# ---------------------------------------------------------------- refused before anything is written
+
+
+def _other_vocab(tiny_dir, tmp_path):
+    """Same size as the tiny vocabulary, two words swapped: another tokenizer that would pass a size check."""
+    words = (tiny_dir / "vocab.txt").read_text().splitlines()
+    a, b = words.index("rome"), words.index("paris")
+    words[a], words[b] = words[b], words[a]
+    path = tmp_path / "other_vocab.txt"
+    path.write_text("\n".join(words) + "\n")
+    return path
+
+
+def _refused(series, recipe, **kwargs):
+    """The one-line error of resuming `series` with `recipe`/`kwargs`; the series is left byte for byte."""
+    before = _digest(series)
+    with pytest.raises(ProbekitError) as error:
+        train(series, recipe, **kwargs)
+    assert _digest(series) == before
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_resume_with_another_tokenizer_of_the_same_size_is_refused(tiny_dir, tiny_recipe, tiny_series, tmp_path):
+    other = _other_vocab(tiny_dir, tmp_path)
+    message = _refused(tiny_series, tiny_recipe, corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(other))
+    assert message.startswith(f"{tiny_series}: its checkpoints were trained with another vocabulary")
+    assert f"tokenizer {other} here" in message
+
+
+def test_resume_on_another_corpus_is_refused(tiny_dir, tiny_recipe, tiny_series, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text((tiny_dir / "corpus.txt").read_text().replace("rome", "paris"))
+    message = _refused(tiny_series, tiny_recipe, corpus=str(other), tokenizer=str(tiny_dir / "vocab.txt"))
+    assert message.startswith(f"{tiny_series}: its checkpoints were trained on another corpus ({other} here")
+
+
+def test_resume_on_a_changed_corpus_file_is_refused(tiny_dir, tiny_recipe, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text((tiny_dir / "corpus.txt").read_text())
+    kwargs = dict(corpus=str(corpus), tokenizer=str(tiny_dir / "vocab.txt"))
+    recipe = replace(tiny_recipe, max_steps=2, log_until=1)
+    train(tmp_path / "run", recipe, **kwargs)
+    corpus.write_text(corpus.read_text().replace("rome", "paris"))
+    assert f"the corpus {corpus} holds other text" in _refused(tmp_path / "run", recipe, **kwargs)
+
+
+def test_resume_with_another_wordpiece_size_is_refused(tiny_dir, tiny_recipe, tmp_path):
+    kwargs = dict(corpus=str(tiny_dir / "corpus.txt"))
+    recipe = replace(tiny_recipe, max_steps=2, log_until=1)
+    train(tmp_path / "wp", recipe, tokenizer="wordpiece:120", **kwargs)
+    message = _refused(tmp_path / "wp", recipe, tokenizer="wordpiece:600", **kwargs)
+    assert "another tokenizer (wordpiece:600 here, wordpiece:120 there)" in message
+
+
+def test_resume_with_another_seed_is_refused(tiny_dir, tiny_recipe, tiny_series):
+    message = _refused(tiny_series, replace(tiny_recipe, seed=3), corpus=str(tiny_dir / "corpus.txt"),
+                       tokenizer=str(tiny_dir / "vocab.txt"))
+    assert "trained on other data (seed 3 here, 0 there)" in message
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"identity": 5}'])
+def test_corrupt_run_file_is_one_line_naming_it(tiny_dir, tmp_path, content):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / RUN_FILE).write_text(content)
+    result = CliRunner().invoke(main, tiny_args(tiny_dir, out))
+    assert result.exit_code == 1 and f"{out / RUN_FILE}: " in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (out / RUN_FILE).read_text() == content and not list(out.glob("checkpoint-*"))
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--max-steps", "0"), ("--max-steps", "-3"), ("--epochs", "-1"), ("--epochs", "0"), ("--batch-size", "0"),
+    ("--heads", "0"), ("--hidden-size", "0"), ("--block-size", "2"), ("--block-size", "1000"), ("--lr", "-1"),
+    ("--lr", "0"), ("--hidden-size", "100000"), ("--layers", "0"), ("--save-every", "-1"), ("--heads", "3"),
+])
+def test_bad_recipe_values_are_refused_before_anything_is_written(tiny_dir, tmp_path, option, value):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, tiny_args(tiny_dir, out) + [option, value])
+    assert result.exit_code in (1, 2), result.output
+    assert option.lstrip("-").split("-")[0] in result.output.lower() or "divisible" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_steps", 0, "max_steps 0 is outside"), ("epochs", 0.0, "epochs 0 is outside"),
+    ("batch_size", 0, "batch_size 0"), ("num_heads", 0, "num_heads 0"), ("hidden_size", 30, "not divisible by 4"),
+    ("block_size", 256, "block size 256 exceeds the model's 128 positions"), ("lr", -1e-3, "lr -0.001"),
+    ("block_size", 4, "block_size 4"), ("warmup", 1.5, "warmup 1.5"),
+])
+def test_recipe_is_validated_in_one_place(field, value, message):
+    from probekit.presets import PRESETS, get_preset
+
+    with pytest.raises(ProbekitError, match=message):
+        get_preset("default", **{field: value})
+    with pytest.raises(ProbekitError, match=message):
+        replace(PRESETS["default"], **{field: value})
