@@ -16,12 +16,14 @@ from importlib import metadata
 from pathlib import Path
 
 from torch.nn import Module
+from transformers import PreTrainedTokenizerBase
 
 from probekit.activations import Capture, capture
 from probekit.checkpoints import Checkpoint
 from probekit.errors import ProbekitError
 
 Text = str | tuple[str, str]  # a sentence, or an (A, B) pair
+Tokenizer = PreTrainedTokenizerBase
 CheckpointLike = Checkpoint | Capture | str | Module  # a series' checkpoint, a capture, a folder, a loaded model
 
 LIBRARIES = {  # name → (PyPI distribution, file inside it)
@@ -78,7 +80,7 @@ def offline(bertviz_html: str, asset_prefix: str | None = None, with_libraries: 
     return html[: match.start()] + libraries + wrapped + html[match.end():]
 
 
-def _as_capture(checkpoint, text, tokenizer=None) -> Capture:
+def _as_capture(checkpoint, text, tokenizer: Tokenizer | None = None) -> Capture:
     """A Capture from a Capture, a path, a series' Checkpoint (its cached model), or a loaded model with its
     tokenizer."""
     if isinstance(checkpoint, Capture):
@@ -101,17 +103,19 @@ def _attention_for(cap: Capture, index: int = 0) -> tuple[list, list[str], int |
 
 
 def head_view(checkpoint: CheckpointLike, text: Text | None = None, layer: int | None = None,
-              heads: list[int] | None = None, html_action: str = "view", tokenizer=None, sentence: int = 0,
-              asset_prefix: str | None = None):
+              heads: list[int] | None = None, html_action: str = "view", tokenizer: Tokenizer | None = None,
+              sentence: int = 0, asset_prefix: str | None = None):
     """bertviz's head view of `text` on a checkpoint, drawn offline: one layer's heads, token to token.
 
     Args:
         checkpoint: a series' `Checkpoint` (`series[-1]`, `series.at(600)`), a checkpoint folder, a loaded
             `BertForMaskedLM` (then give `tokenizer`), or a `Capture` (then `text` is not needed).
         text: one sentence, or an (A, B) pair shown as sentence A / sentence B.
-        layer: the layer shown first (0-based); heads: the heads shown (all by default).
+        layer: the layer shown first (0-based).
+        heads: the heads shown (all by default).
         html_action: "view" displays it in the notebook and returns None; "return" returns the
             `IPython.display.HTML`.
+        tokenizer: the tokenizer of a loaded model (a folder or a `Checkpoint` brings its own).
         sentence: which sentence of a multi-sentence `Capture` to show.
         asset_prefix: reference jQuery and d3 as `{asset_prefix}jquery.js` / `d3.js` instead of inlining them.
     """
@@ -130,7 +134,7 @@ def _head_view_html(cap: Capture, sentence: int, layer: int | None, heads: list[
 
 
 def model_view(checkpoint: CheckpointLike, text: Text | None = None, include_layers: list[int] | None = None,
-               include_heads: list[int] | None = None, html_action: str = "view", tokenizer=None,
+               include_heads: list[int] | None = None, html_action: str = "view", tokenizer: Tokenizer | None = None,
                sentence: int = 0, asset_prefix: str | None = None):
     """bertviz's model view of `text`: a grid of layers × heads, each a thumbnail of its attention, offline.
 
@@ -146,14 +150,17 @@ def model_view(checkpoint: CheckpointLike, text: Text | None = None, include_lay
 
 
 def compare_heads(checkpoints: dict[str, CheckpointLike] | list[CheckpointLike], text: Text, layer: int = 0,
-                  heads: list[int] | None = None, html_action: str = "view", tokenizer=None):
+                  heads: list[int] | None = None, html_action: str = "view", tokenizer: Tokenizer | None = None):
     """The same sentence's head view at several checkpoints, side by side: how a layer's heads changed.
 
     Args:
         checkpoints: `{label: checkpoint}` (e.g. `{f"step {s}": series.at(s) for s in (0, 600)}`), or a list
             labelled by each checkpoint's name; each as `head_view` takes it.
         text: the sentence (or (A, B) pair) shown at every checkpoint.
-        layer, heads, html_action, tokenizer: as for `head_view`.
+        layer: the layer shown (0-based).
+        heads: the heads shown (all by default).
+        html_action: "view" or "return", as for `head_view`.
+        tokenizer: as for `head_view`.
     """
     items = checkpoints.items() if isinstance(checkpoints, dict) else [
         (getattr(c, "name", str(c)), c) for c in checkpoints]
@@ -165,7 +172,7 @@ def compare_heads(checkpoints: dict[str, CheckpointLike] | list[CheckpointLike],
     return _deliver('<div style="display:flex;gap:16px;flex-wrap:wrap">' + "".join(cells) + "</div>", html_action)
 
 
-def qk_view(checkpoint: CheckpointLike, text: Text | None = None, layer: int = 0, tokenizer=None,
+def qk_view(checkpoint: CheckpointLike, text: Text | None = None, layer: int = 0, tokenizer: Tokenizer | None = None,
             sentence: int = 0):
     """Q·Kᵀ/√d scores beside the attention they become, per head of `layer` (bertviz's neuron view, for any
     stock checkpoint).

@@ -118,12 +118,29 @@ def test_example_notebook_executes(tiny_dir, tmp_path, monkeypatch):
     assert max(images_per_cell) == 1 and sum(images_per_cell) >= 4  # each figure shown once, not twice
 
 
+API_ENTRY_POINTS = ("probekit.runner.probe", "probekit.results.ProbeResult", "probekit.checkpoints.open_series",
+                    "probekit.checkpoints.Series", "probekit.checkpoints.Checkpoint", "probekit.training.train",
+                    "probekit.activations.capture", "probekit.activations.Capture", "probekit.hooks.hooked",
+                    "probekit.views.head_view", "probekit.views.model_view", "probekit.metrics.emergence",
+                    "probekit.analyses.Analysis", "probekit.analyses.register")
+
+
 @pytest.mark.slow
 def test_project_docs_build_strict(tmp_path):
+    """The docs site builds with --strict: API reference from the docstrings, results format from the schema."""
     import subprocess
     import sys
+
+    from probekit.schema import FORMAT_VERSION
 
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f", str(ROOT / "mkdocs.yml"),
                            "-d", str(tmp_path / "site")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "site" / "example.html").is_file()
+    site = tmp_path / "site"
+    assert (site / "example.html").is_file()
+    api = (site / "api.html").read_text()
+    assert [name for name in API_ENTRY_POINTS if f'id="{name}"' not in api] == []
+    results_format = (site / "results-format.html").read_text()
+    assert f"Format version <strong>{FORMAT_VERSION}</strong>" in results_format
+    assert "predictions.parquet" in results_format and results_format.count("<table") >= 4
+    assert not (ROOT / "docs" / "results-format.md").exists()  # generated at build time, never committed
