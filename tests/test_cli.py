@@ -185,3 +185,15 @@ def test_report_os_error_is_one_line(monkeypatch, tmp_path):
 def test_version_names_the_command():
     result = invoke("--version")
     assert result.exit_code == 0 and result.output.startswith("probekit, version ")
+
+
+def test_the_cli_passes_no_say_callback():
+    """Messages go through probekit.log only: no command hands the library a `say=` printer."""
+    import ast
+    import inspect
+
+    import probekit.cli
+
+    tree = ast.parse(inspect.getsource(probekit.cli))
+    says = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.keyword) and node.arg == "say"]
+    assert says == []
