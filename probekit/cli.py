@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from probekit import DISTRIBUTION
 from probekit.errors import ProbekitError
 from probekit.presets import LIMITS, PRESETS
 
@@ -38,7 +39,7 @@ def os_error_line(exc: OSError) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(package_name="probekit-bert", prog_name="probekit")
+@click.version_option(package_name=DISTRIBUTION, prog_name="probekit")
 def main() -> None:
     """probekit: pretrain a tiny BERT, probe every checkpoint, look at its attention."""
     from probekit.log import show_messages
