@@ -21,6 +21,7 @@ class Visit:
     svg_elements: int = 0
     dialogs: list[str] = field(default_factory=list)
     globals_set: list[str] = field(default_factory=list)
+    injected: list[str] = field(default_factory=list)   # elements with an on* handler, or an <img src=x>
 
 
 def visit(url: str, screenshot: Path | None = None, svg_selector: str = "svg *") -> Visit:
@@ -48,6 +49,9 @@ def visit(url: str, screenshot: Path | None = None, svg_selector: str = "svg *")
             "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
         seen.svg_elements = page.evaluate(f"document.querySelectorAll({svg_selector!r}).length")
         seen.globals_set = page.evaluate("['pwned'].filter(k => k in window)")
+        seen.injected = page.evaluate(
+            "[...document.querySelectorAll('*')].filter(e => e.matches('img[src=x]') ||"
+            " [...e.attributes].some(a => a.name.startsWith('on'))).map(e => e.outerHTML.slice(0, 120))")
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)

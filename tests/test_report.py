@@ -1,6 +1,14 @@
+import io
 import json
+import os
+import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -8,8 +16,12 @@ import pytest
 
 from browser import visit
 from probekit import ProbekitError
+from probekit.metrics import known_counts
 from probekit.probe import probe
-from probekit.report import build_report
+from probekit.report import build_report, plots
+from probekit.store import read_results, write_results
+
+report_module = sys.modules["probekit.report"]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 EVIL = "</script><script>window.pwned=1;alert(1)</script>"
@@ -76,3 +88,193 @@ def test_cli_report(site, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("index.html")
+
+
+# ------------------------------------------------ issue 19: hostile names, site folders, serve
+
+XSS = "x) <img src=x onerror=alert(4)> ("
+
+
+@pytest.fixture(scope="module")
+def results(site):
+    return site.parent.parent / "results"
+
+
+def _rewrite(src: Path, out: Path, checkpoints: dict | None = None, relations: dict | None = None,
+             benchmarks: dict | None = None, unscorable: str | None = None, second_run: bool = False) -> Path:
+    """A copy of the results folder `src` with names replaced (in every table and capture file name)."""
+    tables = read_results(src)
+    renames = {"checkpoint": checkpoints or {}, "duplicate_of": checkpoints or {}, "relation": relations or {},
+               "benchmark": benchmarks or {}}
+    frames = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
+    for name, frame in frames.items():
+        for column, mapping in renames.items():
+            if column in frame and mapping:
+                frame[column] = frame[column].map(lambda v, m=mapping: m.get(v, v))
+        if second_run and name != "training":
+            copy = frame.copy()
+            if name == "checkpoints":
+                copy["path"] = copy["path"].str.replace("my_bert", "other_run/my_bert")
+            frames[name] = pd.concat([frame, copy], ignore_index=True)
+    if unscorable:
+        predictions = frames["predictions"]
+        predictions.loc[predictions["relation"] == unscorable, ["gold_rank", "gold_prob"]] = float("nan")
+    manifest = tables["manifest"]
+    manifest["benchmarks"] = {(benchmarks or {}).get(k, k): v for k, v in manifest.get("benchmarks", {}).items()}
+    write_results(out, frames["predictions"], frames["scores"], frames["checkpoints"], manifest,
+                  {k: frames[k] for k in ("heads", "lens", "ablation") if k in frames})
+    if "training" in frames:
+        frames["training"].to_csv(out / "training.csv", index=False)
+    if (src / "attention").is_dir():
+        (out / "attention").mkdir()
+        for file in (src / "attention").glob("*.safetensors"):
+            shutil.copy(file, out / "attention" / f"{(checkpoints or {}).get(file.stem, file.stem)}.safetensors")
+    return out
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_folder_probekit_did_not_make_is_refused_and_kept(results, tmp_path):
+    theirs = tmp_path / "project"
+    (theirs / "docs").mkdir(parents=True)
+    (theirs / "docs" / "index.md").write_text("# my project\n")
+    (theirs / "mkdocs.yml").write_text("site_name: mine\n")
+    before = _files(theirs)
+    with pytest.raises(ProbekitError, match=f"{re.escape(str(theirs))}: .*not made by probekit"):
+        build_report(results, theirs, say=lambda *_: None)
+    assert _files(theirs) == before
+
+
+def test_a_failed_build_leaves_the_previous_site_as_it_was(results, tmp_path, monkeypatch):
+    site_dir = tmp_path / "site"
+    build_report(results, site_dir, say=lambda *_: None)
+    (site_dir / "notes.txt").write_text("mine\n")
+    before = _files(site_dir)
+    monkeypatch.setattr(report_module, "_mkdocs_config", lambda pages: {"site_name": "x", "theme": {"name": "no-such-theme"}})
+    with pytest.raises(ProbekitError, match="mkdocs build --strict failed"):
+        build_report(results, site_dir, say=lambda *_: None)
+    assert _files(site_dir) == before
+    monkeypatch.undo()
+    build_report(results, site_dir, say=lambda *_: None)
+    assert (site_dir / "notes.txt").read_text() == "mine\n" and (site_dir / "build" / "index.html").is_file()
+    assert sorted(p.name for p in site_dir.iterdir() if p.name.startswith(".") and p.is_dir()) == []
+
+
+@pytest.fixture(scope="module")
+def hostile_site(results, tmp_path_factory):
+    """Checkpoints named 100, 200, …; relations with '/' and '$…$' (valid and invalid math), one unscorable."""
+    root = tmp_path_factory.mktemp("hostile")
+    names = sorted(set(read_results(results)["checkpoints"]["checkpoint"]))
+    relations = {"capital": "cap/ital $x$", "capital_reverse": r"rev $\frac{$"}
+    _rewrite(results, root / "results", checkpoints={n: str(100 * (i + 1)) for i, n in enumerate(names)},
+             relations=relations, benchmarks={"bench": "../b"}, unscorable=relations["capital_reverse"])
+    return build_report(root / "results", root / "site", say=lambda *_: None).parent
+
+
+@pytest.fixture(scope="module")
+def xss_site(results, tmp_path_factory):
+    """The payloads of issue 19 in a checkpoint's, the relations' and the benchmark's names."""
+    root = tmp_path_factory.mktemp("xss")
+    last = read_results(results)["checkpoints"].sort_values("step")["checkpoint"].iloc[-1]
+    _rewrite(results, root / "results", checkpoints={last: XSS},
+             relations={"capital": XSS, "capital_reverse": "r {: onclick=alert(5) }"}, benchmarks={"bench": f"b {XSS}"})
+    return build_report(root / "results", root / "site", say=lambda *_: None).parent
+
+
+def _slugged_figures(site_dir: Path) -> list[str]:
+    return [p.name for p in (site_dir / "figures").iterdir() if not re.fullmatch(r"[a-z0-9._-]+", p.name)]
+
+
+def test_hostile_names_build(hostile_site):
+    pages = {p.name: p.read_text() for p in hostile_site.glob("*.html")}
+    assert {"index.html", "benchmarks.html", "inside.html", "attention.html", "qkv.html"} <= set(pages)
+    assert "no answer of this relation could be scored" in pages["benchmarks.html"]
+    assert "<td>100</td>" in pages["index.html"] and "cap/ital $x$" in pages["benchmarks.html"]
+    assert _slugged_figures(hostile_site) == []
+
+
+def _injected(text: str) -> list[str]:
+    """Tags in `text` with an on* handler attribute, or an <img src=x> (the payload's)."""
+    found = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if any(a.startswith("on") for a, _ in attrs) or (tag == "img" and ("src", "x") in attrs):
+                found.append(f"<{tag} {attrs}>")
+
+    Tags().feed(text)
+    return found
+
+
+def test_hostile_names_stay_text(xss_site):
+    pages = {p.name: p.read_text() for p in xss_site.glob("*.html")}
+    for name, text in pages.items():
+        assert _injected(text) == [], name
+    assert "&lt;img src=x onerror=alert(4)&gt;" in pages["benchmarks.html"]
+    assert _slugged_figures(xss_site) == []
+
+
+def test_plot_text_is_never_math(results):
+    from matplotlib.cbook import is_math_text
+    from matplotlib.text import Text
+
+    tables = read_results(results)
+    relation = r"$x$ and $\frac{$"
+    predictions = tables["predictions"].assign(relation=relation, prompt="$a$ " + tables["predictions"]["prompt"])
+    scores = tables["scores"].assign(relation=relation)
+    for fig in (plots.rank_heatmap(predictions, "bench", relation), plots.score_curves(scores, "bench"),
+                plots.logit_lens(tables["lens"].assign(relation=relation, group="$g$"), relation)
+                if "lens" in tables else plots.known_facts(known_counts(predictions.assign(group="$g$")))):
+        fig.savefig(io.BytesIO(), format="png")
+        texts = [t for t in fig.findobj(Text) if "$" in t.get_text()]
+        assert texts and not [t.get_text() for t in texts if t.get_parse_math() and is_math_text(t.get_text())]
+
+
+def test_checkpoints_with_the_same_name_from_two_runs(results, tmp_path):
+    _rewrite(results, tmp_path / "results", second_run=True)
+    index = build_report(tmp_path / "results", tmp_path / "site", say=lambda *_: None)
+    assert "checkpoint-8" in index.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["index.html", "benchmarks.html", "inside.html", "attention.html", "qkv.html"])
+def test_hostile_names_do_not_run_in_the_browser(xss_site, page):
+    seen = visit((xss_site / page).as_uri())
+    assert seen.dialogs == [] and seen.globals_set == [] and seen.injected == []
+    assert seen.page_errors == [] and seen.broken_images == []
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_serve_stops_with_probekit(results, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = (f"from probekit.report import build_report; "
+            f"build_report({str(results)!r}, {str(tmp_path / 'site')!r}, serve=True, port={port})")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not _answers(port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _answers(port), "mkdocs serve never answered"
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _answers(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _answers(port), "mkdocs serve outlived probekit"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)

@@ -1,15 +1,25 @@
 """`probekit report`: a MkDocs site (Material theme) of a results folder, built with `mkdocs build --strict`.
 
 Reads only what `probekit probe` wrote — tables, captured arrays, the manifest — so it reruns in seconds
-without models. Every user string (prompts, answers, tokens) is HTML-escaped before it reaches a page.
+without models. Every user string (prompts, answers, tokens, relation, benchmark and checkpoint names) is
+escaped before it reaches a page and slugged before it reaches a file name or a link target. The site folder
+is probekit's only if it holds the `.probekit-site` marker: the site is built in a staging folder inside it and
+swapped in only after `mkdocs build --strict` succeeded, so a failed build leaves the previous site as it was
+and nothing probekit did not write is ever deleted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -24,36 +34,120 @@ from probekit.store import read_results
 from probekit.views import LIBRARIES, head_view, library_source
 
 PAGES = ("index.md", "benchmarks.md", "inside.md", "attention.md", "qkv.md")
+MARKER = ".probekit-site"
+SITE_ENTRIES = (MARKER, "mkdocs.yml", "docs", "build")  # all probekit writes into a site folder, marker first
+STAGING = ".probekit-staging-"
+LABELS = ("checkpoint", "duplicate_of", "benchmark", "relation", "group")  # names, never numbers
 
 
-def build_report(results: str | Path, site: str | Path = "local/site", serve: bool = False, say=print) -> Path:
-    """Write the MkDocs project into `site` and build it into `site/build`; returns the built index.html."""
+def build_report(results: str | Path, site: str | Path = "local/site", serve: bool = False, say=print,
+                 port: int = 8000) -> Path:
+    """Build the MkDocs site of `results` into `site/build` and return its index.html; `serve` then serves it
+    on 127.0.0.1:`port` until probekit is stopped.
+
+    `site` must be new, empty, or a site folder probekit made (it holds `.probekit-site`); only the entries
+    probekit writes there (SITE_ENTRIES) are replaced, and only after the build succeeded.
+    """
     results, site = Path(results), Path(site)
     if not (results / "predictions.parquet").is_file():
         raise ProbekitError(f"{results}: no predictions.parquet; run `probekit probe --out {results}` first")
+    _check_site(site)
     tables = read_results(results)
-    docs = site / "docs"
-    if docs.exists():
-        shutil.rmtree(docs)
-    (docs / "figures").mkdir(parents=True)
-    page = Page(docs)
-    overview(page, tables)
-    benchmarks(page, tables)
-    inside(page, tables, results)
-    captures = _captures(results, tables)
-    attention(page, tables, captures)
-    qkv(page, tables, captures)
-    (site / "mkdocs.yml").write_text(yaml.safe_dump(_mkdocs_config(page.written), sort_keys=False))
-    build = site / "build"
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
-                           str(site / "mkdocs.yml"), "-d", str(build.resolve())], capture_output=True, text=True)
-    if proc.returncode:
-        raise ProbekitError(f"{site / 'mkdocs.yml'}: mkdocs build --strict failed: "
-                            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1]}")
-    say(f"site: {(build / 'index.html').resolve()}")
+    tables = _as_labels(tables)
+    staging = _staging_folder(site)
+    try:
+        page = Page(staging / "docs")
+        overview(page, tables)
+        benchmarks(page, tables)
+        inside(page, tables, results)
+        captures = _captures(results, tables)
+        attention(page, tables, captures)
+        qkv(page, tables, captures)
+        (staging / "mkdocs.yml").write_text(yaml.safe_dump(_mkdocs_config(page.written), sort_keys=False))
+        proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
+                               str(staging / "mkdocs.yml"), "-d", str((staging / "build").resolve())],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
+            raise ProbekitError(f"{site / 'mkdocs.yml'}: mkdocs build --strict failed: {lines[-1]}")
+        (staging / MARKER).write_text(json.dumps({"made_by": "probekit report", "results": str(results)}) + "\n")
+        _swap_in(staging, site)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    index = site / "build" / "index.html"
+    say(f"site: {index.resolve()}")
     if serve:
-        subprocess.run([sys.executable, "-m", "mkdocs", "serve", "-f", str(site / "mkdocs.yml")])
-    return build / "index.html"
+        _serve(site / "mkdocs.yml", port, say)
+    return index
+
+
+def _check_site(site: Path) -> None:
+    """Refuse a `--site` folder that holds anything probekit did not make (no marker)."""
+    if site.exists() and not site.is_dir():
+        raise ProbekitError(f"{site}: not a folder; --site needs a new, empty, or probekit-made folder")
+    if site.is_dir() and not (site / MARKER).is_file():
+        if any(not p.name.startswith(STAGING) for p in site.iterdir()):
+            raise ProbekitError(f"{site}: not made by probekit (no {MARKER}) and not empty; "
+                                "choose a new or empty folder for --site")
+
+
+def _staging_folder(site: Path) -> Path:
+    """A fresh folder inside `site` (same file system, so the swap is a rename)."""
+    try:
+        site.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=STAGING, dir=site))
+    except OSError as e:
+        raise ProbekitError(f"{site}: cannot write the site here ({e.strerror})") from None
+
+
+def _swap_in(staging: Path, site: Path) -> None:
+    """Replace probekit's entries of `site` by the staged ones; the old ones go to the staging folder's bin."""
+    old = staging / ".old"
+    old.mkdir()
+    for entry in SITE_ENTRIES:
+        if (site / entry).exists() or (site / entry).is_symlink():
+            (site / entry).rename(old / entry)
+        (staging / entry).rename(site / entry)
+
+
+def _serve(config: Path, port: int, say) -> None:
+    """`mkdocs serve` as a child that never outlives this call: it is terminated on SIGTERM, SIGINT or any exit."""
+    say(f"serving on http://127.0.0.1:{port}/ (Ctrl-C stops it)")
+    child = subprocess.Popen([sys.executable, "-m", "mkdocs", "serve", "-f", str(config),
+                              "-a", f"127.0.0.1:{port}"])
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        code = child.wait()
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if code:
+        raise ProbekitError(f"{config}: mkdocs serve stopped with exit status {code} (is port {port} in use?)")
+
+
+def _exit_on_signal(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _as_labels(tables: dict) -> dict:
+    """Name columns as strings: checkpoint folders named 100, 200 must not be read back as numbers."""
+    def label(value):
+        if pd.isna(value):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    return {key: frame.assign(**{c: frame[c].map(label) for c in LABELS if c in frame})
+            if isinstance(frame, pd.DataFrame) else frame for key, frame in tables.items()}
 
 
 def _mkdocs_config(pages: list[str]) -> dict:
@@ -73,26 +167,51 @@ class Page:
 
     def __init__(self, docs: Path):
         self.docs = docs
+        (docs / "figures").mkdir(parents=True)
         self.parts: dict[str, list[str]] = {}
         self.written: list[str] = []
+        self.figures: set[str] = set()
 
     def add(self, page: str, *lines: str) -> None:
         self.parts.setdefault(page, []).extend(lines)
 
-    def figure(self, page: str, name: str, fig, caption: str) -> None:
+    def figure(self, page: str, name: tuple, fig, caption: str) -> None:
+        """Save `fig` under a file name slugged from the parts of `name` (unique within the site)."""
+        stem = slug(*name)
+        for n in range(2, 10_000):
+            if stem not in self.figures:
+                break
+            stem = f"{slug(*name)}-{n}"
+        self.figures.add(stem)
         for suffix in ("png", "svg"):
-            fig.savefig(self.docs / "figures" / f"{name}.{suffix}", dpi=110, bbox_inches="tight")
-        self.add(page, f"![{esc(caption)}](figures/{name}.png)", "",
-                 f"*{esc(caption)}* — [SVG for papers](figures/{name}.svg)", "")
+            fig.savefig(self.docs / "figures" / f"{stem}.{suffix}", dpi=110, bbox_inches="tight")
+        self.add(page, f"![{esc(caption)}](figures/{stem}.png)", "",
+                 f"*{esc(caption)}* — [SVG for papers](figures/{stem}.svg)", "")
 
     def write(self, page: str) -> None:
         (self.docs / page).write_text("\n".join(self.parts.get(page, [])) + "\n", encoding="utf-8")
         self.written.append(page)
 
 
+MARKDOWN_SYNTAX = str.maketrans({"|": "&#124;", "[": "&#91;", "]": "&#93;", "{": "&#123;", "}": "&#125;",
+                                  "*": "&#42;", "_": "&#95;", "`": "&#96;", "\\": "&#92;",
+                                  "\n": " ", "\r": " "})
+
+
 def esc(value) -> str:
-    """User data as inert text in Markdown and HTML: escaped, with table pipes neutralised."""
-    return html.escape(str(value)).replace("|", "&#124;").replace("[", "&#91;").replace("]", "&#93;")
+    """User data as inert text in Markdown and HTML, on one line: HTML-escaped, and every character that
+    Markdown or its extensions read as syntax (tables, links, attribute lists, emphasis) made an entity."""
+    return html.escape(str(value)).translate(MARKDOWN_SYNTAX)
+
+
+def slug(*parts) -> str:
+    """A safe file name stem for user strings: [a-z0-9._-] only, plus a hash of the original when it changed
+    (so `a/b` and `a_b` never share a file)."""
+    raw = "-".join(str(p) for p in parts)
+    text = re.sub(r"[^a-z0-9._-]+", "-", raw.lower()).strip("-._")[:60]
+    if text != raw:
+        text = f"{text or 'x'}-{hashlib.sha1(raw.encode()).hexdigest()[:8]}"
+    return text
 
 
 def table(frame: pd.DataFrame) -> list[str]:
@@ -127,15 +246,15 @@ def overview(page: Page, tables: dict) -> None:
     facts = manifest.get("facts")
     if facts:
         page.add("index.md", "!!! info \"Fact injection\"",
-                 f"    {len(facts['injected'])} countries' facts ({', '.join(facts['relations'])}) were written "
-                 f"into the training corpus as {facts['repeats']} short biographies per country, each fact worded by "
+                 f"    {len(facts['injected'])} countries' facts ({', '.join(esc(r) for r in facts['relations'])}) were "
+                 f"written into the training corpus as {esc(facts['repeats'])} short biographies per country, each fact worded by "
                  f"one of its paraphrases in turn ({sum(map(len, facts['templates'].values()))} in all; "
-                 f"{facts['fact_share']:.0%} of the words, seed {facts['seed']}); "
+                 f"{float(facts['fact_share']):.0%} of the words, seed {esc(facts['seed'])}); "
                  f"{len(facts['held_back'])} were held back as a control. Probe templates differ from the "
                  "training paraphrases.", "", *injection_details(facts))
     if "training" in tables and len(tables["training"]):
         page.add("index.md", "## Training")
-        page.figure("index.md", "loss", plots.loss_curve(tables["training"]), "Training and held-out MLM loss")
+        page.figure("index.md", ("loss",), plots.loss_curve(tables["training"]), "Training and held-out MLM loss")
     page.add("index.md", "## Checkpoints", "")
     shown = checkpoints.assign(fingerprint=checkpoints["fingerprint"].fillna(""),
                                duplicate_of=checkpoints["duplicate_of"].fillna(""),
@@ -156,14 +275,17 @@ def benchmarks(page: Page, tables: dict) -> None:
     known = emergence(predictions)
     for name in predictions["benchmark"].unique():
         page.add("benchmarks.md", f"## {esc(name)}", "")
-        page.figure("benchmarks.md", f"scores-{name}", plots.score_curves(scores, name),
+        page.figure("benchmarks.md", ("scores", name), plots.score_curves(scores, name),
                     f"{name}: P@1, P@10 and MRR per relation against training step")
         rows = predictions[predictions["benchmark"] == name]
-        page.figure("benchmarks.md", f"known-{name}", plots.known_facts(known_counts(rows)),
+        page.figure("benchmarks.md", ("known", name), plots.known_facts(known_counts(rows)),
                     f"{name}: prompts answered at rank 1 and within the top 10, by fact group")
         for relation in rows["relation"].unique():
             page.add("benchmarks.md", f"### {esc(relation)}", "")
-            page.figure("benchmarks.md", f"ranks-{name}-{relation}", plots.rank_heatmap(rows, name, relation),
+            if rows.loc[rows["relation"] == relation, "gold_rank"].isna().all():
+                page.add("benchmarks.md", f"Plots skipped: {UNSCORABLE}", "")
+                continue
+            page.figure("benchmarks.md", ("ranks", name, relation), plots.rank_heatmap(rows, name, relation),
                         f"{relation}: gold rank per prompt and checkpoint")
             page.add("benchmarks.md", *_top_predictions(rows[rows["relation"] == relation]))
         learned = known[(known["benchmark"] == name)].dropna(subset=["first_correct"])
@@ -184,15 +306,19 @@ def inside(page: Page, tables: dict, results: Path) -> None:
         page.add("inside.md", "## Logit lens", "",
                  "The MLM head applied to each layer's hidden state at the [MASK]: where in depth the answer "
                  "appears, and since when in training.", "")
-        for relation in tables["lens"]["relation"].unique():
-            page.figure("inside.md", f"lens-{relation}", plots.logit_lens(tables["lens"], relation),
+        lens = tables["lens"]
+        for relation in lens["relation"].unique():
+            if lens.loc[lens["relation"] == relation, "gold_rank"].isna().all():
+                page.add("inside.md", f"{esc(relation)}: logit lens skipped, {UNSCORABLE}", "")
+                continue
+            page.figure("inside.md", ("lens", relation), plots.logit_lens(lens, relation),
                         f"{relation}: P@1 and MRR read at each layer")
     if "ablation" in tables:
         ablation = tables["ablation"]
         last = ablation.loc[ablation["step"].idxmax(), "checkpoint"]
         page.add("inside.md", "## Head ablation", "",
                  "Each head's output zeroed in turn; all prompts rescored in one batched pass per head.", "")
-        page.figure("inside.md", "ablation", plots.ablation_effects(ablation, last),
+        page.figure("inside.md", ("ablation",), plots.ablation_effects(ablation, last),
                     f"Change in gold log-probability per relation when each head is zeroed ({last})")
         worst = ablation[ablation["checkpoint"] == last].nsmallest(8, "delta_mean_gold_logprob")
         cols = ["relation", "group", "layer", "head", "p_at_1", "delta_p_at_1", "delta_mean_gold_logprob"]
@@ -232,12 +358,17 @@ def _top_predictions(rows: pd.DataFrame, n_prompts: int = 6, n_checkpoints: int 
 
 
 def _captures(results: Path, tables: dict) -> list[tuple[str, int, Path]]:
+    """(checkpoint, step, capture file) in training order, for the captures that exist inside `attention/`."""
     folder = results / "attention"
     if not folder.is_dir():
         return []
-    order = tables["checkpoints"].dropna(subset=["step"]).sort_values("step")
-    return [(name, int(step), folder / f"{name}.safetensors") for name, step in zip(order["checkpoint"], order["step"])
-            if (folder / f"{name}.safetensors").is_file()]
+    order = tables["checkpoints"].dropna(subset=["step"]).sort_values("step", kind="stable")
+    found = []
+    for name, step in zip(order["checkpoint"], order["step"]):
+        path = folder / f"{name}.safetensors"
+        if path.resolve().is_relative_to(folder.resolve()) and path.is_file():
+            found.append((name, int(step), path))
+    return found
 
 
 def _picked(captures: list, n: int = 3) -> list:
@@ -251,10 +382,10 @@ def attention(page: Page, tables: dict, captures: list) -> None:
     page.add("attention.md", "# Attention", "",
              "Head metrics after Clark et al. (2019), averaged over the captured sentences' real tokens.", "")
     shown = [c[0] for c in _picked(captures, 4)]
-    page.figure("attention.md", "heads-grid",
+    page.figure("attention.md", ("heads-grid",),
                 plots.head_heatmaps(heads, ["attn_cls", "attn_sep", "attn_prev", "attn_self", "entropy_ratio"], shown),
                 "Layer × head: attention to [CLS], to [SEP], to the previous token, to itself; entropy / uniform")
-    page.figure("attention.md", "heads-change",
+    page.figure("attention.md", ("heads-change",),
                 plots.head_trajectories(heads, ["entropy_ratio", "attn_prev", "js_prev", "js_final"]),
                 "Each head over training; js_prev / js_final: Jensen–Shannon divergence (bits) from the "
                 "previous / final checkpoint")
@@ -268,8 +399,8 @@ def attention(page: Page, tables: dict, captures: list) -> None:
              "</div>", "")
     _copy_assets(page.docs / "assets")
     for name, step, path in _picked(captures):
-        page.figure("attention.md", f"maps-{name}", plots.attention_maps(Capture.load(path), sentence,
-                                                                        f"{name} (step {step})"),
+        page.figure("attention.md", ("maps", name), plots.attention_maps(Capture.load(path), sentence,
+                                                                         f"{name} (step {step})"),
                     f"Attention of every head at {name}")
     page.write("attention.md")
 
@@ -278,12 +409,12 @@ def qkv(page: Page, tables: dict, captures: list) -> None:
     if "heads" not in tables or not captures:
         return
     page.add("qkv.md", "# Q/K/V", "")
-    page.figure("qkv.md", "norms", plots.head_trajectories(tables["heads"], ["q_norm", "k_norm", "v_norm"]),
+    page.figure("qkv.md", ("norms",), plots.head_trajectories(tables["heads"], ["q_norm", "k_norm", "v_norm"]),
                 "Mean L2 norm of each head's queries, keys and values over training")
     final = Capture.load(captures[-1][2])
     sentence = _interesting_sentence(final)
     for layer in range(final.n_layers):
-        page.figure("qkv.md", f"qk-layer{layer}", plots.qk_scores(final, layer, sentence),
+        page.figure("qkv.md", ("qk-layer", layer), plots.qk_scores(final, layer, sentence),
                     f"Layer {layer} at {captures[-1][0]}: Q·Kᵀ/√d scores beside the attention they become")
     page.write("qkv.md")
 
@@ -294,6 +425,9 @@ def _interesting_sentence(cap: Capture) -> int:
         if "capital" in tokens:
             return i
     return 0
+
+
+UNSCORABLE = "no answer of this relation could be scored (every gold rank is missing)."
 
 
 def _copy_assets(folder: Path) -> None:

@@ -1,31 +1,57 @@
 """Figures from probekit's tidy tables and captured arrays: each function returns a matplotlib Figure.
 
 The report saves them as PNG and SVG; in a notebook they display once, as the cell's value. Figures are
-made outside pyplot, so none is left open in its registry and no GUI backend is needed.
+made outside pyplot, so none is left open in its registry and no GUI backend is needed. Labels carry user
+text (relations, prompts, tokens, checkpoint names), so mathtext is off in every figure: `$x$` is drawn as
+typed and an unbalanced `$\frac{$` cannot crash a plot.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from probekit.capture import Capture, hook_name
 
 sns.set_theme(style="whitegrid", context="notebook")
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
+PLAIN_TEXT = {"text.parse_math": False}
 
 
 class ShownFigure(Figure):
-    """A Figure that shows itself in Jupyter as a PNG, with or without pyplot's inline backend."""
+    """A Figure that shows itself in Jupyter as a PNG, with or without pyplot's inline backend, and draws
+    every text as typed (no mathtext), including tick labels made only when it is drawn."""
+
+    def draw(self, renderer) -> None:
+        with mpl.rc_context(PLAIN_TEXT):
+            for text in self.findobj(Text):
+                text.set_parse_math(False)
+            super().draw(renderer)
+
+    def savefig(self, *args, **kwargs) -> None:
+        with mpl.rc_context(PLAIN_TEXT):
+            super().savefig(*args, **kwargs)
 
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
         return buffer.getvalue()
+
+
+def _plain(plot):
+    """Make the figure with mathtext off, so texts laid out while plotting (tight_layout) are plain too."""
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        with mpl.rc_context(PLAIN_TEXT):
+            return plot(*args, **kwargs)
+    return wrapper
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **kwargs):
@@ -40,6 +66,7 @@ def _step_axis(ax, steps) -> None:
     ax.set_xlabel("training step")
 
 
+@_plain
 def loss_curve(log: pd.DataFrame) -> Figure:
     """Training loss and held-out MLM loss against step."""
     fig, ax = _subplots(figsize=(8, 4))
@@ -54,6 +81,7 @@ def loss_curve(log: pd.DataFrame) -> Figure:
     return fig
 
 
+@_plain
 def score_curves(scores: pd.DataFrame, benchmark: str) -> Figure:
     """P@1, P@10 and MRR per relation against step; injected vs held-back facts side by side when recorded."""
     data = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] != "random-init")]
@@ -82,6 +110,7 @@ def score_curves(scores: pd.DataFrame, benchmark: str) -> Figure:
     return fig
 
 
+@_plain
 def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, max_prompts: int = 40) -> Figure:
     """Gold answer's rank for prompts (rows) × checkpoints (columns); darker = better."""
     rows = predictions[(predictions["benchmark"] == benchmark) & (predictions["relation"] == relation)]
@@ -100,6 +129,7 @@ def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, max_p
     return fig
 
 
+@_plain
 def known_facts(emergence: pd.DataFrame) -> Figure:
     """How many prompts are answered correctly (rank 1) and within the top 10, against step."""
     fig, ax = _subplots(figsize=(8, 4))
@@ -110,6 +140,7 @@ def known_facts(emergence: pd.DataFrame) -> Figure:
     return fig
 
 
+@_plain
 def head_heatmaps(heads: pd.DataFrame, metrics: list[str], checkpoints: list[str]) -> Figure:
     """Layer × head heatmaps: one row per metric, one column per checkpoint."""
     fig, axes = _subplots(len(metrics), len(checkpoints), squeeze=False,
@@ -118,7 +149,8 @@ def head_heatmaps(heads: pd.DataFrame, metrics: list[str], checkpoints: list[str
         values = heads[heads["metric"] == metric]
         vmin, vmax = values["value"].min(), values["value"].max()
         for c, checkpoint in enumerate(checkpoints):
-            grid = values[values["checkpoint"] == checkpoint].pivot(index="layer", columns="head", values="value")
+            grid = values[values["checkpoint"] == checkpoint].pivot_table(index="layer", columns="head",
+                                                                         values="value", aggfunc="mean")
             sns.heatmap(grid, ax=axes[r][c], vmin=vmin, vmax=vmax, cmap="viridis", annot=grid.size <= 16,
                         fmt=".2f", cbar=c == len(checkpoints) - 1)
             axes[r][c].set_title(f"{metric}\n{checkpoint}" if r == 0 else metric, fontsize=9)
@@ -126,6 +158,7 @@ def head_heatmaps(heads: pd.DataFrame, metrics: list[str], checkpoints: list[str
     return fig
 
 
+@_plain
 def head_trajectories(heads: pd.DataFrame, metrics: list[str]) -> Figure:
     """Each head's metric against step (one line per layer.head)."""
     fig, axes = _subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
@@ -140,6 +173,7 @@ def head_trajectories(heads: pd.DataFrame, metrics: list[str]) -> Figure:
     return fig
 
 
+@_plain
 def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> Figure:
     """Every layer × head's attention for one sentence."""
     length = int(cap.attention_mask[sentence].sum())
@@ -157,6 +191,7 @@ def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> Figure:
     return fig
 
 
+@_plain
 def qk_scores(cap: Capture, layer: int, sentence: int = 0) -> Figure:
     """For each head of one layer: the scaled Q·Kᵀ scores beside the attention they become."""
     length = int(cap.attention_mask[sentence].sum())
@@ -186,6 +221,7 @@ def _token_ticks(ax, tokens: list[str], length: int) -> None:
     ax.grid(False)
 
 
+@_plain
 def logit_lens(lens: pd.DataFrame, relation: str | None = None) -> Figure:
     """Share of prompts answered at rank 1 (and MRR) when the MLM head reads each layer, against step."""
     rows = lens if relation is None else lens[lens["relation"] == relation]
@@ -204,6 +240,7 @@ def logit_lens(lens: pd.DataFrame, relation: str | None = None) -> Figure:
     return fig
 
 
+@_plain
 def ablation_effects(ablation: pd.DataFrame, checkpoint: str) -> Figure:
     """Change in mean gold log-probability per relation when each head is zeroed, at one checkpoint."""
     rows = ablation[ablation["checkpoint"] == checkpoint]
