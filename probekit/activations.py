@@ -111,7 +111,7 @@ def capture(
             f"were truncated")
     device = next(model.parameters()).device
     names = hook_names(config.num_hidden_layers, CAPTURED)
-    with torch.inference_mode(), hooked(model, read=names) as store:
+    with torch.no_grad(), hooked(model, read=names) as store:
         body(model)(**{k: v.to(device) for k, v in batch.items()})
     tensors = {name: store[name].cpu() for name in names}
     return Capture(tensors, tokens, batch["attention_mask"], config.num_hidden_layers, config.num_attention_heads)

@@ -59,9 +59,13 @@ class Checkpoint:
 
     @property
     def weights(self) -> dict[str, torch.Tensor]:
-        """Its tensors (safetensors; pickle only if allowed), checked to be finite."""
+        """Its tensors (safetensors; pickle only if allowed), checked against the config and to be finite."""
         def read() -> dict[str, torch.Tensor]:
-            weights = read_weights(self, self.allow_pickle) if self.is_local else self._hub_model().state_dict()
+            if not self.is_local:
+                return self._hub_model().state_dict()
+            config = self.config
+            weights = read_weights(self, self.allow_pickle)
+            _check_shapes(config, weights, self.location)
             _check_finite(weights, self.location)
             return weights
         return self._once("weights", read)
@@ -291,7 +295,6 @@ def build_model(config: BertConfig, weights: dict[str, torch.Tensor], where: str
 
     BertForPreTraining checkpoints load too (their NSP head and pooler are the only tensors left over).
     """
-    _check_shapes(config, weights, where)
     with no_init_weights():
         model = BertForMaskedLM(config)
     try:

@@ -27,6 +27,8 @@ class CheckpointDiff:
 def diff_checkpoints(results: str | Path, a: str, b: str) -> CheckpointDiff:
     """Compare checkpoints `a` and `b` (names as in checkpoints.csv) of a probed series."""
     results = Path(results)
+    if a == b:
+        raise ProbekitError(f"{results}: give two different checkpoints to compare (both are {a!r})")
     probed = ProbeResult.load(results)
     predictions = probed.predictions
     names = set(predictions["checkpoint"])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from probekit.schema import TABLES
 from probekit.store import read_run, write_run, writer_lock
 
 
@@ -17,7 +18,8 @@ class ProbeResult:
     """
 
     def __init__(self, tables: dict[str, pd.DataFrame], manifest: dict):
-        self.tables = {name: frame for name, frame in tables.items() if frame is not None}
+        self.tables = {name: TABLES[name].conform(frame) if name in TABLES else frame
+                       for name, frame in tables.items() if frame is not None}
         self.manifest = manifest
 
     predictions = property(lambda self: self.tables["predictions"])

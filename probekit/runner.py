@@ -161,14 +161,14 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
             frame["group"] = fact_groups(frame, facts)
         frame = frame.sort_values("step", kind="stable", na_position="last").reset_index(drop=True)
         frame = analysis.finish(frame, ctx)
-        tables[analysis.table.name] = analysis.table.conform(frame)
+        tables[analysis.table.name] = frame
     predictions = tables["predictions"]
     scores = summarize(predictions, SCORE_KEYS)
     multi = predictions[predictions["gold_rank"].notna() & (predictions["n_pieces"] > 1)]
     counts = multi.groupby(SCORE_KEYS, dropna=False).size()
     scores["n_multi_piece"] = [int(counts.get(tuple(k), 0)) for k in scores[SCORE_KEYS].itertuples(index=False)]
     tables["scores"] = scores
-    tables["checkpoints"] = TABLES["checkpoints"].conform(pd.DataFrame(records, columns=TABLES["checkpoints"].names))
+    tables["checkpoints"] = pd.DataFrame(records, columns=TABLES["checkpoints"].names)
     states = [Path(r.location) / TRAINER_STATE for r in refs if r.is_local]
     if states := [s for s in states if s.is_file()]:
         tables["training"] = training_log(states[-1])

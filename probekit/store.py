@@ -189,7 +189,7 @@ def write_run(out: Path, tables: dict, manifest: dict, keep: list[str] = ()) -> 
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".staged", dir=out)
             os.close(fd)
             staged[TABLES[name].file] = Path(tmp)
-            write_table(Path(tmp), TABLES[name].conform(frame),
+            write_table(Path(tmp), frame,
                         {"format_version": FORMAT_VERSION, "run_id": run_id, "table": name})
         (out / MANIFEST).unlink(missing_ok=True)
         for old in _previous_files(out):

@@ -1,3 +1,5 @@
+import shutil
+
 import pandas as pd
 import pytest
 import torch
@@ -66,7 +68,9 @@ def test_ablation_hook_is_removed(setup):
 
 def test_probe_writes_lens_ablation_and_diff(tiny_series, setup, tmp_path):
     bench = setup[4]
-    result = probe(str(tiny_series), [str(bench)], ["lens", "ablation"], out=tmp_path, sentences="default")
+    series = shutil.copytree(tiny_series, tmp_path / "series")
+    shutil.copytree(series / "checkpoint-8", series / "checkpoint-9")  # the same weights again
+    result = probe(str(series), [str(bench)], ["lens", "ablation"], out=tmp_path, sentences="default")
     lens = pd.read_parquet(tmp_path / "lens.parquet")
     assert set(lens.checkpoint) == set(result.checkpoints.checkpoint) and set(lens.layer) == {0, 1, 2}
     ablation = pd.read_parquet(tmp_path / "ablation.parquet")
@@ -75,5 +79,5 @@ def test_probe_writes_lens_ablation_and_diff(tiny_series, setup, tmp_path):
     assert set(diff.weights.block) == {"embeddings", "layer 0", "layer 1", "mlm head"}
     assert (diff.weights.relative_distance > 0).all()
     assert len(diff.heads) == 4 and diff.heads.js.is_monotonic_decreasing
-    same = diff_checkpoints(tmp_path, "checkpoint-8", "checkpoint-8")
+    same = diff_checkpoints(tmp_path, "checkpoint-8", "checkpoint-9")
     assert same.changed_prompts.empty and (same.weights.distance == 0).all()

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from probekit.capture import Capture, hook_name
+from probekit.activations import Capture
+from probekit.hooks import hook_name
 from probekit.metrics import head_metrics
 
 TOKENS = [["[CLS]", "rome", ",", "italy", "[SEP]"], ["[CLS]", "paris", "[SEP]"]]
@@ -27,7 +28,7 @@ def made_capture(kind: str, n_layers: int = 1, n_heads: int = 2) -> Capture:
     for layer in range(n_layers):
         tensors[hook_name(layer, "attn.hook_pattern")] = pattern
         for h in ("q", "k", "v"):
-            tensors[hook_name(layer, f"attn.hook_{h}")] = torch.full((2, n_heads, width, 4), 0.5)
+            tensors[hook_name(layer, f"attn.hook_{h}")] = torch.full((2, width, n_heads, 4), 0.5)  # [batch, pos, head, d_head]
     return Capture(tensors, TOKENS, MASK, n_layers, n_heads)
 
 

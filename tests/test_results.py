@@ -104,7 +104,7 @@ def test_a_folder_of_another_format_is_refused(probed, tmp_path):
 
 def test_a_table_of_another_run_is_refused(probed, tmp_path):
     result, _ = probed
-    result.save(tmp_path / "a")
+    ProbeResult(result.tables, {**result.manifest, "run_id": "another"}).save(tmp_path / "a")
     result.save(tmp_path / "b")
     os.replace(tmp_path / "a" / "scores.parquet", tmp_path / "b" / "scores.parquet")
     with pytest.raises(ProbekitError, match="scores.parquet: belongs to another run"):

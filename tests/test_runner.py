@@ -84,7 +84,7 @@ def test_every_per_checkpoint_failure_is_one_line_and_the_rest_is_probed(tiny_se
         return weights
 
     def extra_layer(weights):
-        return {**weights, **{k.replace("layer.1.", "layer.2."): v for k, v in weights.items() if "layer.1." in k}}
+        return {**weights, **{k.replace("layer.1.", "layer.2."): v.clone() for k, v in weights.items() if "layer.1." in k}}
 
     cases = {
         "a-list": (lambda c: [c], None, "config.json: not a JSON object"),

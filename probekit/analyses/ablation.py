@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probekit.analyses import Analysis, Context, register
+from probekit.analyses.base import Analysis, Context, register
 from probekit.hooks import hook_name, hooked, zero_head
 from probekit.schema import ABLATION
 from probekit.scoring import score_encoded, summarize

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from probekit.activations import Capture, capture
-from probekit.analyses import Analysis, Context, register
+from probekit.analyses.base import Analysis, Context, register
 from probekit.errors import ProbekitError
 from probekit.metrics import checkpoint_head_rows, drift_rows
 from probekit.schema import HEADS
@@ -37,6 +37,8 @@ class Heads(Analysis):
             cap = capture(checkpoint.model(ctx.device), ctx.sentences, checkpoint.tokenizer)
             cap.meta = {"key": key, "checkpoint": checkpoint.name, "step": checkpoint.step,
                         "fingerprint": checkpoint.fingerprint}
+            if ctx.half:  # measure what is stored, so a rerun from the file gives the same numbers
+                cap.tensors = {name: t.half().float() for name, t in cap.tensors.items()}
             if path is not None:
                 cap.save(path, torch.float16 if ctx.half else torch.float32)
         if path is not None:

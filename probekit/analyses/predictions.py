@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probekit.analyses import Analysis, Context, register
+from probekit.analyses.base import Analysis, Context, register
 from probekit.schema import PREDICTIONS
 from probekit.scoring import score_encoded
 
