@@ -2,8 +2,9 @@
 
 1. Speed: one forward with probekit's hooks capturing Q/K/V, attention and outputs of every layer, against a
    plain eager forward with `output_attentions=True` on the same model and batch (target: ≤1.3×).
-2. Memory: peak RSS of `probekit.probe(..., sentences=...)` capturing 5 checkpoints of a series and then
-   20 checkpoints, each in a fresh process (target: no growth with the number of checkpoints).
+2. Memory: peak RSS of `probekit.probe(..., sentences=...)` capturing 4 checkpoints of a series and then
+   16 (and the whole 20), each in a fresh process, head metrics and drift included (target: no growth with
+   the number of checkpoints).
 
     python scripts/bench_capture.py
 """
@@ -21,8 +22,9 @@ from pathlib import Path
 import torch
 
 from probekit.benchmarks import DEFAULT_SENTENCES
-from probekit.capture import capturing, encode_sentences, read_sentences
+from probekit.activations import CAPTURED, encode_sentences, read_sentences
 from probekit.checkpoints import load_checkpoint
+from probekit.hooks import hook_names, hooked
 from probekit.presets import get_preset
 from probekit.training import train
 
@@ -30,7 +32,7 @@ from probekit.training import train
 def make_series(out: Path, n: int, corpus: str | None, tokenizer: str | None) -> Path:
     if len(list(out.glob("checkpoint-*"))) < n:
         train(out, get_preset("default", max_steps=n - 1, log_until=0, save_every=1), corpus=corpus,
-              tokenizer=tokenizer, say=lambda *_: None)
+              tokenizer=tokenizer)
     return out
 
 
@@ -40,7 +42,7 @@ def time_forward(model, batch, capture: bool, repeats: int) -> float:
         start = time.perf_counter()
         with torch.no_grad():
             if capture:
-                with capturing(model):
+                with hooked(model, read=hook_names(model.config.num_hidden_layers, CAPTURED)):
                     model.bert(**batch)
             else:
                 model.bert(**batch, output_attentions=True)
@@ -53,10 +55,10 @@ def time_forward(model, batch, capture: bool, repeats: int) -> float:
 def peak_rss_mb_of_probe(series: Path, n: int, work: Path) -> float:
     """Peak RSS (MB) of a fresh process probing the first n checkpoints with capture."""
     code = (
-        "import resource, sys; from probekit.probe import probe; from probekit.checkpoints import resolve_checkpoints\n"
+        "import resource; from probekit.runner import probe; from probekit.checkpoints import resolve_checkpoints\n"
+        "from probekit.log import set_progress; set_progress(False)\n"
         f"refs = [r.location for r in resolve_checkpoints({str(series)!r})][:{n}]\n"
-        f"probe(refs, out={str(work / f'mem{n}')!r}, sentences='default', control=False, progress=False,"
-        " say=lambda *_: None)\n"
+        f"probe(refs, out={str(work / f'mem{n}')!r}, sentences='default', control=False)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -82,17 +84,18 @@ def main() -> None:
     for capture in (False, True):
         time_forward(model, batch, capture, 3)
     plain = time_forward(model, batch, False, args.repeats)
-    hooked = time_forward(model, batch, True, args.repeats)
+    captured = time_forward(model, batch, True, args.repeats)
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     print(f"== bench_capture on {where} ==")
     print(f"forward, output_attentions=True  {plain * 1e3:8.2f} ms (median of {args.repeats}, {len(sentences)} sentences)")
-    print(f"forward, capturing Q/K/V/attn/z  {hooked * 1e3:8.2f} ms")
-    print(f"speed ratio: {hooked / plain:.2f}x (target <= 1.3x)")
-    few, many = peak_rss_mb_of_probe(series, 5, work), peak_rss_mb_of_probe(series, 20, work)
+    print(f"forward, capturing Q/K/V/attn/z  {captured * 1e3:8.2f} ms")
+    print(f"speed ratio: {captured / plain:.2f}x (target <= 1.3x)")
+    peaks = {n: peak_rss_mb_of_probe(series, n, work) for n in (4, 16, 20)}
     size_mb = (series / "checkpoint-19" / "model.safetensors").stat().st_size / 2**20
-    print(f"peak RSS capturing  5 checkpoints: {few:7.0f} MB")
-    print(f"peak RSS capturing 20 checkpoints: {many:7.0f} MB (one checkpoint's weights: {size_mb:.0f} MB)")
-    print(f"memory ratio 20/5: {many / few:.2f}x (15 more models held would add {15 * size_mb:.0f} MB)")
+    for n, peak in peaks.items():
+        print(f"peak RSS capturing {n:2d} checkpoints: {peak:7.0f} MB")
+    print(f"memory ratio 16/4: {peaks[16] / peaks[4]:.2f}x (one checkpoint's weights: {size_mb:.0f} MB; "
+          f"12 more models held would add {12 * size_mb:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from transformers.utils import logging as hf_logging
 from probekit.benchmarks import load_benchmark
 from probekit.checkpoints import resolve_checkpoints
 from probekit.presets import get_preset
-from probekit.probe import probe
+from probekit.log import set_progress
+from probekit.runner import probe
 from probekit.training import train
 from probekit.vocab import load_tokenizer
 
@@ -28,7 +29,7 @@ from probekit.vocab import load_tokenizer
 def make_series(out: Path, corpus: str | None, tokenizer: str | None) -> str:
     if not any(out.glob("checkpoint-*")):
         train(out, get_preset("default", max_steps=10, log_until=0, save_every=2), corpus=corpus,
-              tokenizer=tokenizer, say=lambda *_: None)
+              tokenizer=tokenizer)
     return str(out / "*")
 
 
@@ -58,6 +59,7 @@ def main() -> None:
     refs = resolve_checkpoints(series)
     n = len(prompts) * len(refs)
     hf_logging.set_verbosity_error()
+    set_progress(False)
     device = 0 if torch.cuda.is_available() else -1
 
     start = time.perf_counter()
@@ -68,12 +70,12 @@ def main() -> None:
     baseline = time.perf_counter() - start
 
     start = time.perf_counter()
-    result = probe(series, [str(bench)], control=False, say=lambda *_: None, progress=False)
+    result = probe(series, [str(bench)], control=False)
     ours = time.perf_counter() - start
     assert len(result.predictions) == n
 
     start = time.perf_counter()
-    ablated = probe(series, [str(bench)], control=False, ablate=True, say=lambda *_: None, progress=False)
+    ablated = probe(series, [str(bench)], ["ablation"], control=False)
     with_ablation = time.perf_counter() - start
     heads = int(ablated.ablation.groupby("checkpoint").apply(lambda d: len(d[["layer", "head"]].drop_duplicates())).max())
 
