@@ -1,3 +1,6 @@
+import pytest
+
+from probekit import ProbekitError
 from probekit.benchmarks import load_benchmark
 
 
@@ -25,3 +28,29 @@ def test_shipped_countries_benchmark():
     assert "The capital of Italy is [MASK]." in set(bench.prompts.prompt)
     assert "Rome is the capital of [MASK]." in set(bench.prompts.prompt)
     assert bench.prompts.subject.nunique() > 400 and len(bench.sha256) == 16
+
+
+def test_excel_csv_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("relation,template,subject,answer\r\ncapital,the capital of [X] is [MASK].,italy,rome\r\n"
+                     .encode("utf-8-sig"))
+    assert load_benchmark(path).prompts.relation.tolist() == ["capital"]
+
+
+def test_no_valid_prompts_names_the_first_reasons(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("relation,template,subject,answer\ncapital,no mask here,italy,rome\n,x [MASK],a,b\n")
+    with pytest.raises(ProbekitError, match=r"bad.csv: no valid prompts \(2 malformed rows, e.g. row 2: no \[MASK\] "
+                                            r"in 'no mask here'; row 3: no relation"):
+        load_benchmark(path)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("lines.jsonl", '{"relation": "r", "template": "[MASK]", "answer": "a"}\n[1, 2]\n', "line 2: expected a JSON object"),
+    ("list.yaml", "prompts: {relation: r}\n", "'prompts' must be a list of mappings"),
+    ("shape.yaml", "facts: [1]\nrelations: x\n", "'facts' must name a CSV file"),
+])
+def test_malformed_file_shapes_are_one_line(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ProbekitError, match=message):
+        load_benchmark(tmp_path / name)

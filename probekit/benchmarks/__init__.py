@@ -66,7 +66,9 @@ def load_benchmark(spec: str | Path) -> Benchmark:
                      "template": row["template"], "subject": str(row.get("subject") or "").strip(),
                      "answer": str(row["answer"]).strip()})
     if not rows:
-        raise ProbekitError(f"{path}: no valid prompts ({len(problems)} malformed rows)")
+        reasons = "; ".join(p.split(": ", 1)[1].removesuffix("; row skipped") for p in problems[:3])
+        raise ProbekitError(f"{path}: no valid prompts ({len(problems)} malformed rows"
+                            + (f", e.g. {reasons})" if reasons else ")"))
     prompts = pd.DataFrame(rows)
     prompts["prompt"] = [t.replace(SUBJECT, s) for t, s in zip(prompts["template"], prompts["subject"])]
     prompts = prompts.drop_duplicates(subset=["relation", "prompt", "answer"]).reset_index(drop=True)
@@ -93,25 +95,40 @@ def _read_rows(path: Path) -> list[tuple[str, dict]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:  # Excel writes a byte-order mark
                 return [(f"row {i}", row) for i, row in enumerate(csv.DictReader(f), start=2)]
         if suffix == ".jsonl":
-            lines = path.read_text(encoding="utf-8").splitlines()
-            return [(f"line {i}", json.loads(line)) for i, line in enumerate(lines, 1) if line.strip()]
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+            return [(f"line {i}", _json_object(path, i, line)) for i, line in enumerate(lines, 1) if line.strip()]
         if suffix in (".yaml", ".yml"):
-            return _yaml_rows(path, yaml.safe_load(path.read_text(encoding="utf-8")))
+            return _yaml_rows(path, yaml.safe_load(path.read_text(encoding="utf-8-sig")))
     except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError, csv.Error) as exc:
         raise ProbekitError(f"{path}: cannot parse ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
     raise ProbekitError(f"{path}: benchmark files are .csv, .jsonl or .yaml, not {suffix or 'no suffix'}")
+
+
+def _json_object(path: Path, lineno: int, line: str) -> dict:
+    record = json.loads(line)
+    if not isinstance(record, dict):
+        raise ProbekitError(f"{path}: line {lineno}: expected a JSON object with relation, template, subject, "
+                            f"answer; got {type(record).__name__}")
+    return record
 
 
 def _yaml_rows(path: Path, spec) -> list[tuple[str, dict]]:
     if not isinstance(spec, dict):
         raise ProbekitError(f"{path}: expected a mapping with 'prompts' or 'facts' and 'relations'")
     if "prompts" in spec:
-        return [(f"prompt {i}", dict(row)) for i, row in enumerate(spec["prompts"], 1)]
+        prompts = spec["prompts"]
+        if not isinstance(prompts, list) or not all(isinstance(row, dict) for row in prompts):
+            raise ProbekitError(f"{path}: 'prompts' must be a list of mappings (relation, template, subject, answer)")
+        return [(f"prompt {i}", dict(row)) for i, row in enumerate(prompts, 1)]
     if "facts" not in spec or "relations" not in spec:
         raise ProbekitError(f"{path}: needs 'prompts', or 'facts' and 'relations'")
+    if not isinstance(spec["facts"], str) or not isinstance(spec["relations"], dict) or not all(
+            isinstance(rel, dict) for rel in spec["relations"].values()):
+        raise ProbekitError(f"{path}: 'facts' must name a CSV file and 'relations' map names to "
+                            f"{{subject, answer, templates}}")
     facts_path = path.parent / spec["facts"]
     if not facts_path.is_file():
         raise ProbekitError(f"{path}: facts table {facts_path} not found")
