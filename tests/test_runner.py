@@ -241,3 +241,40 @@ def test_captures_attention_and_head_metrics_and_reuses_them(tiny_series, tiny_b
     pd.testing.assert_frame_equal(again.heads, result.heads)
 
 
+
+
+def test_a_very_long_checkpoint_name_is_captured_under_a_safe_file_name(tiny_series, tiny_benchmark, tmp_path):
+    folder = shutil.copytree(tiny_series / "checkpoint-8", tmp_path / ("x" * 244))
+    result = probe([str(folder)], [str(tiny_benchmark)], out=tmp_path / "out", sentences="default", control=False)
+    (file,) = result.files.values()
+    assert len(file) < 120 and (tmp_path / "out" / file).is_file()
+    assert set(result.checkpoints.status) == {"ok"}
+
+
+def test_checkpoints_without_a_step_stay_in_the_summary(tiny_series, tiny_benchmark, tmp_path):
+    folder = shutil.copytree(tiny_series / "checkpoint-8", tmp_path / "final")
+    (folder / "trainer_state.json").unlink()
+    result = probe([str(tiny_series / "checkpoint-4"), str(folder)], [str(tiny_benchmark)], control=False)
+    summary = result.summary()
+    assert list(summary.index.get_level_values("checkpoint")) == ["checkpoint-4", "final"]
+    assert summary.index.get_level_values("step")[1] is pd.NA
+
+
+def test_a_bad_config_and_missing_tokenizer_are_named_as_such(tiny_series, tiny_benchmark, tmp_path):
+    broken = shutil.copytree(tiny_series / "checkpoint-8", tmp_path / "broken")
+    (broken / "config.json").write_text("{not json")
+    bare = shutil.copytree(tiny_series / "checkpoint-8", tmp_path / "bare")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (bare / name).unlink(missing_ok=True)
+    errors = probe([str(broken), str(bare)], [str(tiny_benchmark)], control=False).checkpoints.set_index(
+        "checkpoint").error
+    assert errors["broken"] == f"{broken / 'config.json'}: not valid JSON (JSONDecodeError)"
+    assert errors["bare"].startswith(f"{bare}: no tokenizer files saved with it")
+
+
+def test_out_pointing_at_a_file_is_one_line(tiny_series, tiny_benchmark, tmp_path):
+    (tmp_path / "taken").write_text("")
+    result = CliRunner().invoke(main, ["probe", str(tiny_series / "checkpoint-8"), "-b", str(tiny_benchmark),
+                                       "--out", str(tmp_path / "taken")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert str(tmp_path / "taken") in result.output
