@@ -120,8 +120,9 @@ class TensorRows(torch.utils.data.Dataset):
     the columns may live on the GPU (`to`), so a step's batch never crosses the bus.
     """
 
-    def __init__(self, columns: dict[str, torch.Tensor]):
+    def __init__(self, columns: dict[str, torch.Tensor], batched: bool = True):
         self.columns = columns
+        self.batched = batched  # False: a list of rows per batch, for collators that take examples (HF's)
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -129,13 +130,15 @@ class TensorRows(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {name: column[i] for name, column in self.columns.items()}
 
-    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        if not self.batched:
+            return [self[i] for i in indices]
         device = next(iter(self.columns.values())).device
         index = torch.as_tensor(indices, dtype=torch.long).to(device, non_blocking=True)
         return {name: column.index_select(0, index) for name, column in self.columns.items()}
 
     def to(self, device: torch.device | str) -> TensorRows:
-        return TensorRows({name: column.to(device) for name, column in self.columns.items()})
+        return TensorRows({name: column.to(device) for name, column in self.columns.items()}, self.batched)
 
     def real_tokens_per_row(self) -> float:
         """Mean non-padding tokens per row (what a tokens/s figure counts)."""
@@ -173,19 +176,19 @@ class MaskingCollator:
         if not isinstance(rows, dict):
             rows = {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
         batch = dict(rows)
-        inputs = batch["input_ids"].clone()
-        labels = inputs.clone()
-        device = inputs.device
-        probability = torch.full(labels.shape, self.mlm_probability, device=device)
-        probability.masked_fill_(torch.isin(labels, self.special_ids.to(device)), 0.0)
+        ids = batch["input_ids"]
+        device = ids.device
+        if self.special_ids.device != device:
+            self.special_ids = self.special_ids.to(device)
+        probability = torch.full(ids.shape, self.mlm_probability, device=device)
+        probability.masked_fill_(torch.isin(ids, self.special_ids), 0.0)
         masked = torch.bernoulli(probability).bool()
-        labels[~masked] = -100
-        replaced = torch.bernoulli(torch.full(labels.shape, 0.8, device=device)).bool() & masked
-        inputs[replaced] = self.mask_id
-        randomised = torch.bernoulli(torch.full(labels.shape, 0.5, device=device)).bool() & masked & ~replaced
-        random_words = torch.randint(self.vocab_size, labels.shape, dtype=torch.long, device=device)
-        inputs[randomised] = random_words[randomised]
-        batch["input_ids"], batch["labels"] = inputs, labels
+        replaced = torch.bernoulli(torch.full(ids.shape, 0.8, device=device)).bool() & masked
+        randomised = torch.bernoulli(torch.full(ids.shape, 0.5, device=device)).bool() & masked & ~replaced
+        random_words = torch.randint(self.vocab_size, ids.shape, dtype=torch.long, device=device)
+        # masked_fill / where, not boolean indexing: no step waits for the device to count the masked tokens
+        batch["labels"] = ids.masked_fill(~masked, -100)
+        batch["input_ids"] = torch.where(randomised, random_words, ids.masked_fill(replaced, self.mask_id))
         return batch
 
 

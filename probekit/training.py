@@ -261,6 +261,7 @@ def train(
     model = model_class(recipe)(config)
     if run_recipe.hf_collator:
         collator = DataCollatorForLanguageModeling(tok, mlm_probability=recipe.mlm_probability)
+        dataset.batched = False
     else:
         collator = MaskingCollator(tok, mlm_probability=recipe.mlm_probability)
         if cuda:

@@ -16,7 +16,7 @@ def test_seed_is_the_notebook_recipe():
 def test_default_trains_the_same_model():
     assert DEFAULT.model_config(30522) == SEED.model_config(30522)
     assert DEFAULT.packing and DEFAULT.masked_only_decoder and DEFAULT.lr > SEED.lr and DEFAULT.warmup > 0
-    assert DEFAULT.gpu_scale() == 32 and DEFAULT.scaled(32).batch_size == 1024
+    assert DEFAULT.gpu_scale() == 16 and DEFAULT.scaled(16).batch_size == 512
 
 
 def test_presets_are_recipes_by_name_only():

@@ -372,3 +372,11 @@ def test_recipe_is_validated_in_one_place(field, value, message):
         get_preset("default", **{field: value})
     with pytest.raises(ProbekitError, match=message):
         replace(PRESETS["default"], **{field: value})
+
+
+def test_seed_recipe_trains_with_hf_collator_on_padded_lines(tiny_dir, tmp_path):
+    args = tiny_args(tiny_dir, tmp_path / "seed", "--preset", "seed")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "seed" / RUN_FILE).read_text())
+    assert run["recipe"]["hf_collator"] and not run["recipe"]["packing"] and run["throughput"]["steps"] == 6
