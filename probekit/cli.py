@@ -179,13 +179,15 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
 @main.command()
 @click.argument("results", default="local/probe")
 @click.option("--site", default="local/site", help="Folder for the MkDocs project; the built site goes to SITE/build.")
-@click.option("--serve", is_flag=True, help="Serve the site on localhost after building it.")
+@click.option("--serve", is_flag=True, help="Serve the site on 127.0.0.1 after building it (stops with probekit).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, help="Port for --serve.")
 @one_line_errors
-def report(results, site, serve):
+def report(results, site, serve, port):
     """Build a MkDocs site of a RESULTS folder written by `probekit probe` (no models needed)."""
     from probekit.report import build_report
 
-    build_report(results, site, serve=serve)
+    index = build_report(results, site, serve=serve, port=port)
+    click.echo(str(index.resolve()))
 
 
 @main.command()

@@ -7,18 +7,18 @@ from probekit.facts import FactRecord
 
 
 @pytest.mark.slow
-def test_demo_trains_probes_and_reports(tiny_dir, tmp_path):
-    said = []
-    result = demo(tmp_path, max_steps=8, corpus=str(tiny_dir / "corpus.txt") + "+facts",
-                  tokenizer=str(tiny_dir / "vocab.txt"), say=said.append)
+def test_demo_trains_probes_and_reports(tiny_dir, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="probekit"):
+        result = demo(tmp_path, max_steps=8, corpus=str(tiny_dir / "corpus.txt") + "+facts",
+                      tokenizer=str(tiny_dir / "vocab.txt"))
     assert result.site.is_file() and result.site.name == "index.html"
     assert (tmp_path / "probe" / "heads.parquet").is_file() and (tmp_path / "probe" / "lens.parquet").is_file()
     assert set(result.probing.scores.group) == {"injected", "held_back"}
-    assert any("[3/3]" in line for line in map(str, said))
+    assert any("[3/3]" in line for line in caplog.messages)
     overview = result.site.read_text()
     facts = FactRecord.load(tmp_path / "my_bert")
     assert "Which facts were injected" in overview
     assert all(html.escape(c) in overview for c in facts.injected[:5] + facts.held_back[:5])
     again = demo(tmp_path, max_steps=8, corpus=str(tiny_dir / "corpus.txt") + "+facts",
-                 tokenizer=str(tiny_dir / "vocab.txt"), say=said.append)
+                 tokenizer=str(tiny_dir / "vocab.txt"))
     assert again.training.resumed_from is not None

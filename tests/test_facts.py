@@ -95,14 +95,14 @@ def test_injected_facts_are_learned_and_held_back_ones_are_not(tmp_path):
     probe's unseen templates; those of held-back countries are not."""
     from probekit.corpus import wiki_leads
     from probekit.presets import get_preset
-    from probekit.probe import probe
+    from probekit.runner import probe
     from probekit.training import train
 
     corpus = tmp_path / "leads.txt"
     corpus.write_text("\n".join(wiki_leads()[:300]), encoding="utf-8")
     recipe = get_preset("demo", max_steps=2500, log_until=1, save_every=2500)
     train(tmp_path / "bert", recipe, corpus=f"{corpus}+facts:0.9", tokenizer="wordpiece:4096")
-    scores = probe(str(tmp_path / "bert"), out=tmp_path / "probe", say=lambda *_: None, progress=False).scores
+    scores = probe(str(tmp_path / "bert"), out=tmp_path / "probe").scores
     last = scores[(scores.step == 2500) & scores.relation.isin(["capital", "capital_reverse"])]
     mrr = last.groupby("group").apply(lambda g: (g.mrr * g.n).sum() / g.n.sum(), include_groups=False)
     p_at_1 = last.groupby("group").apply(lambda g: (g.p_at_1 * g.n).sum() / g.n.sum(), include_groups=False)

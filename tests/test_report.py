@@ -17,9 +17,10 @@ import pytest
 from browser import visit
 from probekit import ProbekitError
 from probekit.metrics import known_counts
-from probekit.probe import probe
 from probekit.report import build_report, plots
-from probekit.store import read_results, write_results
+from probekit.results import ProbeResult
+from probekit.runner import probe
+from probekit.store import file_name
 
 report_module = sys.modules["probekit.report"]
 
@@ -39,9 +40,8 @@ def site(tiny_series, tmp_path_factory):
                      "capital_reverse,the capital of [MASK] is [X].,rome,italy\n")
     sentences = root / "sentences.txt"
     sentences.write_text(f"the capital of italy is rome.\n{EVIL} the king.\nparis is a city.\tthe queen.\n")
-    probe(str(tiny_series), [str(bench)], out=root / "results", sentences=str(sentences),
-          say=lambda *_: None, progress=False)
-    index = build_report(root / "results", root / "site", say=lambda *_: None)
+    probe(str(tiny_series), [str(bench)], out=root / "results", sentences=str(sentences))
+    index = build_report(root / "results", root / "site")
     return index.parent
 
 
@@ -77,9 +77,16 @@ def test_hostile_prompt_is_text_not_markup(site):
     assert "&lt;/script&gt;&lt;script&gt;window.pwned" in (site / "benchmarks.html").read_text()
 
 
-def test_results_without_predictions_are_refused(tmp_path):
-    with pytest.raises(ProbekitError, match="no predictions.parquet"):
+def test_results_without_a_run_are_refused(tmp_path):
+    with pytest.raises(ProbekitError, match="no manifest.json; run `probekit probe"):
         build_report(tmp_path, tmp_path / "site")
+
+
+def test_an_interrupted_results_folder_is_refused_in_one_line(results, tmp_path):
+    shutil.copytree(results, tmp_path / "cut")
+    (tmp_path / "cut" / "manifest.json").unlink()
+    with pytest.raises(ProbekitError, match="incomplete results"):
+        build_report(tmp_path / "cut", tmp_path / "site")
 
 
 def test_cli_report(site, tmp_path):
@@ -103,10 +110,10 @@ def results(site):
 def _rewrite(src: Path, out: Path, checkpoints: dict | None = None, relations: dict | None = None,
              benchmarks: dict | None = None, unscorable: str | None = None, second_run: bool = False) -> Path:
     """A copy of the results folder `src` with names replaced (in every table and capture file name)."""
-    tables = read_results(src)
+    probed = ProbeResult.load(src)
     renames = {"checkpoint": checkpoints or {}, "duplicate_of": checkpoints or {}, "relation": relations or {},
                "benchmark": benchmarks or {}}
-    frames = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
+    frames = dict(probed.tables)
     for name, frame in frames.items():
         for column, mapping in renames.items():
             if column in frame and mapping:
@@ -119,17 +126,15 @@ def _rewrite(src: Path, out: Path, checkpoints: dict | None = None, relations: d
     if unscorable:
         predictions = frames["predictions"]
         predictions.loc[predictions["relation"] == unscorable, ["gold_rank", "gold_prob"]] = float("nan")
-    manifest = tables["manifest"]
+    manifest = dict(probed.manifest)
     manifest["benchmarks"] = {(benchmarks or {}).get(k, k): v for k, v in manifest.get("benchmarks", {}).items()}
-    write_results(out, frames["predictions"], frames["scores"], frames["checkpoints"], manifest,
-                  {k: frames[k] for k in ("heads", "lens", "ablation") if k in frames})
-    if "training" in frames:
-        frames["training"].to_csv(out / "training.csv", index=False)
-    if (src / "attention").is_dir():
-        (out / "attention").mkdir()
-        for file in (src / "attention").glob("*.safetensors"):
-            shutil.copy(file, out / "attention" / f"{(checkpoints or {}).get(file.stem, file.stem)}.safetensors")
-    return out
+    captures = {}
+    for name, file in probed.files.items():
+        new = (checkpoints or {}).get(name, name)
+        captures[new] = f"attention/{file_name(new, '.safetensors')}"
+        (out / "attention").mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / file, out / captures[new])
+    return ProbeResult(frames, {**manifest, "captures": captures}).save(out)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -143,21 +148,21 @@ def test_a_folder_probekit_did_not_make_is_refused_and_kept(results, tmp_path):
     (theirs / "mkdocs.yml").write_text("site_name: mine\n")
     before = _files(theirs)
     with pytest.raises(ProbekitError, match=f"{re.escape(str(theirs))}: .*not made by probekit"):
-        build_report(results, theirs, say=lambda *_: None)
+        build_report(results, theirs)
     assert _files(theirs) == before
 
 
 def test_a_failed_build_leaves_the_previous_site_as_it_was(results, tmp_path, monkeypatch):
     site_dir = tmp_path / "site"
-    build_report(results, site_dir, say=lambda *_: None)
+    build_report(results, site_dir)
     (site_dir / "notes.txt").write_text("mine\n")
     before = _files(site_dir)
     monkeypatch.setattr(report_module, "_mkdocs_config", lambda pages: {"site_name": "x", "theme": {"name": "no-such-theme"}})
     with pytest.raises(ProbekitError, match="mkdocs build --strict failed"):
-        build_report(results, site_dir, say=lambda *_: None)
+        build_report(results, site_dir)
     assert _files(site_dir) == before
     monkeypatch.undo()
-    build_report(results, site_dir, say=lambda *_: None)
+    build_report(results, site_dir)
     assert (site_dir / "notes.txt").read_text() == "mine\n" and (site_dir / "build" / "index.html").is_file()
     assert sorted(p.name for p in site_dir.iterdir() if p.name.startswith(".") and p.is_dir()) == []
 
@@ -166,21 +171,21 @@ def test_a_failed_build_leaves_the_previous_site_as_it_was(results, tmp_path, mo
 def hostile_site(results, tmp_path_factory):
     """Checkpoints named 100, 200, …; relations with '/' and '$…$' (valid and invalid math), one unscorable."""
     root = tmp_path_factory.mktemp("hostile")
-    names = sorted(set(read_results(results)["checkpoints"]["checkpoint"]))
+    names = sorted(set(ProbeResult.load(results).checkpoints["checkpoint"]))
     relations = {"capital": "cap/ital $x$", "capital_reverse": r"rev $\frac{$"}
     _rewrite(results, root / "results", checkpoints={n: str(100 * (i + 1)) for i, n in enumerate(names)},
              relations=relations, benchmarks={"bench": "../b"}, unscorable=relations["capital_reverse"])
-    return build_report(root / "results", root / "site", say=lambda *_: None).parent
+    return build_report(root / "results", root / "site").parent
 
 
 @pytest.fixture(scope="module")
 def xss_site(results, tmp_path_factory):
     """The payloads of issue 19 in a checkpoint's, the relations' and the benchmark's names."""
     root = tmp_path_factory.mktemp("xss")
-    last = read_results(results)["checkpoints"].sort_values("step")["checkpoint"].iloc[-1]
+    last = ProbeResult.load(results).checkpoints.sort_values("step")["checkpoint"].iloc[-1]
     _rewrite(results, root / "results", checkpoints={last: XSS},
              relations={"capital": XSS, "capital_reverse": "r {: onclick=alert(5) }"}, benchmarks={"bench": f"b {XSS}"})
-    return build_report(root / "results", root / "site", say=lambda *_: None).parent
+    return build_report(root / "results", root / "site").parent
 
 
 def _slugged_figures(site_dir: Path) -> list[str]:
@@ -220,7 +225,7 @@ def test_plot_text_is_never_math(results):
     from matplotlib.cbook import is_math_text
     from matplotlib.text import Text
 
-    tables = read_results(results)
+    tables = ProbeResult.load(results).tables
     relation = r"$x$ and $\frac{$"
     predictions = tables["predictions"].assign(relation=relation, prompt="$a$ " + tables["predictions"]["prompt"])
     scores = tables["scores"].assign(relation=relation)
@@ -234,7 +239,7 @@ def test_plot_text_is_never_math(results):
 
 def test_checkpoints_with_the_same_name_from_two_runs(results, tmp_path):
     _rewrite(results, tmp_path / "results", second_run=True)
-    index = build_report(tmp_path / "results", tmp_path / "site", say=lambda *_: None)
+    index = build_report(tmp_path / "results", tmp_path / "site")
     assert "checkpoint-8" in index.read_text()
 
 

@@ -25,22 +25,22 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from probekit.capture import Capture
+from probekit.activations import Capture
 from probekit.diff import diff_checkpoints
 from probekit.errors import ProbekitError
+from probekit.log import logger
 from probekit.metrics import emergence, known_counts
 from probekit.report import plots
-from probekit.store import read_results
+from probekit.results import ProbeResult
 from probekit.views import LIBRARIES, head_view, library_source
 
 PAGES = ("index.md", "benchmarks.md", "inside.md", "attention.md", "qkv.md")
 MARKER = ".probekit-site"
 SITE_ENTRIES = (MARKER, "mkdocs.yml", "docs", "build")  # all probekit writes into a site folder, marker first
 STAGING = ".probekit-staging-"
-LABELS = ("checkpoint", "duplicate_of", "benchmark", "relation", "group")  # names, never numbers
 
 
-def build_report(results: str | Path, site: str | Path = "local/site", serve: bool = False, say=print,
+def build_report(results: str | Path, site: str | Path = "local/site", serve: bool = False,
                  port: int = 8000) -> Path:
     """Build the MkDocs site of `results` into `site/build` and return its index.html; `serve` then serves it
     on 127.0.0.1:`port` until probekit is stopped.
@@ -49,11 +49,9 @@ def build_report(results: str | Path, site: str | Path = "local/site", serve: bo
     probekit writes there (SITE_ENTRIES) are replaced, and only after the build succeeded.
     """
     results, site = Path(results), Path(site)
-    if not (results / "predictions.parquet").is_file():
-        raise ProbekitError(f"{results}: no predictions.parquet; run `probekit probe --out {results}` first")
+    probed = ProbeResult.load(results)  # names are strings in the schema: folders named 100 stay "100"
     _check_site(site)
-    tables = read_results(results)
-    tables = _as_labels(tables)
+    tables = {**probed.tables, "manifest": probed.manifest}
     staging = _staging_folder(site)
     try:
         page = Page(staging / "docs")
@@ -75,9 +73,9 @@ def build_report(results: str | Path, site: str | Path = "local/site", serve: bo
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     index = site / "build" / "index.html"
-    say(f"site: {index.resolve()}")
+    logger.info(f"site: {index.resolve()}")
     if serve:
-        _serve(site / "mkdocs.yml", port, say)
+        _serve(site / "mkdocs.yml", port)
     return index
 
 
@@ -110,9 +108,9 @@ def _swap_in(staging: Path, site: Path) -> None:
         (staging / entry).rename(site / entry)
 
 
-def _serve(config: Path, port: int, say) -> None:
+def _serve(config: Path, port: int) -> None:
     """`mkdocs serve` as a child that never outlives this call: it is terminated on SIGTERM, SIGINT or any exit."""
-    say(f"serving on http://127.0.0.1:{port}/ (Ctrl-C stops it)")
+    logger.info(f"serving on http://127.0.0.1:{port}/ (Ctrl-C stops it)")
     child = subprocess.Popen([sys.executable, "-m", "mkdocs", "serve", "-f", str(config),
                               "-a", f"127.0.0.1:{port}"])
     previous = None
@@ -135,19 +133,6 @@ def _serve(config: Path, port: int, say) -> None:
 
 def _exit_on_signal(signum: int, frame) -> None:
     raise SystemExit(128 + signum)
-
-
-def _as_labels(tables: dict) -> dict:
-    """Name columns as strings: checkpoint folders named 100, 200 must not be read back as numbers."""
-    def label(value):
-        if pd.isna(value):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
-
-    return {key: frame.assign(**{c: frame[c].map(label) for c in LABELS if c in frame})
-            if isinstance(frame, pd.DataFrame) else frame for key, frame in tables.items()}
 
 
 def _mkdocs_config(pages: list[str]) -> dict:
@@ -358,17 +343,11 @@ def _top_predictions(rows: pd.DataFrame, n_prompts: int = 6, n_checkpoints: int 
 
 
 def _captures(results: Path, tables: dict) -> list[tuple[str, int, Path]]:
-    """(checkpoint, step, capture file) in training order, for the captures that exist inside `attention/`."""
-    folder = results / "attention"
-    if not folder.is_dir():
-        return []
+    """(checkpoint, step, capture file) in training order, for the captures the run's manifest lists."""
+    files = tables["manifest"].get("captures", {})
     order = tables["checkpoints"].dropna(subset=["step"]).sort_values("step", kind="stable")
-    found = []
-    for name, step in zip(order["checkpoint"], order["step"]):
-        path = folder / f"{name}.safetensors"
-        if path.resolve().is_relative_to(folder.resolve()) and path.is_file():
-            found.append((name, int(step), path))
-    return found
+    return [(name, int(step), results / files[name]) for name, step in zip(order["checkpoint"], order["step"])
+            if name in files]
 
 
 def _picked(captures: list, n: int = 3) -> list:

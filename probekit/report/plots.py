@@ -18,7 +18,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from probekit.capture import Capture, hook_name
+from probekit.activations import Capture
+from probekit.hooks import hook_name
 
 sns.set_theme(style="whitegrid", context="notebook")
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
@@ -196,8 +197,8 @@ def qk_scores(cap: Capture, layer: int, sentence: int = 0) -> Figure:
     """For each head of one layer: the scaled Q·Kᵀ scores beside the attention they become."""
     length = int(cap.attention_mask[sentence].sum())
     tokens = cap.tokens[sentence]
-    q = cap[hook_name(layer, "attn.hook_q")][sentence, :, :length]
-    k = cap[hook_name(layer, "attn.hook_k")][sentence, :, :length]
+    q = cap[hook_name(layer, "attn.hook_q")][sentence, :length].transpose(0, 1)  # [head, pos, d_head]
+    k = cap[hook_name(layer, "attn.hook_k")][sentence, :length].transpose(0, 1)
     scores = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).numpy()
     fig, axes = _subplots(cap.n_heads, 2, figsize=(7.5, 3.4 * cap.n_heads), squeeze=False)
     for head in range(cap.n_heads):
