@@ -174,7 +174,7 @@ def test_os_errors_are_one_line_naming_the_path(kind, line):
 def test_report_os_error_is_one_line(monkeypatch, tmp_path):
     site = tmp_path / "site"
 
-    def build_report(results, site_dir, serve=False):
+    def build_report(results, site_dir, serve=False, port=8000):
         raise PermissionError(errno.EROFS, "Read-only file system", str(site_dir))
 
     monkeypatch.setitem(sys.modules, "probekit.report", types.SimpleNamespace(build_report=build_report))
