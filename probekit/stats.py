@@ -1,0 +1,349 @@
+"""Confidence intervals and paired comparisons for probing scores, so a difference can be told from noise.
+
+Percentile bootstrap over prompts (95% by default): every resample draws the prompts with replacement and
+recomputes the metric. When the series holds several training seeds, the prompts and the seeds are drawn
+with replacement together — the Multi-Bootstrap of Sellam et al., "The MultiBERTs: BERT Reproductions for
+Robustness Analysis" (ICLR 2022) — so an interval covers both "another sample of prompts" and "another
+pretraining run". The number of resamples, the level and the random seed are recorded with every result
+(`Interval`, `Comparison`, and the results manifest's `statistics`).
+
+Per-prompt values come from `probekit.scoring.summarize` (the one definition of P@1, P@10, MRR and of the
+unscorable rule): an unscorable prompt is missing and left out of every resample's denominator.
+
+Seeds: a checkpoint's seed is its `run` (the folder holding it) when the series holds several runs that
+share the same steps (`seed-0/checkpoint-N`, `seed-1/checkpoint-N`, …); otherwise the series is one seed.
+With several seeds the scores table also holds one row per step pooled over the seeds (run `all-seeds`).
+
+Resampling is done as counts: a resample is a [prompts] vector of how often each prompt was drawn, so the
+resampled means of every checkpoint of a relation are one matrix product. All checkpoints of a relation share
+the same resamples (seeded from the seed and the relation's name), so a checkpoint's interval does not
+depend on which other checkpoints or relations were probed.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from probekit.scoring import summarize
+
+LEVEL = 0.95
+RESAMPLES = 1000
+SEED = 0
+METRICS = ("p_at_1", "p_at_10", "mrr")
+#: the run (and checkpoint prefix) of scores rows pooled over seeds
+POOLED = "all-seeds"
+CONTROL = "random-init"
+PROMPT_ID = ["template", "subject", "answer", "prompt"]
+CHECKPOINT_ID = ["checkpoint", "run", "step"]
+
+
+def settings(level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
+    """What the manifest records about the intervals of a run."""
+    return {"method": "percentile bootstrap over prompts; over seeds and prompts jointly with several seeds "
+                      "(Multi-Bootstrap)", "level": level, "resamples": resamples, "seed": seed}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A metric's estimate and its percentile bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    n_seeds: int
+    level: float
+    resamples: int
+    seed: int
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.2f} [{self.low:.2f}, {self.high:.2f}]"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A − B: the difference of means, its percentile bootstrap interval and a two-sided bootstrap p-value."""
+
+    a: float
+    b: float
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    paired: bool
+    n_seeds: int
+    level: float
+    resamples: int
+    seed: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return bool(self.low > 0 or self.high < 0)
+
+    def __str__(self) -> str:
+        return f"{self.difference:+.2f} [{self.low:+.2f}, {self.high:+.2f}], p = {format_p(self.p_value)}"
+
+
+def format_p(p: float) -> str:
+    return "n/a" if np.isnan(p) else f"{p:.3f}" if p >= 0.001 else "< 0.001"
+
+
+def bootstrap(values, *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> Interval:
+    """Interval of the mean of per-prompt `values`: shape [prompts], or [seeds, prompts] (Multi-Bootstrap).
+
+    Missing values (unscorable prompts) are left out of the estimate and of every resample.
+    """
+    matrix = _matrix(values)
+    rng = np.random.default_rng(seed)
+    means = _resampled_means(matrix[:, None, :], _counts(rng, resamples, matrix.shape[1]),
+                             _seed_counts(rng, resamples, matrix.shape[0]))[0]
+    low, high = _percentiles(means, level)
+    return Interval(_mean(matrix), float(low), float(high), int(np.isfinite(matrix).sum()), matrix.shape[0],
+                    level, resamples, seed)
+
+
+def compare(a, b, *, paired: bool = True, level: float = LEVEL, resamples: int = RESAMPLES,
+            seed: int = SEED) -> Comparison:
+    """Mean of `a` minus mean of `b`, each [prompts] or [seeds, prompts], with the same seeds (rows) in both.
+
+    paired: `a` and `b` hold the same prompts in the same order (checkpoint A vs B, one relation's two
+        templates), resampled together, so what the prompts share cancels out. Unpaired: each side's prompts
+        are resampled on their own (injected vs held-back countries: different prompts, same model).
+    Seeds are always resampled together: both sides come from the same training runs.
+    The p-value is two-sided, from the bootstrap distribution of the difference: twice the smaller share of
+    resampled differences on either side of 0, as (count + 1) / (resamples + 1), at most 1 — so it is below
+    1 − level exactly when the interval (nearly) excludes 0, and never below 2 / (resamples + 1).
+    """
+    a, b = _matrix(a), _matrix(b)
+    if a.shape[0] != b.shape[0] or (paired and a.shape != b.shape):
+        raise ValueError(f"cannot compare shapes {a.shape} and {b.shape}"
+                         + (" paired: the same prompts are needed on both sides" if paired else ""))
+    rng = np.random.default_rng(seed)
+    draws = _counts(rng, resamples, a.shape[1])
+    seeds = _seed_counts(rng, resamples, a.shape[0])
+    if paired:
+        both = _resampled_means(np.stack([a, b], axis=1), draws, seeds)
+        diffs = both[0] - both[1]
+    else:
+        diffs = (_resampled_means(a[:, None, :], draws, seeds)[0]
+                 - _resampled_means(b[:, None, :], _counts(rng, resamples, b.shape[1]), seeds)[0])
+    low, high = _percentiles(diffs, level)
+    diffs = diffs[np.isfinite(diffs)]
+    below, above = (diffs <= 0).sum(), (diffs >= 0).sum()
+    p = min(1.0, 2 * (min(below, above) + 1) / (len(diffs) + 1)) if len(diffs) else float("nan")
+    mean_a, mean_b = _mean(a), _mean(b)
+    return Comparison(mean_a, mean_b, mean_a - mean_b, float(low), float(high), p, paired, a.shape[0], level,
+                      resamples, seed)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def seeds_of(predictions: pd.DataFrame) -> list[str]:
+    """The runs that are seeds of one series: several runs, every one probed at the same steps; else []."""
+    rows = predictions[predictions["checkpoint"] != CONTROL]
+    steps = {run: frozenset(s.dropna()) for run, s in rows.groupby("run", sort=True)["step"]}
+    if len(steps) < 2 or len(set(steps.values())) != 1 or not next(iter(steps.values())):
+        return []
+    return list(steps)
+
+
+def with_pooled_seeds(predictions: pd.DataFrame) -> pd.DataFrame:
+    """`predictions` with a `seed` column ("" = one seed) and, when the series holds several seeds, a copy of
+    every seed's rows relabelled as the step pooled over seeds (run `all-seeds`, checkpoint `all-seeds/step-N`)."""
+    frame = predictions.assign(seed="")
+    seeds = seeds_of(predictions)
+    if not seeds:
+        return frame
+    rows = frame[frame["run"].isin(seeds) & (frame["checkpoint"] != CONTROL)]
+    pooled = rows.assign(seed=rows["run"], run=POOLED, checkpoint=f"{POOLED}/step-" + rows["step"].astype(str))
+    return pd.concat([frame, pooled], ignore_index=True)
+
+
+def score_table(predictions: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...] = METRICS,
+                level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
+    """`summarize(predictions, keys)` with, per metric, `{metric}_low` and `{metric}_high`, and `n_seeds`.
+
+    With several seeds, also one row per step pooled over them (see `with_pooled_seeds`), whose interval
+    resamples seeds and prompts jointly; every other row's interval resamples its prompts.
+    """
+    frame = with_pooled_seeds(predictions)
+    table = summarize(frame, keys)
+    bounds = intervals(frame, keys, metrics=metrics, level=level, resamples=resamples, seed=seed)
+    return table.merge(bounds, on=keys, how="left", sort=False)
+
+
+def intervals(frame: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...] = METRICS, level: float = LEVEL,
+              resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
+    """Per group of `keys`: each metric's interval over prompts (and over seeds where `frame` has a `seed`
+    column with several values in the group), one row per group with `n_seeds`.
+
+    Groups that differ only in checkpoint, run or step share their resamples and are done in one product.
+    """
+    frame = frame if "seed" in frame.columns else frame.assign(seed="")
+    frame = frame.assign(_prompt=frame.groupby(PROMPT_ID, sort=False, dropna=False).ngroup(),
+                         _pooled=frame["seed"] != "")
+    per_prompt = summarize(frame, [*keys, "_pooled", "seed", "_prompt"])
+    rows = [k for k in keys if k in CHECKPOINT_ID]
+    blocks = [k for k in keys if k not in CHECKPOINT_ID] + ["_pooled"]
+    out = []
+    for block_key, block in per_prompt.groupby(blocks, sort=False, dropna=False):
+        row_codes = block.groupby(rows, sort=False, dropna=False).ngroup().to_numpy() if rows else np.zeros(
+            len(block), int)
+        seed_codes, seed_names = pd.factorize(block["seed"])
+        prompt_codes, prompt_names = pd.factorize(block["_prompt"])
+        shape = (len(seed_names), int(row_codes.max()) + 1, len(prompt_names))
+        rng = np.random.default_rng([seed, zlib.crc32(repr(block_key).encode())])
+        draws, seeds = _counts(rng, resamples, shape[2]), _seed_counts(rng, resamples, shape[0])
+        result = block.loc[~pd.Series(row_codes, index=block.index).duplicated(), rows].reset_index(drop=True)
+        for column, value in zip(blocks[:-1], block_key[:-1]):
+            result[column] = value
+        for metric in metrics:
+            values = np.full(shape, np.nan)
+            values[seed_codes, row_codes, prompt_codes] = block[metric].to_numpy(float)
+            low, high = _percentiles(_resampled_means(values, draws, seeds), level)
+            result[f"{metric}_low"], result[f"{metric}_high"] = low, high
+        result["n_seeds"] = shape[0]
+        out.append(result)
+    columns = [*keys, *(f"{m}_{side}" for m in metrics for side in ("low", "high")), "n_seeds"]
+    if not out:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(out, ignore_index=True)[columns]
+    return table.astype({k: frame[k].dtype for k in keys})
+
+
+def emergence_steps(scores: pd.DataFrame, metric: str = "p_at_1") -> pd.DataFrame:
+    """When each relation emerged: per benchmark × relation × group × run, the first step whose `metric`
+    interval lies wholly above the control's — the random-init control's row when the table has one, else
+    the run's own step-0 row.
+
+    `emerged_at` is missing when no step rose above it (or there is no control). With several seeds, the
+    `all-seeds` run gives the Multi-Bootstrap answer and each seed's run its own: their spread is the
+    spread over seeds.
+    """
+    low, high = f"{metric}_low", f"{metric}_high"
+    keys = ["benchmark", "relation", "group"]
+    columns = [*keys, "run", "n_seeds", "control_high", "emerged_at", metric, low, high]
+    control_rows = scores[scores["checkpoint"] == CONTROL].set_index(keys)[high]
+    records = []
+    for (bench, relation, group, run), rows in scores[scores["checkpoint"] != CONTROL].groupby(
+            [*keys, "run"], sort=False, dropna=False):
+        rows = rows.dropna(subset=["step"]).sort_values("step", kind="stable")
+        if (bench, relation, group) in control_rows.index:
+            control = float(control_rows.loc[(bench, relation, group)])
+        elif (rows["step"] == 0).any():
+            control = float(rows.loc[rows["step"] == 0, high].iloc[0])
+        else:
+            control = float("nan")
+        later = rows[(rows["step"] > 0) & (rows[low] > control)] if not np.isnan(control) else rows.iloc[:0]
+        first = later.iloc[0] if len(later) else None
+        records.append({"benchmark": bench, "relation": relation, "group": group, "run": run,
+                        "n_seeds": int(rows["n_seeds"].max()) if len(rows) else 1, "control_high": control,
+                        "emerged_at": float(first["step"]) if first is not None else float("nan"),
+                        metric: first[metric] if first is not None else float("nan"),
+                        low: first[low] if first is not None else float("nan"),
+                        high: first[high] if first is not None else float("nan")})
+    return pd.DataFrame(records, columns=columns)
+
+
+def group_differences(predictions: pd.DataFrame, a: str = "injected", b: str = "held_back", *,
+                      step: int | None = None, metric: str = "p_at_1", level: float = LEVEL,
+                      resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
+    """Fact group `a` minus group `b` per benchmark × relation at `step` (default: the last step), on the
+    same checkpoint (and seeds): the two groups' prompts are resampled apart, the seeds together.
+
+    Empty when the predictions have no such groups.
+    """
+    frame = predictions[predictions["checkpoint"] != CONTROL]
+    frame = frame[frame["group"].isin([a, b])].dropna(subset=["step"])
+    columns = ["benchmark", "relation", "step", "n_seeds", a, b, "difference", "low", "high", "p_value"]
+    if frame.empty or frame["group"].nunique() < 2:
+        return pd.DataFrame(columns=columns)
+    step = frame["step"].max() if step is None else step
+    frame = frame[frame["step"] == step]
+    seeds = seeds_of(predictions)
+    frame = frame[frame["run"].isin(seeds)] if seeds else frame.drop_duplicates(["benchmark", *PROMPT_ID])
+    per = summarize(frame.assign(seed=frame["run"] if seeds else ""),
+                    ["benchmark", "relation", "group", "seed", *PROMPT_ID])
+    records = []
+    for (bench, relation), rows in per.groupby(["benchmark", "relation"], sort=False):
+        sides = [_seed_matrix(rows[rows["group"] == g], metric) for g in (a, b)]
+        if any(s.size == 0 for s in sides):
+            continue
+        found = compare(*sides, paired=False, level=level, resamples=resamples, seed=seed)
+        records.append({"benchmark": bench, "relation": relation, "step": step, "n_seeds": found.n_seeds,
+                        a: found.a, b: found.b, "difference": found.difference, "low": found.low,
+                        "high": found.high, "p_value": found.p_value})
+    return pd.DataFrame(records, columns=columns)
+
+
+def checkpoint_differences(predictions: pd.DataFrame, a: str, b: str, *, metric: str = "p_at_1",
+                           level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
+    """Checkpoint `a` minus checkpoint `b` per benchmark × relation × group, paired over the same prompts."""
+    per = summarize(predictions[predictions["checkpoint"].isin([a, b])],
+                    ["benchmark", "relation", "group", "checkpoint", *PROMPT_ID])
+    records = []
+    for key, rows in per.groupby(["benchmark", "relation", "group"], sort=False):
+        table = rows.pivot_table(index=PROMPT_ID, columns="checkpoint", values=metric, dropna=False)
+        if a not in table or b not in table:
+            continue
+        found = compare(table[a].to_numpy(), table[b].to_numpy(), paired=True, level=level,
+                        resamples=resamples, seed=seed)
+        records.append({**dict(zip(["benchmark", "relation", "group"], key)), **asdict(found)})
+    return pd.DataFrame(records)
+
+
+# ---------------------------------------------------------------- the resampling
+
+
+def _matrix(values) -> np.ndarray:
+    matrix = np.asarray(values, dtype=float)
+    matrix = matrix[None, :] if matrix.ndim == 1 else matrix
+    if matrix.ndim != 2 or matrix.shape[1] == 0:
+        raise ValueError(f"values must be [prompts] or [seeds, prompts], got shape {np.shape(values)}")
+    return matrix
+
+
+def _seed_matrix(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    """[seeds, prompts] of one group's per-prompt values."""
+    return rows.pivot_table(index="seed", columns=PROMPT_ID, values=metric, dropna=False).to_numpy(float)
+
+
+def _mean(matrix: np.ndarray) -> float:
+    return float(np.nanmean(matrix)) if np.isfinite(matrix).any() else float("nan")
+
+
+def _counts(rng: np.random.Generator, resamples: int, n: int) -> np.ndarray:
+    """[resamples, n]: how often each of n items is drawn when n are drawn with replacement."""
+    draws = rng.integers(0, n, size=(resamples, n)) + n * np.arange(resamples)[:, None]
+    return np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
+
+
+def _seed_counts(rng: np.random.Generator, resamples: int, n_seeds: int) -> np.ndarray:
+    return np.ones((resamples, 1)) if n_seeds == 1 else _counts(rng, resamples, n_seeds)
+
+
+def _resampled_means(values: np.ndarray, draws: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """values [seeds, rows, prompts] (NaN = left out), draws [B, prompts], seeds [B, seeds] → [rows, B]."""
+    n_seeds, n_rows, n_prompts = values.shape
+    present = np.isfinite(values)
+    flat = np.where(present, values, 0.0).reshape(-1, n_prompts)
+    sums = (flat @ draws.T).reshape(n_seeds, n_rows, -1)
+    counts = (present.reshape(-1, n_prompts).astype(float) @ draws.T).reshape(n_seeds, n_rows, -1)
+    sums, counts = np.einsum("srb,bs->rb", sums, seeds), np.einsum("srb,bs->rb", counts, seeds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts
+
+
+def _percentiles(means: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval along the last axis, missing where every resample is missing."""
+    tail = 100 * (1 - level) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(means, [tail, 100 - tail], axis=-1)
+    return low, high
