@@ -43,11 +43,21 @@ class ProbeResult:
         """checkpoint → its capture file under the results folder (when attention was captured there)."""
         return dict(self.manifest.get("captures", {}))
 
-    def summary(self, metric: str = "p_at_1") -> pd.DataFrame:
-        """`metric` per checkpoint (rows, in training order) × relation (columns; by fact group if injected)."""
+    def summary(self, metric: str = "p_at_1", intervals: bool = False) -> pd.DataFrame:
+        """`metric` per checkpoint (rows, in training order) × relation (columns; by fact group if injected).
+
+        With `intervals`, each cell is text, the value and its 95% bootstrap interval: `0.56 [0.48, 0.64]`
+        (for p_at_1, p_at_10 and mrr; rows pooled over seeds are the `all-seeds/step-N` checkpoints).
+        """
         scores = self.scores
         columns = ["group", "relation"] if scores["group"].nunique() > 1 else ["relation"]
-        table = scores.set_index(["step", "checkpoint", *columns])[metric].unstack(columns)
+        values = scores[metric]
+        if intervals:
+            if f"{metric}_low" not in scores:
+                raise ValueError(f"no intervals for {metric!r}; they are kept for p_at_1, p_at_10 and mrr")
+            values = pd.Series([f"{v:.2f} [{low:.2f}, {high:.2f}]" if pd.notna(v) else "–" for v, low, high in
+                                zip(values, scores[f"{metric}_low"], scores[f"{metric}_high"])], index=scores.index)
+        table = scores.assign(_value=values).set_index(["step", "checkpoint", *columns])["_value"].unstack(columns)
         # checkpoints without a step are kept, last
         return table.sort_index(level="step", na_position="last", sort_remaining=False)
 

@@ -28,7 +28,7 @@ from probekit.folders import TRAINER_STATE
 from probekit.log import logger, progress
 from probekit.results import ProbeResult
 from probekit.schema import TABLES
-from probekit.scoring import summarize
+from probekit.stats import score_table, settings as stats_settings, with_pooled_seeds
 from probekit.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
 from probekit.vocab import load_tokenizer
 
@@ -163,8 +163,9 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
         frame = analysis.finish(frame, ctx)
         tables[analysis.table.name] = frame
     predictions = tables["predictions"]
-    scores = summarize(predictions, SCORE_KEYS)
-    multi = predictions[predictions["gold_rank"].notna() & (predictions["n_pieces"] > 1)]
+    scored = with_pooled_seeds(predictions)
+    scores = score_table(scored, SCORE_KEYS)
+    multi = scored[scored["gold_rank"].notna() & (scored["n_pieces"] > 1)]
     counts = multi.groupby(SCORE_KEYS, dropna=False).size()
     scores["n_multi_piece"] = [int(counts.get(tuple(k), 0)) for k in scores[SCORE_KEYS].itertuples(index=False)]
     tables["scores"] = scores
@@ -177,6 +178,7 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
         benchmarks={b.name: {"source": str(b.source), "sha256": b.sha256, "prompts": len(b.prompts),
                              "malformed_rows": len(b.problems)} for b in ctx.benchmarks},
         analyses=[a.name for a in chosen], settings={"top_k": ctx.top_k, "batch_size": ctx.batch_size},
+        statistics=stats_settings(),
         device=str(ctx.device), checkpoints=len(refs), skipped=sum(r["status"] == "skipped" for r in records),
         facts=asdict(facts) if facts else None, captures=dict(ctx.files),
         sentences={"count": len(ctx.sentences), "sha256": ctx.sentences_sha} if ctx.sentences else None)

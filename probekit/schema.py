@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: logical type → pandas dtype used in memory (Parquet keeps the Arrow equivalent)
 DTYPES = {"str": "string", "int": "Int64", "float": "float64", "bool": "bool",
@@ -103,11 +103,20 @@ PREDICTIONS = Table("predictions", "checkpoint × prompt", _columns(
     ("topk_probs", "list[float]", "their probabilities"),
 ), "Every prompt of every benchmark, scored on every checkpoint.")
 
+_BOUNDS = "bound of the 95% percentile bootstrap interval (1,000 resamples, seed 0) over prompts, and over seeds " \
+          "jointly where n_seeds > 1"
 SCORES_TABLE = Table("scores", "checkpoint × benchmark × relation × group", _columns(
     *CHECKPOINT_KEYS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"),
     ("group", "str", "fact-injection group"), *SCORES,
     ("n_multi_piece", "int", "scorable prompts whose answer has several wordpieces"),
-), "LAMA's P@1, P@10 and MRR per relation, from the predictions table.")
+    *((f"{metric}_{side}", "float", f"{'lower' if side == 'low' else 'upper'} {_BOUNDS}")
+      for metric in ("p_at_1", "p_at_10", "mrr") for side in ("low", "high")),
+    ("n_seeds", "int", "training seeds behind the row: 1, or the seeds pooled in an all-seeds row"),
+), "LAMA's P@1, P@10 and MRR per relation, from the predictions table, with bootstrap intervals "
+   "(probekit.stats; the manifest's `statistics` records level, resamples and seed). When the series holds "
+   "several runs probed at the same steps (`seed-K/checkpoint-N`), each run is a seed, and the table also holds "
+   "one row per step pooled over the seeds: run `all-seeds`, checkpoint `all-seeds/step-N`, its n counting "
+   "seeds × prompts and its interval resampling seeds and prompts together (Multi-Bootstrap, Sellam et al. 2022).")
 
 CHECKPOINTS = Table("checkpoints", "checkpoint", _columns(
     *CHECKPOINT_KEYS,

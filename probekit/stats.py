@@ -146,7 +146,7 @@ def compare(a, b, *, paired: bool = True, level: float = LEVEL, resamples: int =
 
 def seeds_of(predictions: pd.DataFrame) -> list[str]:
     """The runs that are seeds of one series: several runs, every one probed at the same steps; else []."""
-    rows = predictions[predictions["checkpoint"] != CONTROL]
+    rows = predictions[(predictions["checkpoint"] != CONTROL) & (predictions["run"] != POOLED)]
     steps = {run: frozenset(s.dropna()) for run, s in rows.groupby("run", sort=True)["step"]}
     if len(steps) < 2 or len(set(steps.values())) != 1 or not next(iter(steps.values())):
         return []
@@ -165,14 +165,13 @@ def with_pooled_seeds(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, pooled], ignore_index=True)
 
 
-def score_table(predictions: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...] = METRICS,
+def score_table(frame: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...] = METRICS,
                 level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
-    """`summarize(predictions, keys)` with, per metric, `{metric}_low` and `{metric}_high`, and `n_seeds`.
+    """`summarize(frame, keys)` with, per metric, `{metric}_low` and `{metric}_high`, and `n_seeds`.
 
-    With several seeds, also one row per step pooled over them (see `with_pooled_seeds`), whose interval
-    resamples seeds and prompts jointly; every other row's interval resamples its prompts.
+    frame: predictions, or `with_pooled_seeds(predictions)` for the rows pooled over seeds too, whose
+    intervals resample seeds and prompts jointly; every other row's interval resamples its prompts.
     """
-    frame = with_pooled_seeds(predictions)
     table = summarize(frame, keys)
     bounds = intervals(frame, keys, metrics=metrics, level=level, resamples=resamples, seed=seed)
     return table.merge(bounds, on=keys, how="left", sort=False)

@@ -1,3 +1,5 @@
+import re
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -5,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from probekit.stats import (POOLED, bootstrap, checkpoint_differences, compare, emergence_steps, group_differences,
-                            score_table, seeds_of)
+from probekit.stats import (LEVEL, POOLED, RESAMPLES, SEED, bootstrap, checkpoint_differences, compare,
+                            emergence_steps, group_differences, score_table, seeds_of, with_pooled_seeds)
 
 KEYS = ["checkpoint", "run", "step", "benchmark", "relation", "group"]
 
@@ -111,7 +113,7 @@ def test_several_seeds_add_rows_pooled_over_them():
              for k, shift in enumerate((0.0, 0.2, 0.4)) for step, p in ((0, 0.0), (100, 0.2 + shift))}
     predictions = made_predictions(ranks)
     assert seeds_of(predictions) == ["seed-0", "seed-1", "seed-2"]
-    table = score_table(predictions, KEYS)
+    table = score_table(with_pooled_seeds(predictions), KEYS)
     pooled = table[table["run"] == POOLED].set_index("step")
     assert list(pooled["checkpoint"]) == [f"{POOLED}/step-0", f"{POOLED}/step-100"]
     assert list(pooled["n_seeds"]) == [3, 3] and list(pooled["n"]) == [180, 180]
@@ -121,7 +123,7 @@ def test_several_seeds_add_rows_pooled_over_them():
     # seeds that disagree widen the pooled interval beyond what 180 prompts of one seed would give
     assert pooled.loc[100, "p_at_1_high"] - pooled.loc[100, "p_at_1_low"] > 0.16
     uneven = made_predictions({("seed-0", 0): [1], ("seed-0", 100): [1], ("seed-1", 0): [1]})
-    assert seeds_of(uneven) == [] and POOLED not in set(score_table(uneven, KEYS)["run"])
+    assert seeds_of(uneven) == [] and POOLED not in set(with_pooled_seeds(uneven)["run"])
 
 
 def test_emergence_is_the_first_step_above_the_control():
@@ -149,3 +151,30 @@ def test_differences_from_a_made_up_table():
     assert by_checkpoint.loc["held_back", "difference"] == pytest.approx(0.1)
     assert by_checkpoint.loc["held_back", "low"] == 0 and by_checkpoint.loc["held_back", "p_value"] > 0.05
     assert group_differences(made_predictions({("r", 0): [1, 2]})).empty
+
+
+def test_probing_several_seeds_writes_pooled_rows(tiny_series, tiny_benchmark, tmp_path):
+    from probekit.runner import probe
+    from probekit.schema import TABLES
+
+    for seed in ("seed-0", "seed-1"):
+        for step in (0, 8):
+            shutil.copytree(tiny_series / f"checkpoint-{step}", tmp_path / "series" / seed / f"checkpoint-{step}")
+    result = probe(str(tmp_path / "series" / "seed-*" / "checkpoint-*"), [str(tiny_benchmark)], out=tmp_path / "out")
+    scores = result.scores
+    pooled = scores[scores["run"] == POOLED]
+    assert set(pooled["checkpoint"]) == {f"{POOLED}/step-0", f"{POOLED}/step-8"}
+    assert (pooled["n_seeds"] == 2).all() and (scores.loc[scores["run"] != POOLED, "n_seeds"] == 1).all()
+    assert list(scores.columns) == TABLES["scores"].names
+    scorable = scores[scores["n"] > 0]
+    assert ((scorable["p_at_1_low"] <= scorable["p_at_1"]) & (scorable["p_at_1"] <= scorable["p_at_1_high"])).all()
+    assert result.manifest["statistics"]["resamples"] == RESAMPLES
+    cell = result.summary(intervals=True).loc[(8, f"{POOLED}/step-8"), "capital"]
+    assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", cell)
+
+
+def test_the_schema_states_the_resampling_used():
+    from probekit.schema import TABLES
+
+    doc = next(c.doc for c in TABLES["scores"].columns if c.name == "p_at_1_low")
+    assert f"{LEVEL:.0%} percentile bootstrap interval ({RESAMPLES:,} resamples, seed {SEED})" in doc
