@@ -168,8 +168,8 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
     result = run_probe(specs, benchmarks, analyses=analyses, out=out, tokenizer=tokenizer,
                        allow_pickle=allow_pickle, top_k=top_k, batch_size=batch_size, control=control,
                        device=device, sentences=sentences, half=half)
-    click.echo("\nP@1 by checkpoint and relation:")
-    click.echo(result.summary().to_string(float_format=lambda v: f"{v:.2f}"))
+    click.echo("\nP@1 [95% bootstrap interval] by checkpoint and relation:")
+    click.echo(result.summary(intervals=True).to_string())
     click.echo(f"\n{len(result.predictions):,} predictions from {len(result.checkpoints)} checkpoints -> {out}/")
     if len(result.skipped):
         click.echo(f"{len(result.skipped)} checkpoint(s) skipped: see {out}/checkpoints.csv", err=True)
