@@ -86,11 +86,14 @@ class Comparison:
         return bool(self.low > 0 or self.high < 0)
 
     def __str__(self) -> str:
-        return f"{self.difference:+.2f} [{self.low:+.2f}, {self.high:+.2f}], p = {format_p(self.p_value)}"
+        p = format_p(self.p_value, self.resamples)
+        return f"{self.difference:+.2f} [{self.low:+.2f}, {self.high:+.2f}], p {p if p[0] == '≤' else '= ' + p}"
 
 
-def format_p(p: float) -> str:
-    return "n/a" if np.isnan(p) else f"{p:.3f}" if p >= 0.001 else "< 0.001"
+def format_p(p: float, resamples: int = RESAMPLES) -> str:
+    """A p-value as text; at the bootstrap's floor (no resample crossed zero) as `≤ 2/(resamples + 1)`."""
+    floor = 2 / (resamples + 1)
+    return "n/a" if np.isnan(p) else f"≤ {floor:.3g}" if p <= floor * (1 + 1e-9) else f"{p:.3f}"
 
 
 def bootstrap(values, *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> Interval:

@@ -79,6 +79,7 @@ def test_paired_comparison_has_the_known_answer():
     mc = 0.15 * differences.std(ddof=1) / 10
     assert (found.low, found.high) == pytest.approx((theirs.low, theirs.high), abs=mc + 0.01)
     assert found.excludes_zero and found.p_value == pytest.approx(2 / 1001)
+    assert str(found) == f"+0.20 [{found.low:+.2f}, {found.high:+.2f}], p ≤ 0.002"
     unpaired = compare(a, b, paired=False)
     assert unpaired.difference == pytest.approx(0.2) and unpaired.high - unpaired.low > found.high - found.low
     nothing = compare(a, a)
