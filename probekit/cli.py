@@ -127,7 +127,14 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Checkpoint folders, a quoted glob ('local/my_bert/*'), a parent folder, or hub names. "
                    "Also taken as plain arguments, so an unquoted shell glob works.")
 @click.option("--benchmark", "-b", "benchmarks", multiple=True, default=["countries"],
-              help="Shipped benchmark name or a .csv/.jsonl/.yaml file; repeat for several.")
+              help="Shipped benchmark name or a .csv/.jsonl/.yaml file; repeat for several. Minimal pairs: "
+                   "blimp, blimp:PARADIGM|PHENOMENON|FIELD (e.g. blimp:island_effects), or a .csv/.jsonl file "
+                   "with good, bad columns (OUT/pairs.parquet, OUT/pair_accuracy.parquet).")
+@click.option("--sample", type=click.IntRange(min=1), default=None,
+              help="Score at most N pairs per paradigm of the minimal-pair benchmarks (seeded: the same N each run).")
+@click.option("--pll-metric", type=click.Choice(["within_word_l2r", "original"]), default="within_word_l2r",
+              help="Sentence score for minimal pairs: PLL-word-l2r (Kauf & Ivanova 2023) or the original PLL "
+                   "(Salazar et al. 2020).")
 @click.option("--out", "-o", default="local/probe", help="Results folder (tables, manifest, cache).")
 @click.option("--with", "with_", metavar="A,B", callback=analysis_list, default=None,
               help="Analyses to run beside the predictions, comma-separated: lens, ablation, capture "
@@ -149,9 +156,9 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--ablate", is_flag=True,
               help="Same as --with ablation: zero each head in turn and rescore all prompts (OUT/ablation.parquet).")
 @one_line_errors
-def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tuple[str, ...], out: str,
-          with_: tuple[str, ...], tokenizer: str | None, allow_pickle: bool, top_k: int, batch_size: int,
-          control: bool, device: str | None, capture_file: str | None, half: bool, lens: bool,
+def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tuple[str, ...], sample: int | None,
+          pll_metric: str, out: str, with_: tuple[str, ...], tokenizer: str | None, allow_pickle: bool, top_k: int,
+          batch_size: int, control: bool, device: str | None, capture_file: str | None, half: bool, lens: bool,
           ablate: bool) -> None:
     """Score every benchmark prompt on every checkpoint; write tidy tables to OUT.
 
@@ -167,9 +174,15 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
     sentences = None if capture_file in (None, SHIPPED_SENTENCES) else capture_file
     result = run_probe(specs, benchmarks, analyses=analyses, out=out, tokenizer=tokenizer,
                        allow_pickle=allow_pickle, top_k=top_k, batch_size=batch_size, control=control,
-                       device=device, sentences=sentences, half=half)
-    click.echo("\nP@1 [95% bootstrap interval] by checkpoint and relation:")
-    click.echo(result.summary(intervals=True).to_string())
+                       device=device, sentences=sentences, half=half, sample=sample, pll_metric=pll_metric)
+    if len(result.scores):
+        click.echo("\nP@1 [95% bootstrap interval] by checkpoint and relation:")
+        click.echo(result.summary(intervals=True).to_string())
+    if (accuracy := result.tables.get("pair_accuracy")) is not None and len(accuracy):
+        overall = accuracy[accuracy["level"] == "all"]
+        click.echo(f"\nMinimal-pair accuracy ({pll_metric}) by checkpoint and benchmark:")
+        click.echo(overall.pivot_table(index=["step", "checkpoint"], columns="benchmark", values="accuracy",
+                                       sort=False).to_string(float_format=lambda v: f"{v:.3f}"))
     click.echo(f"\n{len(result.predictions):,} predictions from {len(result.checkpoints)} checkpoints -> {out}/")
     if len(result.skipped):
         click.echo(f"{len(result.skipped)} checkpoint(s) skipped: see {out}/checkpoints.csv", err=True)

@@ -49,6 +49,9 @@ def probe(
     device: str | None = None,
     sentences: str | Path | list | None = None,
     half: bool = False,
+    pairs: list[str] | tuple[str, ...] = (),
+    sample: int | None = None,
+    pll_metric: str = "within_word_l2r",
 ) -> ProbeResult:
     """Run `analyses` on every checkpoint of a series for every benchmark prompt; returns the tidy tables.
 
@@ -58,7 +61,13 @@ def probe(
         on `sentences`: a file, a list, or "default"; giving `sentences` implies "capture").
     out: a results folder; with it, results are cached and the run's tables written there as one set.
     control: add a random-initialisation row when the series has no step 0.
+    pairs: minimal-pair benchmarks ("blimp", "blimp:SELECTOR", CSV/JSONL files with good, bad columns), scored
+        by the "pairs" analysis with `pll_metric`; `sample` keeps N pairs per paradigm (seeded). Pair specs
+        given in `benchmarks` are moved here.
     """
+    pairs, benchmarks = _split_pair_specs(pairs, benchmarks)
+    if pairs and "pairs" not in analyses:
+        analyses = [*analyses, "pairs"]
     if sentences is not None and "capture" not in analyses:
         analyses = [*analyses, "capture"]
     chosen = registry.get(analyses)
@@ -76,6 +85,7 @@ def probe(
     ctx = Context(benches, top_k, batch_size, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
                   Path(out) if out is not None else None, _sentences(sentences or "default") if wants_capture else None, half,
                   groups_sha=_sha(asdict(facts) if facts else None))
+    ctx.pairs, ctx.pll_metric = _load_pairs(pairs, sample), pll_metric
     if ctx.out is None:
         return _run(refs, chosen, ctx, facts, control)
     with writer_lock(ctx.out):
@@ -159,9 +169,12 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=analysis.table.names)
         if "group" in analysis.table.names and "subject" in frame.columns:
             frame["group"] = fact_groups(frame, facts)
+        if frame.empty:  # typed as declared, so that summaries of it work (a run of minimal pairs alone)
+            frame = analysis.table.conform(frame)
         frame = frame.sort_values("step", kind="stable", na_position="last").reset_index(drop=True)
         frame = analysis.finish(frame, ctx)
         tables[analysis.table.name] = frame
+        tables.update(analysis.derive(frame, ctx))
     predictions = tables["predictions"]
     scored = with_pooled_seeds(predictions)
     scores = score_table(scored, SCORE_KEYS)
@@ -180,7 +193,7 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
         analyses=[a.name for a in chosen], settings={"top_k": ctx.top_k, "batch_size": ctx.batch_size},
         statistics=stats_settings(),
         device=str(ctx.device), checkpoints=len(refs), skipped=sum(r["status"] == "skipped" for r in records),
-        facts=asdict(facts) if facts else None, captures=dict(ctx.files),
+        facts=asdict(facts) if facts else None, captures=dict(ctx.files), pairs=_pairs_manifest(ctx),
         sentences={"count": len(ctx.sentences), "sha256": ctx.sentences_sha} if ctx.sentences else None)
     return ProbeResult(tables, manifest)
 
@@ -213,3 +226,28 @@ def _sentences(spec) -> list | None:
 
 def _sha(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- minimal pairs (issue 14)
+
+
+def _split_pair_specs(pairs, benchmarks) -> tuple[list, list]:
+    """Pair benchmarks (`blimp…`, files with good/bad columns) apart from the fill-mask ones."""
+    from probekit.benchmarks.pairs import is_pair_spec
+
+    moved = [b for b in benchmarks if is_pair_spec(b)]
+    return [*pairs, *moved], [b for b in benchmarks if b not in moved]
+
+
+def _load_pairs(specs, sample: int | None) -> list:
+    from probekit.benchmarks.pairs import load_pairs
+
+    loaded = [load_pairs(spec, sample) for spec in specs]
+    for problem in (p for b in loaded for p in b.problems):
+        logger.warning(problem)
+    return loaded
+
+
+def _pairs_manifest(ctx: Context) -> dict | None:
+    return {b.name: {"source": str(b.source), "sha256": b.sha256, "pairs": len(b.pairs),
+                     "malformed_rows": len(b.problems), "metric": ctx.pll_metric} for b in ctx.pairs} or None

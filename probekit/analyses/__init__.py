@@ -18,6 +18,7 @@ def get(names) -> list[Analysis]:
     import probekit.analyses.ablation  # noqa: F401  (the built-in analyses register themselves)
     import probekit.analyses.heads  # noqa: F401
     import probekit.analyses.lens  # noqa: F401
+    import probekit.analyses.pairs  # noqa: F401
     import probekit.analyses.predictions  # noqa: F401
     from probekit.errors import ProbekitError
 

@@ -28,6 +28,10 @@ class Context:
     sentences: list | None = None
     half: bool = False
     groups_sha: str = ""
+    pairs: list = field(default_factory=list)
+    """Minimal-pair benchmarks (`probekit.benchmarks.pairs.PairBenchmark`) for the `pairs` analysis."""
+    pll_metric: str = "within_word_l2r"
+    """How the `pairs` analysis scores a sentence (`probekit.pll.METRICS`)."""
     files: dict[str, str] = field(default_factory=dict)
     """checkpoint label → file of this run under `out` (captures), listed in the manifest."""
     state: dict = field(default_factory=dict)
@@ -58,6 +62,8 @@ class Analysis:
     """Keep each result in the results cache (False when the analysis keeps its own files)."""
     on_control: bool = False
     """Also run on the random-initialisation control."""
+    derived: tuple[Table, ...] = ()
+    """Tables `derive` makes from the assembled one (summaries), declared with it."""
 
     def settings(self, ctx: Context) -> dict:
         """Everything besides checkpoint and benchmark that its numbers depend on (enters the cache key)."""
@@ -71,6 +77,10 @@ class Analysis:
         """The assembled table of the series, once, in training order (add rows that compare checkpoints)."""
         return frame
 
+    def derive(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
+        """Further tables by name (those in `derived`), computed from the finished table of the series."""
+        return {}
+
 
 REGISTRY: dict[str, Analysis] = {}
 """Every registered analysis by name; `get` fills it with the built-in ones."""
@@ -83,6 +93,7 @@ def register(analysis: Analysis | type[Analysis]) -> Analysis:
     instance = analysis() if isinstance(analysis, type) else analysis
     if not instance.name:
         raise ValueError(f"{type(instance).__name__}: an analysis needs a name")
-    declare(instance.table)
+    for table in (instance.table, *instance.derived):
+        declare(table)
     REGISTRY[instance.name] = instance
     return instance

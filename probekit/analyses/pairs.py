@@ -1,0 +1,93 @@
+"""Minimal pairs (BLiMP and user files): does the checkpoint prefer the good sentence? Grammar beside facts.
+
+Each sentence is scored by its pseudo-log-likelihood (`probekit.pll`, PLL-word-l2r unless the run asks for
+the original PLL; the metric is in the cache key and in every row). A pair is correct when PLL(good) >
+PLL(bad); a pair with an unscorable sentence is counted apart, never as a miss. `pair_accuracy` sums the
+pairs up per paradigm, phenomenon, field and overall.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from probekit.analyses.base import Analysis, Context, register
+from probekit.pll import PLL_VERSION, pll_scores
+from probekit.schema import CHECKPOINT_KEYS, Table, _columns
+
+PAIR_KEYS = (
+    ("benchmark", "str", "pairs benchmark (blimp, blimp:SELECTOR, blimp@N for a sample, or a file stem)"),
+    ("metric", "str", "how sentences were scored: within_word_l2r (PLL-word-l2r) or original (PLL)"),
+)
+PAIRS = Table("pairs", "checkpoint × minimal pair", _columns(
+    *CHECKPOINT_KEYS, *PAIR_KEYS,
+    ("pair_id", "str", "the pair's id in its benchmark (BLiMP's pairID, else the file's row or line)"),
+    ("field", "str", "BLiMP field (morphology, syntax, semantics, syntax_semantics); else the file's or its name"),
+    ("phenomenon", "str", "BLiMP phenomenon (linguistics_term); else the file's or its name"),
+    ("paradigm", "str", "BLiMP paradigm (UID); else the file's or its name"),
+    ("good", "str", "the acceptable sentence"),
+    ("bad", "str", "the unacceptable one"),
+    ("pll_good", "float", "pseudo-log-likelihood of good (natural log); missing = unscorable"),
+    ("pll_bad", "float", "pseudo-log-likelihood of bad; missing = unscorable"),
+    ("margin", "float", "pll_good − pll_bad"),
+    ("scorable", "bool", "both sentences scorable (fit the model's positions, finite logits)"),
+    ("correct", "bool", "pll_good > pll_bad (False where not scorable: use `scorable` to leave those out)"),
+), "Every minimal pair scored on every checkpoint by pseudo-log-likelihood.")
+PAIR_ACCURACY = Table("pair_accuracy", "checkpoint × pairs benchmark × level × name", _columns(
+    *CHECKPOINT_KEYS, *PAIR_KEYS,
+    ("level", "str", "paradigm, phenomenon, field, or all"),
+    ("name", "str", "the paradigm, phenomenon or field (all for the whole benchmark)"),
+    ("n", "int", "scorable pairs: the denominator of accuracy"),
+    ("n_unscorable", "int", "pairs with an unscorable sentence; counted apart, never as misses"),
+    ("accuracy", "float", "share of scorable pairs with pll_good > pll_bad (chance: 0.5)"),
+    ("mean_margin", "float", "mean pll_good − pll_bad over scorable pairs"),
+), "Minimal-pair accuracy per paradigm, phenomenon, field and overall, from the pairs table.")
+LEVELS = ("paradigm", "phenomenon", "field")
+
+
+class Pairs(Analysis):
+    name = "pairs"
+    table = PAIRS
+    derived = (PAIR_ACCURACY,)
+    per_benchmark = False  # runs over `ctx.pairs`, not the fill-mask benchmarks
+    on_control = True
+
+    def settings(self, ctx: Context) -> dict:
+        return {"metric": ctx.pll_metric, "pairs": [b.sha256 for b in ctx.pairs], "pll": PLL_VERSION}
+
+    def run(self, checkpoint, ctx: Context, bench=None) -> pd.DataFrame:
+        if not ctx.pairs:
+            return pd.DataFrame(columns=[c for c in PAIRS.names if c not in ("checkpoint", "run", "step")])
+        pairs = pd.concat([b.pairs for b in ctx.pairs], ignore_index=True)
+        sentences = list(dict.fromkeys([*pairs["good"], *pairs["bad"]]))
+        scored = pll_scores(checkpoint.model(ctx.device), checkpoint.tokenizer, sentences, ctx.pll_metric,
+                            batch_size=max(ctx.batch_size, 512))
+        pll = dict(zip(sentences, scored["pll"]))
+        frame = pairs.assign(metric=ctx.pll_metric, pll_good=pairs["good"].map(pll), pll_bad=pairs["bad"].map(pll))
+        frame["margin"] = frame["pll_good"] - frame["pll_bad"]
+        frame["scorable"] = frame["margin"].notna()
+        frame["correct"] = frame["margin"] > 0
+        return frame
+
+    def derive(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
+        return {PAIR_ACCURACY.name: pair_accuracy(frame)}
+
+
+def pair_accuracy(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy, n and mean margin per checkpoint × benchmark × (paradigm, phenomenon, field, all)."""
+    keys = ["checkpoint", "run", "step", "benchmark", "metric"]
+    work = pairs.assign(all="all", hit=pairs["correct"].astype(float).where(pairs["scorable"]),
+                        kept_margin=pairs["margin"].where(pairs["scorable"]))
+    frames = []
+    for level in (*LEVELS, "all"):
+        grouped = work.groupby([*keys, level], sort=False, dropna=False)
+        out = grouped.agg(n=("scorable", "sum"), total=("scorable", "size"), accuracy=("hit", "mean"),
+                          mean_margin=("kept_margin", "mean")).reset_index()
+        frames.append(out.rename(columns={level: "name"}).assign(level=level))
+    if not any(len(f) for f in frames):
+        return pd.DataFrame(columns=PAIR_ACCURACY.names)
+    out = pd.concat(frames, ignore_index=True)
+    out["n_unscorable"] = out["total"] - out["n"]
+    return out[PAIR_ACCURACY.names]
+
+
+register(Pairs)

@@ -1,0 +1,186 @@
+"""Minimal-pair benchmarks as data: shipped BLiMP and any user file of `good, bad` sentence pairs.
+
+A pair is two sentences that differ in one place, one acceptable (`good`) and one not (`bad`); a model gets
+it right when it gives the good one the higher pseudo-log-likelihood (`probekit.pll`). Specs:
+- `blimp` — all 67,000 pairs of BLiMP (Warstadt et al. 2020, CC BY 4.0, shipped in `blimp/`);
+- `blimp:SELECTOR[,SELECTOR…]` — a paradigm (`adjunct_island`), phenomenon (`island_effects`) or field
+  (`morphology`), matched exactly, else as a part of phenomenon and paradigm names (`agreement`);
+- a CSV or JSONL file with columns `good, bad` and optional `paradigm, phenomenon, field, pair_id`
+  (BLiMP's own names `sentence_good, sentence_bad, UID, linguistics_term, pairID` are read as well).
+Malformed rows are skipped, each reported in one line naming the file and row. `sample` keeps N pairs per
+paradigm, drawn with a fixed seed, so a subset is the same on every run and machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from probekit.errors import ProbekitError
+
+BLIMP_DIR = Path(__file__).parent / "blimp"
+BLIMP = "blimp"
+COLUMNS = ["benchmark", "pair_id", "field", "phenomenon", "paradigm", "good", "bad"]
+GROUPS = ("paradigm", "phenomenon", "field")
+ALIASES = {"sentence_good": "good", "sentence_bad": "bad", "UID": "paradigm", "linguistics_term": "phenomenon",
+           "pairID": "pair_id"}
+MASK = "[MASK]"
+
+
+@dataclass
+class PairBenchmark:
+    """A validated table of minimal pairs and where it came from."""
+
+    name: str
+    source: Path
+    pairs: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+
+    sha256: str = ""
+    """Hash of the pairs themselves (not the file's formatting): part of the cache key of their scores."""
+
+    def __post_init__(self):
+        rows = self.pairs[COLUMNS].to_dict("records")
+        self.sha256 = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_pair_spec(spec: str | Path) -> bool:
+    """Whether `spec` names a pairs benchmark: `blimp`, `blimp:…`, or a CSV/JSONL file with good/bad columns."""
+    text = str(spec)
+    if text == BLIMP or text.startswith(BLIMP + ":"):
+        return True
+    path = Path(text)
+    if not path.is_file() or path.suffix.lower() not in (".csv", ".jsonl"):
+        return False
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            first = f.readline()
+            if path.suffix.lower() == ".csv":
+                header = next(csv.reader([first]), [])
+            else:
+                header = list(json.loads(first)) if first.strip().startswith("{") else []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error):
+        return False
+    names = {ALIASES.get(h.strip(), h.strip()) for h in header}
+    return {"good", "bad"} <= names
+
+
+def load_pairs(spec: str | Path, sample: int | None = None, seed: int = 0) -> PairBenchmark:
+    """The pairs of `spec` (see the module doc), validated; `sample` = at most N pairs per paradigm."""
+    if sample is not None and sample < 1:
+        raise ProbekitError(f"{spec}: sample must be at least 1 pair per paradigm (got {sample})")
+    text = str(spec)
+    if text == BLIMP or text.startswith(BLIMP + ":"):
+        path = BLIMP_DIR / "blimp.jsonl.gz"
+        raw = _jsonl_rows(path, gzip.open(path, "rt", encoding="utf-8").read())
+        name, shipped = text, True
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise ProbekitError(f"{spec}: no such pairs file (shipped: {BLIMP}, {BLIMP}:PARADIGM|PHENOMENON|FIELD)")
+        raw = _read_rows(path)
+        name, shipped = path.stem, False
+    rows, problems = [], []
+    for where, row in raw:
+        row = {ALIASES.get(k, k): v for k, v in row.items()}
+        problem = _problem(row, same_allowed=shipped)
+        if problem:
+            problems.append(f"{path}: {where}: {problem}; row skipped")
+            continue
+        pair_id = row.get("pair_id")
+        pair_id = where.split()[-1] if pair_id in (None, "") else str(pair_id).strip()
+        rows.append({"benchmark": name, "pair_id": pair_id,
+                     **{g: str(row.get(g) or "").strip() or name for g in GROUPS},
+                     "good": row["good"].strip(), "bad": row["bad"].strip()})
+    if not rows:
+        reasons = "; ".join(p.split(": ", 2)[2].removesuffix("; row skipped") for p in problems[:3])
+        raise ProbekitError(f"{path}: no valid pairs ({len(problems)} malformed rows"
+                            + (f", e.g. {reasons})" if reasons else ")"))
+    pairs = pd.DataFrame(rows)
+    if not shipped:
+        pairs = pairs.drop_duplicates(subset=["paradigm", "good", "bad"]).reset_index(drop=True)
+    if ":" in text and text.startswith(BLIMP):
+        pairs = _select(pairs, text.split(":", 1)[1], path)
+    if sample is not None:
+        pairs = sample_pairs(pairs, sample, seed)
+        name = f"{name}@{sample}"
+        pairs["benchmark"] = name
+    return PairBenchmark(name, path, pairs[COLUMNS], problems)
+
+
+def sample_pairs(pairs: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """At most `n` pairs of each paradigm, drawn with `seed`, in their original order."""
+    kept = [group.sample(min(n, len(group)), random_state=seed).index for _, group in
+            pairs.groupby("paradigm", sort=False)]
+    return pairs.loc[sorted(i for index in kept for i in index)].reset_index(drop=True)
+
+
+def _select(pairs: pd.DataFrame, selectors: str, path: Path) -> pd.DataFrame:
+    """Rows whose paradigm, phenomenon or field is a selector; else whose phenomenon or paradigm contains it."""
+    keep = pd.Series(False, index=pairs.index)
+    for selector in (s.strip() for s in selectors.split(",") if s.strip()):
+        exact = pairs[list(GROUPS)].eq(selector).any(axis=1)
+        if not exact.any():
+            exact = pairs["phenomenon"].str.contains(selector, regex=False) | pairs["paradigm"].str.contains(
+                selector, regex=False)
+        if not exact.any():
+            raise ProbekitError(f"{path}: no paradigm, phenomenon or field matches {selector!r}; fields: "
+                                f"{', '.join(sorted(pairs['field'].unique()))}; phenomena: "
+                                f"{', '.join(sorted(pairs['phenomenon'].unique()))}")
+        keep |= exact
+    if not keep.any():
+        raise ProbekitError(f"{path}: '{BLIMP}:' needs a paradigm, phenomenon or field after the colon")
+    return pairs[keep].reset_index(drop=True)
+
+
+def _problem(row: dict, same_allowed: bool = False) -> str | None:
+    """Why a row is no minimal pair, or None. BLiMP's 7 pairs of identical sentences are kept as published
+    (`same_allowed`: a tie is not a preference, so they count as misses, as in the paper's denominators)."""
+    for key in ("good", "bad"):
+        value = row.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return f"no {key} sentence"
+        if not isinstance(value, str):
+            return f"{key} must be text, got {type(value).__name__}"
+        if MASK in value:
+            return f"{MASK} in the {key} sentence {value!r} (pairs are whole sentences)"
+    if not same_allowed and row["good"].strip() == row["bad"].strip():
+        return f"good and bad are the same sentence {row['good'].strip()!r}"
+    for key in GROUPS:
+        if isinstance(row.get(key), (list, dict)):
+            return f"{key} must be text, got {type(row[key]).__name__}"
+    return None
+
+
+def _read_rows(path: Path) -> list[tuple[str, dict]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            with open(path, newline="", encoding="utf-8-sig") as f:  # Excel writes a byte-order mark
+                return [(f"row {i}", row) for i, row in enumerate(csv.DictReader(f), start=2)]
+        if suffix == ".jsonl":
+            return _jsonl_rows(path, path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ProbekitError(f"{path}: cannot parse ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
+    raise ProbekitError(f"{path}: pairs files are .csv or .jsonl with good, bad columns, not {suffix or 'no suffix'}")
+
+
+def _jsonl_rows(path: Path, text: str) -> list[tuple[str, dict]]:
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ProbekitError(f"{path}: line {i}: not JSON ({exc.msg})") from exc
+        if not isinstance(record, dict):
+            raise ProbekitError(f"{path}: line {i}: expected a JSON object with good, bad; got {type(record).__name__}")
+        rows.append((f"line {i}", record))
+    return rows
