@@ -150,7 +150,7 @@ def compare(a, b, *, paired: bool = True, level: float = LEVEL, resamples: int =
 def seeds_of(predictions: pd.DataFrame) -> list[str]:
     """The runs that are seeds of one series: several runs, every one probed at the same steps; else []."""
     rows = predictions[(predictions["checkpoint"] != CONTROL) & (predictions["run"] != POOLED)]
-    steps = {run: frozenset(s.dropna()) for run, s in rows.groupby("run", sort=True)["step"]}
+    steps = {run: frozenset(s.dropna().unique().tolist()) for run, s in rows.groupby("run", sort=True)["step"]}
     if len(steps) < 2 or len(set(steps.values())) != 1 or not next(iter(steps.values())):
         return []
     return list(steps)
@@ -188,8 +188,7 @@ def intervals(frame: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...] 
     Groups that differ only in checkpoint, run or step share their resamples and are done in one product.
     """
     frame = frame if "seed" in frame.columns else frame.assign(seed="")
-    frame = frame.assign(_prompt=frame.groupby(PROMPT_ID, sort=False, dropna=False).ngroup(),
-                         _pooled=frame["seed"] != "")
+    frame = _prompt_codes(frame).assign(_pooled=frame["seed"] != "")
     per_prompt = summarize(frame, [*keys, "_pooled", "seed", "_prompt"])
     rows = [k for k in keys if k in CHECKPOINT_ID]
     blocks = [k for k in keys if k not in CHECKPOINT_ID] + ["_pooled"]
@@ -205,11 +204,13 @@ def intervals(frame: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...] 
         result = block.loc[~pd.Series(row_codes, index=block.index).duplicated(), rows].reset_index(drop=True)
         for column, value in zip(blocks[:-1], block_key[:-1]):
             result[column] = value
-        for metric in metrics:
-            values = np.full(shape, np.nan)
-            values[seed_codes, row_codes, prompt_codes] = block[metric].to_numpy(float)
-            low, high = _percentiles(_resampled_means(values, draws, seeds), level)
-            result[f"{metric}_low"], result[f"{metric}_high"] = low, high
+        values = np.full((shape[0], len(metrics), *shape[1:]), np.nan)
+        for m, metric in enumerate(metrics):
+            values[seed_codes, m, row_codes, prompt_codes] = block[metric].to_numpy(float)
+        means = _resampled_means(values.reshape(shape[0], -1, shape[2]), draws, seeds)
+        low, high = _percentiles(means.reshape(len(metrics), shape[1], -1), level)
+        for m, metric in enumerate(metrics):
+            result[f"{metric}_low"], result[f"{metric}_high"] = low[m], high[m]
         result["n_seeds"] = shape[0]
         out.append(result)
     columns = [*keys, *(f"{m}_{side}" for m in metrics for side in ("low", "high")), "n_seeds"]
@@ -270,11 +271,11 @@ def group_differences(predictions: pd.DataFrame, a: str = "injected", b: str = "
     frame = frame[frame["step"] == step]
     seeds = seeds_of(predictions)
     frame = frame[frame["run"].isin(seeds)] if seeds else frame.drop_duplicates(["benchmark", *PROMPT_ID])
-    per = summarize(frame.assign(seed=frame["run"] if seeds else ""),
-                    ["benchmark", "relation", "group", "seed", *PROMPT_ID])
+    per = summarize(_prompt_codes(frame).assign(seed=frame["run"] if seeds else ""),
+                    ["benchmark", "relation", "group", "seed", "_prompt"])
     records = []
     for (bench, relation), rows in per.groupby(["benchmark", "relation"], sort=False):
-        sides = [_seed_matrix(rows[rows["group"] == g], metric) for g in (a, b)]
+        sides = [_matrix_of(rows[rows["group"] == g], "seed", metric) for g in (a, b)]
         if any(s.size == 0 for s in sides):
             continue
         found = compare(*sides, paired=False, level=level, resamples=resamples, seed=seed)
@@ -287,14 +288,15 @@ def group_differences(predictions: pd.DataFrame, a: str = "injected", b: str = "
 def checkpoint_differences(predictions: pd.DataFrame, a: str, b: str, *, metric: str = "p_at_1",
                            level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
     """Checkpoint `a` minus checkpoint `b` per benchmark × relation × group, paired over the same prompts."""
-    per = summarize(predictions[predictions["checkpoint"].isin([a, b])],
-                    ["benchmark", "relation", "group", "checkpoint", *PROMPT_ID])
+    per = summarize(_prompt_codes(predictions[predictions["checkpoint"].isin([a, b])]),
+                    ["benchmark", "relation", "group", "checkpoint", "_prompt"])
     records = []
     for key, rows in per.groupby(["benchmark", "relation", "group"], sort=False):
-        table = rows.pivot_table(index=PROMPT_ID, columns="checkpoint", values=metric, dropna=False)
-        if a not in table or b not in table:
+        if not {a, b} <= set(rows["checkpoint"]):
             continue
-        found = compare(table[a].to_numpy(), table[b].to_numpy(), paired=True, level=level,
+        both = _matrix_of(rows, "checkpoint", metric)
+        order = list(pd.unique(rows["checkpoint"]))
+        found = compare(both[order.index(a)], both[order.index(b)], paired=True, level=level,
                         resamples=resamples, seed=seed)
         records.append({**dict(zip(["benchmark", "relation", "group"], key)), **asdict(found)})
     return pd.DataFrame(records)
@@ -311,9 +313,18 @@ def _matrix(values) -> np.ndarray:
     return matrix
 
 
-def _seed_matrix(rows: pd.DataFrame, metric: str) -> np.ndarray:
-    """[seeds, prompts] of one group's per-prompt values."""
-    return rows.pivot_table(index="seed", columns=PROMPT_ID, values=metric, dropna=False).to_numpy(float)
+def _prompt_codes(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `_prompt`, one integer per distinct prompt (template, subject, answer, prompt)."""
+    return frame.assign(_prompt=frame.groupby(PROMPT_ID, sort=False, dropna=False).ngroup())
+
+
+def _matrix_of(rows: pd.DataFrame, by: str, metric: str) -> np.ndarray:
+    """[values of `by` in order of appearance, prompts] of per-prompt values; missing where not probed."""
+    row_codes, row_names = pd.factorize(rows[by])
+    prompt_codes, prompt_names = pd.factorize(rows["_prompt"])
+    matrix = np.full((len(row_names), len(prompt_names)), np.nan)
+    matrix[row_codes, prompt_codes] = rows[metric].to_numpy(float)
+    return matrix
 
 
 def _mean(matrix: np.ndarray) -> float:
@@ -335,8 +346,9 @@ def _resampled_means(values: np.ndarray, draws: np.ndarray, seeds: np.ndarray) -
     n_seeds, n_rows, n_prompts = values.shape
     present = np.isfinite(values)
     flat = np.where(present, values, 0.0).reshape(-1, n_prompts)
-    sums = (flat @ draws.T).reshape(n_seeds, n_rows, -1)
-    counts = (present.reshape(-1, n_prompts).astype(float) @ draws.T).reshape(n_seeds, n_rows, -1)
+    # einsum's own loop, not BLAS: these products are small, and a threaded BLAS on a busy machine is 20x slower
+    sums = np.einsum("rp,bp->rb", flat, draws).reshape(n_seeds, n_rows, -1)
+    counts = np.einsum("rp,bp->rb", present.reshape(-1, n_prompts).astype(float), draws).reshape(n_seeds, n_rows, -1)
     sums, counts = np.einsum("srb,bs->rb", sums, seeds), np.einsum("srb,bs->rb", counts, seeds)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts
