@@ -348,7 +348,8 @@ def _resampled_means(values: np.ndarray, draws: np.ndarray, seeds: np.ndarray) -
     flat = np.where(present, values, 0.0).reshape(-1, n_prompts)
     # einsum's own loop, not BLAS: these products are small, and a threaded BLAS on a busy machine is 20x slower
     sums = np.einsum("rp,bp->rb", flat, draws).reshape(n_seeds, n_rows, -1)
-    counts = np.einsum("rp,bp->rb", present.reshape(-1, n_prompts).astype(float), draws).reshape(n_seeds, n_rows, -1)
+    patterns, which = np.unique(present.reshape(-1, n_prompts), axis=0, return_inverse=True)  # mostly one
+    counts = np.einsum("rp,bp->rb", patterns.astype(float), draws)[which.ravel()].reshape(n_seeds, n_rows, -1)
     sums, counts = np.einsum("srb,bs->rb", sums, seeds), np.einsum("srb,bs->rb", counts, seeds)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts
