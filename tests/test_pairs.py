@@ -1,4 +1,5 @@
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -137,6 +138,10 @@ def test_the_probe_writes_the_pair_tables(probed, tiny_series):
     overall = accuracy[accuracy["level"] == "all"].set_index(["checkpoint", "benchmark"])
     expected = pairs.groupby(["checkpoint", "benchmark"])["correct"].mean()
     assert overall["accuracy"].sort_index().tolist() == pytest.approx(expected.sort_index().tolist())
+    ties = accuracy[accuracy["level"] == "all"].set_index(["checkpoint", "benchmark"])["ties"].sort_index()
+    assert ties.tolist() == pairs.groupby(["checkpoint", "benchmark"])["margin"].apply(lambda m: (m == 0).sum(
+        )).sort_index().tolist()
+    assert ties.sum() > 0  # the tiny vocabulary reads most BLiMP words as [UNK]: both sentences alike
     paradigms = accuracy[(accuracy["level"] == "paradigm") & (accuracy["checkpoint"] == last.name)]
     assert dict(zip(paradigms["name"], paradigms["n"])) == {"number": 2, "plural": 1, "anaphor_gender_agreement": 2,
                                                             "anaphor_number_agreement": 2}
@@ -170,3 +175,32 @@ def test_probe_command_scores_blimp_alone(tiny_series, tmp_path):
                                                                                     "ellipsis_n_bar_2"}
     bad = CliRunner().invoke(main, ["probe", str(tiny_series), "--benchmark", "blimp:nonsense", "--out", str(out)])
     assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "no paradigm, phenomenon or field" in bad.output
+
+
+def test_the_report_has_a_grammar_page_with_chance_stated(tiny_series, tiny_benchmark, tmp_path):
+    from probekit.report import build_report
+
+    pairs = tmp_path / "agree.csv"
+    pairs.write_text(PAIRS_CSV)
+    out = tmp_path / "out"
+    probe(str(tiny_series), [str(tiny_benchmark), str(pairs), "blimp:anaphor_agreement"], out=out, sample=3)
+    build_report(out, tmp_path / "site")
+    page = (tmp_path / "site" / "docs" / "grammar.md").read_text()
+    assert page.startswith("# Grammar: minimal pairs")
+    assert "## agree@3" in page and "## blimp:anaphor&#95;agreement@3" in page
+    assert page.count("At the last checkpoint (step 8) the model scores") == 2
+    assert "**chance**" in page  # 4 and 6 pairs of an 8-step model cannot be told from chance
+    assert re.search(r"\| anaphor&#95;agreement \| 6 \| \d \| 8 \| .* \| 0\.479 \| 0\.993 \| 0\.975 \|", page)
+    figures = {p.name for p in (tmp_path / "site" / "docs" / "figures").iterdir()}
+    assert any(f.startswith("grammar-and-facts") for f in figures) and any(f.startswith("paradigms") for f in figures)
+    assert (tmp_path / "site" / "build" / "grammar.html").is_file()
+    nav = (tmp_path / "site" / "mkdocs.yml").read_text()
+    assert nav.index("Benchmarks") < nav.index("Grammar") < nav.index("Logit lens")
+
+
+def test_no_grammar_page_without_pairs(tiny_series, tiny_benchmark, tmp_path):
+    from probekit.report import build_report
+
+    probe(str(tiny_series), [str(tiny_benchmark)], out=tmp_path / "out")
+    build_report(tmp_path / "out", tmp_path / "site")
+    assert not (tmp_path / "site" / "docs" / "grammar.md").exists()

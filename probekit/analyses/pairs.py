@@ -2,7 +2,8 @@
 
 Each sentence is scored by its pseudo-log-likelihood (`probekit.pll`, PLL-word-l2r unless the run asks for
 the original PLL; the metric is in the cache key and in every row). A pair is correct when PLL(good) >
-PLL(bad); a pair with an unscorable sentence is counted apart, never as a miss. `pair_accuracy` sums the
+PLL(bad): a tie (both sentences tokenize alike, or BLiMP's 7 pairs of identical sentences) is a miss, as
+in the BLiMP paper, and counted in `ties`; a pair with an unscorable sentence is counted apart, never as a miss. `pair_accuracy` sums the
 pairs up per paradigm, phenomenon, field and overall.
 """
 
@@ -38,6 +39,7 @@ PAIR_ACCURACY = Table("pair_accuracy", "checkpoint × pairs benchmark × level �
     ("name", "str", "the paradigm, phenomenon or field (all for the whole benchmark)"),
     ("n", "int", "scorable pairs: the denominator of accuracy"),
     ("n_unscorable", "int", "pairs with an unscorable sentence; counted apart, never as misses"),
+    ("ties", "int", "scorable pairs with pll_good == pll_bad (e.g. both sentences tokenize alike): misses"),
     ("accuracy", "float", "share of scorable pairs with pll_good > pll_bad (chance: 0.5)"),
     ("mean_margin", "float", "mean pll_good − pll_bad over scorable pairs"),
 ), "Minimal-pair accuracy per paradigm, phenomenon, field and overall, from the pairs table.")
@@ -76,12 +78,13 @@ def pair_accuracy(pairs: pd.DataFrame) -> pd.DataFrame:
     """Accuracy, n and mean margin per checkpoint × benchmark × (paradigm, phenomenon, field, all)."""
     keys = ["checkpoint", "run", "step", "benchmark", "metric"]
     work = pairs.assign(all="all", hit=pairs["correct"].astype(float).where(pairs["scorable"]),
-                        kept_margin=pairs["margin"].where(pairs["scorable"]))
+                        kept_margin=pairs["margin"].where(pairs["scorable"]),
+                        tie=pairs["scorable"] & (pairs["margin"] == 0))
     frames = []
     for level in (*LEVELS, "all"):
         grouped = work.groupby([*keys, level], sort=False, dropna=False)
-        out = grouped.agg(n=("scorable", "sum"), total=("scorable", "size"), accuracy=("hit", "mean"),
-                          mean_margin=("kept_margin", "mean")).reset_index()
+        out = grouped.agg(n=("scorable", "sum"), total=("scorable", "size"), ties=("tie", "sum"),
+                          accuracy=("hit", "mean"), mean_margin=("kept_margin", "mean")).reset_index()
         frames.append(out.rename(columns={level: "name"}).assign(level=level))
     if not any(len(f) for f in frames):
         return pd.DataFrame(columns=PAIR_ACCURACY.names)

@@ -184,3 +184,33 @@ def _jsonl_rows(path: Path, text: str) -> list[tuple[str, dict]]:
             raise ProbekitError(f"{path}: line {i}: expected a JSON object with good, bad; got {type(record).__name__}")
         rows.append((f"line {i}", record))
     return rows
+
+
+def blimp_baselines() -> pd.DataFrame:
+    """BLiMP's published reference accuracies: one row per level (paradigm, phenomenon, all) × name × model.
+
+    Models: the paper's 5-gram, LSTM, Transformer-XL and GPT-2 (`paper_results.jsonl`) and human agreement
+    (`human_validation_summary.csv`, per paradigm; per phenomenon and overall as the mean over paradigms,
+    as the paper averages). The paper counts BLiMP's two `s-selection` paradigms under argument_structure,
+    so that phenomenon has no reference row of its own.
+    """
+    labels = {"ngram": "5-gram", "lstm": "LSTM", "txl": "Transformer-XL", "gpt2": "GPT-2"}
+    rows, phenomenon_of = [], {}
+    for line in (BLIMP_DIR / "paper_results.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        uid, term = record["UID"], record["linguistics_term"]
+        level, name = (("all", "all") if term == "overall" else ("phenomenon", term)) if uid == "overall" else (
+            "paradigm", uid)
+        if level == "paradigm":
+            phenomenon_of[uid] = term
+        rows += [{"level": level, "name": name, "model": label, "accuracy": float(record[key])}
+                 for key, label in labels.items()]
+    with open(BLIMP_DIR / "human_validation_summary.csv", newline="", encoding="utf-8") as f:
+        human = {row["Condition"]: float(row["total_mean"]) for row in csv.DictReader(f)
+                 if row["Condition"] in phenomenon_of}  # two validated conditions are not among the 67
+    rows += [{"level": "paradigm", "name": uid, "model": "human", "accuracy": value} for uid, value in human.items()]
+    per_phenomenon = pd.Series(human).groupby(pd.Series(phenomenon_of)).mean()
+    rows += [{"level": "phenomenon", "name": term, "model": "human", "accuracy": value}
+             for term, value in per_phenomenon.items()]
+    rows.append({"level": "all", "name": "all", "model": "human", "accuracy": float(pd.Series(human).mean())})
+    return pd.DataFrame(rows)
