@@ -283,3 +283,39 @@ def test_serve_stops_with_probekit(results, tmp_path):
         except ProcessLookupError:
             pass
         proc.wait(timeout=10)
+
+
+def made_scores(seeds: int) -> pd.DataFrame:
+    """A scores table of one relation over three steps, per seed and (with several) pooled over them."""
+    runs = [f"seed-{k}" for k in range(seeds)] + (["all-seeds"] if seeds > 1 else [])
+    rows = [{"checkpoint": f"{run}/checkpoint-{step}", "run": run, "step": step, "benchmark": "bench",
+             "relation": "capital", "group": group, "p_at_1": p, "p_at_10": p, "mrr": p,
+             **{f"{m}_{side}": p + d for m in ("p_at_1", "p_at_10", "mrr") for side, d in (("low", -0.1), ("high", 0.1))}}
+            for run in runs for group in ("injected", "held_back") for step, p in ((1, 0.1), (10, 0.4), (100, 0.8))]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_score_curves_draw_the_intervals_as_bands(seeds):
+    fig = plots.score_curves(made_scores(seeds), "bench")
+    for ax in fig.axes[:6]:
+        bands = [c for c in ax.collections if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
+        assert len(bands) == 1
+        ys = bands[0].get_paths()[0].vertices[:, 1]
+        assert ys.min() == pytest.approx(0.0) and ys.max() == pytest.approx(0.9)
+        assert len(ax.lines) == seeds + (1 if seeds > 1 else 0)  # a faint line per seed behind the pooled one
+
+
+def test_overview_states_the_difference_with_its_interval():
+    n = 40
+    frame = pd.DataFrame({"checkpoint": "checkpoint-8", "run": "r", "step": 8, "benchmark": "bench",
+                          "relation": ["capital"] * n + ["language"] * n,
+                          "group": (["injected"] * 20 + ["held_back"] * 20) * 2,
+                          "template": "t", "subject": [f"s{i}" for i in range(2 * n)], "answer": "a",
+                          "prompt": [f"p{i}" for i in range(2 * n)],
+                          "gold_rank": [1.0] * 18 + [2.0] * 2 + [2.0] * 20 + [1.0, 2.0] * 20,
+                          "gold_logprob": -1.0})
+    text = "\n".join(report_module.injected_vs_held_back(frame))
+    assert ("**capital**: 0.90 vs 0.00, difference +0.90 [+0.75, +1.00], p ≤ 0.002 — injected above held back: "
+            "the interval excludes zero.") in text
+    assert "**language**: 0.50 vs 0.50, difference +0.00" in text and "no difference shown: the interval includes zero" in text

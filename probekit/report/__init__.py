@@ -31,11 +31,11 @@ from probekit.errors import ProbekitError
 from probekit.log import logger
 from probekit.metrics import emergence, known_counts
 from probekit.report import plots
-from probekit.report.grammar import grammar
 from probekit.results import ProbeResult
+from probekit.stats import RESAMPLES, SEED, emergence_steps, format_p, group_differences
 from probekit.views import LIBRARIES, head_view, library_source
 
-PAGES = ("index.md", "benchmarks.md", "grammar.md", "inside.md", "attention.md", "qkv.md")
+PAGES = ("index.md", "benchmarks.md", "inside.md", "attention.md", "qkv.md")
 MARKER = ".probekit-site"
 SITE_ENTRIES = (MARKER, "mkdocs.yml", "docs", "build")  # all probekit writes into a site folder, marker first
 STAGING = ".probekit-staging-"
@@ -58,7 +58,6 @@ def build_report(results: str | Path, site: str | Path = "local/site", serve: bo
         page = Page(staging / "docs")
         overview(page, tables)
         benchmarks(page, tables)
-        grammar(page, tables)  # minimal pairs, when the run scored any (probekit.report.grammar)
         inside(page, tables, results)
         captures = _captures(results, tables)
         attention(page, tables, captures)
@@ -138,8 +137,7 @@ def _exit_on_signal(signum: int, frame) -> None:
 
 
 def _mkdocs_config(pages: list[str]) -> dict:
-    titles = {"index.md": "Overview", "benchmarks.md": "Benchmarks", "grammar.md": "Grammar",
-              "inside.md": "Logit lens & ablation",
+    titles = {"index.md": "Overview", "benchmarks.md": "Benchmarks", "inside.md": "Logit lens & ablation",
               "attention.md": "Attention", "qkv.md": "Q/K/V"}
     return {
         "site_name": "probekit results",
@@ -225,6 +223,36 @@ def injection_details(facts: dict) -> list[str]:
             *paraphrases, "", "</details>", ""]
 
 
+def injected_vs_held_back(predictions: pd.DataFrame) -> list[str]:
+    """Sentences and a table, generated from the predictions, on whether injected facts score above held-back
+    ones at the last step: each difference with its 95% bootstrap interval, and whether that excludes zero."""
+    found = group_differences(predictions)
+    if found.empty:
+        return []
+    several = found["benchmark"].nunique() > 1
+    seeds = int(found["n_seeds"].max())
+    over = f"{seeds} seeds and the prompts" if seeds > 1 else "the prompts"
+    lines = ["## Injected vs held back", "",
+             f"P@1 at step {int(found['step'].iloc[0]):,}, the last checkpoint: injected minus held-back facts, "
+             f"with a 95% percentile bootstrap interval over {over} (each group's prompts resampled on their own, "
+             f"{RESAMPLES:,} resamples, seed {SEED}) and a two-sided bootstrap p-value.", ""]
+    for row in found.itertuples(index=False):
+        name = f"{esc(row.benchmark)} / {esc(row.relation)}" if several else esc(row.relation)
+        verdict = ("injected above held back: the interval excludes zero" if row.low > 0 else
+                   "held back above injected: the interval excludes zero" if row.high < 0 else
+                   "no difference shown: the interval includes zero")
+        lines.append(f"- **{name}**: {row.injected:.2f} vs {row.held_back:.2f}, difference {row.difference:+.2f} "
+                     f"[{row.low:+.2f}, {row.high:+.2f}], p {_p_text(row.p_value)} — {verdict}.")
+    shown = found.assign(**{c: found[c].round(3) for c in ("injected", "held_back", "difference", "low", "high")},
+                         p_value=[format_p(p) for p in found["p_value"]])
+    return [*lines, "", *table(shown.drop(columns=[] if several else ["benchmark"]))]
+
+
+def _p_text(p: float) -> str:
+    text = format_p(p)
+    return text if text[0] == "≤" or text == "n/a" else f"= {text}"
+
+
 def overview(page: Page, tables: dict) -> None:
     manifest = tables["manifest"]
     checkpoints = tables["checkpoints"]
@@ -240,6 +268,7 @@ def overview(page: Page, tables: dict) -> None:
                  f"{float(facts['fact_share']):.0%} of the words, seed {esc(facts['seed'])}); "
                  f"{len(facts['held_back'])} were held back as a control. Probe templates differ from the "
                  "training paraphrases.", "", *injection_details(facts))
+        page.add("index.md", *injected_vs_held_back(tables["predictions"]))
     if "training" in tables and len(tables["training"]):
         page.add("index.md", "## Training")
         page.figure("index.md", ("loss",), plots.loss_curve(tables["training"]), "Training and held-out MLM loss")
@@ -276,6 +305,7 @@ def benchmarks(page: Page, tables: dict) -> None:
             page.figure("benchmarks.md", ("ranks", name, relation), plots.rank_heatmap(rows, name, relation),
                         f"{relation}: gold rank per prompt and checkpoint")
             page.add("benchmarks.md", *_top_predictions(rows[rows["relation"] == relation]))
+        page.add("benchmarks.md", *_emergence_table(scores[scores["benchmark"] == name]))
         learned = known[(known["benchmark"] == name)].dropna(subset=["first_correct"])
         page.add("benchmarks.md", "### When each fact is first answered", "")
         if len(learned):
@@ -284,6 +314,25 @@ def benchmarks(page: Page, tables: dict) -> None:
         else:
             page.add("benchmarks.md", "No prompt is answered correctly at any checkpoint yet.", "")
     page.write("benchmarks.md")
+
+
+def _emergence_table(scores: pd.DataFrame) -> list[str]:
+    """Per relation and group, the first step whose P@1 interval lies above the control's (probekit.stats)."""
+    found = emergence_steps(scores)
+    if found.empty:
+        return []
+    shown = pd.DataFrame({
+        "relation": found["relation"], "group": found["group"], "run": found["run"],
+        "emerged at step": [f"{s:,.0f}" if pd.notna(s) else "not yet" for s in found["emerged_at"]],
+        "P@1 there [95%]": [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if pd.notna(v) else "" for v, lo, hi in
+                            zip(found["p_at_1"], found["p_at_1_low"], found["p_at_1_high"])],
+        "control's upper bound": found["control_high"].round(2)})
+    if shown["run"].nunique() == 1:
+        shown = shown.drop(columns="run")
+    return ["### When each relation emerges", "",
+            "The first step whose P@1 95% interval lies wholly above the control's (the random-initialisation "
+            "row, else step 0); with several seeds, the all-seeds row pools them and each seed's row shows the "
+            "spread.", "", *table(shown)]
 
 
 def inside(page: Page, tables: dict, results: Path) -> None:

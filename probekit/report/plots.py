@@ -20,6 +20,7 @@ from matplotlib.text import Text
 
 from probekit.activations import Capture
 from probekit.hooks import hook_name
+from probekit.stats import CONTROL, POOLED
 
 sns.set_theme(style="whitegrid", context="notebook")
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
@@ -84,9 +85,13 @@ def loss_curve(log: pd.DataFrame) -> Figure:
 
 @_plain
 def score_curves(scores: pd.DataFrame, benchmark: str) -> Figure:
-    """P@1, P@10 and MRR per relation against step; injected vs held-back facts side by side when recorded."""
-    data = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] != "random-init")]
-    control = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] == "random-init")]
+    """P@1, P@10 and MRR per relation against step with their 95% bootstrap bands; injected vs held-back facts
+    side by side when recorded. With several seeds, the line and band are the all-seeds rows (Multi-Bootstrap)
+    and each seed is a faint line behind them."""
+    data = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] != CONTROL)].dropna(subset=["step"])
+    control = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] == CONTROL)]
+    pooled = data["run"] == POOLED
+    main, seeds = (data[pooled], data[~pooled]) if pooled.any() else (data, data.iloc[:0])
     groups = [g for g in ("injected", "held_back") if g in set(data["group"])] or sorted(set(data["group"]))
     metrics = list(METRIC_LABELS)
     fig, axes = _subplots(len(groups), len(metrics), figsize=(5 * len(metrics), 3.6 * len(groups)),
@@ -95,9 +100,17 @@ def score_curves(scores: pd.DataFrame, benchmark: str) -> Figure:
     for r, group in enumerate(groups):
         for c, metric in enumerate(metrics):
             ax = axes[r][c]
-            rows = data[data["group"] == group]
-            sns.lineplot(rows, x="step", y=metric, hue="relation", palette=palette, marker="o", ms=4, ax=ax,
-                         legend=(r == 0 and c == len(metrics) - 1))
+            for relation, rows in main[main["group"] == group].groupby("relation", sort=True):
+                color = palette[relation]
+                for _, seed in seeds[(seeds["group"] == group) & (seeds["relation"] == relation)].groupby("run"):
+                    seed = seed.sort_values("step")
+                    ax.plot(seed["step"], seed[metric], color=color, alpha=0.3, lw=0.8)
+                bounds = [f"{metric}_low", f"{metric}_high"]
+                line = rows.groupby("step")[[metric, *(b for b in bounds if b in rows)]].mean()
+                if all(b in line for b in bounds):
+                    ax.fill_between(line.index.astype(float), line[bounds[0]], line[bounds[1]], color=color,
+                                    alpha=0.2, lw=0)
+                ax.plot(line.index.astype(float), line[metric], color=color, marker="o", ms=4, label=relation)
             for relation, value in control[control["group"] == group].set_index("relation")[metric].items():
                 ax.axhline(value, color=palette.get(relation, "grey"), ls=":", lw=1)
             _step_axis(ax, data["step"])
@@ -105,8 +118,8 @@ def score_curves(scores: pd.DataFrame, benchmark: str) -> Figure:
             ax.set_ylabel(METRIC_LABELS[metric])
             ax.set_title(f"{METRIC_LABELS[metric]} — {group.replace('_', '-')} facts" if len(groups) > 1
                          else METRIC_LABELS[metric])
-    if axes[0][-1].get_legend():
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1, 1))
+    if len(palette):
+        axes[0][-1].legend(title="relation (band: 95% interval)", loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
     return fig
 
