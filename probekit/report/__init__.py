@@ -31,11 +31,12 @@ from probekit.errors import ProbekitError
 from probekit.log import logger
 from probekit.metrics import emergence, known_counts
 from probekit.report import plots
+from probekit.report.grammar import grammar
 from probekit.results import ProbeResult
 from probekit.stats import RESAMPLES, SEED, emergence_steps, format_p, group_differences
 from probekit.views import LIBRARIES, head_view, library_source
 
-PAGES = ("index.md", "benchmarks.md", "inside.md", "attention.md", "qkv.md")
+PAGES = ("index.md", "benchmarks.md", "grammar.md", "inside.md", "attention.md", "qkv.md")
 MARKER = ".probekit-site"
 SITE_ENTRIES = (MARKER, "mkdocs.yml", "docs", "build")  # all probekit writes into a site folder, marker first
 STAGING = ".probekit-staging-"
@@ -58,6 +59,7 @@ def build_report(results: str | Path, site: str | Path = "local/site", serve: bo
         page = Page(staging / "docs")
         overview(page, tables)
         benchmarks(page, tables)
+        grammar(page, tables)  # minimal pairs, when the run scored any (probekit.report.grammar)
         inside(page, tables, results)
         captures = _captures(results, tables)
         attention(page, tables, captures)
@@ -137,7 +139,8 @@ def _exit_on_signal(signum: int, frame) -> None:
 
 
 def _mkdocs_config(pages: list[str]) -> dict:
-    titles = {"index.md": "Overview", "benchmarks.md": "Benchmarks", "inside.md": "Logit lens & ablation",
+    titles = {"index.md": "Overview", "benchmarks.md": "Benchmarks", "grammar.md": "Grammar",
+              "inside.md": "Logit lens & ablation",
               "attention.md": "Attention", "qkv.md": "Q/K/V"}
     return {
         "site_name": "probekit results",
