@@ -131,7 +131,8 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
                    "blimp, blimp:PARADIGM|PHENOMENON|FIELD (e.g. blimp:island_effects), or a .csv/.jsonl file "
                    "with good, bad columns (OUT/pairs.parquet, OUT/pair_accuracy.parquet).")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
-              help="Score at most N pairs per paradigm of the minimal-pair benchmarks (seeded: the same N each run).")
+              help="Score at most N pairs per paradigm of the minimal-pair benchmarks (seeded: the same N each "
+                   "run); all of BLiMP is 134,000 sentences per checkpoint.")
 @click.option("--pll-metric", type=click.Choice(["within_word_l2r", "original"]), default="within_word_l2r",
               help="Sentence score for minimal pairs: PLL-word-l2r (Kauf & Ivanova 2023) or the original PLL "
                    "(Salazar et al. 2020).")

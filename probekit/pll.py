@@ -6,10 +6,10 @@ wordpieces of the same word, so a word split into many pieces cannot predict its
 Both follow PyPI `minicons` 0.3.39 exactly (the tests check it): the special tokens ([CLS], [SEP], [PAD]) are
 never scored, words are the tokenizer's `word_ids`.
 
-A sentence of n tokens is n masked copies. Copies of many sentences (sorted by length, so little padding)
-go through the encoder in one batch, and the MLM head runs only at the one scored position of each copy,
-not over the whole sequence: for a small BERT the vocabulary projection, not the encoder, is most of the
-work. A sentence is unscorable (PLL missing) when it is longer than the model's positions, has no scorable
+A sentence of n tokens is n masked copies. Copies of many sentences of the same length (sorted by length,
+so no batch is padded and none needs an attention mask) go through the encoder in one batch, and the MLM
+head runs only at the one scored position of each copy, not over the whole sequence: for a small BERT the
+vocabulary projection at every position, not the encoder, would be most of the work. A sentence is unscorable (PLL missing) when it is longer than the model's positions, has no scorable
 token, or the logits at one of its copies are not finite.
 """
 
@@ -27,6 +27,8 @@ METRICS = ("within_word_l2r", "original")
 DEFAULT_METRIC = "within_word_l2r"
 #: Changes whenever a PLL could change for the same model and sentence: part of the pairs cache key.
 PLL_VERSION = 1
+HEAD_ROWS = 64
+"""Copies whose vocabulary-wide logits exist at once (memory stays small whatever the batch size)."""
 
 
 def encode_sentences(sentences: list[str], tokenizer: PreTrainedTokenizerBase) -> dict:
@@ -76,13 +78,12 @@ def pll_scores(model, tokenizer: PreTrainedTokenizerBase, sentences: list[str], 
     copy_sentence = order[copy_sentence]
     device = next(model.parameters()).device
     table_t, word_t = torch.from_numpy(table).to(device), torch.from_numpy(word).to(device)
-    lengths_t = torch.from_numpy(lengths).to(device)
     logprob = torch.empty(len(copy_sentence), dtype=torch.float32, device=device)
     encoder, head = body(model), mlm_head(model)
-    for start in range(0, len(copy_sentence), batch_size):
-        s = torch.from_numpy(copy_sentence[start:start + batch_size]).to(device)
-        p = torch.from_numpy(copy_position[start:start + batch_size]).to(device)
-        w = int(lengths_t[s].max())
+    for start, stop in _batches(lengths[copy_sentence], batch_size):
+        s = torch.from_numpy(copy_sentence[start:stop]).to(device)
+        p = torch.from_numpy(copy_position[start:stop]).to(device)
+        w = int(lengths[copy_sentence[start]])
         rows, row_words = table_t[s, :w], word_t[s, :w]
         columns = torch.arange(w, device=device)[None, :]
         masked = columns == p[:, None]
@@ -90,12 +91,13 @@ def pll_scores(model, tokenizer: PreTrainedTokenizerBase, sentences: list[str], 
             own_word = row_words.gather(1, p[:, None])
             masked |= (row_words == own_word) & (own_word >= 0) & (columns > p[:, None])
         inputs = rows.masked_fill(masked, tokenizer.mask_token_id)
-        attention = (columns < lengths_t[s][:, None]).long()
-        hidden = encoder(input_ids=inputs, attention_mask=attention).last_hidden_state
+        hidden = encoder(input_ids=inputs).last_hidden_state  # one length per batch: no padding, no mask
         at = torch.arange(len(s), device=device)
-        logits = head(hidden[at, p]).float()
-        gold = rows[at, p]
-        logprob[start:start + len(s)] = logits.gather(1, gold[:, None]).squeeze(1) - logits.logsumexp(1)
+        scored_hidden, gold = hidden[at, p], rows[at, p]
+        for i in range(0, len(s), HEAD_ROWS):
+            logits = head(scored_hidden[i:i + HEAD_ROWS]).float()
+            logprob[start + i:start + i + len(logits)] = (logits.gather(1, gold[i:i + HEAD_ROWS, None]).squeeze(1)
+                                                           - logits.logsumexp(1))
     values = logprob.cpu().numpy().astype(np.float64)
     counts = np.bincount(copy_sentence, minlength=n)
     totals = np.bincount(copy_sentence, weights=values, minlength=n)
@@ -107,6 +109,14 @@ def pll_scores(model, tokenizer: PreTrainedTokenizerBase, sentences: list[str], 
         if ok[i]:
             per_token[i] = values[bounds[k]:bounds[k + 1]].tolist()
     return pd.DataFrame({"pll": np.where(ok, totals, np.nan), "n_tokens": counts, "token_logprobs": per_token})
+
+
+def _batches(copy_lengths: np.ndarray, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of batches of at most `batch_size` consecutive copies of one sentence length each
+    (`copy_lengths` is sorted), so that no batch is padded."""
+    edges = [0, *(np.flatnonzero(np.diff(copy_lengths)) + 1).tolist(), len(copy_lengths)]
+    return [(start, min(start + batch_size, stop)) for first, stop in zip(edges[:-1], edges[1:])
+            for start in range(first, stop, batch_size)]
 
 
 @torch.inference_mode()

@@ -3,8 +3,8 @@
 Each sentence is scored by its pseudo-log-likelihood (`probekit.pll`, PLL-word-l2r unless the run asks for
 the original PLL; the metric is in the cache key and in every row). A pair is correct when PLL(good) >
 PLL(bad): a tie (both sentences tokenize alike, or BLiMP's 7 pairs of identical sentences) is a miss, as
-in the BLiMP paper, and counted in `ties`; a pair with an unscorable sentence is counted apart, never as a miss. `pair_accuracy` sums the
-pairs up per paradigm, phenomenon, field and overall.
+in the BLiMP paper, and counted in `ties`; a pair with an unscorable sentence is counted apart, never as a
+miss. `pair_accuracy` sums the pairs up per paradigm, phenomenon, field and overall.
 """
 
 from __future__ import annotations
