@@ -1,7 +1,7 @@
 """Minimal-pair scoring speed: `probekit.pll` against PyPI `minicons` 0.3.39, same model, same run.
 
 Both score every sentence of a seeded BLiMP sample (N pairs per paradigm, good and bad) by PLL-word-l2r
-on the CPU threads torch is given; prints sentences per second for each, the ratio, and the largest
+on the CPU threads torch is given (load the machine with nothing else); prints sentences per second for each, the ratio, and the largest
 difference between their PLLs (they must agree). minicons gets `--minicons-batch` sentences per call (it
 runs every masked copy of a call in one forward pass, with full-vocabulary logits at every position).
 
@@ -20,7 +20,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from probekit.benchmarks.pairs import load_pairs
 from probekit.checkpoints import resolve_checkpoints
-from probekit.pll import pll_scores
+from probekit.pll import BATCH, pll_scores
 from probekit.presets import get_preset
 from probekit.vocab import load_tokenizer
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=10, help="BLiMP pairs per paradigm (67 paradigms)")
     parser.add_argument("--metric", default="within_word_l2r", choices=["within_word_l2r", "original"])
     parser.add_argument("--minicons-batch", type=int, default=32, help="sentences per minicons call")
-    parser.add_argument("--batch-size", type=int, default=512, help="masked copies per probekit forward pass")
+    parser.add_argument("--batch-size", type=int, default=BATCH, help="masked copies per probekit forward pass")
     args = parser.parse_args()
     from minicons import scorer
 

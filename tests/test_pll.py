@@ -44,6 +44,7 @@ def test_batched_equals_one_mask_per_forward(trained, metric):
     for batch_size in (1, 3, 1000):  # copies of one sentence split over batches, and all in one
         ours = pll_scores(model, tok, SENTENCES, metric=metric, batch_size=batch_size)["pll"]
         assert ours.tolist() == pytest.approx(loop, abs=1e-4)
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())  # the last-layer hook is gone
 
 
 def test_word_l2r_differs_from_the_original_only_on_words_of_several_pieces(trained):

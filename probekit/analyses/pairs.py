@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from probekit.analyses.base import Analysis, Context, register
-from probekit.pll import PLL_VERSION, pll_scores
+from probekit.pll import BATCH, PLL_VERSION, pll_scores
 from probekit.schema import CHECKPOINT_KEYS, Table, _columns
 
 PAIR_KEYS = (
@@ -62,7 +62,7 @@ class Pairs(Analysis):
         pairs = pd.concat([b.pairs for b in ctx.pairs], ignore_index=True)
         sentences = list(dict.fromkeys([*pairs["good"], *pairs["bad"]]))
         scored = pll_scores(checkpoint.model(ctx.device), checkpoint.tokenizer, sentences, ctx.pll_metric,
-                            batch_size=max(ctx.batch_size, 512))
+                            batch_size=max(ctx.batch_size, BATCH))
         pll = dict(zip(sentences, scored["pll"]))
         frame = pairs.assign(metric=ctx.pll_metric, pll_good=pairs["good"].map(pll), pll_bad=pairs["bad"].map(pll))
         frame["margin"] = frame["pll_good"] - frame["pll_bad"]
