@@ -176,7 +176,7 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
     result = run_probe(specs, benchmarks, analyses=analyses, out=out, tokenizer=tokenizer,
                        allow_pickle=allow_pickle, top_k=top_k, batch_size=batch_size, control=control,
                        device=device, sentences=sentences, half=half, sample=sample, pll_metric=pll_metric)
-    if len(result.scores):
+    if len(result.predictions):  # none when only minimal pairs were scored
         click.echo("\nP@1 [95% bootstrap interval] by checkpoint and relation:")
         click.echo(result.summary(intervals=True).to_string())
     if (accuracy := result.tables.get("pair_accuracy")) is not None and len(accuracy):
