@@ -59,7 +59,7 @@ def build_report(results: str | Path, site: str | Path = "local/site", serve: bo
         page = Page(staging / "docs")
         overview(page, tables)
         benchmarks(page, tables)
-        grammar(page, tables)  # minimal pairs, when the run scored any (probekit.report.grammar)
+        grammar(page, tables, esc, table)  # minimal pairs, when the run scored any (probekit.report.grammar)
         inside(page, tables, results)
         captures = _captures(results, tables)
         attention(page, tables, captures)

@@ -10,6 +10,7 @@ scored alike, e.g. when they tokenize alike) are misses and said so.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -169,10 +170,12 @@ def chance_table(accuracy: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.D
     return pd.DataFrame(out)
 
 
-def grammar(page, tables: dict) -> None:
-    """Add the Grammar page to `page` when the run scored minimal pairs (a `pair_accuracy` table)."""
-    from probekit.report import esc, table
+def grammar(page, tables: dict, esc: Callable[[object], str], table: Callable[[pd.DataFrame], list[str]]) -> None:
+    """Add the Grammar page to `page` when the run scored minimal pairs (a `pair_accuracy` table).
 
+    `esc` and `table` are the report's escaping and Markdown-table helpers, passed in because
+    `probekit.report` imports this module (no import cycle).
+    """
     accuracy = tables.get("pair_accuracy")
     if accuracy is None or not len(accuracy):
         return
