@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from probekit import ProbekitError
+from probekit.analyses.pairs import wrong_pairs
 from probekit.benchmarks.pairs import is_pair_spec, load_pairs
 from probekit.checkpoints import resolve_checkpoints
 from probekit.pll import pll_scores
@@ -145,6 +146,10 @@ def test_the_probe_writes_the_pair_tables(probed, tiny_series):
     paradigms = accuracy[(accuracy["level"] == "paradigm") & (accuracy["checkpoint"] == last.name)]
     assert dict(zip(paradigms["name"], paradigms["n"])) == {"number": 2, "plural": 1, "anaphor_gender_agreement": 2,
                                                             "anaphor_number_agreement": 2}
+    wrong = wrong_pairs(pairs, last.name, "number")
+    expected = mine[(mine["paradigm"] == "number") & ~mine["correct"]]
+    assert sorted(wrong["good"]) == sorted(expected["good"]) and wrong["margin"].is_monotonic_increasing
+    assert len(wrong_pairs(pairs, last.name)) == (~pairs[pairs["checkpoint"] == last.name]["correct"]).sum()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["pairs"]["agree@2"]["pairs"] == 3 and manifest["pairs"]["agree@2"]["metric"] == "within_word_l2r"
 

@@ -94,3 +94,13 @@ def pair_accuracy(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 register(Pairs)
+
+
+def wrong_pairs(pairs: pd.DataFrame, checkpoint: str, paradigm: str | None = None) -> pd.DataFrame:
+    """The pairs `checkpoint` gets wrong (of one paradigm, or phenomenon, when given), worst first: for a
+    notebook, `wrong_pairs(result.tables["pairs"], "checkpoint-8000", "adjunct_island")`."""
+    rows = pairs[(pairs["checkpoint"] == checkpoint) & pairs["scorable"] & ~pairs["correct"]]
+    if paradigm is not None:
+        rows = rows[(rows["paradigm"] == paradigm) | (rows["phenomenon"] == paradigm)]
+    columns = ["benchmark", "paradigm", "good", "bad", "pll_good", "pll_bad", "margin"]
+    return rows.sort_values("margin", kind="stable")[columns].reset_index(drop=True)
