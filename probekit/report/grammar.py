@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
 from probekit.benchmarks.pairs import BLIMP, blimp_baselines
 from probekit.report.plots import _plain, _step_axis, _subplots
@@ -52,7 +51,6 @@ def _series(accuracy: pd.DataFrame, level: str) -> pd.DataFrame:
 def _step_ticks(ax, steps) -> None:
     """The shared log step axis, its tick labels as plain numbers (the figures draw no mathtext)."""
     _step_axis(ax, steps)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
 
 
 def _baselines(benchmark: str) -> pd.DataFrame | None:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from matplotlib.text import Text
 
 from probekit.activations import Capture
@@ -62,9 +63,11 @@ def _subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | Non
 
 
 def _step_axis(ax, steps) -> None:
-    """Training steps on a log axis that still shows step 0."""
+    """Training steps on a log axis that still shows step 0, labelled 0, 1, 10, 100, 1,000 (plain text:
+    mathtext is off, so the log formatter's `$10^{2}$` would be printed as typed)."""
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=0, right=max(max(steps), 1) * 1.3)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     ax.set_xlabel("training step")
 
 
