@@ -15,12 +15,13 @@ import csv
 import hashlib
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
 
 from probekit.benchmarks import HERE
+from probekit.errors import ProbekitError
 
 TEMPLATES = HERE / "fact_templates.yaml"
 RECORD_FILE = "facts.json"
@@ -51,7 +52,15 @@ class FactRecord:
     @classmethod
     def load(cls, folder: Path) -> "FactRecord | None":
         path = Path(folder) / RECORD_FILE
-        return cls(**json.loads(path.read_text())) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+            return cls(**raw)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+            known = ", ".join(f.name for f in fields(cls))
+            raise ProbekitError(f"{path}: not a fact-injection record ({exc.__class__.__name__}; "
+                                f"expected an object with {known})") from exc
 
 
 def load_templates() -> tuple[dict, list[dict], Path]:

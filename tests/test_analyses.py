@@ -81,3 +81,13 @@ def test_probe_writes_lens_ablation_and_diff(tiny_series, setup, tmp_path):
     assert len(diff.heads) == 4 and diff.heads.js.is_monotonic_decreasing
     same = diff_checkpoints(tmp_path, "checkpoint-8", "checkpoint-9")
     assert same.changed_prompts.empty and (same.weights.distance == 0).all()
+
+
+def test_diff_of_a_missing_folder_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from probekit.cli import main
+
+    result = CliRunner().invoke(main, ["diff", str(tmp_path / "nope"), "checkpoint-0", "checkpoint-8"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == f"Error: {tmp_path / 'nope'}: no such results folder"

@@ -108,3 +108,15 @@ def test_injected_facts_are_learned_and_held_back_ones_are_not(tmp_path):
     p_at_1 = last.groupby("group").apply(lambda g: (g.p_at_1 * g.n).sum() / g.n.sum(), include_groups=False)
     assert mrr["injected"] > mrr["held_back"] + 0.1, mrr
     assert p_at_1["injected"] > 0.05 and p_at_1["held_back"] < 0.01, p_at_1
+
+
+def test_a_malformed_facts_json_is_one_line(tmp_path):
+    from probekit import ProbekitError
+
+    (tmp_path / "facts.json").write_text('{"table": "countries.csv", "surprise": 1}')
+    with pytest.raises(ProbekitError, match=r"facts.json: not a fact-injection record \(TypeError; expected an "
+                                            r"object with table, "):
+        FactRecord.load(tmp_path)
+    (tmp_path / "facts.json").write_text("[1, 2")
+    with pytest.raises(ProbekitError, match="facts.json: not a fact-injection record"):
+        FactRecord.load(tmp_path)
