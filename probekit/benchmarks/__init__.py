@@ -91,12 +91,17 @@ def _problem(row: dict) -> str | None:
     return None
 
 
+def csv_rows(path: Path) -> list[tuple[str, dict]]:
+    """A CSV file's rows (Excel's UTF-8 with a byte-order mark too), each named by its line."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return [(f"row {i}", row) for i, row in enumerate(csv.DictReader(f), start=2)]
+
+
 def _read_rows(path: Path) -> list[tuple[str, dict]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            with open(path, newline="", encoding="utf-8-sig") as f:  # Excel writes a byte-order mark
-                return [(f"row {i}", row) for i, row in enumerate(csv.DictReader(f), start=2)]
+            return csv_rows(path)
         if suffix == ".jsonl":
             lines = path.read_text(encoding="utf-8-sig").splitlines()
             return [(f"line {i}", _json_object(path, i, line)) for i, line in enumerate(lines, 1) if line.strip()]

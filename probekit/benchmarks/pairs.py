@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from probekit.benchmarks import csv_rows
 from probekit.errors import ProbekitError
 
 BLIMP_DIR = Path(__file__).parent / "blimp"
@@ -162,8 +163,7 @@ def _read_rows(path: Path) -> list[tuple[str, dict]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            with open(path, newline="", encoding="utf-8-sig") as f:  # Excel writes a byte-order mark
-                return [(f"row {i}", row) for i, row in enumerate(csv.DictReader(f), start=2)]
+            return csv_rows(path)
         if suffix == ".jsonl":
             return _jsonl_rows(path, path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, csv.Error) as exc:
