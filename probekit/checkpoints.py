@@ -117,6 +117,7 @@ class RandomInit(Checkpoint):
     def __init__(self, like: Checkpoint, seed: int = 0):
         super().__init__("random-init", "", 0, like.run, tokenizer=like.tokenizer)
         self._cache["config"] = like.config
+        self.seed = seed
 
     @property
     def weights(self) -> dict[str, torch.Tensor]:
@@ -126,7 +127,7 @@ class RandomInit(Checkpoint):
         def build() -> BertForMaskedLM:
             config = copy.deepcopy(self.config)
             config._attn_implementation = attn_implementation
-            torch.manual_seed(0)
+            torch.manual_seed(self.seed)
             return BertForMaskedLM(config).eval()
         return self._once("model", build).to(device)
 

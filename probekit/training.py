@@ -34,7 +34,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from probekit import __version__
 from probekit.checkpoints import decoder_tie_message
 from probekit.corpus import DEFAULT_CORPUS, corpus_fingerprint, load_training_corpus
-from probekit.data import MaskingCollator, TensorRows, build_dataset, fixed_mask_eval_set, masked_lm_loss
+from probekit.data import MaskingCollator, build_dataset, fixed_mask_eval_set, masked_lm_loss
 from probekit.errors import ProbekitError
 from probekit.facts import table_names
 from probekit.folders import (
