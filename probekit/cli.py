@@ -53,6 +53,20 @@ def _limit(field: str) -> click.IntRange:
     return click.IntRange(int(low), int(high))
 
 
+def seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """`0,1,2` → [0, 1, 2], each within the recipe's seed bounds."""
+    if value is None:
+        return None
+    low, high = LIMITS["seed"]
+    try:
+        seeds = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected seeds like 0,1,2") from None
+    if not seeds or any(not low <= s <= high for s in seeds) or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{value!r}: expected distinct seeds between {low:g} and {high:g}, like 0,1,2")
+    return seeds
+
+
 @main.command()
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default",
               help="Recipe: 'seed' = the course notebook exactly, 'default' = the same model trained well.")
@@ -73,6 +87,10 @@ def _limit(field: str) -> click.IntRange:
 @click.option("--lr", type=click.FloatRange(0, LIMITS["lr"][1], min_open=True), default=None,
               help="Peak learning rate.")
 @click.option("--seed", type=_limit("seed"), default=None, help="Random seed (initialisation, masking, order).")
+@click.option("--seeds", callback=seed_list, default=None,
+              help="Several seeds, e.g. 0,1,2: one run each into OUTPUT/seed-K/ (same corpus, facts and tokenizer).")
+@click.option("--data-seed", type=_limit("data_seed"), default=None,
+              help="Seed of the corpus split and the fact injection (shared by --seeds).  [default: 0]")
 @click.option("--hidden-size", type=_limit("hidden_size"), default=None, help="Model width.")
 @click.option("--layers", "num_layers", type=_limit("num_layers"), default=None, help="Transformer layers.")
 @click.option("--heads", "num_heads", type=_limit("num_heads"), default=None, help="Attention heads per layer.")
@@ -84,17 +102,22 @@ def _limit(field: str) -> click.IntRange:
               help="Checkpoint every N steps after the log-spaced early ones (1, 2, 4, …).")
 @click.option("--log-until", type=_limit("log_until"), default=None, help="Last log-spaced checkpoint step.")
 @one_line_errors
-def train(preset, output, corpus, tokenizer, nsp, **overrides):
-    """Pretrain the tiny BERT and write OUTPUT/checkpoint-N/ (rerun to resume)."""
+def train(preset, output, corpus, tokenizer, nsp, seeds, **overrides):
+    """Pretrain the tiny BERT and write OUTPUT/checkpoint-N/ (rerun to resume); with --seeds, OUTPUT/seed-K/."""
     from probekit.presets import get_preset
-    from probekit.training import train as run_training
+    from probekit.training import train as run_training, train_seeds
 
     if nsp:
         overrides["nsp"] = True
     if overrides.get("max_steps") is None and overrides.get("epochs") is not None:
         overrides["max_steps"] = -1
+    if seeds and overrides.get("seed") is not None:
+        raise click.UsageError("give --seed or --seeds, not both")
     recipe = get_preset(preset, **overrides)
-    run_training(output, recipe, corpus=corpus, tokenizer=tokenizer)
+    if seeds:
+        train_seeds(output, recipe, seeds, corpus=corpus, tokenizer=tokenizer)
+    else:
+        run_training(output, recipe, corpus=corpus, tokenizer=tokenizer)
     _end_distributed()
 
 

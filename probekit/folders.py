@@ -25,10 +25,16 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spec
 RESUME_FILES = (CONFIG, SAFE_WEIGHTS, TRAINER_STATE, "optimizer.pt", "scheduler.pt")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TRAILING_NUMBER = re.compile(r"(\d+)$")
+SEED_PART = re.compile(r"(?:^|[-_.])seed[-_]?(\d+)(?=$|[-_.@])", re.IGNORECASE)
 
 
 def checkpoint_name(step: int) -> str:
     return f"checkpoint-{step}"
+
+
+def seed_folder(seed: int) -> str:
+    """The folder of one seed's run in a series trained with several seeds."""
+    return f"seed-{seed}"
 
 
 def checkpoint_dirs(output: Path) -> list[tuple[int, Path]]:
@@ -54,6 +60,24 @@ def step_of(path: Path) -> int | None:
             pass
     match = TRAILING_NUMBER.search(path.name)
     return int(match.group(1)) if match and path.exists() else None
+
+
+def seed_of(location: str) -> str:
+    """The training seed of a checkpoint, as a label: from its path or hub name (`seed-3/checkpoint-N`,
+    `google/multiberts-seed_3-step_20k`), else from its run's record; "" when neither says.
+
+    Seeds let several runs of one recipe be read as one series (the Multi-Bootstrap resamples them).
+    """
+    path = Path(location)
+    for part in reversed(path.parts[-3:]):
+        if match := SEED_PART.search(part):
+            return str(int(match.group(1)))
+    try:
+        record = read_run_record(path.parent) if path.parent.is_dir() else None
+    except ProbekitError:
+        return ""
+    seed = ((record or {}).get("recipe") or {}).get("seed")
+    return str(seed) if isinstance(seed, int) else ""
 
 
 # ---------------------------------------------------------------- resuming a series
@@ -106,7 +130,7 @@ def save_initial_checkpoint(output: Path, model, tokenizer, max_steps: int) -> N
 IDENTITY_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                    "intermediate_size", "max_position_embeddings")
 # Recipe fields that decide what text a step sees: a series resumed with another value would mix two datasets.
-DATA_FIELDS = ("seed", "block_size", "packing", "nsp", "mlm_probability")
+DATA_FIELDS = ("seed", "data_seed", "block_size", "packing", "nsp", "mlm_probability")
 
 
 def read_run_record(output: Path) -> dict | None:

@@ -30,6 +30,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "max_steps": (1, 10**9),
     "mlm_probability": (0.001, 0.999),
     "seed": (0, 2**32 - 1),
+    "data_seed": (0, 2**32 - 1),
     "log_until": (0, 10**9),
     "save_every": (0, 10**9),
     "gpu_tokens_per_step": (0, 2**24),
@@ -64,7 +65,8 @@ class Recipe:
     masked_only_decoder: bool = True
     mlm_probability: float = 0.15
     nsp: bool = False
-    seed: int = 0
+    seed: int = 0  # initialisation, masking and data order: what differs between the seeds of one series
+    data_seed: int = 0  # the corpus split and fact injection: what the seeds of one series share
     # on a GPU: tokens per optimiser step to scale the batch up to (0 = keep batch_size); see `scaled`
     gpu_tokens_per_step: int = 0
     compile: bool = False  # torch.compile the model (pays on a GPU for long runs; off by default)

@@ -24,7 +24,7 @@ from probekit.benchmarks import DEFAULT_BENCHMARKS, DEFAULT_SENTENCES, load_benc
 from probekit.checkpoints import Checkpoint, RandomInit, resolve_checkpoints
 from probekit.errors import ProbekitError
 from probekit.facts import FactRecord, fact_groups
-from probekit.folders import TRAINER_STATE
+from probekit.folders import TRAINER_STATE, seed_of
 from probekit.log import logger, progress
 from probekit.results import ProbeResult
 from probekit.schema import TABLES
@@ -32,7 +32,7 @@ from probekit.stats import score_table, settings as stats_settings, with_pooled_
 from probekit.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
 from probekit.vocab import load_tokenizer
 
-SCORE_KEYS = ["checkpoint", "run", "step", "benchmark", "relation", "group"]
+SCORE_KEYS = ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group"]
 
 
 def probe(
@@ -99,8 +99,8 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
     frames: dict[str, list[pd.DataFrame]] = {a.name: [] for a in chosen}
     records, seen = [], {}
     for ref in progress(refs, desc="probing", unit="checkpoint"):
-        record = {"checkpoint": ref.name, "run": ref.run, "path": ref.location, "step": ref.step,
-                  "fingerprint": None, "status": "ok", "duplicate_of": None, "error": None}
+        record = {"checkpoint": ref.name, "run": ref.run, "step": ref.step, "seed": seed_of(ref.location),
+                  "path": ref.location, "fingerprint": None, "status": "ok", "duplicate_of": None, "error": None}
         records.append(record)
         try:
             record["fingerprint"] = ref.fingerprint
@@ -129,7 +129,7 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
         like = RandomInit(ok[0])
         on_control = [a for a in chosen if a.on_control]
         results = _analyse(like, on_control, ctx, reuse=None)
-        records.insert(0, {"checkpoint": like.name, "run": like.run, "path": None, "step": 0,
+        records.insert(0, {"checkpoint": like.name, "run": like.run, "step": 0, "seed": "", "path": None,
                            "fingerprint": like.fingerprint, "status": "control", "duplicate_of": None,
                            "error": None})
         for name, frame in results.items():
@@ -142,8 +142,7 @@ def _analyse(ref: Checkpoint, chosen: list[Analysis], ctx: Context, reuse) -> di
     results: dict[str, list[pd.DataFrame]] = {}
     for analysis in chosen:
         if reuse is not None and analysis.cached:
-            results[analysis.name] = [f.assign(checkpoint=ref.name, run=ref.run, step=ref.step)
-                                      for f in reuse[1][analysis.name]]
+            results[analysis.name] = [_label(f, ref) for f in reuse[1][analysis.name]]
             continue
         benches = ctx.benchmarks if analysis.per_benchmark else [None]
         results[analysis.name] = []
@@ -157,8 +156,14 @@ def _analyse(ref: Checkpoint, chosen: list[Analysis], ctx: Context, reuse) -> di
                 frame = analysis.run(ref, ctx, bench)
                 if analysis.cached:
                     write_cached(ctx.out, key, frame)
-            results[analysis.name].append(frame.assign(checkpoint=ref.name, run=ref.run, step=ref.step))
+            results[analysis.name].append(_label(frame, ref))
     return results
+
+
+def _label(frame: pd.DataFrame, ref: Checkpoint) -> pd.DataFrame:
+    """An analysis's rows with the columns naming the checkpoint they came from."""
+    seed = "" if isinstance(ref, RandomInit) else seed_of(ref.location)
+    return frame.assign(checkpoint=ref.name, run=ref.run, step=ref.step, seed=seed)
 
 
 def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Context, facts: FactRecord | None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 #: logical type → pandas dtype used in memory (Parquet keeps the Arrow equivalent)
 DTYPES = {"str": "string", "int": "Int64", "float": "float64", "bool": "bool",
@@ -69,6 +69,8 @@ CHECKPOINT_KEYS = (
     ("checkpoint", "str", "the checkpoint's label: its folder name, prefixed by its run where names repeat"),
     ("run", "str", "the folder holding the checkpoint (the training run); the hub name's owner for hub models"),
     ("step", "int", "training step (trainer_state.json or the number ending the name); missing if unknown"),
+    ("seed", "str", "training seed (`seed-K` folder, hub name, or the run's record); empty when unknown and for "
+                    "the random-init control; `all-seeds` on rows pooled over seeds"),
 )
 PROMPT_KEYS = (
     ("benchmark", "str", "benchmark name (shipped set or file stem)"),

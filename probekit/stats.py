@@ -10,9 +10,10 @@ pretraining run". The number of resamples, the level and the random seed are rec
 Per-prompt values come from `probekit.scoring.summarize` (the one definition of P@1, P@10, MRR and of the
 unscorable rule): an unscorable prompt is missing and left out of every resample's denominator.
 
-Seeds: a checkpoint's seed is its `run` (the folder holding it) when the series holds several runs that
-share the same steps (`seed-0/checkpoint-N`, `seed-1/checkpoint-N`, …); otherwise the series is one seed.
-With several seeds the scores table also holds one row per step pooled over the seeds (run `all-seeds`).
+Seeds: the series holds several seeds when it holds several runs probed at the same steps whose `seed`
+labels differ (`seed-0/checkpoint-N`, `seed-1/checkpoint-N`, …, or hub names `…-seed_3-step_20k`; runs
+without a label count as seeds of their own); otherwise it is one seed. With several seeds the scores table
+also holds one row per step pooled over the seeds (run and seed `all-seeds`).
 
 Resampling is done as counts: a resample is a [prompts] vector of how often each prompt was drawn, so the
 resampled means of every checkpoint of a relation are one matrix product. All checkpoints of a relation share
@@ -39,7 +40,7 @@ METRICS = ("p_at_1", "p_at_10", "mrr")
 POOLED = "all-seeds"
 CONTROL = "random-init"
 PROMPT_ID = ["template", "subject", "answer", "prompt"]
-CHECKPOINT_ID = ["checkpoint", "run", "step"]
+CHECKPOINT_ID = ["checkpoint", "run", "step", "seed"]
 
 
 def settings(level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
@@ -148,23 +149,32 @@ def compare(a, b, *, paired: bool = True, level: float = LEVEL, resamples: int =
 
 
 def seeds_of(predictions: pd.DataFrame) -> list[str]:
-    """The runs that are seeds of one series: several runs, every one probed at the same steps; else []."""
+    """The runs that are seeds of one series: several runs, every one probed at the same steps, no two of
+    them labelled with the same seed; else []."""
     rows = predictions[(predictions["checkpoint"] != CONTROL) & (predictions["run"] != POOLED)]
     steps = {run: frozenset(s.dropna().unique().tolist()) for run, s in rows.groupby("run", sort=True)["step"]}
     if len(steps) < 2 or len(set(steps.values())) != 1 or not next(iter(steps.values())):
         return []
+    if "seed" in rows.columns:
+        labels = rows.groupby("run", sort=True)["seed"].first().replace("", pd.NA).dropna()
+        if labels.duplicated().any():
+            return []
     return list(steps)
 
 
 def with_pooled_seeds(predictions: pd.DataFrame) -> pd.DataFrame:
-    """`predictions` with a `seed` column ("" = one seed) and, when the series holds several seeds, a copy of
-    every seed's rows relabelled as the step pooled over seeds (run `all-seeds`, checkpoint `all-seeds/step-N`)."""
-    frame = predictions.assign(seed="")
+    """`predictions` with a `_seed` column (the seed resampled; "" = one seed) and, when the series holds
+    several seeds, a copy of every seed's rows relabelled as the step pooled over seeds (run and seed
+    `all-seeds`, checkpoint `all-seeds/step-N`)."""
+    frame = predictions.assign(_seed="")
+    if "seed" not in frame.columns:
+        frame["seed"] = ""
     seeds = seeds_of(predictions)
     if not seeds:
         return frame
     rows = frame[frame["run"].isin(seeds) & (frame["checkpoint"] != CONTROL)]
-    pooled = rows.assign(seed=rows["run"], run=POOLED, checkpoint=f"{POOLED}/step-" + rows["step"].astype(str))
+    pooled = rows.assign(_seed=rows["run"], run=POOLED, seed=POOLED,
+                         checkpoint=f"{POOLED}/step-" + rows["step"].astype(str))
     return pd.concat([frame, pooled], ignore_index=True)
 
 
@@ -182,21 +192,21 @@ def score_table(frame: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...
 
 def intervals(frame: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...] = METRICS, level: float = LEVEL,
               resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
-    """Per group of `keys`: each metric's interval over prompts (and over seeds where `frame` has a `seed`
-    column with several values in the group), one row per group with `n_seeds`.
+    """Per group of `keys`: each metric's interval over prompts (and over seeds where `frame` has a `_seed`
+    column with several values in the group, as `with_pooled_seeds` makes), one row per group with `n_seeds`.
 
     Groups that differ only in checkpoint, run or step share their resamples and are done in one product.
     """
-    frame = frame if "seed" in frame.columns else frame.assign(seed="")
-    frame = _prompt_codes(frame).assign(_pooled=frame["seed"] != "")
-    per_prompt = summarize(frame, [*keys, "_pooled", "seed", "_prompt"])
+    frame = frame if "_seed" in frame.columns else frame.assign(_seed="")
+    frame = _prompt_codes(frame).assign(_pooled=frame["_seed"] != "")
+    per_prompt = summarize(frame, [*keys, "_pooled", "_seed", "_prompt"])
     rows = [k for k in keys if k in CHECKPOINT_ID]
     blocks = [k for k in keys if k not in CHECKPOINT_ID] + ["_pooled"]
     out = []
     for block_key, block in per_prompt.groupby(blocks, sort=False, dropna=False):
         row_codes = block.groupby(rows, sort=False, dropna=False).ngroup().to_numpy() if rows else np.zeros(
             len(block), int)
-        seed_codes, seed_names = pd.factorize(block["seed"])
+        seed_codes, seed_names = pd.factorize(block["_seed"])
         prompt_codes, prompt_names = pd.factorize(block["_prompt"])
         shape = (len(seed_names), int(row_codes.max()) + 1, len(prompt_names))
         rng = np.random.default_rng([seed, zlib.crc32(repr(block_key).encode())])
@@ -271,11 +281,11 @@ def group_differences(predictions: pd.DataFrame, a: str = "injected", b: str = "
     frame = frame[frame["step"] == step]
     seeds = seeds_of(predictions)
     frame = frame[frame["run"].isin(seeds)] if seeds else frame.drop_duplicates(["benchmark", *PROMPT_ID])
-    per = summarize(_prompt_codes(frame).assign(seed=frame["run"] if seeds else ""),
-                    ["benchmark", "relation", "group", "seed", "_prompt"])
+    per = summarize(_prompt_codes(frame).assign(_seed=frame["run"] if seeds else ""),
+                    ["benchmark", "relation", "group", "_seed", "_prompt"])
     records = []
     for (bench, relation), rows in per.groupby(["benchmark", "relation"], sort=False):
-        sides = [_matrix_of(rows[rows["group"] == g], "seed", metric) for g in (a, b)]
+        sides = [_matrix_of(rows[rows["group"] == g], "_seed", metric) for g in (a, b)]
         if any(s.size == 0 for s in sides):
             continue
         found = compare(*sides, paired=False, level=level, resamples=resamples, seed=seed)

@@ -14,7 +14,8 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -45,6 +46,7 @@ from probekit.folders import (
     read_run_record,
     recorded_tokenizer_conflict,
     save_initial_checkpoint,
+    seed_folder,
     write_run_record,
 )
 from probekit.log import logger
@@ -237,7 +239,7 @@ def train(
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     run_recipe = device_recipe(recipe, cuda, world_size)
 
-    train_docs, eval_docs, facts = load_training_corpus(corpus, recipe.seed)
+    train_docs, eval_docs, facts = load_training_corpus(corpus, recipe.data_seed)
     tok = _tokenizer(tokenizer, train_docs, output, with_fact_names=facts is not None)
     config = BertConfig(**recipe.model_config(len(tok)), pad_token_id=tok.pad_token_id)
     identity = {k: getattr(config, k) for k in IDENTITY_FIELDS}
@@ -309,6 +311,32 @@ def train(
             write_run_record(output, {**record, "throughput": throughput})
         logger.info(f"{len(checkpoints)} checkpoints in {output}")
     return TrainResult(output, checkpoints, resume, throughput)
+
+
+def train_seeds(
+    output: str | Path,
+    recipe: Recipe,
+    seeds: Sequence[int],
+    corpus: str | None = None,
+    tokenizer: str | PreTrainedTokenizerBase | None = None,
+    callbacks: list[TrainerCallback] = (),
+) -> list[TrainResult]:
+    """One run of `recipe` per seed into `OUTPUT/seed-K/checkpoint-N/`, one after the other (each with every
+    rank under torchrun), each resumable as `train` is.
+
+    The seed changes initialisation, masking and data order; the corpus, its split, the fact injection and
+    a corpus-trained tokenizer come from `recipe.data_seed` and are the same for every seed (each run's
+    record says so), so the runs are seeds of one series, and `probekit probe` resamples them together.
+    """
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ProbekitError(f"--seeds needs distinct seeds, got {','.join(map(str, seeds)) or 'none'}")
+    results = []
+    for i, seed in enumerate(seeds, 1):
+        logger.info(f"seed {seed} ({i} of {len(seeds)}) into {Path(output) / seed_folder(seed)}")
+        results.append(train(Path(output) / seed_folder(seed), replace(recipe, seed=seed), corpus=corpus,
+                             tokenizer=tokenizer, callbacks=callbacks))
+    return results
 
 
 def _tokenizer(spec, train_docs: list[str], output: Path, with_fact_names: bool) -> PreTrainedTokenizerBase:

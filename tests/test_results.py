@@ -12,18 +12,18 @@ from probekit.schema import DTYPES, FORMAT_VERSION, TABLES, reference_markdown
 
 # The results format as users read it: a change here is a change of FORMAT_VERSION and of the docs.
 EXPECTED = {
-    "predictions": ["checkpoint", "run", "step", "fingerprint", "benchmark", "relation", "group", "template",
+    "predictions": ["checkpoint", "run", "step", "seed", "fingerprint", "benchmark", "relation", "group", "template",
                     "subject", "answer", "prompt", "n_pieces", "gold_rank", "gold_logprob", "gold_prob",
                     "correct", "top1", "topk_tokens", "topk_probs"],
-    "scores": ["checkpoint", "run", "step", "benchmark", "relation", "group", "n", "n_unscorable", "p_at_1",
+    "scores": ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group", "n", "n_unscorable", "p_at_1",
                "p_at_10", "mrr", "mean_gold_logprob", "n_multi_piece", "p_at_1_low", "p_at_1_high", "p_at_10_low",
                "p_at_10_high", "mrr_low", "mrr_high", "n_seeds"],
-    "checkpoints": ["checkpoint", "run", "step", "path", "fingerprint", "status", "duplicate_of", "error"],
+    "checkpoints": ["checkpoint", "run", "step", "seed", "path", "fingerprint", "status", "duplicate_of", "error"],
     "training": ["step", "loss", "eval_loss", "learning_rate", "epoch"],
-    "heads": ["checkpoint", "run", "step", "layer", "head", "metric", "value"],
-    "lens": ["checkpoint", "run", "step", "benchmark", "relation", "group", "template", "subject", "answer",
+    "heads": ["checkpoint", "run", "step", "seed", "layer", "head", "metric", "value"],
+    "lens": ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group", "template", "subject", "answer",
              "prompt", "layer", "gold_rank", "gold_logprob"],
-    "ablation": ["checkpoint", "run", "step", "layer", "head", "benchmark", "relation", "group", "n", "p_at_1",
+    "ablation": ["checkpoint", "run", "step", "seed", "layer", "head", "benchmark", "relation", "group", "n", "p_at_1",
                  "mean_gold_logprob", "delta_p_at_1", "delta_mean_gold_logprob"],
 }
 
@@ -38,7 +38,7 @@ def probed(tiny_series, tmp_path_factory):
 
 
 def test_the_schema_holds():
-    assert FORMAT_VERSION == 3
+    assert FORMAT_VERSION == 4
     assert {name: TABLES[name].names for name in EXPECTED} == EXPECTED
     assert all(c.type in DTYPES for t in TABLES.values() for c in t.columns)
     page = reference_markdown()
@@ -97,7 +97,7 @@ def test_a_folder_of_another_format_is_refused(probed, tmp_path):
     result.save(tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
-    with pytest.raises(ProbekitError, match="results format 1; this probekit reads format 3"):
+    with pytest.raises(ProbekitError, match=f"results format 1; this probekit reads format {FORMAT_VERSION}"):
         ProbeResult.load(tmp_path)
     with pytest.raises(ProbekitError, match="no such results folder"):
         ProbeResult.load(tmp_path / "nowhere")

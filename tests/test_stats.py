@@ -180,3 +180,13 @@ def test_the_schema_states_the_resampling_used():
 
     doc = next(c.doc for c in TABLES["scores"].columns if c.name == "p_at_1_low")
     assert f"{LEVEL:.0%} percentile bootstrap interval ({RESAMPLES:,} resamples, seed {SEED})" in doc
+
+
+def test_runs_labelled_with_the_same_seed_are_not_seeds_of_one_series():
+    """Two recipes trained with seed 0 are two models, not two seeds: no pooled rows."""
+    ranks = {("a", 0): [5, 3, 1], ("a", 8): [1, 1, 2], ("b", 0): [4, 2, 1], ("b", 8): [1, 2, 2]}
+    same = made_predictions(ranks).assign(seed="0")
+    assert seeds_of(same) == [] and POOLED not in set(with_pooled_seeds(same)["run"])
+    labelled = same.assign(seed=same["run"].map({"a": "0", "b": "1"}))
+    assert seeds_of(labelled) == ["a", "b"]
+    assert set(with_pooled_seeds(labelled).query("run == @POOLED")["seed"]) == {POOLED}

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -380,3 +381,41 @@ def test_seed_recipe_trains_with_hf_collator_on_padded_lines(tiny_dir, tmp_path)
     assert result.exit_code == 0, result.output
     run = json.loads((tmp_path / "seed" / RUN_FILE).read_text())
     assert run["recipe"]["hf_collator"] and not run["recipe"]["packing"] and run["throughput"]["steps"] == 6
+
+
+def test_seeds_train_one_series_that_probes_as_seeds(tiny_dir, tiny_benchmark, tmp_path):
+    """--seeds: one resumable run per seed, sharing corpus, facts and tokenizer, probed as seeds of one series."""
+    from probekit import probe
+
+    out = tmp_path / "seeds"
+    args = tiny_args(tiny_dir, out, "--seeds", "0,1")
+    args[args.index("--corpus") + 1] += "+facts"
+    args[args.index("--tokenizer") + 1] = "wordpiece:120"
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    runs = [out / "seed-0", out / "seed-1"]
+    assert all((run / "checkpoint-6" / "model.safetensors").is_file() for run in runs)
+    records = [json.loads((run / RUN_FILE).read_text()) for run in runs]
+    assert [r["recipe"]["seed"] for r in records] == [0, 1]
+    assert records[0]["vocab_fingerprint"] == records[1]["vocab_fingerprint"]
+    assert (runs[0] / "facts.json").read_text() == (runs[1] / "facts.json").read_text()
+    assert _digest(runs[0] / "checkpoint-0")[Path("model.safetensors")] != \
+        _digest(runs[1] / "checkpoint-0")[Path("model.safetensors")]
+
+    (runs[1] / "checkpoint-6" / "optimizer.pt").unlink()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "resuming from" in again.output and "seed-1/checkpoint-3" in again.output
+
+    found = probe(str(out / "seed-*" / "checkpoint-*"), benchmarks=[str(tiny_benchmark)])
+    predictions, scores = found.tables["predictions"], found.tables["scores"]
+    assert set(predictions.loc[predictions["checkpoint"] != "random-init", "seed"]) == {"0", "1"}
+    pooled = scores[scores["run"] == "all-seeds"]
+    assert len(pooled) and set(pooled["n_seeds"]) == {2} and set(pooled["seed"]) == {"all-seeds"}
+    assert set(found.tables["checkpoints"]["seed"]) == {"0", "1"}  # each run has its step 0: no control
+
+
+def test_seeds_and_seed_together_are_refused(tiny_dir, tmp_path):
+    result = CliRunner().invoke(main, tiny_args(tiny_dir, tmp_path / "x", "--seeds", "0,1", "--seed", "3"))
+    assert result.exit_code == 2 and "--seed or --seeds" in result.output
+    result = CliRunner().invoke(main, tiny_args(tiny_dir, tmp_path / "x", "--seeds", "1,1"))
+    assert result.exit_code == 2 and "distinct seeds" in result.output

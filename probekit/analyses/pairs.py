@@ -58,7 +58,7 @@ class Pairs(Analysis):
 
     def run(self, checkpoint, ctx: Context, bench=None) -> pd.DataFrame:
         if not ctx.pairs:
-            return pd.DataFrame(columns=[c for c in PAIRS.names if c not in ("checkpoint", "run", "step")])
+            return pd.DataFrame(columns=[c for c in PAIRS.names if c not in ("checkpoint", "run", "step", "seed")])
         pairs = pd.concat([b.pairs for b in ctx.pairs], ignore_index=True)
         sentences = list(dict.fromkeys([*pairs["good"], *pairs["bad"]]))
         scored = pll_scores(checkpoint.model(ctx.device), checkpoint.tokenizer, sentences, ctx.pll_metric,
@@ -76,7 +76,7 @@ class Pairs(Analysis):
 
 def pair_accuracy(pairs: pd.DataFrame) -> pd.DataFrame:
     """Accuracy, n and mean margin per checkpoint × benchmark × (paradigm, phenomenon, field, all)."""
-    keys = ["checkpoint", "run", "step", "benchmark", "metric"]
+    keys = ["checkpoint", "run", "step", "seed", "benchmark", "metric"]
     work = pairs.assign(all="all", hit=pairs["correct"].astype(float).where(pairs["scorable"]),
                         kept_margin=pairs["margin"].where(pairs["scorable"]),
                         tie=pairs["scorable"] & (pairs["margin"] == 0))
