@@ -4,9 +4,13 @@ What a folder holds is declared in `probekit.schema`. Writing is all-or-nothing 
 run's files are written under temporary names, the old manifest is removed, tables of the previous run that
 this run does not write are deleted, the new files take their names, and the manifest (listing every file
 of the run) is written last. A folder without a manifest, or whose files carry another run's id, is refused
-as incomplete. One writer at a time: a second probe into the same folder is refused while the first runs.
+as incomplete. One writer of the tables at a time: a second probe into the same folder is refused while the
+first runs. The cache takes many writers at once (the processes of a sharded probe): each result is written
+under a unique temporary name and published by a hard link, so no reader sees half a file and no published
+result is ever overwritten.
 
   cache/KEY.parquet       per (checkpoint identity, benchmark, analysis, settings, format and scoring versions)
+  cache/units/SIG.json    a unit of a sharded probe is done: who did it, where, how long (`probekit.shards`)
   attention/NAME.safetensors   captured tensors per checkpoint (listed in the manifest like the tables)
 """
 
@@ -17,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import socket
 import sys
 import tempfile
 import uuid
@@ -27,26 +32,46 @@ from pathlib import Path
 from probekit.errors import ProbekitError
 from probekit.schema import FORMAT_VERSION, TABLES
 
-MANIFEST, LOCK, CACHE, ATTENTION = "manifest.json", ".probekit.lock", "cache", "attention"
+MANIFEST, LOCK, CACHE, ATTENTION, UNITS = "manifest.json", ".probekit.lock", "cache", "attention", "units"
 META_KEY = b"probekit"
 _held: set[Path] = set()
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+class FolderBusy(ProbekitError):
+    """Another process holds the results folder's writer's lock."""
+
+
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A unique temporary path beside `path` that takes its name only if the block finishes."""
+def atomic_path(path: Path, replace: bool = True) -> Iterator[Path]:
+    """A unique temporary path beside `path` that takes its name only if the block finishes.
+
+    With `replace=False` it takes the name only if no file has it yet (a hard link: atomic on local and
+    network filesystems), so a file once published is never overwritten by another writer.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; results are meant to be shared
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_once(Path(tmp), path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _link_once(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return  # another writer published the same result first
+    except OSError:  # a filesystem without hard links: the rename still keeps readers safe
+        os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- tables as Parquet with a stamp
@@ -54,13 +79,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def write_table(path: Path, frame, stamp: dict) -> None:
     """`frame` as Parquet at `path` (atomically), with `stamp` (format version, run id, table) in its metadata."""
+    with atomic_path(path) as tmp:
+        _write_parquet(tmp, frame, stamp)
+
+
+def _write_parquet(path: Path, frame, stamp: dict) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(stamp).encode()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    pq.write_table(table, path)
 
 
 def read_table(path: Path):
@@ -99,8 +128,28 @@ def read_cached(out: Path | None, key: str):
 
 
 def write_cached(out: Path | None, key: str, frame) -> None:
-    if out is not None:
-        write_table(out / CACHE / f"{key}.parquet", frame, {"key": key, "format_version": FORMAT_VERSION})
+    """Publish `frame` under `key` once: a valid result already there (another process's) is kept as it is,
+    an unreadable leftover is replaced."""
+    if out is None:
+        return
+    path = out / CACHE / f"{key}.parquet"
+    leftover = path.exists() and read_cached(out, key) is None
+    with atomic_path(path, replace=leftover) as tmp:
+        _write_parquet(tmp, frame, {"key": key, "format_version": FORMAT_VERSION})
+
+
+def write_unit_record(out: Path, signature: str, record: dict) -> None:
+    """Mark a unit of a sharded probe done (`probekit.shards`), atomically: a record is whole or absent."""
+    with atomic_path(out / CACHE / UNITS / f"{signature}.json") as tmp:
+        tmp.write_text(json.dumps(record, default=str))
+
+
+def read_unit_record(out: Path, signature: str) -> dict | None:
+    """The record of a finished unit, or None (not done, or unreadable)."""
+    try:
+        return json.loads((out / CACHE / UNITS / f"{signature}.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------- one writer
@@ -108,7 +157,11 @@ def write_cached(out: Path | None, key: str, frame) -> None:
 
 @contextlib.contextmanager
 def writer_lock(out: Path) -> Iterator[None]:
-    """Hold `out` for one writer; refuse (one line) while another live process holds it. Re-entrant."""
+    """Hold `out` for one writer; refuse (one line) while another live process holds it. Re-entrant.
+
+    The lock names the holder's pid and host: a lock left by a dead process on this host is taken over; one
+    held from another host (a shared folder) is only refused, since its process cannot be checked from here.
+    """
     out.mkdir(parents=True, exist_ok=True)
     lock = out / LOCK
     if lock.resolve() in _held:
@@ -118,14 +171,17 @@ def writer_lock(out: Path) -> Iterator[None]:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            holder = _lock_holder(lock)
+            holder, host = _lock_holder(lock)
+            if host not in (None, socket.gethostname()):
+                raise FolderBusy(f"{out}: another probekit process (pid {holder} on {host}) is writing these "
+                                    f"results; wait for it, or delete {lock} if it is gone") from None
             if holder is not None and holder != os.getpid() and _alive(holder):
-                raise ProbekitError(f"{out}: another probekit process (pid {holder}) is writing these results; "
+                raise FolderBusy(f"{out}: another probekit process (pid {holder}) is writing these results; "
                                     f"wait for it or choose another --out") from None
             lock.unlink(missing_ok=True)  # left by a process that is gone
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
+            f.write(f"{os.getpid()} {socket.gethostname()}")
         break
     else:
         raise ProbekitError(f"{out}: could not take the writer's lock {lock}")
@@ -137,11 +193,13 @@ def writer_lock(out: Path) -> Iterator[None]:
         lock.unlink(missing_ok=True)
 
 
-def _lock_holder(lock: Path) -> int | None:
+def _lock_holder(lock: Path) -> tuple[int | None, str | None]:
+    """(pid, host) written in the lock; host None for a lock written without one (same host assumed)."""
     try:
-        return int(lock.read_text().strip() or 0) or None
+        pid, _, host = lock.read_text().strip().partition(" ")
+        return int(pid or 0) or None, host or None
     except (OSError, ValueError):
-        return None
+        return None, None
 
 
 def _alive(pid: int) -> bool:
