@@ -108,7 +108,7 @@ class Checkpoint:
             self._cache.pop(key, None)
 
     def _hub_model(self) -> BertForMaskedLM:
-        return self._once("hub_model", lambda: _load_from_hub(self.location))
+        return self._once("hub_model", lambda: _load_from_hub(self.location, self.allow_pickle))
 
 
 class RandomInit(Checkpoint):
@@ -140,38 +140,56 @@ class RandomInit(Checkpoint):
 
 
 def resolve_checkpoints(specs: list[str] | str, allow_pickle: bool = False,
-                        tokenizer: PreTrainedTokenizerBase | None = None) -> list[Checkpoint]:
-    """Checkpoints from paths, quoted globs, parent folders or hub names, in training order.
+                        tokenizer: PreTrainedTokenizerBase | None = None, *, step_from: str | None = None,
+                        evict: bool = False) -> list[Checkpoint]:
+    """Checkpoints from paths, quoted globs, parent folders or hub names (`ORG/NAME`, `ORG/NAME@REVISION`), in
+    training order.
 
-    Order is by step (trainer_state.json's global_step, else the number ending the folder name), so
-    checkpoint-14400 comes before checkpoint-144000; unnumbered ones keep their given order at the end.
+    Order is by step (trainer_state.json's global_step, else the number ending the folder name; for a hub name
+    the step its name states, else its revision's, else its trainer_state.json), so checkpoint-14400 comes before
+    checkpoint-144000; unnumbered ones keep their given order at the end. `step_from`, a regex whose first group
+    is the step (k/M suffixes allowed), decides every checkpoint's step instead. Hub checkpoints are fetched one
+    at a time when first read (`probekit.hub`); with `evict`, each is deleted from the hub cache when released.
     """
+    from probekit import hub
+
     specs = [specs] if isinstance(specs, (str, Path)) else list(specs)
-    locations: list[str] = []
+    pattern = hub.step_pattern(step_from)
+    entries: list[str | hub.HubSpec] = []
     for spec in map(str, specs):
         path = Path(spec)
         if any(ch in spec for ch in "*?["):
             matches = [m for m in sorted(glob.glob(spec)) if looks_like_checkpoint(Path(m))]
             if not matches:
                 raise ProbekitError(f"{spec}: matches no checkpoint folder")
-            locations += matches
+            entries += matches
         elif path.is_file():
             if len(specs) == 1:
                 raise ProbekitError(f"{spec}: a file, not a checkpoint folder")
             continue  # a shell glob also expands to files beside the checkpoints (probekit_run.json)
         elif path.is_dir() and not (path / "config.json").exists():
             children = [str(p) for p in sorted(path.iterdir()) if looks_like_checkpoint(p)]
-            locations += children or [spec]
-        elif path.exists() or not _looks_like_path(spec):
-            locations.append(spec)
+            entries += children or [spec]
+        elif path.exists():
+            entries.append(spec)
+        elif not _looks_like_path(spec):
+            entries.append(hub.parse_spec(spec))
         else:
             raise ProbekitError(f"{spec}: no such checkpoint folder")
-    unique = list(dict.fromkeys(locations))
-    names = _unique_names(unique)
-    found = [Checkpoint(name, loc, step_of(Path(loc)), _run_of(loc), allow_pickle, tokenizer)
-             for name, loc in zip(names, unique)]
-    order = {ref.location: i for i, ref in enumerate(found)}
-    return sorted(found, key=lambda r: (r.step is None, r.step if r.step is not None else order[r.location]))
+    entries = list(dict.fromkeys(entries))
+    hub.check_cached([e for e in entries if isinstance(e, hub.HubSpec)])
+    folders = [e for e in entries if isinstance(e, str)]
+    names = dict(zip(folders, _unique_names(folders)))
+    found = [hub.hub_checkpoint(e, pattern, allow_pickle, tokenizer, evict) if isinstance(e, hub.HubSpec)
+             else Checkpoint(names[e], e, hub.step_from_pattern(pattern, e) if pattern else step_of(Path(e)),
+                             _run_of(e), allow_pickle, tokenizer)
+             for e in entries]
+    taken = [c.name for c in found]
+    for ref in found:
+        if isinstance(ref, hub.HubCheckpoint) and taken.count(ref.name) > 1:
+            ref.name = str(ref.spec)  # two owners' repositories of one name: the full spec tells them apart
+    ranked = sorted(enumerate(found), key=lambda p: (p[1].step is None, p[0] if p[1].step is None else p[1].step))
+    return [ref for _, ref in ranked]
 
 
 def _run_of(location: str) -> str:
@@ -197,7 +215,10 @@ def _unique_names(locations: list[str]) -> list[str]:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).suffix != ""
+    """True when a spec that names nothing on disk was meant as a path (the error says so), not a hub name."""
+    from probekit.hub import looks_like_path
+
+    return looks_like_path(spec)
 
 
 def read_weights(ref: Checkpoint, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -350,13 +371,10 @@ def load_checkpoint(
     return ref.model(attn_implementation=attn_implementation), tok
 
 
-def _load_from_hub(location: str) -> BertForMaskedLM:
-    try:
-        model = BertForMaskedLM.from_pretrained(location, attn_implementation="sdpa", use_safetensors=True)
-    except (OSError, ValueError) as exc:
-        raise ProbekitError(f"{location}: not a local folder, and the hub could not provide it "
-                            f"({exc.__class__.__name__})") from exc
-    return model.eval()
+def _load_from_hub(location: str, allow_pickle: bool = False) -> BertForMaskedLM:
+    """The model of a plain Checkpoint whose location is a hub name: fetched into the hub cache and built from
+    that snapshot by the same checked code as a local folder (never `from_pretrained` of a hub name)."""
+    return resolve_checkpoints([location], allow_pickle)[0].model()
 
 
 def decoder_is_tied(model: torch.nn.Module) -> bool:
@@ -379,11 +397,16 @@ def _short(exc: Exception) -> str:
 
 
 class Series:
-    """A training series opened once: `series[-1]` by position (like a list), `series.at(600)` by step."""
+    """A training series opened once: `series[-1]` by position (like a list), `series.at(600)` by step.
+
+    Hub checkpoints in it are fetched when first read; with `evict=True` each is deleted from the hub cache
+    when released (`series[i].release()`, as `probe` does after each checkpoint).
+    """
 
     def __init__(self, specs: list[str] | str, allow_pickle: bool = False,
-                 tokenizer: PreTrainedTokenizerBase | None = None):
-        self.checkpoints = resolve_checkpoints(specs, allow_pickle, tokenizer)
+                 tokenizer: PreTrainedTokenizerBase | None = None, *, step_from: str | None = None,
+                 evict: bool = False):
+        self.checkpoints = resolve_checkpoints(specs, allow_pickle, tokenizer, step_from=step_from, evict=evict)
 
     @property
     def steps(self) -> list[int | None]:
@@ -411,6 +434,8 @@ class Series:
 
 
 def open_series(specs: list[str] | str, allow_pickle: bool = False,
-                tokenizer: PreTrainedTokenizerBase | None = None) -> Series:
-    """Open a checkpoint series: paths, a glob such as 'local/my_bert/*', a parent folder, or hub names."""
-    return Series(specs, allow_pickle, tokenizer)
+                tokenizer: PreTrainedTokenizerBase | None = None, *, step_from: str | None = None,
+                evict: bool = False) -> Series:
+    """Open a checkpoint series: paths, a glob such as 'local/my_bert/*', a parent folder, or hub names
+    (`google/multiberts-seed_0-step_20k`, `ORG/NAME@REVISION`); `step_from` and `evict` as for `probe`."""
+    return Series(specs, allow_pickle, tokenizer, step_from=step_from, evict=evict)

@@ -165,6 +165,13 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
                    "(and any registered one).")
 @click.option("--tokenizer", default=None, help="Tokenizer to use instead of each checkpoint's own.")
 @click.option("--allow-pickle", is_flag=True, help="Also load pytorch_model.bin (pickle) weights, weights-only.")
+@click.option("--step-from", metavar="REGEX", default=None,
+              help="Read each checkpoint's step from its name or hub spec with REGEX's first group (k/M "
+                   "suffixes: 20k = 20000), e.g. 'step_(\\d+k)'.  [default: the name (step_20k, checkpoint-500), "
+                   "the hub revision, else trainer_state.json]")
+@click.option("--evict", is_flag=True,
+              help="Delete each hub checkpoint from the hub cache once it is probed, so a long series fits "
+                   "the disk (local folders are never deleted).")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=10, help="Predictions kept per prompt.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Prompts per forward pass.")
 @click.option("--control/--no-control", default=True,
@@ -183,7 +190,7 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
 def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tuple[str, ...], sample: int | None,
           pll_metric: str, out: str, with_: tuple[str, ...], tokenizer: str | None, allow_pickle: bool, top_k: int,
           batch_size: int, control: bool, device: str | None, capture_file: str | None, half: bool, lens: bool,
-          ablate: bool) -> None:
+          ablate: bool, step_from: str | None = None, evict: bool = False) -> None:
     """Score every benchmark prompt on every checkpoint; write tidy tables to OUT.
 
     Exits with status 1 when a checkpoint was skipped (after writing the results of the others).
@@ -198,7 +205,8 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
     sentences = None if capture_file in (None, SHIPPED_SENTENCES) else capture_file
     result = run_probe(specs, benchmarks, analyses=analyses, out=out, tokenizer=tokenizer,
                        allow_pickle=allow_pickle, top_k=top_k, batch_size=batch_size, control=control,
-                       device=device, sentences=sentences, half=half, sample=sample, pll_metric=pll_metric)
+                       device=device, sentences=sentences, half=half, sample=sample, pll_metric=pll_metric,
+                       step_from=step_from, evict=evict)
     if len(result.predictions):  # none when only minimal pairs were scored
         click.echo("\nP@1 [95% bootstrap interval] by checkpoint and relation:")
         click.echo(result.summary(intervals=True).to_string())

@@ -52,6 +52,8 @@ def probe(
     pairs: list[str] | tuple[str, ...] = (),
     sample: int | None = None,
     pll_metric: str = "within_word_l2r",
+    step_from: str | None = None,
+    evict: bool = False,
 ) -> ProbeResult:
     """Run `analyses` on every checkpoint of a series for every benchmark prompt; returns the tidy tables.
 
@@ -64,6 +66,8 @@ def probe(
     pairs: minimal-pair benchmarks ("blimp", "blimp:SELECTOR", CSV/JSONL files with good, bad columns), scored
         by the "pairs" analysis with `pll_metric`; `sample` keeps N pairs per paradigm (seeded). Pair specs
         given in `benchmarks` are moved here.
+    step_from: a regex whose first group is each checkpoint's step (k/M suffixes), instead of names and
+        trainer_state.json. evict: delete each hub checkpoint from the hub cache once it is probed.
     """
     pairs, benchmarks = _split_pair_specs(pairs, benchmarks)
     if pairs and "pairs" not in analyses:
@@ -74,7 +78,7 @@ def probe(
     if top_k < 1 or batch_size < 1:
         raise ProbekitError(f"top_k and batch_size must be at least 1 (got {top_k}, {batch_size})")
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
-    refs = resolve_checkpoints(checkpoints, allow_pickle, tok)
+    refs = resolve_checkpoints(checkpoints, allow_pickle, tok, step_from=step_from, evict=evict)
     benches = [load_benchmark(b) for b in benchmarks]
     for problem in (p for b in benches for p in b.problems):
         logger.warning(problem)
