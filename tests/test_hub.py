@@ -24,7 +24,7 @@ import probekit
 from probekit.checkpoints import Checkpoint
 from probekit.cli import main
 from probekit.errors import ProbekitError
-from probekit.hub import step_in_name
+from probekit.hub import evict_snapshot, step_in_name
 
 WORDS = ("the a capital city river king kings queen music war empire country people language old new "
          "north south is of in rome paris italy france").split()
@@ -125,7 +125,7 @@ def test_branches_of_one_repository_and_the_trainer_state_fallback(hub_cache, sa
     publish(hub_cache, "org/tiny-series", saved[1], "step_2k")
     final = publish(hub_cache, "org/tiny-series", saved[2], "final",
                     add={"trainer_state.json": json.dumps({"global_step": 3000}).encode()})
-    series = probekit.open_series(["org/tiny-series@final", "org/tiny-series@step_2k", "org/tiny-series@checkpoint-100"])
+    series = probekit.open_series([f"org/tiny-series@{b}" for b in ("final", "step_2k", "checkpoint-100")])
     assert [c.name for c in series] == ["tiny-series@checkpoint-100", "tiny-series@step_2k", "tiny-series@final"]
     assert series.steps == [100, 2000, 3000]
     assert series[-1].location == str(final)
@@ -187,6 +187,15 @@ def test_evict_removes_that_snapshot_and_nothing_else(hub_cache, saved, tiny_ben
     assert files_under(hub_cache / "models--org--bystander") == {
         g.removeprefix("models--org--bystander/") for g in before if g.startswith("models--org--bystander/")}
     assert (hub_cache / "models--org--tiny-series/refs/checkpoint-200").read_text() == kept_branch.name
+
+
+def test_evict_refuses_what_is_not_one_snapshot_of_the_hub_cache(hub_cache, saved):
+    snapshot = publish(hub_cache, "org/tiny-seed_0-step_100", saved[0])
+    before = files_under(hub_cache)
+    for folder in (saved[0], snapshot.parent, hub_cache / "models--org--tiny-seed_0-step_100"):
+        with pytest.raises(ProbekitError, match="nothing evicted"):
+            evict_snapshot(folder)
+    assert files_under(hub_cache) == before and saved[0].is_dir()
 
 
 def test_without_evict_the_cache_is_left_as_it_was(hub_cache, saved, tiny_benchmark):
