@@ -230,38 +230,60 @@ def intervals(frame: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...] 
     return table.astype({k: frame[k].dtype for k in keys})
 
 
-def emergence_steps(scores: pd.DataFrame, metric: str = "p_at_1") -> pd.DataFrame:
-    """When each relation emerged: per benchmark × relation × group × run, the first step whose `metric`
-    interval lies wholly above the control's — the random-init control's row when the table has one, else
-    the run's own step-0 row.
+def emergence_steps(scores: pd.DataFrame, metric: str = "p_at_1",
+                    keys: tuple[str, ...] = ("benchmark", "relation", "group")) -> pd.DataFrame:
+    """When each relation emerged: per `keys` × run, the first step whose `metric` interval lies wholly
+    above the control's — the random-init control's row when the table has one, else the run's own step-0
+    row.
 
     `emerged_at` is missing when no step rose above it (or there is no control). With several seeds, the
     `all-seeds` run gives the Multi-Bootstrap answer and each seed's run its own: their spread is the
-    spread over seeds.
+    spread over seeds. Other tables with `{metric}_low/_high` work the same way, e.g. `pair_accuracy` with
+    `metric="accuracy", keys=("benchmark", "metric", "level", "name")` (when each BLiMP phenomenon rose).
     """
     low, high = f"{metric}_low", f"{metric}_high"
-    keys = ["benchmark", "relation", "group"]
+    keys = list(keys)
     columns = [*keys, "run", "n_seeds", "control_high", "emerged_at", metric, low, high]
     control_rows = scores[scores["checkpoint"] == CONTROL].set_index(keys)[high]
     records = []
-    for (bench, relation, group, run), rows in scores[scores["checkpoint"] != CONTROL].groupby(
-            [*keys, "run"], sort=False, dropna=False):
+    for key, rows in scores[scores["checkpoint"] != CONTROL].groupby([*keys, "run"], sort=False, dropna=False):
+        group, run = tuple(key[:-1]), key[-1]
         rows = rows.dropna(subset=["step"]).sort_values("step", kind="stable")
-        if (bench, relation, group) in control_rows.index:
-            control = float(control_rows.loc[(bench, relation, group)])
+        lookup = group if len(keys) > 1 else group[0]
+        if lookup in control_rows.index:
+            control = float(control_rows.loc[lookup])
         elif (rows["step"] == 0).any():
             control = float(rows.loc[rows["step"] == 0, high].iloc[0])
         else:
             control = float("nan")
         later = rows[(rows["step"] > 0) & (rows[low] > control)] if not np.isnan(control) else rows.iloc[:0]
         first = later.iloc[0] if len(later) else None
-        records.append({"benchmark": bench, "relation": relation, "group": group, "run": run,
-                        "n_seeds": int(rows["n_seeds"].max()) if len(rows) else 1, "control_high": control,
+        n_seeds = int(rows["n_seeds"].max()) if "n_seeds" in rows.columns and len(rows) else 1
+        records.append({**dict(zip(keys, group)), "run": run, "n_seeds": n_seeds, "control_high": control,
                         "emerged_at": float(first["step"]) if first is not None else float("nan"),
                         metric: first[metric] if first is not None else float("nan"),
                         low: first[low] if first is not None else float("nan"),
                         high: first[high] if first is not None else float("nan")})
     return pd.DataFrame(records, columns=columns)
+
+
+def share_intervals(frame: pd.DataFrame, keys: list[str], column: str, *, level: float = LEVEL,
+                    resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
+    """Per group of `keys`: the percentile bootstrap interval of the mean of `column` over the group's rows
+    (an accuracy over pairs or choices; missing values are unscorable and left out), as `{column}_low` and
+    `{column}_high`. Each group draws its own resamples, seeded from `seed` and the group's key."""
+    records = []
+    for key, rows in frame.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values = rows[column].to_numpy(float)
+        low = high = float("nan")
+        if np.isfinite(values).any():
+            rng = np.random.default_rng([seed, zlib.crc32(repr(key).encode())])
+            means = _resampled_means(values[None, None, :], _counts(rng, resamples, len(values)),
+                                     np.ones((resamples, 1)))[0]
+            low, high = _percentiles(means, level)
+        records.append({**dict(zip(keys, key)), f"{column}_low": float(low), f"{column}_high": float(high)})
+    return pd.DataFrame(records, columns=[*keys, f"{column}_low", f"{column}_high"])
 
 
 def group_differences(predictions: pd.DataFrame, a: str = "injected", b: str = "held_back", *,

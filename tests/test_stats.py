@@ -190,3 +190,28 @@ def test_runs_labelled_with_the_same_seed_are_not_seeds_of_one_series():
     labelled = same.assign(seed=same["run"].map({"a": "0", "b": "1"}))
     assert seeds_of(labelled) == ["a", "b"]
     assert set(with_pooled_seeds(labelled).query("run == @POOLED")["seed"]) == {POOLED}
+
+
+def test_share_intervals_agree_with_scipy_and_leave_unscorable_out():
+    from probekit.stats import share_intervals
+
+    rng = np.random.default_rng(2)
+    hits = (rng.random(400) < 0.7).astype(float)
+    frame = pd.DataFrame({"g": "x", "hit": np.r_[hits, [np.nan] * 50]})
+    found = share_intervals(frame, ["g"], "hit", resamples=10_000).iloc[0]
+    theirs = scipy_stats.bootstrap((hits,), np.mean, method="percentile", n_resamples=10_000,
+                                   rng=np.random.default_rng(5)).confidence_interval
+    standard_error = hits.std(ddof=1) / np.sqrt(len(hits))
+    assert found["hit_low"] == pytest.approx(theirs.low, abs=0.2 * standard_error)
+    assert found["hit_high"] == pytest.approx(theirs.high, abs=0.2 * standard_error)
+
+
+def test_emergence_works_on_any_table_with_bounds():
+    """BLiMP phenomena: the first step whose accuracy interval clears the control's."""
+    table = pd.DataFrame({
+        "checkpoint": ["random-init", "c1", "c2", "c3"], "run": ["r"] * 4, "step": [0, 100, 200, 300],
+        "benchmark": "blimp", "metric": "w", "level": "phenomenon", "name": "agreement",
+        "accuracy": [0.5, 0.52, 0.7, 0.8], "accuracy_low": [0.45, 0.47, 0.62, 0.74],
+        "accuracy_high": [0.55, 0.57, 0.78, 0.86]})
+    found = emergence_steps(table, "accuracy", keys=("benchmark", "metric", "level", "name"))
+    assert found.iloc[0]["emerged_at"] == 200 and found.iloc[0]["control_high"] == 0.55

@@ -16,6 +16,7 @@ __all__ = ["REGISTRY", "Analysis", "Context", "get", "register"]
 def get(names) -> list[Analysis]:
     """The registered analyses by name, predictions first; a one-line error for an unknown name."""
     import probekit.analyses.ablation  # noqa: F401  (the built-in analyses register themselves)
+    import probekit.analyses.choice  # noqa: F401
     import probekit.analyses.heads  # noqa: F401
     import probekit.analyses.lens  # noqa: F401
     import probekit.analyses.pairs  # noqa: F401

@@ -14,6 +14,7 @@ import pandas as pd
 from probekit.analyses.base import Analysis, Context, register
 from probekit.pll import BATCH, PLL_VERSION, pll_scores
 from probekit.schema import CHECKPOINT_KEYS, Table, _columns
+from probekit.stats import share_intervals
 
 PAIR_KEYS = (
     ("benchmark", "str", "pairs benchmark (blimp, blimp:SELECTOR, blimp@N for a sample, or a file stem)"),
@@ -42,7 +43,10 @@ PAIR_ACCURACY = Table("pair_accuracy", "checkpoint × pairs benchmark × level �
     ("ties", "int", "scorable pairs with pll_good == pll_bad (e.g. both sentences tokenize alike): misses"),
     ("accuracy", "float", "share of scorable pairs with pll_good > pll_bad (chance: 0.5)"),
     ("mean_margin", "float", "mean pll_good − pll_bad over scorable pairs"),
-), "Minimal-pair accuracy per paradigm, phenomenon, field and overall, from the pairs table.")
+    ("accuracy_low", "float", "lower bound of the 95% percentile bootstrap interval over pairs (1,000 resamples)"),
+    ("accuracy_high", "float", "upper bound of that interval"),
+), "Minimal-pair accuracy per paradigm, phenomenon, field and overall, from the pairs table, with bootstrap "
+   "intervals over pairs (`probekit.stats.share_intervals`).")
 LEVELS = ("paradigm", "phenomenon", "field")
 
 
@@ -85,7 +89,10 @@ def pair_accuracy(pairs: pd.DataFrame) -> pd.DataFrame:
         grouped = work.groupby([*keys, level], sort=False, dropna=False)
         out = grouped.agg(n=("scorable", "sum"), total=("scorable", "size"), ties=("tie", "sum"),
                           accuracy=("hit", "mean"), mean_margin=("kept_margin", "mean")).reset_index()
-        frames.append(out.rename(columns={level: "name"}).assign(level=level))
+        bounds = share_intervals(work, [*keys, level], "hit")
+        out = out.merge(bounds, on=[*keys, level], how="left", sort=False)
+        frames.append(out.rename(columns={level: "name", "hit_low": "accuracy_low", "hit_high": "accuracy_high"})
+                      .assign(level=level))
     if not any(len(f) for f in frames):
         return pd.DataFrame(columns=PAIR_ACCURACY.names)
     out = pd.concat(frames, ignore_index=True)

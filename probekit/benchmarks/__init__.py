@@ -4,7 +4,11 @@ A benchmark is a table of prompts, one row per (relation, template, subject): `[
 subject, `[MASK]` the slot the gold answer fills. Files may be
 - CSV or JSONL with columns `relation, template, subject, answer` (one prompt per row), or
 - YAML with `facts: table.csv` and `relations: {name: {subject: col, answer: col, templates: [...]}}`,
-  or with `prompts:` holding rows as above.
+  or with `prompts:` holding rows as above;
+- `choice:PAIRS` — the minimal pairs of PAIRS (`blimp`, `blimp:agreement`, a pairs file) whose sentences
+  differ in one word, as prompts with a foil (see `probekit.benchmarks.pairs.word_choices`).
+A row may name foils in `candidates` (a list, or `a|b` in CSV): it is then also scored as a choice — right
+when the gold answer is more probable than every foil (oLMpics' multiple-choice MLM; Goldberg 2019).
 Malformed rows are skipped, each reported in one line naming the file and row.
 """
 
@@ -28,6 +32,7 @@ DEFAULT_SENTENCES = HERE / "sentences.txt"
 """Sentences whose attention is captured by default: capital prompts, plain prose, and A/B pairs."""
 MASK, SUBJECT = "[MASK]", "[X]"
 COLUMNS = ["benchmark", "relation", "template", "subject", "answer", "prompt"]
+CHOICE = "choice:"
 
 
 @dataclass
@@ -41,16 +46,26 @@ class Benchmark:
     groups: list[str] | None = None
     """Fact group of each prompt (injected / held_back / all), set by the probe from the series' record."""
 
+    candidates: list[list[str]] | None = None
+    """Per prompt, the foils it is also scored against (empty where none); None when no row names any."""
+
     sha256: str = ""
     """Hash of the prompts themselves (not the file's formatting): a cache key for results."""
 
     def __post_init__(self):
         rows = self.prompts[COLUMNS].to_dict("records")
+        if self.candidates is not None:
+            rows = [{**row, "candidates": c} for row, c in zip(rows, self.candidates)]
         self.sha256 = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_benchmark(spec: str | Path) -> Benchmark:
-    """A shipped benchmark by name (`countries`) or any CSV/JSONL/YAML file by path."""
+def load_benchmark(spec: str | Path, sample: int | None = None) -> Benchmark:
+    """A shipped benchmark by name (`countries`), any CSV/JSONL/YAML file by path, or `choice:PAIRS`
+    (`sample`: N pairs per paradigm, seeded, for those)."""
+    if str(spec).startswith(CHOICE):
+        from probekit.benchmarks.pairs import load_pairs, word_choices
+
+        return word_choices(load_pairs(str(spec)[len(CHOICE):], sample))
     path = SHIPPED.get(str(spec)) or Path(spec)
     if not path.is_file():
         raise ProbekitError(f"{spec}: no such benchmark file (shipped: {', '.join(SHIPPED)})")
@@ -59,12 +74,13 @@ def load_benchmark(spec: str | Path) -> Benchmark:
     rows, problems = [], []
     for where, row in raw:
         problem = _problem(row)
-        if problem:
-            problems.append(f"{path}: {where}: {problem}; row skipped")
+        foils, foil_problem = _candidates(row)
+        if problem or foil_problem:
+            problems.append(f"{path}: {where}: {problem or foil_problem}; row skipped")
             continue
         rows.append({"benchmark": name, "relation": str(row["relation"]).strip(),
                      "template": row["template"], "subject": str(row.get("subject") or "").strip(),
-                     "answer": str(row["answer"]).strip()})
+                     "answer": str(row["answer"]).strip(), "candidates": foils})
     if not rows:
         reasons = "; ".join(p.split(": ", 1)[1].removesuffix("; row skipped") for p in problems[:3])
         raise ProbekitError(f"{path}: no valid prompts ({len(problems)} malformed rows"
@@ -72,7 +88,22 @@ def load_benchmark(spec: str | Path) -> Benchmark:
     prompts = pd.DataFrame(rows)
     prompts["prompt"] = [t.replace(SUBJECT, s) for t, s in zip(prompts["template"], prompts["subject"])]
     prompts = prompts.drop_duplicates(subset=["relation", "prompt", "answer"]).reset_index(drop=True)
-    return Benchmark(name, path, prompts[COLUMNS], problems)
+    foils = prompts["candidates"].tolist() if any(prompts["candidates"].map(len)) else None
+    return Benchmark(name, path, prompts[COLUMNS], problems, candidates=foils)
+
+
+def _candidates(row: dict) -> tuple[list[str], str | None]:
+    """A row's foils (a list, or `a|b`), and what is wrong with them if anything."""
+    value = row.get("candidates")
+    if value is None or value == "":
+        return [], None
+    items = value.split("|") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(c, str) for c in items):
+        return [], f"candidates must be a list of words or 'a|b', not {value!r}"
+    foils = [c.strip() for c in items if c.strip()]
+    if str(row.get("answer") or "").strip() in foils:
+        return [], f"the answer {str(row['answer']).strip()!r} is among its own candidates"
+    return list(dict.fromkeys(foils)), None
 
 
 def _problem(row: dict) -> str | None:

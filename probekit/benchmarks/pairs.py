@@ -17,12 +17,13 @@ import csv
 import gzip
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from probekit.benchmarks import csv_rows
+from probekit.benchmarks import COLUMNS as BENCH_COLUMNS, Benchmark, csv_rows
 from probekit.errors import ProbekitError
 
 BLIMP_DIR = Path(__file__).parent / "blimp"
@@ -214,3 +215,37 @@ def blimp_baselines() -> pd.DataFrame:
              for term, value in per_phenomenon.items()]
     rows.append({"level": "all", "name": "all", "model": "human", "accuracy": float(pd.Series(human).mean())})
     return pd.DataFrame(rows)
+
+
+WORD_EDGES = re.compile(r"^(\W*)(.*?)(\W*)$")
+
+
+def word_choices(bench: PairBenchmark) -> Benchmark:
+    """The pairs whose sentences differ in exactly one word, as fill-mask prompts with a foil: the good
+    sentence with that word masked, the good word as the answer and the bad one as its candidate.
+
+    This is BLiMP's one-prefix method done for a masked LM (Goldberg 2019: compare the two words at one
+    mask), offered for every paradigm where the sentences allow it (in BLiMP, the 20 one-prefix paradigms
+    and a few more); punctuation attached to the word stays in the prompt. The relation is the paradigm.
+    """
+    rows = []
+    for pair in bench.pairs.itertuples(index=False):
+        good, bad = pair.good.split(), pair.bad.split()
+        where = [i for i, (g, b) in enumerate(zip(good, bad)) if g != b]
+        if len(good) != len(bad) or len(where) != 1:
+            continue
+        (g_open, g_word, g_close), (b_open, b_word, b_close) = (WORD_EDGES.match(w).groups()
+                                                                for w in (good[where[0]], bad[where[0]]))
+        if (g_open, g_close) != (b_open, b_close) or not g_word or not b_word or g_word == b_word:
+            continue
+        template = " ".join([*good[:where[0]], g_open + MASK + g_close, *good[where[0] + 1:]])
+        rows.append({"relation": pair.paradigm, "template": template, "subject": "", "answer": g_word,
+                     "candidates": [b_word]})
+    if not rows:
+        raise ProbekitError(f"{bench.source}: no pair of {bench.name} differs in exactly one word; "
+                            "choice: needs pairs like 'The keys are here.' / 'The keys is here.'")
+    prompts = pd.DataFrame(rows).assign(benchmark=f"choice:{bench.name}")
+    prompts["prompt"] = prompts["template"]
+    prompts = prompts.drop_duplicates(subset=["relation", "prompt", "answer"]).reset_index(drop=True)
+    return Benchmark(f"choice:{bench.name}", bench.source, prompts[BENCH_COLUMNS], list(bench.problems),
+                     candidates=prompts["candidates"].tolist())

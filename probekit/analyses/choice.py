@@ -1,0 +1,93 @@
+"""Choices: a fill-mask prompt with foils is right when its gold answer is more probable than every foil.
+
+A benchmark row may name `candidates` (oLMpics' multiple-choice MLM), and `choice:PAIRS` turns minimal
+pairs that differ in one word into such rows (BLiMP's one-prefix method for a masked LM, Goldberg 2019).
+Each option is scored by the same kernel as the gold answer (`probekit.scoring`: one mask per piece, its
+log-probability summed over the pieces, all masked at once), so a one-piece and a two-piece option are
+compared as `pipeline("fill-mask")` users would. A prompt with an option that cannot be scored is counted
+apart (`scorable` false), never as a miss; a tie is a miss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from probekit.analyses.base import Analysis, Context, register
+from probekit.schema import CHECKPOINT_KEYS, PROMPT_KEYS, Table, _columns
+from probekit.scoring import encode_prompts, score_encoded
+from probekit.stats import share_intervals
+
+CHOICES = Table("choices", "checkpoint × prompt with candidates", _columns(
+    *CHECKPOINT_KEYS, *PROMPT_KEYS,
+    ("candidates", "list[str]", "the foils the gold answer is compared with"),
+    ("gold_logprob", "float", "log-probability of the gold answer (sum over its pieces, all masked at once)"),
+    ("best_foil", "str", "the most probable foil"),
+    ("best_foil_logprob", "float", "its log-probability"),
+    ("margin", "float", "gold_logprob − best_foil_logprob"),
+    ("scorable", "bool", "the answer and every foil could be scored (see probekit.scoring)"),
+    ("correct", "bool", "gold more probable than every foil (False where not scorable: see `scorable`)"),
+), "Every prompt that names foils, scored as a choice on every checkpoint.")
+CHOICE_ACCURACY = Table("choice_accuracy", "checkpoint × benchmark × relation × group", _columns(
+    *CHECKPOINT_KEYS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation (for choice:PAIRS, "
+                                                                                      "the paradigm)"),
+    ("group", "str", "fact-injection group"),
+    ("n", "int", "scorable prompts: the denominator of accuracy"),
+    ("n_unscorable", "int", "prompts with an option that could not be scored; counted apart"),
+    ("accuracy", "float", "share of scorable prompts whose gold answer beats every foil"),
+    ("accuracy_low", "float", "lower bound of the 95% percentile bootstrap interval over prompts"),
+    ("accuracy_high", "float", "upper bound of that interval"),
+), "Choice accuracy per relation, from the choices table (chance: 1 / (foils + 1)).")
+KEYS = ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group"]
+
+
+class Choice(Analysis):
+    name = "choice"
+    table = CHOICES
+    derived = (CHOICE_ACCURACY,)
+    on_control = True
+
+    def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
+        columns = [c for c in CHOICES.names if c not in ("checkpoint", "run", "step", "seed", "group")]
+        if not bench.candidates:
+            return pd.DataFrame(columns=columns)
+        prompts = bench.prompts.assign(candidates=bench.candidates)
+        prompts = prompts[prompts["candidates"].map(len) > 0].reset_index(drop=True)
+        options = prompts.assign(option=[[a, *c] for a, c in zip(prompts["answer"], prompts["candidates"])],
+                                 which=range(len(prompts))).explode("option", ignore_index=True)
+        encoded = encode_prompts(options.assign(answer=options["option"]), checkpoint.tokenizer,
+                                 checkpoint.config.max_position_embeddings)
+        scored = score_encoded(checkpoint.model(ctx.device), checkpoint.tokenizer, encoded, 1, ctx.batch_size)
+        options["logprob"] = scored["gold_logprob"].to_numpy()
+        return prompts.assign(**_decide(options, len(prompts)))[columns]
+
+    def derive(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
+        return {CHOICE_ACCURACY.name: choice_accuracy(frame)}
+
+
+def _decide(options: pd.DataFrame, n: int) -> dict:
+    """Per prompt: the gold answer's log-probability, the best foil, the margin, scorable and correct."""
+    gold = options.groupby("which").head(1).set_index("which")["logprob"].reindex(range(n))
+    foils = options[options["option"] != options["answer"]].sort_values("logprob", ascending=False,
+                                                                        na_position="last", kind="stable")
+    best = foils.groupby("which").head(1).set_index("which").reindex(range(n))
+    scorable = options.groupby("which")["logprob"].agg(lambda v: bool(np.isfinite(v).all())).reindex(range(n))
+    margin = (gold - best["logprob"]).where(scorable)
+    return {"gold_logprob": gold.to_numpy(), "best_foil": best["option"].fillna("").to_numpy(),
+            "best_foil_logprob": best["logprob"].to_numpy(float), "margin": margin.to_numpy(float),
+            "scorable": scorable.to_numpy(bool), "correct": (margin > 0).to_numpy(bool)}
+
+
+def choice_accuracy(choices: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy, n and its bootstrap interval per checkpoint × benchmark × relation × group."""
+    if choices.empty:
+        return pd.DataFrame(columns=CHOICE_ACCURACY.names)
+    work = choices.assign(hit=choices["correct"].astype(float).where(choices["scorable"].astype(bool)))
+    out = work.groupby(KEYS, sort=False, dropna=False).agg(
+        n=("hit", "count"), total=("hit", "size"), accuracy=("hit", "mean")).reset_index()
+    out["n_unscorable"] = out["total"] - out["n"]
+    out = out.merge(share_intervals(work, KEYS, "hit"), on=KEYS, how="left", sort=False)
+    return out.rename(columns={"hit_low": "accuracy_low", "hit_high": "accuracy_high"})[CHOICE_ACCURACY.names]
+
+
+register(Choice)
