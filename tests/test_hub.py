@@ -150,6 +150,16 @@ def test_step_from_regex_through_the_cli(hub_cache, saved, tiny_benchmark, tmp_p
     assert len(unmatched.output.strip().splitlines()) == 1
 
 
+def test_step_from_reads_local_folders_too_and_they_mix_with_hub_names(hub_cache, saved, tmp_path):
+    import shutil
+
+    local = shutil.copytree(saved[1], tmp_path / "mine" / "run-ep3k")
+    publish(hub_cache, "org/tiny-ep1k", saved[0])
+    series = probekit.open_series([str(local), "org/tiny-ep1k"], step_from=r"ep(\d+k)")
+    assert [(c.name, c.step) for c in series] == [("tiny-ep1k", 1000), ("run-ep3k", 3000)]
+    assert series[1].location == str(local)
+
+
 def test_a_checkpoint_missing_from_the_cache_offline_is_one_line_naming_it(hub_cache, saved, tiny_benchmark):
     publish(hub_cache, "org/tiny-seed_0-step_100", saved[0])
     with pytest.raises(ProbekitError, match=r"org/tiny-seed_0-step_404: not in the local hub cache .*HF_HUB_OFFLINE"):
