@@ -17,7 +17,8 @@ from transformers import PreTrainedTokenizerBase
 
 from probekit.checkpoints import load_checkpoint
 from probekit.errors import ProbekitError
-from probekit.hooks import body, hook_name, hook_names, hooked
+from probekit import families
+from probekit.hooks import hook_name, hook_names, hooked
 from probekit.log import logger
 from probekit.schema import FORMAT_VERSION
 from probekit.store import atomic_path
@@ -27,7 +28,11 @@ CAPTURED = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn
 
 @dataclass
 class Capture:
-    """Captured tensors by name, with the tokens they belong to (one list of tokens per sentence)."""
+    """Captured tensors by name, with the tokens they belong to (one list of tokens per sentence).
+
+    `meta` says the model's family, its separator token, and per layer the half-width of a local attention
+    window (`windows`, None for global attention): `additive_mask` is the mask each pattern was made with.
+    """
 
     tensors: dict[str, torch.Tensor]
     tokens: list[list[str]]
@@ -46,6 +51,17 @@ class Capture:
 
     def pattern(self, layer: int) -> torch.Tensor:
         return self[hook_name(layer, "attn.hook_pattern")]
+
+    def additive_mask(self, layer: int) -> torch.Tensor:
+        """[batch, 1, query, key]: 0 where layer `layer` lets a query see a key (a real token, within the
+        layer's local window if it has one), the dtype's minimum elsewhere. softmax(QKᵀ/√d + this) is the
+        pattern."""
+        keep = self.attention_mask[:, None, None, :].bool()
+        window = (self.meta.get("windows") or [None] * self.n_layers)[layer]
+        if window is not None:
+            pos = torch.arange(self.attention_mask.shape[1])
+            keep = keep & ((pos[:, None] - pos[None, :]).abs() <= window)
+        return torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)
 
     def save(self, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
         """Named tensors in one safetensors file; tokens and shape in its metadata."""
@@ -105,16 +121,18 @@ def capture(
                             f"{config.hidden_size}")
     if not sentences:
         raise ProbekitError("no sentences to capture")
-    batch, tokens, truncated = encode_sentences(tokenizer, sentences, max_length or config.max_position_embeddings)
+    longest = families.max_tokens(config)
+    batch, tokens, truncated = encode_sentences(tokenizer, sentences, max_length or longest)
     if truncated:
-        logger.info(f"{truncated} of {len(sentences)} sentences longer than {config.max_position_embeddings} tokens "
-            f"were truncated")
+        logger.info(f"{truncated} of {len(sentences)} sentences longer than {longest} tokens were truncated")
     device = next(model.parameters()).device
-    names = hook_names(config.num_hidden_layers, CAPTURED)
+    n_layers = families.n_layers(model)
+    names = hook_names(n_layers, CAPTURED)
     with torch.no_grad(), hooked(model, read=names) as store:
-        body(model)(**{k: v.to(device) for k, v in batch.items()})
+        families.body(model)(**families.body_inputs(model, {k: v.to(device) for k, v in batch.items()}))
     tensors = {name: store[name].cpu() for name in names}
-    return Capture(tensors, tokens, batch["attention_mask"], config.num_hidden_layers, config.num_attention_heads)
+    meta = {"family": config.model_type, "windows": families.windows(model), "sep_token": tokenizer.sep_token}
+    return Capture(tensors, tokens, batch["attention_mask"], n_layers, config.num_attention_heads, meta)
 
 
 def encode_sentences(tokenizer, sentences: list[Sentence], max_length: int):

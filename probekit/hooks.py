@@ -12,8 +12,10 @@ TransformerLens reads probekit's captures unchanged:
   blocks.{l}.hook_resid_post    [batch, pos, d_model]               hidden state leaving layer l
 
 Hooks are forward hooks on the stock HF modules (no copy of the model's code, no monkeypatching), registered
-for the length of a `with hooked(...)` block and always removed. The model-specific module paths live in the
-few functions at the top of this file: the one place a new model family is taught to probekit.
+for the length of a `with hooked(...)` block and always removed. The model-specific module paths live in
+`probekit.families`, the one place a new model family is taught to probekit. Family notes: ModernBERT's
+hook_q and hook_k are taken after its rotary embedding (what the scores are made of), and its last
+hook_resid_post is before its final norm; ALBERT's blocks are applications of its shared layers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 
+from probekit import families
 from probekit.errors import ProbekitError
 
 POINTS = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z",
@@ -42,27 +45,22 @@ def hook_names(n_layers: int, points: Iterable[str] = POINTS) -> list[str]:
 
 
 # ---------------------------------------------------------------- where things are in a HF model
+# (asked of `probekit.families`, the one place a model family is taught to probekit)
 
 
 def body(model: torch.nn.Module) -> torch.nn.Module:
-    """The encoder without its pretraining heads (BertModel inside BertForMaskedLM / BertForPreTraining)."""
-    return getattr(model, "bert", model)
+    """The encoder without its pretraining heads (BertModel inside BertForMaskedLM, RobertaModel, …)."""
+    return families.body(model)
 
 
 def mlm_head(model: torch.nn.Module) -> torch.nn.Module:
-    """The masked-LM head: hidden states → vocabulary logits."""
-    return model.cls.predictions
+    """The masked-LM head: the body's output → vocabulary logits."""
+    return families.mlm_head(model)
 
 
-def layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    return body(model).encoder.layer
-
-
-def _attention(layer: torch.nn.Module):
-    """(self-attention module, its q/k/v projections, the output projection, heads, head size)."""
-    attn = layer.attention.self
-    return (attn, {"q": attn.query, "k": attn.key, "v": attn.value}, layer.attention.output.dense,
-            attn.num_attention_heads, attn.attention_head_size)
+def layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The blocks in the order they run (ALBERT: its shared layer once per application)."""
+    return families.blocks(model)
 
 
 # ---------------------------------------------------------------- reading and writing
@@ -75,10 +73,12 @@ def hooked(model: torch.nn.Module, read: Iterable[str] = (),
 
     Each edit receives the tensor in the layout above and returns one of the same shape (e.g. zero one
     head of `hook_z`). Reading a pattern switches attention to the eager implementation inside the block
-    (SDPA computes no probabilities) and restores it afterwards.
+    (SDPA computes no probabilities) and restores it afterwards. Where one module runs as several blocks
+    (ALBERT's shared layers), its hooks fire once per application, each under its own block's name.
     """
     read, write = set(read), dict(write or {})
-    n_layers = len(layers(model))
+    blocks = layers(model)
+    n_layers = len(blocks)
     known = set(hook_names(n_layers))
     for name in read | set(write):
         if name not in known:
@@ -94,10 +94,12 @@ def hooked(model: torch.nn.Module, read: Iterable[str] = (),
     if wants_pattern and previous != "eager":
         model.set_attn_implementation("eager")
     try:
-        for i, layer in enumerate(layers(model)):
-            wanted = {p for p in POINTS if hook_name(i, p) in read or hook_name(i, p) in write}
-            if wanted:
-                handles += _register(layer, i, wanted, store, write)
+        wanted = {name.split(".", 2)[2] for name in read | set(write)}
+        if wanted:
+            where = _Position(n_layers)
+            handles.append(body(model).register_forward_pre_hook(where.restart))
+            for block in dict.fromkeys(blocks):  # each module once, however often it runs
+                handles += _register(model, block, wanted, where, store, read | set(write), write)
         yield store
     finally:
         for handle in handles:
@@ -106,29 +108,55 @@ def hooked(model: torch.nn.Module, read: Iterable[str] = (),
             model.set_attn_implementation(previous)
 
 
-def _register(layer, index: int, wanted: set[str], store: dict, write: dict) -> list:
-    attn, projections, out_proj, n_heads, d_head = _attention(layer)
-    name = lambda point: hook_name(index, point)  # noqa: E731
-    handles = []
+class _Position:
+    """Which block is running: counts block calls since the body's forward began."""
+
+    def __init__(self, n_layers: int):
+        self.n_layers, self.block = n_layers, -1
+
+    def restart(self, module, args) -> None:
+        self.block = -1
+
+    def advance(self, module, args) -> None:
+        self.block = (self.block + 1) % self.n_layers
+
+
+def _register(model, block, wanted: set[str], where: _Position, store: dict, names: set[str], write: dict) -> list:
+    att = families.attention(model, block)
+    n_heads, d_head = att.n_heads, att.d_head
+
+    def name(point: str) -> str | None:
+        full = hook_name(where.block, point)
+        return full if full in names else None
+
+    handles = [block.register_forward_pre_hook(where.advance, prepend=True)]
     if "hook_resid_pre" in wanted:
-        handles.append(layer.register_forward_pre_hook(_resid_pre(name("hook_resid_pre"), store, write),
-                                                       with_kwargs=True))
-    for short, proj in projections.items():
-        if f"attn.hook_{short}" in wanted:
-            handles.append(proj.register_forward_hook(
-                _per_head_output(name(f"attn.hook_{short}"), store, write, n_heads, d_head)))
+        handles.append(block.register_forward_pre_hook(_resid_pre(name, store, write), with_kwargs=True))
+    if att.fused is not None:
+        if wanted & {"attn.hook_q", "attn.hook_k", "attn.hook_v"}:
+            rotation: dict = {}
+            if att.rotary:
+                handles.append(att.module.register_forward_pre_hook(_keep_rotation(rotation), with_kwargs=True))
+            handles.append(att.fused.register_forward_hook(_fused_qkv(name, store, write, n_heads, d_head,
+                                                                      rotation)))
+    else:
+        for short, proj in att.projections.items():
+            if f"attn.hook_{short}" in wanted:
+                handles.append(proj.register_forward_hook(
+                    _per_head_output(name, f"attn.hook_{short}", store, write, n_heads, d_head)))
     if "attn.hook_pattern" in wanted:
-        handles.append(attn.register_forward_hook(_pattern(name("attn.hook_pattern"), store)))
+        handles.append(att.module.register_forward_hook(_pattern(name, store)))
     if "attn.hook_z" in wanted:
-        handles.append(out_proj.register_forward_pre_hook(_per_head_input(name("attn.hook_z"), store, write,
-                                                                          n_heads, d_head)))
+        handles.append(att.out.register_forward_pre_hook(_per_head_input(name, store, write, n_heads, d_head)))
     if "hook_resid_post" in wanted:
-        handles.append(layer.register_forward_hook(_resid_post(name("hook_resid_post"), store, write)))
+        handles.append(block.register_forward_hook(_resid_post(name, store, write)))
     return handles
 
 
-def _seen(name: str, tensor: torch.Tensor, store: dict, write: dict) -> torch.Tensor:
+def _seen(name: str | None, tensor: torch.Tensor, store: dict, write: dict) -> torch.Tensor:
     """Apply the edit for `name` (if any) and record what flows on (the edited tensor)."""
+    if name is None:
+        return tensor
     if name in write:
         edited = write[name](tensor)
         if edited.shape != tensor.shape:
@@ -142,41 +170,72 @@ def _seen(name: str, tensor: torch.Tensor, store: dict, write: dict) -> torch.Te
 def _resid_pre(name, store, write):
     def hook(module, args, kwargs):
         if args:
-            return (_seen(name, args[0], store, write), *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": _seen(name, kwargs["hidden_states"], store, write)}
+            return (_seen(name("hook_resid_pre"), args[0], store, write), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": _seen(name("hook_resid_pre"), kwargs["hidden_states"], store,
+                                                       write)}
     return hook
 
 
 def _resid_post(name, store, write):
     def hook(module, args, output):
         if isinstance(output, tuple):
-            return (_seen(name, output[0], store, write), *output[1:])
-        return _seen(name, output, store, write)
+            return (_seen(name("hook_resid_post"), output[0], store, write), *output[1:])
+        return _seen(name("hook_resid_post"), output, store, write)
     return hook
 
 
-def _per_head_output(name, store, write, n_heads, d_head):
+def _per_head_output(name, point, store, write, n_heads, d_head):
     def hook(module, args, output):
         batch, pos, _ = output.shape
-        split = _seen(name, output.view(batch, pos, n_heads, d_head), store, write)
+        split = _seen(name(point), output.view(batch, pos, n_heads, d_head), store, write)
         return split.reshape(batch, pos, n_heads * d_head)
+    return hook
+
+
+def _keep_rotation(rotation: dict):
+    """Remember the (cos, sin) the attention module is called with, for the fused projection's hook."""
+    def hook(module, args, kwargs):
+        rotation["cos_sin"] = kwargs.get("position_embeddings", args[1] if len(args) > 1 else None)
+    return hook
+
+
+def _fused_qkv(name, store, write, n_heads, d_head, rotation: dict):
+    """Q, K, V from a fused projection (ModernBERT's Wqkv), Q and K after the rotary embedding: what the
+    attention scores are made of. An edit of Q or K is made on the rotated tensor and rotated back, so
+    the model's own rotation turns it into the edited tensor."""
+    def hook(module, args, output):
+        batch, pos, _ = output.shape
+        q, k, v = output.view(batch, pos, 3, n_heads, d_head).unbind(2)
+        cos_sin = rotation.get("cos_sin")
+        if cos_sin is not None:
+            q, k = families.rotate(q, k, *cos_sin)
+        edited = [_seen(name(f"attn.hook_{short}"), t, store, write) for short, t in zip("qkv", (q, k, v))]
+        if all(new is old for new, old in zip(edited, (q, k, v))):
+            return output
+        q, k, v = edited
+        if cos_sin is not None:
+            q, k = families.rotate(q, k, cos_sin[0], -cos_sin[1])
+        return torch.stack((q, k, v), dim=2).reshape(batch, pos, 3 * n_heads * d_head)
     return hook
 
 
 def _per_head_input(name, store, write, n_heads, d_head):
     def hook(module, args):
         batch, pos, _ = args[0].shape
-        split = _seen(name, args[0].view(batch, pos, n_heads, d_head), store, write)
+        split = _seen(name("attn.hook_z"), args[0].view(batch, pos, n_heads, d_head), store, write)
         return (split.reshape(batch, pos, n_heads * d_head), *args[1:])
     return hook
 
 
 def _pattern(name, store):
     def hook(module, args, output):
+        full = name("attn.hook_pattern")
+        if full is None:
+            return
         weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
         if weights is None:
-            raise ProbekitError(f"{name}: the attention implementation returned no attention probabilities")
-        store[name] = weights.detach()
+            raise ProbekitError(f"{full}: the attention implementation returned no attention probabilities")
+        store[full] = weights.detach()
     return hook
 
 

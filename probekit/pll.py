@@ -25,7 +25,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from probekit.errors import ProbekitError
-from probekit.hooks import body, layers, mlm_head
+from probekit.families import attention_output_block, blocks, body, max_tokens, mlm_head
 
 METRICS = ("within_word_l2r", "original")
 DEFAULT_METRIC = "within_word_l2r"
@@ -59,7 +59,7 @@ def pll_scores(model, tokenizer: PreTrainedTokenizerBase, sentences: list[str], 
         raise ProbekitError(f"unknown PLL metric {metric!r}; known: {', '.join(METRICS)}")
     if batch_size < 1:
         raise ProbekitError(f"batch_size must be at least 1 (got {batch_size})")
-    max_length = max_length or model.config.max_position_embeddings
+    max_length = max_length or max_tokens(model.config)
     encoded = encode_sentences(sentences, tokenizer)
     ids, words = encoded["input_ids"], encoded["word_ids"]
     n = len(ids)
@@ -97,7 +97,8 @@ def pll_scores(model, tokenizer: PreTrainedTokenizerBase, sentences: list[str], 
         inputs = rows.masked_fill(masked, tokenizer.mask_token_id)
         at = torch.arange(len(s), device=device)
         with _last_layer_at(model, at, p):
-            hidden = encoder(input_ids=inputs).last_hidden_state[:, 0]  # one length a batch: no padding, no mask
+            hidden = encoder(input_ids=inputs).last_hidden_state  # one length a batch: no padding, no mask
+        hidden = hidden[:, 0] if hidden.shape[1] == 1 else hidden[at, p]
         logits = head(hidden).float()
         logprob[start:stop] = logits.log_softmax(-1).gather(1, rows[at, p][:, None]).squeeze(1)
     values = logprob.cpu().numpy().astype(np.float64)
@@ -121,8 +122,13 @@ def _last_layer_at(model, copies: torch.Tensor, positions: torch.Tensor) -> Iter
     residual, LayerNorm) keeps, of its two inputs, only row `positions[i]` of copy i; what follows (that
     block and the feed-forward) then runs on one position per copy instead of all, and the encoder returns
     [copies, 1, hidden]. Attention itself still reads every position. Removed on exit, like every hook.
+    Families without BERT's attention-output block (DistilBERT, ALBERT, ModernBERT) run the last layer in
+    full; the caller then picks the scored positions.
     """
-    block = layers(model)[-1].attention.output
+    block = attention_output_block(model, blocks(model)[-1])
+    if block is None or len(set(blocks(model))) < len(blocks(model)):  # no such block, or shared (ALBERT)
+        yield
+        return
 
     def keep_scored(module, args):
         hidden, residual, *rest = args

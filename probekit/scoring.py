@@ -1,13 +1,15 @@
 """The scoring kernel: every place that ranks a gold answer (predictions, logit lens, ablation) calls this.
 
-A gold answer of several wordpieces gets one mask per piece and is scored jointly: its log-probability is
-the sum over the pieces (all masked at once) and its rank the worst per-piece rank, so rank 1 means the
-greedy fill spells the answer exactly. Single-piece answers reduce to LAMA's definitions.
+Prompts are masked with the model's own mask token (`[MASK]`, `<mask>`), and the gold answer is spelled as
+it reads in the prompt (a word after a space as a word-initial piece). A gold answer of several pieces gets
+one mask per piece and is scored jointly: its log-probability is the sum over the pieces (all masked at
+once) and its rank the worst per-piece rank, so rank 1 means the greedy fill spells the answer exactly.
+Single-piece answers reduce to LAMA's definitions.
 
 One rule for unscorable prompts, used by every table and plot: a prompt is unscorable when its answer's
-pieces do not fit the prompt (truncation, an answer the tokenizer cannot spell as masks) or the model's
-logits there are not finite. Its rank is missing; it is counted in `n_unscorable` and left out of every
-denominator — never counted as a miss, never as a hit.
+pieces do not fit the prompt (truncation, an answer the tokenizer cannot spell as masks, an answer that
+needs the unknown token) or the model's logits there are not finite. Its rank is missing; it is counted in
+`n_unscorable` and left out of every denominator — never counted as a miss, never as a hit.
 """
 
 from __future__ import annotations
@@ -17,21 +19,49 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from probekit.hooks import body, hooked, mlm_head
+from probekit.families import body, mlm_head, unembed
+from probekit.hooks import hooked
 
 #: Changes whenever ranks, probabilities or the unscorable rule change: part of every cache key.
-SCORING_VERSION = 2
+SCORING_VERSION = 3
 SUMMARY_COLUMNS = ["n", "n_unscorable", "p_at_1", "p_at_10", "mrr", "mean_gold_logprob"]
+MASK = "[MASK]"  # a benchmark prompt's slot; the model's own mask token replaces it
 
 
 def encode_prompts(prompts: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict:
-    """Token ids of every prompt with one mask per gold wordpiece, tokenized once per benchmark."""
-    answers = {a: tokenizer(a, add_special_tokens=False)["input_ids"] for a in prompts["answer"].unique()}
-    pieces = [answers[a] for a in prompts["answer"]]
-    texts = [p.replace("[MASK]", " ".join([tokenizer.mask_token] * len(ids)))
+    """Token ids of every prompt with one mask per gold piece, tokenized once per benchmark.
+
+    The masked text is what `pipeline("fill-mask")` would be given (the prompt's `[MASK]` replaced by the
+    tokenizer's own mask token, once per piece); the gold pieces are the answer as spelled at that place
+    in the filled sentence (`answer_pieces`).
+    """
+    pieces = answer_pieces(prompts, tokenizer)
+    texts = [p.replace(MASK, " ".join([tokenizer.mask_token] * max(len(ids), 1)))
              for p, ids in zip(prompts["prompt"], pieces)]
     ids = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
     return {"input_ids": ids, "pieces": pieces}
+
+
+def answer_pieces(prompts: pd.DataFrame, tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """Each prompt's answer as token ids, spelled as it reads in the prompt: a word after a space is a
+    word-initial piece (byte-level BPE's " Rome" is `ĠRome`, not `Rome`; SentencePiece's `▁Rome`), a word
+    opening the prompt is spelled as text-initial. Read off the tokenization of the prompt up to its slot
+    with and without the answer. Empty (so the prompt is unscorable) when the answer merges with the text
+    before it, or needs the unknown token: it cannot be spelled in this vocabulary.
+    """
+    slot = [p.index(MASK) for p in prompts["prompt"]]
+    before = [p[:i] for p, i in zip(prompts["prompt"], slot)]
+    pairs = list(dict.fromkeys(zip(before, prompts["answer"])))
+    stems = [b.rstrip() for b, _ in pairs]
+    with_answer = [b + a for b, a in pairs]
+    encoded = tokenizer([*stems, *with_answer], add_special_tokens=False)["input_ids"]
+    stem_ids, full_ids = encoded[: len(pairs)], encoded[len(pairs):]
+    unknown = tokenizer.unk_token_id
+    spelled = {}
+    for pair, stem, full in zip(pairs, stem_ids, full_ids):
+        ids = full[len(stem):] if full[: len(stem)] == stem else []
+        spelled[pair] = [] if unknown is not None and unknown in ids else ids
+    return [spelled[pair] for pair in zip(before, prompts["answer"])]
 
 
 @torch.inference_mode()
@@ -40,9 +70,11 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
     """Rank, log-probability and top-k of each prompt's gold answer; the MLM head runs only at mask positions.
 
     With `readout` (a hook name such as `blocks.0.hook_resid_pre`), the MLM head reads that hook point's
-    hidden state instead of the last layer's: the logit lens.
+    hidden state instead of the last layer's, through the family's final norm where it has one: the logit
+    lens.
     """
     device = next(model.parameters()).device
+    head = unembed(model) if readout else mlm_head(model)
     ids, pieces = encoded["input_ids"], encoded["pieces"]
     order = np.argsort([len(x) for x in ids], kind="stable")
     n = len(ids)
@@ -56,7 +88,7 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
             out = body(model)(input_ids=input_ids, attention_mask=attention)
         hidden = seen[readout] if readout else out.last_hidden_state
         is_mask = input_ids == tokenizer.mask_token_id
-        logits = mlm_head(model)(hidden[is_mask]).float()  # one row per mask, prompt by prompt
+        logits = head(hidden[is_mask]).float()  # one row per mask, prompt by prompt
         top = logits.topk(top_k)
         peak = top.values[:, :1]
         log_norm = peak.squeeze(1) + (logits - peak).exp_().sum(-1).log_()
@@ -85,7 +117,8 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
                 greedy[i] = argmax[first[j]:first[j] + n_masks[j]]
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     frame = pd.DataFrame({"gold_rank": rank, "gold_logprob": logprob})
-    frame["top1"] = [" ".join(vocab[t] for t in g).replace(" ##", "") for g in greedy]
+    frame["top1"] = [tokenizer.convert_tokens_to_string([vocab[t] for t in g]).strip() if g else ""
+                     for g in greedy]
     scorable = ~np.isnan(rank)
     frame["topk_tokens"] = [[vocab[t] for t in ids] if s else [] for ids, s in zip(top_ids.tolist(), scorable)]
     frame["topk_probs"] = [p.tolist() if s else [] for p, s in zip(top_probs, scorable)]

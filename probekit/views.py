@@ -98,7 +98,12 @@ def _attention_for(cap: Capture, index: int = 0) -> tuple[list, list[str], int |
     length = int(cap.attention_mask[index].sum())
     attention = [cap.pattern(layer)[index: index + 1, :, :length, :length] for layer in range(cap.n_layers)]
     tokens = cap.tokens[index]
-    sentence_b = tokens.index("[SEP]") + 1 if tokens.count("[SEP]") > 1 else None
+    sep = cap.meta.get("sep_token") or "[SEP]"
+    if tokens.count(sep) < 2:
+        return attention, tokens, None
+    sentence_b = tokens.index(sep) + 1
+    while sentence_b < len(tokens) - 1 and tokens[sentence_b] == sep:  # RoBERTa's pairs: A </s></s> B
+        sentence_b += 1
     return attention, tokens, sentence_b
 
 
@@ -109,7 +114,8 @@ def head_view(checkpoint: CheckpointLike, text: Text | None = None, layer: int |
 
     Args:
         checkpoint: a series' `Checkpoint` (`series[-1]`, `series.at(600)`), a checkpoint folder, a loaded
-            `BertForMaskedLM` (then give `tokenizer`), or a `Capture` (then `text` is not needed).
+            masked-LM model of a supported family (then give `tokenizer`), or a `Capture` (then `text` is
+            not needed).
         text: one sentence, or an (A, B) pair shown as sentence A / sentence B.
         layer: the layer shown first (0-based).
         heads: the heads shown (all by default).

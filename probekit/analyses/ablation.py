@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from probekit.analyses.base import Analysis, Context, register
+from probekit.families import n_layers
 from probekit.hooks import hook_name, hooked, zero_head
 from probekit.schema import ABLATION
 from probekit.scoring import score_encoded, summarize
@@ -31,7 +32,7 @@ class Ablation(Analysis):
 
         base = summary()
         rows = []
-        for layer in range(model.config.num_hidden_layers):
+        for layer in range(n_layers(model)):
             for head in range(model.config.num_attention_heads):
                 with hooked(model, write={hook_name(layer, "attn.hook_z"): zero_head(head)}):
                     ablated = summary()

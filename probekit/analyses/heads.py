@@ -35,8 +35,8 @@ class Heads(Analysis):
         cap = _current(path, key)
         if cap is None:
             cap = capture(checkpoint.model(ctx.device), ctx.sentences, checkpoint.tokenizer)
-            cap.meta = {"key": key, "checkpoint": checkpoint.name, "step": checkpoint.step,
-                        "fingerprint": checkpoint.fingerprint}
+            cap.meta.update({"key": key, "checkpoint": checkpoint.name, "step": checkpoint.step,
+                             "fingerprint": checkpoint.fingerprint})
             if ctx.half:  # measure what is stored, so a rerun from the file gives the same numbers
                 cap.tensors = {name: t.half().float() for name, t in cap.tensors.items()}
             if path is not None:

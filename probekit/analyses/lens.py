@@ -1,10 +1,14 @@
-"""The logit lens: the MLM head read at every layer's hidden state — where in depth an answer appears."""
+"""The logit lens: the MLM head read at every layer's hidden state — where in depth an answer appears.
+
+Each layer is read through the family's own head (and final norm, ModernBERT's), so the last layer's
+reading is the model's own output."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from probekit.analyses.base import Analysis, Context, register
+from probekit.families import n_layers
 from probekit.hooks import hook_name
 from probekit.schema import LENS
 from probekit.scoring import score_encoded
@@ -24,7 +28,7 @@ class Lens(Analysis):
         encoded = ctx.encoded(checkpoint, bench)
         prompts = bench.prompts.reset_index(drop=True)
         frames = []
-        for layer in range(model.config.num_hidden_layers + 1):
+        for layer in range(n_layers(model) + 1):
             scored = score_encoded(model, checkpoint.tokenizer, encoded, top_k=1, batch_size=ctx.batch_size,
                                    readout=readout(layer))
             frames.append(prompts.assign(layer=layer, gold_rank=scored["gold_rank"],
