@@ -10,20 +10,18 @@ import copy
 import glob
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
+from transformers import (CONFIG_MAPPING, AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM, PretrainedConfig,
+                          PreTrainedModel, PreTrainedTokenizerBase)
 from transformers.initialization import no_init_weights
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 
 from probekit.errors import ProbekitError
+from probekit.families import family_of, weight_names
 from probekit.folders import CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, looks_like_checkpoint, step_of
-
-LAYER_KEY = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
-TIED_KEYS = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
-
 
 class Checkpoint:
     """One checkpoint of a series: where it is, when in training it was written, and — read lazily, once —
@@ -53,7 +51,7 @@ class Checkpoint:
         return self._cache[key]
 
     @property
-    def config(self) -> BertConfig:
+    def config(self) -> PretrainedConfig:
         """The checkpoint's config, checked before anything else is read."""
         return self._once("config", lambda: read_config(self) if self.is_local else self._hub_model().config)
 
@@ -69,6 +67,15 @@ class Checkpoint:
             _check_finite(weights, self.location)
             return weights
         return self._once("weights", read)
+
+    @property
+    def family(self) -> str | None:
+        """Its model family (`config.model_type`: bert, roberta, …), or None when its config is unreadable
+        (the error then surfaces where the checkpoint is analysed)."""
+        try:
+            return self.config.model_type
+        except Exception:  # any failure to read is reported by the analysis that needs the config
+            return None
 
     @property
     def fingerprint(self) -> str:
@@ -91,9 +98,9 @@ class Checkpoint:
             return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
         return self._once("identity", make)
 
-    def model(self, device: str | torch.device = "cpu", attn_implementation: str = "sdpa") -> BertForMaskedLM:
+    def model(self, device: str | torch.device = "cpu", attn_implementation: str = "sdpa") -> PreTrainedModel:
         """The masked-LM model in eval mode on `device`, built once from the weights already read."""
-        def build() -> BertForMaskedLM:
+        def build() -> PreTrainedModel:
             if not self.is_local:
                 return self._hub_model()
             return build_model(self.config, self.weights, self.location)
@@ -123,12 +130,11 @@ class RandomInit(Checkpoint):
     def weights(self) -> dict[str, torch.Tensor]:
         return self.model().state_dict()
 
-    def model(self, device: str | torch.device = "cpu", attn_implementation: str = "sdpa") -> BertForMaskedLM:
-        def build() -> BertForMaskedLM:
+    def model(self, device: str | torch.device = "cpu", attn_implementation: str = "sdpa") -> PreTrainedModel:
+        def build() -> PreTrainedModel:
             config = copy.deepcopy(self.config)
-            config._attn_implementation = attn_implementation
             torch.manual_seed(self.seed)
-            return BertForMaskedLM(config).eval()
+            return AutoModelForMaskedLM.from_config(config, attn_implementation=attn_implementation).eval()
         return self._once("model", build).to(device)
 
     def release(self) -> None:
@@ -253,8 +259,9 @@ SIZE_LIMITS = {"vocab_size": 2_000_000, "hidden_size": 65_536, "num_hidden_layer
                "num_attention_heads": 1_024, "intermediate_size": 262_144, "max_position_embeddings": 1_048_576}
 
 
-def read_config(ref: Checkpoint) -> BertConfig:
-    """The checkpoint's config, refused unless it describes a BERT of sane sizes whose heads divide its width."""
+def read_config(ref: Checkpoint) -> PretrainedConfig:
+    """The checkpoint's config, refused unless it describes a masked-LM family probekit reads
+    (`probekit.families`), of sane sizes, whose heads divide its width."""
     path = Path(ref.location) / CONFIG
     if not path.is_file():
         raise ProbekitError(f"{ref.location}: no {CONFIG}")
@@ -264,20 +271,25 @@ def read_config(ref: Checkpoint) -> BertConfig:
         raise ProbekitError(f"{path}: not valid JSON ({exc.__class__.__name__})") from exc
     if not isinstance(raw, dict):
         raise ProbekitError(f"{path}: not a JSON object")
-    if raw.get("model_type") != "bert":
-        raise ProbekitError(f"{ref.location}: not a BERT model (model_type {raw.get('model_type')!r})")
-    for key, limit in SIZE_LIMITS.items():
-        value = raw.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
-            raise ProbekitError(f"{path}: {key} must be a whole number from 1 to {limit:,}, not {value!r}")
+    model_type = raw.get("model_type")
+    family_of(model_type if isinstance(model_type, str) else None, str(path))
+    for key, limit in SIZE_LIMITS.items():  # before the config class sees them (it may compute with them)
+        _check_size(path, key, raw.get(key, 1), limit)
     try:
-        config = BertConfig.from_dict(raw)
-    except (TypeError, ValueError) as exc:
-        raise ProbekitError(f"{path}: not a valid BERT config ({_short(exc)})") from exc
+        config = CONFIG_MAPPING[model_type].from_dict(raw)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ProbekitError(f"{path}: not a valid {model_type} config ({_short(exc)})") from exc
+    for key, limit in SIZE_LIMITS.items():  # the same sizes under the family's own names (DistilBERT: dim)
+        _check_size(path, key, getattr(config, key, 1), limit)
     if config.hidden_size % config.num_attention_heads:
         raise ProbekitError(f"{ref.location}: {config.num_attention_heads} attention heads do not divide "
                             f"hidden size {config.hidden_size}")
     return config
+
+
+def _check_size(path: Path, key: str, value, limit: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
+        raise ProbekitError(f"{path}: {key} must be a whole number from 1 to {limit:,}, not {value!r}")
 
 
 def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -309,44 +321,67 @@ def load_tokenizer_for(ref: Checkpoint, tokenizer: PreTrainedTokenizerBase | Non
     return tokenizer
 
 
-ALLOWED_EXTRA = ("cls.seq_relationship.", "bert.pooler.", "bert.embeddings.position_ids")
+BUFFERS = (".position_ids", ".token_type_ids")  # buffers older transformers saved with the weights
 
 
-def build_model(config: BertConfig, weights: dict[str, torch.Tensor], where: str) -> BertForMaskedLM:
-    """A `BertForMaskedLM` in eval mode from a config and its weights, refused unless they agree exactly.
+def masked_lm_class(config: PretrainedConfig) -> type[PreTrainedModel]:
+    """The `*ForMaskedLM` class `AutoModelForMaskedLM` builds for this config."""
+    return MODEL_FOR_MASKED_LM_MAPPING[type(config)]
 
-    BertForPreTraining checkpoints load too (their NSP head and pooler are the only tensors left over).
+
+def build_model(config: PretrainedConfig, weights: dict[str, torch.Tensor], where: str) -> PreTrainedModel:
+    """The family's masked-LM model (`AutoModelForMaskedLM`) in eval mode from a config and its weights,
+    refused unless they agree exactly.
+
+    Weights tied by the model (the decoder to the word embeddings) may be absent; pretraining checkpoints
+    load too (their NSP/SOP head and pooler are the only tensors left over).
     """
     with no_init_weights():
-        model = BertForMaskedLM(config)
+        model = AutoModelForMaskedLM.from_config(config)
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:
         raise ProbekitError(f"{where}: weights do not fit its config ({_short(exc)})") from exc
-    missing = sorted(set(missing) - TIED_KEYS)
-    unexpected = sorted(k for k in unexpected if not k.startswith(ALLOWED_EXTRA))
+    model.tie_weights()
+    missing = sorted(k for k in missing if not _is_tied(model, k))
+    extra = family_of(config.model_type).extra_keys
+    unexpected = sorted(k for k in unexpected if not k.startswith(extra) and not k.endswith(BUFFERS))
     if missing:
-        raise ProbekitError(f"{where}: weights lack {len(missing)} tensors of a BERT MLM of its config "
-                            f"(e.g. {missing[0]}); is it a masked-LM checkpoint?")
+        raise ProbekitError(f"{where}: weights lack {len(missing)} tensors of a {type(model).__name__} of its "
+                            f"config (e.g. {missing[0]}); is it a masked-LM checkpoint?")
     if unexpected:
         raise ProbekitError(f"{where}: weights hold {len(unexpected)} tensors its config has no place for "
                             f"(e.g. {unexpected[0]}); config and weights disagree")
-    model.tie_weights()
-    if not decoder_is_tied(model):
+    if getattr(config, "tie_word_embeddings", True) and not decoder_is_tied(model):
         raise ProbekitError(f"{where}: MLM decoder is not tied to the word embeddings")
     return model.eval()
 
 
-def _check_shapes(config: BertConfig, weights: dict[str, torch.Tensor], where: str) -> None:
+def _is_tied(model: PreTrainedModel, key: str) -> bool:
+    """Whether `key` is a weight the model shares with another (so a checkpoint stores it once)."""
+    source = (getattr(model, "_tied_weights_keys", None) or {}).get(key)
+    if not isinstance(source, str):
+        return False
+    try:
+        return model.get_parameter(key).data_ptr() == model.get_parameter(source).data_ptr()
+    except AttributeError:
+        return False
+
+
+def _check_shapes(config: PretrainedConfig, weights: dict[str, torch.Tensor], where: str) -> None:
     """Refuse before building anything when the config's sizes are not those of the weights."""
-    embedding = weights.get("bert.embeddings.word_embeddings.weight")
-    if embedding is not None and tuple(embedding.shape) != (config.vocab_size, config.hidden_size):
-        raise ProbekitError(f"{where}: config says vocab {config.vocab_size} × hidden {config.hidden_size}, "
+    family = family_of(config.model_type)
+    embedding_key, layer_key = weight_names(config.model_type, masked_lm_class(config).base_model_prefix)
+    embedding = weights.get(embedding_key)
+    width = getattr(config, family.embedding_width, config.hidden_size)
+    if embedding is not None and tuple(embedding.shape) != (config.vocab_size, width):
+        raise ProbekitError(f"{where}: config says vocab {config.vocab_size} × hidden {width}, "
                             f"the weights' embeddings are {tuple(embedding.shape)}")
-    layers = {int(m.group(1)) for k in weights if (m := LAYER_KEY.match(k))}
-    if layers and max(layers) + 1 != config.num_hidden_layers:
-        raise ProbekitError(f"{where}: config says {config.num_hidden_layers} layers, the weights have "
-                            f"{max(layers) + 1}")
+    layers = {int(m.group(1)) for k in weights if (m := layer_key.match(k))}
+    expected = getattr(config, family.layer_count)
+    if layers and max(layers) + 1 != expected:
+        raise ProbekitError(f"{where}: config says {expected} {family.layer_count.replace('num_hidden_', '')}, "
+                            f"the weights have {max(layers) + 1}")
 
 
 def _check_finite(weights: dict[str, torch.Tensor], where: str) -> None:
@@ -360,7 +395,7 @@ def load_checkpoint(
     tokenizer: PreTrainedTokenizerBase | None = None,
     allow_pickle: bool = False,
     attn_implementation: str = "eager",
-) -> tuple[BertForMaskedLM, PreTrainedTokenizerBase]:
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A checkpoint's model in eval mode and its tokenizer, or a ProbekitError naming what is wrong.
 
     Eager attention is the default here because SDPA returns no attention weights.
@@ -378,7 +413,8 @@ def _load_from_hub(location: str, allow_pickle: bool = False) -> BertForMaskedLM
 
 
 def decoder_is_tied(model: torch.nn.Module) -> bool:
-    """True when the MLM decoder shares its weight with the word embeddings (BERT's design)."""
+    """True when the MLM decoder shares its weight with the word embeddings (every supported family's
+    default)."""
     decoder = model.get_output_embeddings()
     embeddings = model.get_input_embeddings()
     return decoder is not None and decoder.weight.data_ptr() == embeddings.weight.data_ptr()

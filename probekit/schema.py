@@ -123,6 +123,8 @@ SCORES_TABLE = Table("scores", "checkpoint × benchmark × relation × group", _
 CHECKPOINTS = Table("checkpoints", "checkpoint", _columns(
     *CHECKPOINT_KEYS,
     ("path", "str", "where it was read from (folder or hub name); missing for the random-init control"),
+    ("family", "str", "model family, as its config's model_type says (bert, roberta, distilbert, albert, electra, "
+                      "modernbert, …); missing when its config could not be read"),
     ("fingerprint", "str", "hash of the weights (equal weights, equal fingerprint)"),
     ("status", "str", "ok, duplicate (same weights, config and tokenizer as an earlier one), skipped, control"),
     ("duplicate_of", "str", "the checkpoint it duplicates"),
