@@ -306,6 +306,16 @@ def test_albert_hooks_fire_once_per_application_of_its_shared_layer(built, captu
     assert not torch.allclose(seen[hook_name(0, "attn.hook_q")], seen[hook_name(1, "attn.hook_q")])
 
 
+def test_views_draw_a_roberta_pair_with_its_own_separator(built):
+    from probekit import views
+
+    _, model, tok = built["roberta"]
+    cap = capture(model, [("Paris is a city.", "The king of the people.")], tok)
+    _, tokens, sentence_b = views._attention_for(cap)
+    assert tokens[sentence_b - 2: sentence_b] == ["</s>", "</s>"] and tokens[sentence_b] != "</s>"
+    assert "probekitLibs" in views.head_view(cap, html_action="return").data  # drawn offline, as for BERT
+
+
 # ---------------------------------------------------------------- logit lens and ablation
 
 
