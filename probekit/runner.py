@@ -104,7 +104,8 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
     records, seen = [], {}
     for ref in progress(refs, desc="probing", unit="checkpoint"):
         record = {"checkpoint": ref.name, "run": ref.run, "step": ref.step, "seed": seed_of(ref.location),
-                  "path": ref.location, "fingerprint": None, "status": "ok", "duplicate_of": None, "error": None}
+                  "path": ref.location, "family": ref.family, "fingerprint": None, "status": "ok",
+                  "duplicate_of": None, "error": None}
         records.append(record)
         try:
             record["fingerprint"] = ref.fingerprint
@@ -134,6 +135,7 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
         on_control = [a for a in chosen if a.on_control]
         results = _analyse(like, on_control, ctx, reuse=None)
         records.insert(0, {"checkpoint": like.name, "run": like.run, "step": 0, "seed": "", "path": None,
+                           "family": like.family,
                            "fingerprint": like.fingerprint, "status": "control", "duplicate_of": None,
                            "error": None})
         for name, frame in results.items():
