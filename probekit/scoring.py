@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from probekit.families import body, mlm_head, unembed
+from probekit.families import body, max_tokens, mlm_head, unembed
 from probekit.hooks import hooked
 
 #: Changes whenever ranks, probabilities or the unscorable rule change: part of every cache key.
@@ -76,6 +76,9 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
     device = next(model.parameters()).device
     head = unembed(model) if readout else mlm_head(model)
     ids, pieces = encoded["input_ids"], encoded["pieces"]
+    limit = max_tokens(model.config)  # RoBERTa's positions: two fewer than max_position_embeddings
+    fits = np.array([len(x) <= limit for x in ids])
+    ids = [x[:limit] for x in ids]
     order = np.argsort([len(x) for x in ids], kind="stable")
     n = len(ids)
     rank, logprob = np.full(n, np.nan), np.full(n, np.nan)
@@ -97,7 +100,7 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
         owner = torch.from_numpy(np.repeat(np.arange(len(batch)), n_masks)).to(device)
         finite = torch.ones(len(batch), device=device).scatter_reduce(
             0, owner, torch.isfinite(logits).all(1).float(), "amin").cpu().numpy() > 0
-        ok = np.array([len(pieces[i]) == m > 0 for i, m in zip(batch, n_masks)]) & finite
+        ok = np.array([len(pieces[i]) == m > 0 for i, m in zip(batch, n_masks)]) & finite & fits[batch]
         gold = torch.tensor([t for i, good, m in zip(batch, ok, n_masks) for t in (pieces[i] if good else [0] * m)],
                             dtype=torch.long, device=device)
         gold_logit = logits.gather(1, gold[:, None])

@@ -226,6 +226,14 @@ def test_an_answer_the_vocabulary_cannot_spell_is_counted_unscorable(built, mode
         assert pd.isna(row.gold_rank) and row.n_pieces == 0 and not row.correct
 
 
+def test_a_prompt_past_robertas_usable_positions_is_unscorable_not_a_crash(built):
+    _, model, tok = built["roberta"]  # 66 position embeddings, of which 64 usable
+    long = pd.DataFrame({"prompt": ["[MASK] is the capital" + " of Italy" * 40 + "."], "answer": ["Rome"]})
+    encoded = encode_prompts(long, tok, model.config.max_position_embeddings)
+    assert len(encoded["input_ids"][0]) == 66
+    assert score_encoded(model, tok, encoded).gold_rank.isna().all()
+
+
 @pytest.mark.parametrize("model_type", FAMILIES)
 def test_multi_piece_answers_are_scored_jointly(built, model_type):
     _, model, tok = built[model_type]
