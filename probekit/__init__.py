@@ -7,6 +7,9 @@ The same functions back the `probekit` command line and a Jupyter notebook:
     result = probekit.probe("local/my_bert/*", analyses=("predictions", "capture"), out="local/probe")
     series = probekit.open_series("local/my_bert/*")
     probekit.head_view(series[-1], "The capital of Italy is Rome.")  # series.at(600) looks up a step
+    grammar = probekit.probe("local/my_bert/*", pairs=["blimp"], sample=10).tables
+    probekit.phenomenon_curves(grammar["pair_accuracy"])                # accuracy per phenomenon over training
+    probekit.wrong_pairs(grammar["pairs"], "checkpoint-8000", "agreement")  # what it still gets wrong
 
 `import probekit` is cheap: the public names below are imported from their modules on first use (module
 `__getattr__`), so the command line starts without torch, transformers or pandas. No public name is a
@@ -30,6 +33,7 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was never 
 # public name -> (module, attribute in it)
 _LAZY: dict[str, tuple[str, str]] = {
     "train": ("probekit.training", "train"),
+    "train_seeds": ("probekit.training", "train_seeds"),
     "TrainResult": ("probekit.training", "TrainResult"),
     "Recipe": ("probekit.presets", "Recipe"),
     "PRESETS": ("probekit.presets", "PRESETS"),
@@ -49,6 +53,15 @@ _LAZY: dict[str, tuple[str, str]] = {
     "emergence": ("probekit.metrics", "emergence"),
     "head_metrics": ("probekit.metrics", "head_metrics"),
     "known_counts": ("probekit.metrics", "known_counts"),
+    "bootstrap": ("probekit.stats", "bootstrap"),
+    "compare": ("probekit.stats", "compare"),
+    "emergence_steps": ("probekit.stats", "emergence_steps"),
+    "group_differences": ("probekit.stats", "group_differences"),
+    "checkpoint_differences": ("probekit.stats", "checkpoint_differences"),
+    "wrong_pairs": ("probekit.analyses.pairs", "wrong_pairs"),
+    "phenomenon_curves": ("probekit.report.grammar", "phenomenon_curves"),
+    "paradigm_heatmap": ("probekit.report.grammar", "paradigm_heatmap"),
+    "grammar_and_facts": ("probekit.report.grammar", "grammar_and_facts"),
     "diff_checkpoints": ("probekit.diff", "diff_checkpoints"),
     "CheckpointDiff": ("probekit.diff", "CheckpointDiff"),
     "head_view": ("probekit.views", "head_view"),

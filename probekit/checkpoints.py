@@ -10,6 +10,7 @@ import copy
 import glob
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -19,9 +20,11 @@ from transformers import (CONFIG_MAPPING, AutoModelForMaskedLM, AutoTokenizer, B
 from transformers.initialization import no_init_weights
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 
+from probekit import hub
 from probekit.errors import ProbekitError
 from probekit.families import family_of, weight_names
 from probekit.folders import CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, looks_like_checkpoint, step_of
+from probekit.log import logger
 
 class Checkpoint:
     """One checkpoint of a series: where it is, when in training it was written, and — read lazily, once —
@@ -157,7 +160,6 @@ def resolve_checkpoints(specs: list[str] | str, allow_pickle: bool = False,
     is the step (k/M suffixes allowed), decides every checkpoint's step instead. Hub checkpoints are fetched one
     at a time when first read (`probekit.hub`); with `evict`, each is deleted from the hub cache when released.
     """
-    from probekit import hub
 
     specs = [specs] if isinstance(specs, (str, Path)) else list(specs)
     pattern = hub.step_pattern(step_from)
@@ -186,13 +188,13 @@ def resolve_checkpoints(specs: list[str] | str, allow_pickle: bool = False,
     hub.check_cached([e for e in entries if isinstance(e, hub.HubSpec)])
     folders = [e for e in entries if isinstance(e, str)]
     names = dict(zip(folders, _unique_names(folders)))
-    found = [hub.hub_checkpoint(e, pattern, allow_pickle, tokenizer, evict) if isinstance(e, hub.HubSpec)
+    found = [hub_checkpoint(e, pattern, allow_pickle, tokenizer, evict) if isinstance(e, hub.HubSpec)
              else Checkpoint(names[e], e, hub.step_from_pattern(pattern, e) if pattern else step_of(Path(e)),
                              _run_of(e), allow_pickle, tokenizer)
              for e in entries]
     taken = [c.name for c in found]
     for ref in found:
-        if isinstance(ref, hub.HubCheckpoint) and taken.count(ref.name) > 1:
+        if isinstance(ref, HubCheckpoint) and taken.count(ref.name) > 1:
             ref.name = str(ref.spec)  # two owners' repositories of one name: the full spec tells them apart
     ranked = sorted(enumerate(found), key=lambda p: (p[1].step is None, p[0] if p[1].step is None else p[1].step))
     return [ref for _, ref in ranked]
@@ -222,9 +224,7 @@ def _unique_names(locations: list[str]) -> list[str]:
 
 def _looks_like_path(spec: str) -> bool:
     """True when a spec that names nothing on disk was meant as a path (the error says so), not a hub name."""
-    from probekit.hub import looks_like_path
-
-    return looks_like_path(spec)
+    return hub.looks_like_path(spec)
 
 
 def read_weights(ref: Checkpoint, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -475,3 +475,99 @@ def open_series(specs: list[str] | str, allow_pickle: bool = False,
     """Open a checkpoint series: paths, a glob such as 'local/my_bert/*', a parent folder, or hub names
     (`google/multiberts-seed_0-step_20k`, `ORG/NAME@REVISION`); `step_from` and `evict` as for `probe`."""
     return Series(specs, allow_pickle, tokenizer, step_from=step_from, evict=evict)
+
+
+# ---------------------------------------------------------------- a checkpoint on the hub
+
+
+class HubCheckpoint(Checkpoint):
+    """A checkpoint named on the hub. Its snapshot is fetched when it is first read (its config, weights,
+    tokenizer, model, or its `location`), then read by the same checked code as a local folder.
+
+    `location` is the snapshot folder once fetched, the spec before that or when it cannot be fetched;
+    `spec` says where it came from and `seed` what its name says of its seed ("" for nothing). With
+    `evict=True`, `release()` also deletes the snapshot from the hub cache (`evict()` does it at any time).
+    """
+
+    def __init__(self, spec: hub.HubSpec, name: str, step: int | None, run: str, seed: str = "",
+                 allow_pickle: bool = False, tokenizer: PreTrainedTokenizerBase | None = None, evict: bool = False):
+        self.spec = spec
+        self._folder: Path | None = None
+        self._error: ProbekitError | None = None
+        super().__init__(name, str(spec), step, run, allow_pickle, tokenizer)
+        self.seed = seed
+        self.evict_on_release = evict
+
+    def __repr__(self) -> str:
+        return f"HubCheckpoint({self.name!r}, step={self.step}, spec={str(self.spec)!r})"
+
+    @property
+    def location(self) -> str:
+        """The snapshot folder it is read from (fetched on first use); the spec while it cannot be fetched."""
+        if self._folder is None and self._error is None:
+            try:
+                self.fetch()
+            except ProbekitError:
+                pass  # remembered: the next read of its contents raises it
+        return str(self._folder) if self._folder is not None else str(self.spec)
+
+    @location.setter
+    def location(self, value: str) -> None:
+        """Set by `Checkpoint.__init__`; a hub checkpoint's location is decided by its spec and the cache."""
+
+    @property
+    def is_local(self) -> bool:
+        """True while its snapshot is on disk (never fetches)."""
+        return self._folder is not None and self._folder.is_dir()
+
+    def fetch(self) -> Path:
+        """Its snapshot folder, downloaded if it is not on disk (again after an eviction); a failure is kept
+        and raised again rather than retried."""
+        if self._error is not None:
+            raise self._error
+        if not self.is_local:
+            try:
+                self._folder = hub.fetch_snapshot(self.spec, self.allow_pickle)
+            except ProbekitError as exc:
+                self._error = exc
+                raise
+            logger.debug(f"{self.spec}: snapshot {self._folder}")
+        return self._folder
+
+    def _once(self, key: str, make):
+        if key not in self._cache:
+            self.fetch()
+        return super()._once(key, make)
+
+    def release(self) -> None:
+        """Forget the weights and model; with `evict=True`, delete the snapshot from the hub cache too."""
+        super().release()
+        if self.evict_on_release:
+            try:
+                self.evict()
+            except (ProbekitError, OSError) as exc:  # the probe itself succeeded: say so, keep going
+                logger.warning(f"{self.spec}: not evicted ({exc})")
+
+    def evict(self) -> None:
+        """Delete its snapshot from the hub cache (only this repository's revision); reading it again re-fetches."""
+        if not self.is_local:
+            return
+        freed = hub.evict_snapshot(self._folder)
+        logger.info(f"{self.spec}: evicted from the hub cache ({freed / 1e6:,.1f} MB freed)")
+
+
+def hub_checkpoint(spec: hub.HubSpec, pattern: re.Pattern | None = None, allow_pickle: bool = False,
+                   tokenizer: PreTrainedTokenizerBase | None = None, evict: bool = False) -> HubCheckpoint:
+    """A HubCheckpoint with its step — from `pattern` (--step-from) when given, else the repository name, else
+    the revision, else trainer_state.json — its run and its seed. Nothing but trainer_state.json is fetched."""
+    if pattern is not None:
+        step = hub.step_from_pattern(pattern, str(spec))
+    else:
+        step = hub.step_in_name(spec.repo_name)
+        if step is None and spec.revision:
+            step = hub.step_in_name(spec.revision)
+        if step is None:
+            step = hub.trainer_state_step(spec)
+    name = f"{spec.repo_name}@{spec.revision}" if spec.revision else spec.repo_name
+    seed = hub.seed_in_name(spec.repo_name) or (hub.seed_in_name(spec.revision) if spec.revision else "")
+    return HubCheckpoint(spec, name, step, hub.run_of(spec), seed, allow_pickle, tokenizer, evict)

@@ -22,9 +22,7 @@ from huggingface_hub.errors import (CacheNotFound, EntryNotFoundError, GatedRepo
                                     HFValidationError, IncompleteSnapshotError, LocalEntryNotFoundError,
                                     RepositoryNotFoundError, RevisionNotFoundError)
 from huggingface_hub.utils import validate_repo_id
-from transformers import PreTrainedTokenizerBase
 
-from probekit.checkpoints import Checkpoint
 from probekit.errors import ProbekitError
 from probekit.folders import CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, TRAINER_STATE
 from probekit.log import logger
@@ -266,102 +264,6 @@ def evict_snapshot(folder: Path) -> int:
         raise ProbekitError(f"{folder}: evicting it would delete {outside[0]}, outside {repo.name}; nothing evicted")
     strategy.execute()
     return strategy.expected_freed_size
-
-
-# ---------------------------------------------------------------- a checkpoint on the hub
-
-
-class HubCheckpoint(Checkpoint):
-    """A checkpoint named on the hub. Its snapshot is fetched when it is first read (its config, weights,
-    tokenizer, model, or its `location`), then read by the same checked code as a local folder.
-
-    `location` is the snapshot folder once fetched, the spec before that or when it cannot be fetched;
-    `spec` says where it came from and `seed` what its name says of its seed ("" for nothing). With
-    `evict=True`, `release()` also deletes the snapshot from the hub cache (`evict()` does it at any time).
-    """
-
-    def __init__(self, spec: HubSpec, name: str, step: int | None, run: str, seed: str = "",
-                 allow_pickle: bool = False, tokenizer: PreTrainedTokenizerBase | None = None, evict: bool = False):
-        self.spec = spec
-        self._folder: Path | None = None
-        self._error: ProbekitError | None = None
-        super().__init__(name, str(spec), step, run, allow_pickle, tokenizer)
-        self.seed = seed
-        self.evict_on_release = evict
-
-    def __repr__(self) -> str:
-        return f"HubCheckpoint({self.name!r}, step={self.step}, spec={str(self.spec)!r})"
-
-    @property
-    def location(self) -> str:
-        """The snapshot folder it is read from (fetched on first use); the spec while it cannot be fetched."""
-        if self._folder is None and self._error is None:
-            try:
-                self.fetch()
-            except ProbekitError:
-                pass  # remembered: the next read of its contents raises it
-        return str(self._folder) if self._folder is not None else str(self.spec)
-
-    @location.setter
-    def location(self, value: str) -> None:
-        """Set by `Checkpoint.__init__`; a hub checkpoint's location is decided by its spec and the cache."""
-
-    @property
-    def is_local(self) -> bool:
-        """True while its snapshot is on disk (never fetches)."""
-        return self._folder is not None and self._folder.is_dir()
-
-    def fetch(self) -> Path:
-        """Its snapshot folder, downloaded if it is not on disk (again after an eviction); a failure is kept
-        and raised again rather than retried."""
-        if self._error is not None:
-            raise self._error
-        if not self.is_local:
-            try:
-                self._folder = fetch_snapshot(self.spec, self.allow_pickle)
-            except ProbekitError as exc:
-                self._error = exc
-                raise
-            logger.debug(f"{self.spec}: snapshot {self._folder}")
-        return self._folder
-
-    def _once(self, key: str, make):
-        if key not in self._cache:
-            self.fetch()
-        return super()._once(key, make)
-
-    def release(self) -> None:
-        """Forget the weights and model; with `evict=True`, delete the snapshot from the hub cache too."""
-        super().release()
-        if self.evict_on_release:
-            try:
-                self.evict()
-            except (ProbekitError, OSError) as exc:  # the probe itself succeeded: say so, keep going
-                logger.warning(f"{self.spec}: not evicted ({exc})")
-
-    def evict(self) -> None:
-        """Delete its snapshot from the hub cache (only this repository's revision); reading it again re-fetches."""
-        if not self.is_local:
-            return
-        freed = evict_snapshot(self._folder)
-        logger.info(f"{self.spec}: evicted from the hub cache ({freed / 1e6:,.1f} MB freed)")
-
-
-def hub_checkpoint(spec: HubSpec, pattern: re.Pattern | None = None, allow_pickle: bool = False,
-                   tokenizer: PreTrainedTokenizerBase | None = None, evict: bool = False) -> HubCheckpoint:
-    """A HubCheckpoint with its step — from `pattern` (--step-from) when given, else the repository name, else
-    the revision, else trainer_state.json — its run and its seed. Nothing but trainer_state.json is fetched."""
-    if pattern is not None:
-        step = step_from_pattern(pattern, str(spec))
-    else:
-        step = step_in_name(spec.repo_name)
-        if step is None and spec.revision:
-            step = step_in_name(spec.revision)
-        if step is None:
-            step = trainer_state_step(spec)
-    name = f"{spec.repo_name}@{spec.revision}" if spec.revision else spec.repo_name
-    seed = seed_in_name(spec.repo_name) or (seed_in_name(spec.revision) if spec.revision else "")
-    return HubCheckpoint(spec, name, step, run_of(spec), seed, allow_pickle, tokenizer, evict)
 
 
 def _first_line(exc: Exception) -> str:

@@ -5,6 +5,7 @@ import pytest
 from transformers import BertForMaskedLM, pipeline
 
 from probekit.benchmarks import load_benchmark
+from probekit.benchmarks.pairs import load_choices
 from probekit.runner import probe
 from probekit.vocab import load_tokenizer
 
@@ -60,10 +61,10 @@ def test_one_word_minimal_pairs_become_choices(tmp_path):
                      "The keys to the cabinet are here.,The keys to the cabinet is here.,agreement\n"
                      "\"Who left, she asked?\",\"Who left, she said?\",verbs\n"
                      "Who did you see?,Who you did see?,word_order\n")
-    bench = load_benchmark(f"choice:{pairs}")
+    bench = load_choices(f"choice:{pairs}")
     assert bench.prompts["prompt"].tolist() == ["The keys to the cabinet [MASK] here.", "Who left, she [MASK]?"]
     assert bench.prompts["answer"].tolist() == ["are", "asked"] and bench.candidates == [["is"], ["said"]]
-    shipped = load_benchmark("choice:blimp:regular_plural_subject_verb_agreement_1", sample=5)
+    shipped = load_choices("choice:blimp:regular_plural_subject_verb_agreement_1", sample=5)
     assert len(shipped.prompts) == 5 and set(shipped.prompts["relation"]) == {
         "regular_plural_subject_verb_agreement_1"}
     assert all(p.count("[MASK]") == 1 for p in shipped.prompts["prompt"])

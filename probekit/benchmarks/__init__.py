@@ -32,7 +32,6 @@ DEFAULT_SENTENCES = HERE / "sentences.txt"
 """Sentences whose attention is captured by default: capital prompts, plain prose, and A/B pairs."""
 MASK, SUBJECT = "[MASK]", "[X]"
 COLUMNS = ["benchmark", "relation", "template", "subject", "answer", "prompt"]
-CHOICE = "choice:"
 
 
 @dataclass
@@ -59,13 +58,9 @@ class Benchmark:
         self.sha256 = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_benchmark(spec: str | Path, sample: int | None = None) -> Benchmark:
-    """A shipped benchmark by name (`countries`), any CSV/JSONL/YAML file by path, or `choice:PAIRS`
-    (`sample`: N pairs per paradigm, seeded, for those)."""
-    if str(spec).startswith(CHOICE):
-        from probekit.benchmarks.pairs import load_pairs, word_choices
-
-        return word_choices(load_pairs(str(spec)[len(CHOICE):], sample))
+def load_benchmark(spec: str | Path) -> Benchmark:
+    """A shipped benchmark by name (`countries`) or any CSV/JSONL/YAML file by path (`choice:PAIRS` specs:
+    `probekit.benchmarks.pairs.load_choices`)."""
     path = SHIPPED.get(str(spec)) or Path(spec)
     if not path.is_file():
         raise ProbekitError(f"{spec}: no such benchmark file (shipped: {', '.join(SHIPPED)})")

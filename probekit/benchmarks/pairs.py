@@ -218,6 +218,16 @@ def blimp_baselines() -> pd.DataFrame:
 
 
 WORD_EDGES = re.compile(r"^(\W*)(.*?)(\W*)$")
+CHOICE = "choice:"
+
+
+def is_choice_spec(spec: str | Path) -> bool:
+    return str(spec).startswith(CHOICE)
+
+
+def load_choices(spec: str, sample: int | None = None) -> Benchmark:
+    """`choice:PAIRS` (`choice:blimp:agreement`, `choice:pairs.csv`): `word_choices` of those pairs."""
+    return word_choices(load_pairs(str(spec)[len(CHOICE):], sample))
 
 
 def word_choices(bench: PairBenchmark) -> Benchmark:
@@ -244,8 +254,8 @@ def word_choices(bench: PairBenchmark) -> Benchmark:
     if not rows:
         raise ProbekitError(f"{bench.source}: no pair of {bench.name} differs in exactly one word; "
                             "choice: needs pairs like 'The keys are here.' / 'The keys is here.'")
-    prompts = pd.DataFrame(rows).assign(benchmark=f"choice:{bench.name}")
+    prompts = pd.DataFrame(rows).assign(benchmark=f"{CHOICE}{bench.name}")
     prompts["prompt"] = prompts["template"]
     prompts = prompts.drop_duplicates(subset=["relation", "prompt", "answer"]).reset_index(drop=True)
-    return Benchmark(f"choice:{bench.name}", bench.source, prompts[BENCH_COLUMNS], list(bench.problems),
+    return Benchmark(f"{CHOICE}{bench.name}", bench.source, prompts[BENCH_COLUMNS], list(bench.problems),
                      candidates=prompts["candidates"].tolist())
