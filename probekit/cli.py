@@ -130,6 +130,23 @@ def _end_distributed() -> None:
         dist.destroy_process_group()
 
 
+class BatchSize(click.ParamType):
+    """A whole number of at least 1, or 'auto'."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if value == "auto" or (isinstance(value, int) and value >= 1):
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a whole number nor auto", param, ctx)
+        if number < 1:
+            self.fail(f"{number} is not in the range x>=1 (or auto)", param, ctx)
+        return number
+
+
 def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
     """`--with lens,ablation` → ("lens", "ablation"), each checked against the registered analyses."""
     if not value:
@@ -173,7 +190,9 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Delete each hub checkpoint from the hub cache once it is probed, so a long series fits "
                    "the disk (local folders are never deleted).")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=10, help="Predictions kept per prompt.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Prompts per forward pass.")
+@click.option("--batch-size", type=BatchSize(), default="128",
+              help="Prompts per forward pass, or 'auto': the largest that fits (on a GPU from 1024, halved on "
+                   "running out of memory; on a CPU 128).")
 @click.option("--control/--no-control", default=True,
               help="Add a random-initialisation row when the series has no step 0.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 …  [default: cuda if available]")
@@ -186,14 +205,23 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--lens", is_flag=True, help="Same as --with lens: read the MLM head at every layer (OUT/lens.parquet).")
 @click.option("--ablate", is_flag=True,
               help="Same as --with ablation: zero each head in turn and rescore all prompts (OUT/ablation.parquet).")
+@click.option("--shard", metavar="I/N", default=None,
+              help="Compute only shard I of N (0 to N-1) into the shared OUT and exit; the last shard to finish "
+                   "(or --merge) writes the tables. For jobs without torchrun, e.g. a Slurm array.")
+@click.option("--merge", is_flag=True,
+              help="Write the tables from the shards' units in OUT (the same command as the shards, without "
+                   "--shard); names the missing units if a shard has not finished.")
 @one_line_errors
 def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tuple[str, ...], sample: int | None,
           pll_metric: str, out: str, with_: tuple[str, ...], tokenizer: str | None, allow_pickle: bool, top_k: int,
           batch_size: int, control: bool, device: str | None, capture_file: str | None, half: bool, lens: bool,
-          ablate: bool, step_from: str | None = None, evict: bool = False) -> None:
+          ablate: bool, shard: str | None = None, merge: bool = False, step_from: str | None = None,
+          evict: bool = False) -> None:
     """Score every benchmark prompt on every checkpoint; write tidy tables to OUT.
 
     Exits with status 1 when a checkpoint was skipped (after writing the results of the others).
+    Under `torchrun --nproc_per_node N -m probekit probe …` the checkpoints' units are shared out over the N
+    processes (one GPU each) and rank 0 writes the tables, the same as one process would.
     """
     from probekit.runner import probe as run_probe
 
@@ -206,7 +234,9 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
     result = run_probe(specs, benchmarks, analyses=analyses, out=out, tokenizer=tokenizer,
                        allow_pickle=allow_pickle, top_k=top_k, batch_size=batch_size, control=control,
                        device=device, sentences=sentences, half=half, sample=sample, pll_metric=pll_metric,
-                       step_from=step_from, evict=evict)
+                       step_from=step_from, evict=evict, shard=shard, merge=merge)
+    if result is None:  # a rank or shard that leaves the tables to another process
+        return
     if len(result.predictions):  # none when only minimal pairs were scored
         click.echo("\nP@1 [95% bootstrap interval] by checkpoint and relation:")
         click.echo(result.summary(intervals=True).to_string())

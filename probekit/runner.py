@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +33,32 @@ from probekit.store import cache_key, new_manifest, read_cached, training_log, w
 from probekit.vocab import load_tokenizer
 
 SCORE_KEYS = ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group"]
+AUTO_BATCH = "batch_size=auto"
+"""`ctx.state` key set when `batch_size="auto"`: an analysis that runs out of memory is retried at half the batch."""
+AUTO_START = {"cuda": 1024}
+"""The batch `auto` starts from, by device type (elsewhere the default, 128)."""
+
+
+@dataclass
+class Job:
+    """One probe, resolved: its checkpoints, analyses and shared context. What every process of a sharded
+    probe (`probekit.shards`) derives alike from the same command."""
+
+    refs: list[Checkpoint]
+    chosen: list[Analysis]
+    ctx: Context
+    facts: FactRecord | None
+    control: bool
+    tokenizer: PreTrainedTokenizerBase | None = None
+    allow_pickle: bool = False
+
+    def run_unit(self, ref: Checkpoint, analysis: Analysis, bench) -> tuple[pd.DataFrame, bool | None]:
+        """One unit of this probe (`run_unit`)."""
+        return run_unit(ref, analysis, self.ctx, bench)
+
+    def run(self, manifest: dict | None = None) -> ProbeResult:
+        """The whole probe in this process (`run_job`)."""
+        return run_job(self, manifest)
 
 
 def probe(
@@ -44,7 +70,7 @@ def probe(
     tokenizer: str | PreTrainedTokenizerBase | None = None,
     allow_pickle: bool = False,
     top_k: int = 10,
-    batch_size: int = 128,
+    batch_size: int | str = 128,
     control: bool = True,
     device: str | None = None,
     sentences: str | Path | list | None = None,
@@ -52,9 +78,11 @@ def probe(
     pairs: list[str] | tuple[str, ...] = (),
     sample: int | None = None,
     pll_metric: str = "within_word_l2r",
+    shard: str | tuple[int, int] | None = None,
+    merge: bool = False,
     step_from: str | None = None,
     evict: bool = False,
-) -> ProbeResult:
+) -> ProbeResult | None:
     """Run `analyses` on every checkpoint of a series for every benchmark prompt; returns the tidy tables.
 
     checkpoints: folders, a quoted glob ('local/my_bert/*'), a parent folder, or hub names.
@@ -66,17 +94,40 @@ def probe(
     pairs: minimal-pair benchmarks ("blimp", "blimp:SELECTOR", CSV/JSONL files with good, bad columns), scored
         by the "pairs" analysis with `pll_metric`; `sample` keeps N pairs per paradigm (seeded). Pair specs
         given in `benchmarks` are moved here.
+    batch_size: prompts per forward pass, or "auto": the largest that fits (from 1,024 on a GPU, halved on
+        running out of memory; 128 on a CPU).
+    shard, merge: probe at scale (`probekit.shards`). Under `torchrun` the work is split over its processes
+        by itself; `shard="I/N"` computes only shard I of N into `out` and `merge=True` assembles the tables
+        from what all shards left there. Returns None where this process does not assemble the tables
+        (ranks other than 0, a shard that is not the last to finish).
     step_from: a regex whose first group is each checkpoint's step (k/M suffixes), instead of names and
         trainer_state.json. evict: delete each hub checkpoint from the hub cache once it is probed.
     """
+    job = _prepare(checkpoints, benchmarks, analyses, out, tokenizer=tokenizer, allow_pickle=allow_pickle,
+                   top_k=top_k, batch_size=batch_size, control=control, device=device, sentences=sentences,
+                   half=half, pairs=pairs, sample=sample, pll_metric=pll_metric, step_from=step_from, evict=evict)
+    from probekit import shards
+
+    if shard is not None or merge or shards.under_torchrun():
+        return shards.probe_sharded(job, shard=shard, merge=merge)
+    return job.run()
+
+
+def _prepare(checkpoints, benchmarks, analyses, out, *, tokenizer, allow_pickle, top_k, batch_size, control,
+             device, sentences, half, pairs, sample, pll_metric, step_from=None, evict=False) -> Job:
+    """Everything `probe` needs before the first checkpoint is read: no weights are loaded here."""
     pairs, benchmarks = _split_pair_specs(pairs, benchmarks)
     if pairs and "pairs" not in analyses:
         analyses = [*analyses, "pairs"]
     if sentences is not None and "capture" not in analyses:
         analyses = [*analyses, "capture"]
     chosen = registry.get(analyses)
-    if top_k < 1 or batch_size < 1:
-        raise ProbekitError(f"top_k and batch_size must be at least 1 (got {top_k}, {batch_size})")
+    auto = batch_size == "auto"
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    batch_size = AUTO_START.get(device.type, 128) if auto else batch_size
+    if not isinstance(batch_size, int) or top_k < 1 or batch_size < 1:
+        raise ProbekitError(f"top_k and batch_size must be at least 1 (got {top_k}, {batch_size!r}; "
+                            f"batch_size may also be 'auto')")
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     refs = resolve_checkpoints(checkpoints, allow_pickle, tok, step_from=step_from, evict=evict)
     benches = [load_benchmark(b) for b in benchmarks]
@@ -86,15 +137,24 @@ def probe(
     for bench in benches:
         bench.groups = fact_groups(bench.prompts, facts)
     wants_capture = any(a.name == "capture" for a in chosen)
-    ctx = Context(benches, top_k, batch_size, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+    ctx = Context(benches, top_k, batch_size, device,
                   Path(out) if out is not None else None, _sentences(sentences or "default") if wants_capture else None, half,
                   groups_sha=_sha(asdict(facts) if facts else None))
     ctx.pairs, ctx.pll_metric = _load_pairs(pairs, sample), pll_metric
-    if ctx.out is None:
-        return _run(refs, chosen, ctx, facts, control)
-    with writer_lock(ctx.out):
-        result = _run(refs, chosen, ctx, facts, control)
-        result.save(ctx.out)
+    if auto:
+        ctx.state[AUTO_BATCH] = True
+    return Job(refs, chosen, ctx, facts, control, tok, allow_pickle)
+
+
+def run_job(job: Job, manifest: dict | None = None) -> ProbeResult:
+    """The whole series in this process (every cached unit read from the cache), assembled, and saved into
+    the results folder under its writer's lock with `manifest`'s entries added."""
+    if job.ctx.out is None:
+        return _run(job.refs, job.chosen, job.ctx, job.facts, job.control)
+    with writer_lock(job.ctx.out):
+        result = _run(job.refs, job.chosen, job.ctx, job.facts, job.control)
+        result.manifest.update(manifest or {})
+        result.save(job.ctx.out)
     return result
 
 
@@ -151,19 +211,38 @@ def _analyse(ref: Checkpoint, chosen: list[Analysis], ctx: Context, reuse) -> di
             results[analysis.name] = [_label(f, ref) for f in reuse[1][analysis.name]]
             continue
         benches = ctx.benchmarks if analysis.per_benchmark else [None]
-        results[analysis.name] = []
-        for bench in benches:
-            frame = None
-            if analysis.cached:
-                key = cache_key(analysis=analysis.name, identity=ref.identity,
-                                benchmark=bench.sha256 if bench else None, settings=analysis.settings(ctx))
-                frame = read_cached(ctx.out, key)
-            if frame is None:
-                frame = analysis.run(ref, ctx, bench)
-                if analysis.cached:
-                    write_cached(ctx.out, key, frame)
-            results[analysis.name].append(_label(frame, ref))
+        results[analysis.name] = [_label(run_unit(ref, analysis, ctx, bench)[0], ref) for bench in benches]
     return results
+
+
+def run_unit(ref: Checkpoint, analysis: Analysis, ctx: Context, bench) -> tuple[pd.DataFrame, bool | None]:
+    """One analysis of one checkpoint (on one benchmark, or None): its rows from the cache, or computed and
+    cached. Returns (rows without the checkpoint's columns, whether the cache had them; None when the
+    analysis keeps its own files). The unit of work a sharded probe spreads over processes."""
+    key = None
+    if analysis.cached:
+        key = cache_key(analysis=analysis.name, identity=ref.identity,
+                        benchmark=bench.sha256 if bench else None, settings=analysis.settings(ctx))
+        if (frame := read_cached(ctx.out, key)) is not None:
+            return frame, True
+    frame = _computed(ref, analysis, ctx, bench)
+    if key is not None:
+        write_cached(ctx.out, key, frame)
+    return frame, False if analysis.cached else None
+
+
+def _computed(ref: Checkpoint, analysis: Analysis, ctx: Context, bench) -> pd.DataFrame:
+    """`analysis.run`; with batch_size "auto", retried at half the batch each time memory runs out."""
+    while True:
+        try:
+            return analysis.run(ref, ctx, bench)
+        except torch.OutOfMemoryError:
+            if not ctx.state.get(AUTO_BATCH) or ctx.batch_size <= 1:
+                raise
+        ctx.batch_size //= 2  # outside the handler, so that its traceback no longer holds the tensors
+        if ctx.device.type == "cuda":
+            torch.cuda.empty_cache()
+        logger.info(f"{ref.name}: out of memory with batch_size auto; now {ctx.batch_size}")
 
 
 def _label(frame: pd.DataFrame, ref: Checkpoint) -> pd.DataFrame:
@@ -201,7 +280,9 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
     manifest = new_manifest(
         benchmarks={b.name: {"source": str(b.source), "sha256": b.sha256, "prompts": len(b.prompts),
                              "malformed_rows": len(b.problems)} for b in ctx.benchmarks},
-        analyses=[a.name for a in chosen], settings={"top_k": ctx.top_k, "batch_size": ctx.batch_size},
+        analyses=[a.name for a in chosen],
+        settings={"top_k": ctx.top_k, "batch_size": ctx.batch_size,
+                  "batch_size_auto": bool(ctx.state.get(AUTO_BATCH))},
         statistics=stats_settings(),
         device=str(ctx.device), checkpoints=len(refs), skipped=sum(r["status"] == "skipped" for r in records),
         facts=asdict(facts) if facts else None, captures=dict(ctx.files), pairs=_pairs_manifest(ctx),

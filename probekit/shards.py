@@ -29,16 +29,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from itertools import groupby
 from pathlib import Path
+from typing import Protocol
 
+import pandas as pd
 import torch
 
-from probekit.analyses import REGISTRY, Analysis
+from probekit.analyses import REGISTRY, Analysis, Context
 from probekit.checkpoints import Checkpoint, RandomInit, tokenizer_identity
 from probekit.errors import ProbekitError
 from probekit.folders import PICKLE_WEIGHTS, SAFE_WEIGHTS
 from probekit.log import logger, progress, set_progress
 from probekit.results import ProbeResult
-from probekit.runner import Job, run_job, run_unit
 from probekit.store import FolderBusy, cache_key, read_unit_record, write_unit_record
 
 CRASH_HOOK = "PROBEKIT_TEST_CRASH"
@@ -47,6 +48,23 @@ BARRIER_TIMEOUT = timedelta(days=2)
 """How long a finished rank waits at the barrier for the slowest one."""
 PASSES = {"lens": lambda layers, heads: layers + 1, "ablation": lambda layers, heads: layers * heads + 1}
 """Forward passes over the prompts per unit, for the analyses that make more than one (cost balancing)."""
+
+
+class Job(Protocol):
+    """What sharding needs of a resolved probe (`probekit.runner.Job`, which hands itself over)."""
+
+    refs: list[Checkpoint]
+    chosen: list[Analysis]
+    ctx: Context
+    control: bool
+    tokenizer: object | None
+    allow_pickle: bool
+
+    def run_unit(self, ref: Checkpoint, analysis: Analysis, bench) -> tuple[pd.DataFrame, bool | None]:
+        """One unit: its rows from the cache or computed and cached, and whether the cache had them."""
+
+    def run(self, manifest: dict | None = None) -> ProbeResult:
+        """The single-process probe over the folder, saved with `manifest`'s entries added."""
 
 
 @dataclass(frozen=True)
@@ -210,7 +228,7 @@ def run_units(job: Job, units: list[Unit], shard: tuple[int, int]) -> int:
 
 def _run_one(job: Job, ref: Checkpoint, unit: Unit) -> bool | None:
     bench = job.ctx.benchmarks[unit.benchmark] if unit.benchmark is not None else None
-    return run_unit(ref, REGISTRY[unit.analysis], job.ctx, bench)[1]
+    return job.run_unit(ref, REGISTRY[unit.analysis], bench)[1]
 
 
 def _control(job: Job) -> Checkpoint | None:
@@ -333,7 +351,7 @@ def merge_units(job: Job, units: list[Unit]) -> ProbeResult:
     manifest = {"world_size": max(counts, default=1), "hosts": sorted({r["host"] for r in records}),
                 "units": [{"unit": u.name, **{k: r[k] for k in ("shard", "host", "seconds", "cache_hit", "error")}}
                           for u, r in zip(units, records)]}
-    return run_job(job, manifest)
+    return job.run(manifest)
 
 
 def _remember(ref: Checkpoint, fingerprint: str) -> None:

@@ -89,7 +89,7 @@ def test_probe_passes_every_option_to_the_runner(runner_calls, tmp_path):
     assert call == dict(checkpoints=["ck/b", "ck/a"], benchmarks=("countries", "mine.csv"),
                         analyses=("predictions",), out=str(tmp_path), tokenizer="vocab.txt", allow_pickle=True,
                         top_k=5, batch_size=7, control=False, device="cpu", sentences=None, half=True, sample=3,
-                        pll_metric="original", step_from=r"s(\d+k?)", evict=True)
+                        pll_metric="original", step_from=r"s(\d+k?)", evict=True, shard=None, merge=False)
     assert "SUMMARY-TABLE" in result.output and "12 predictions from 3 checkpoints" in result.output
 
 
