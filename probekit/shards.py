@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from probekit.analyses import REGISTRY, Analysis, Context
-from probekit.checkpoints import Checkpoint, RandomInit, tokenizer_identity
+from probekit.checkpoints import Checkpoint, HubCheckpoint, RandomInit, tokenizer_identity
 from probekit.errors import ProbekitError
 from probekit.folders import PICKLE_WEIGHTS, SAFE_WEIGHTS
 from probekit.log import logger, progress, set_progress
@@ -139,14 +139,17 @@ def _unit_name(job: Job, checkpoint: int | None, analysis: Analysis, bench: int 
 
 
 def _cost(job: Job, checkpoint: int | None, analysis: Analysis, bench: int | None) -> float:
-    """Model size (bytes of weights) × prompts (or sentences) × forward passes: what balances the shards."""
-    ref = job.refs[0 if checkpoint is None else checkpoint]
-    size = sum(p.stat().st_size for p in (Path(ref.location) / f for f in (SAFE_WEIGHTS, PICKLE_WEIGHTS))
-               if p.is_file()) or 1
-    try:
-        layers, heads = ref.config.num_hidden_layers, ref.config.num_attention_heads
-    except Exception:  # a broken config: the unit will fail fast
-        return 1.0
+    """Model size (bytes of weights) × prompts (or sentences) × forward passes: what balances the shards.
+    Nothing is fetched: a hub checkpoint not yet on disk counts as a 12-layer model of size 1."""
+    folder = _folder(job.refs[0 if checkpoint is None else checkpoint])
+    size, layers, heads = 1, 12, 12
+    if folder is not None:
+        size = sum(p.stat().st_size for p in (folder / f for f in (SAFE_WEIGHTS, PICKLE_WEIGHTS)) if p.is_file()) or 1
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            layers, heads = int(config["num_hidden_layers"]), int(config["num_attention_heads"])
+        except (OSError, ValueError, KeyError, TypeError):  # a broken config: the unit will fail fast
+            return 1.0
     if bench is not None:
         items = len(job.ctx.benchmarks[bench].prompts)
     elif analysis.name == "pairs":
@@ -182,11 +185,19 @@ def signature(job: Job, unit: Unit) -> str:
 
 
 def _stamp(ref: Checkpoint) -> list:
-    folder = Path(ref.location)
-    if not folder.is_dir():
-        return [ref.location]
+    folder = _folder(ref)
+    if folder is None:
+        return [str(ref.spec) if isinstance(ref, HubCheckpoint) else ref.location]  # a hub name (and revision)
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
-    return [ref.location, files]
+    return [str(folder), files]
+
+
+def _folder(ref: Checkpoint) -> Path | None:
+    """The checkpoint's own folder on disk; None for a hub checkpoint (asking its location would fetch it)."""
+    if isinstance(ref, HubCheckpoint):
+        return None
+    folder = Path(ref.location)
+    return folder if folder.is_dir() else None
 
 
 # ---------------------------------------------------------------- computing one shard's units
@@ -215,7 +226,8 @@ def run_units(job: Job, units: list[Unit], shard: tuple[int, int]) -> int:
             write_unit_record(out, signature(job, unit), {
                 "unit": unit.name, "shard": list(shard), "host": socket.gethostname(), "pid": os.getpid(),
                 "seconds": round(time.perf_counter() - start, 4), "cache_hit": hit, "error": error,
-                "fingerprint": None if error or isinstance(ref, RandomInit) else ref.fingerprint,
+                **({} if error or isinstance(ref, RandomInit) else
+                   {"fingerprint": ref.fingerprint, "identity": ref.identity}),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             next(bar, None)
             done += 1
@@ -345,8 +357,8 @@ def merge_units(job: Job, units: list[Unit]) -> ProbeResult:
     if missing:
         raise ProbekitError(_missing_line(job, units, missing, records))
     for unit, record in zip(units, records):
-        if unit.checkpoint is not None and record.get("fingerprint"):
-            _remember(job.refs[unit.checkpoint], record["fingerprint"])
+        if unit.checkpoint is not None and record.get("identity"):
+            _remember(job.refs[unit.checkpoint], record["fingerprint"], record["identity"])
     counts = {record["shard"][1] for record in records}
     manifest = {"world_size": max(counts, default=1), "hosts": sorted({r["host"] for r in records}),
                 "units": [{"unit": u.name, **{k: r[k] for k in ("shard", "host", "seconds", "cache_hit", "error")}}
@@ -354,11 +366,12 @@ def merge_units(job: Job, units: list[Unit]) -> ProbeResult:
     return job.run(manifest)
 
 
-def _remember(ref: Checkpoint, fingerprint: str) -> None:
-    """Give the merge the fingerprint a shard computed from these same files (the unit's signature holds
-    their sizes and times), so that assembling reads no weights; a checkpoint that failed gets none and
-    meets its error again, as in one process."""
+def _remember(ref: Checkpoint, fingerprint: str, identity: str) -> None:
+    """Give the merge the fingerprint and identity a shard computed from these same files (the unit's
+    signature holds their sizes and times), so that assembling reads no weights; a checkpoint that failed
+    gets none and meets its error again, as in one process."""
     ref._cache.setdefault("fingerprint", fingerprint)
+    ref._cache.setdefault("identity", identity)
 
 
 def _missing_line(job: Job, units: list[Unit], missing: list[Unit], records: list[dict | None]) -> str:

@@ -11,13 +11,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from probekit import ProbekitError
+from probekit import ProbekitError, checkpoints
 from probekit.analyses import Analysis, register
 from probekit.cli import main
 from probekit.results import ProbeResult
 from probekit.runner import probe
 from probekit.schema import Column, Table
-from probekit.shards import Unit, assign
+from probekit.checkpoints import resolve_checkpoints
+from probekit.shards import Unit, assign, prefetched
 from probekit.store import read_cached, write_cached
 
 ANALYSES = ["lens", "ablation", "capture"]
@@ -97,7 +98,8 @@ def test_torchrun_ranks_write_the_tables_of_one_process_and_a_killed_rank_loses_
     assert all(u["seconds"] >= 0 for u in manifest["units"])
 
 
-def test_shards_then_merge_equal_one_run_and_a_missing_shard_is_named(series, bench, reference, tmp_path):
+def test_shards_then_merge_equal_one_run_and_a_missing_shard_is_named(series, bench, reference, tmp_path,
+                                                                      monkeypatch):
     args = (str(series / "*"), [str(bench)], ANALYSES)
     assert probe(*args, out=tmp_path, shard="0/2") is None  # not the last: leaves the tables to shard 1
     with pytest.raises(ProbekitError) as missing:
@@ -109,7 +111,18 @@ def test_shards_then_merge_equal_one_run_and_a_missing_shard_is_named(series, be
     assert_same_tables(reference, last)
     assert_same_tables(reference, ProbeResult.load(tmp_path))
     assert last.manifest["world_size"] == 2 and len(last.manifest["units"]) == UNITS
+    read = []
+    real = checkpoints.read_weights
+    monkeypatch.setattr(checkpoints, "read_weights", lambda ref, *a: read.append(ref.name) or real(ref, *a))
     assert_same_tables(reference, probe(*args, out=tmp_path, merge=True))
+    assert read == ["checkpoint-2"]  # the merge reads no weights but the corrupt ones, to skip them again
+
+
+def test_prefetched_yields_in_order_and_leaves_errors_to_the_unit(series):
+    refs = resolve_checkpoints(str(series / "*"))
+    assert list(prefetched(refs)) == refs
+    with pytest.raises(ProbekitError, match="corrupt or truncated weights"):
+        refs[1].fingerprint
 
 
 def test_shard_spec_and_folder_are_checked_in_one_line(series, bench, tmp_path):
