@@ -24,6 +24,7 @@ import torch
 from probekit.benchmarks import DEFAULT_SENTENCES
 from probekit.activations import CAPTURED, encode_sentences, read_sentences
 from probekit.checkpoints import load_checkpoint
+from probekit.families import body
 from probekit.hooks import hook_names, hooked
 from probekit.presets import get_preset
 from probekit.training import train
@@ -43,9 +44,9 @@ def time_forward(model, batch, capture: bool, repeats: int) -> float:
         with torch.no_grad():
             if capture:
                 with hooked(model, read=hook_names(model.config.num_hidden_layers, CAPTURED)):
-                    model.bert(**batch)
+                    body(model)(**batch)
             else:
-                model.bert(**batch, output_attentions=True)
+                body(model)(**batch, output_attentions=True)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

@@ -18,7 +18,7 @@ EXPECTED = {
     "scores": ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group", "n", "n_unscorable", "p_at_1",
                "p_at_10", "mrr", "mean_gold_logprob", "n_multi_piece", "p_at_1_low", "p_at_1_high", "p_at_10_low",
                "p_at_10_high", "mrr_low", "mrr_high", "n_seeds"],
-    "checkpoints": ["checkpoint", "run", "step", "seed", "path", "fingerprint", "status", "duplicate_of", "error"],
+    "checkpoints": ["checkpoint", "run", "step", "seed", "path", "family", "fingerprint", "status", "duplicate_of", "error"],
     "training": ["step", "loss", "eval_loss", "learning_rate", "epoch"],
     "heads": ["checkpoint", "run", "step", "seed", "layer", "head", "metric", "value"],
     "lens": ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group", "template", "subject", "answer",

@@ -12,6 +12,7 @@ import torch
 
 from probekit.benchmarks import Benchmark
 from probekit.checkpoints import Checkpoint, tokenizer_identity
+from probekit.families import max_tokens
 from probekit.schema import Table
 from probekit.scoring import encode_prompts
 
@@ -40,7 +41,7 @@ class Context:
 
     def encoded(self, checkpoint: Checkpoint, bench: Benchmark) -> dict:
         """The benchmark's prompts tokenized for this checkpoint, once per tokenizer and length."""
-        max_length = checkpoint.config.max_position_embeddings
+        max_length = max_tokens(checkpoint.config)
         key = (tokenizer_identity(checkpoint.tokenizer), bench.sha256, max_length)
         if key not in self._encodings:
             self._encodings[key] = encode_prompts(bench.prompts, checkpoint.tokenizer, max_length)

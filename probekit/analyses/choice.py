@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from probekit.analyses.base import Analysis, Context, register
+from probekit.families import max_tokens
 from probekit.schema import CHECKPOINT_KEYS, PROMPT_KEYS, Table, _columns
 from probekit.scoring import encode_prompts, score_encoded
 from probekit.stats import share_intervals
@@ -56,7 +57,7 @@ class Choice(Analysis):
         options = prompts.assign(option=[[a, *c] for a, c in zip(prompts["answer"], prompts["candidates"])],
                                  which=range(len(prompts))).explode("option", ignore_index=True)
         encoded = encode_prompts(options.assign(answer=options["option"]), checkpoint.tokenizer,
-                                 checkpoint.config.max_position_embeddings)
+                                 max_tokens(checkpoint.config))
         scored = score_encoded(checkpoint.model(ctx.device), checkpoint.tokenizer, encoded, 1, ctx.batch_size)
         options["logprob"] = scored["gold_logprob"].to_numpy()
         return prompts.assign(**_decide(options, len(prompts)))[columns]
