@@ -235,6 +235,7 @@ def run_units(job: Job, units: list[Unit], shard: tuple[int, int]) -> int:
                 os._exit(17)  # the test hook: die as a killed process would, nothing flushed or closed
         if ref is not None:
             ref.release()
+    next(bar, None)  # closes the bar
     return done
 
 

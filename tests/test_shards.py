@@ -186,3 +186,10 @@ def test_cli_batch_size_auto_and_bad_values(series, bench, tmp_path):
     for bad, why in (("0", "0 is not in the range x>=1 (or auto)"), ("many", "'many' is neither a whole number")):
         refused = CliRunner().invoke(main, ["probe", str(series / "checkpoint-8"), "--batch-size", bad])
         assert refused.exit_code == 2 and why in refused.output
+
+
+def test_a_lock_held_from_another_host_is_refused_not_taken_over(series, bench, tmp_path):
+    (tmp_path / ".probekit.lock").write_text("12345 some-other-host")  # a shared folder: its pid means nothing here
+    with pytest.raises(ProbekitError, match="pid 12345 on some-other-host.*delete .*probekit.lock if it is gone"):
+        probe(str(series / "checkpoint-8"), [str(bench)], out=tmp_path, control=False)
+    assert (tmp_path / ".probekit.lock").read_text() == "12345 some-other-host"
