@@ -3,7 +3,9 @@ into exactly the tables one process would write.
 
 A unit is one analysis of one checkpoint on one benchmark (or of the random-init control). Every process
 lists the units alike from the same command, assigns them to shards by cost (longest first, each to the
-least-loaded shard: deterministic) and computes only its own, into the shared results cache; each finished
+least-loaded shard: deterministic; a checkpoint's units together when there are enough checkpoints, so that
+each is read once) and computes only its own, into the shared results cache, reading the next checkpoint in
+a background thread while it scores the current one; each finished
 unit leaves a record (shard, host, seconds) in `cache/units/`. When all are done, one process runs the
 ordinary single-process probe over the folder, every unit a cache hit, so the merged tables are those of a
 one-process run by construction (rows, order, numbers, the control row, duplicates, skipped checkpoints);
@@ -46,6 +48,8 @@ CRASH_HOOK = "PROBEKIT_TEST_CRASH"
 """Fault injection for the tests: "I:N" makes shard (rank) I exit abruptly after its N-th computed unit."""
 BARRIER_TIMEOUT = timedelta(days=2)
 """How long a finished rank waits at the barrier for the slowest one."""
+WHOLE = 4
+"""Checkpoints per shard from which a checkpoint's units are kept on one shard (`assign`)."""
 PASSES = {"lens": lambda layers, heads: layers + 1, "ablation": lambda layers, heads: layers * heads + 1}
 """Forward passes over the prompts per unit, for the analyses that make more than one (cost balancing)."""
 
@@ -161,14 +165,19 @@ def _cost(job: Job, checkpoint: int | None, analysis: Analysis, bench: int | Non
 
 
 def assign(units: list[Unit], shards: int) -> list[int]:
-    """The shard of each unit: longest first, each to the least-loaded shard (ties to the lower): the same
-    answer in every process."""
+    """The shard of each unit, the same in every process: longest first, each to the least-loaded shard
+    (ties to the lower). With at least `WHOLE` checkpoints per shard, a checkpoint's units stay together
+    (it is read once, and the balance is still close); with fewer, units are shared out one by one."""
+    groups = [list(g) for _, g in groupby(sorted(units, key=lambda u: u.index), key=lambda u: u.checkpoint)]
+    if len(groups) < WHOLE * shards:
+        groups = [[unit] for unit in units]
     owners = [0] * len(units)
     loads = [(0.0, shard) for shard in range(shards)]
-    for unit in sorted(units, key=lambda u: (-u.cost, u.index)):
+    for group in sorted(groups, key=lambda g: (-sum(u.cost for u in g), g[0].index)):
         load, shard = heapq.heappop(loads)
-        owners[unit.index] = shard
-        heapq.heappush(loads, (load + unit.cost, shard))
+        for unit in group:
+            owners[unit.index] = shard
+        heapq.heappush(loads, (load + sum(u.cost for u in group), shard))
     return owners
 
 

@@ -140,6 +140,10 @@ def test_assignment_is_deterministic_and_balanced():
     assert owners == assign(list(reversed(units)), 3)
     loads = [sum(c for c, o in zip(costs, owners) if o == shard) for shard in range(3)]
     assert sorted(loads) == [12.0, 13.0, 13.0]  # longest first to the least loaded: within one unit of even
+    many = [Unit(i, i // 3, "predictions", i % 3, f"u{i}", 1.0 + i % 3) for i in range(3 * 8)]  # 8 checkpoints
+    owners = assign(many, 2)
+    assert all(len({owners[u.index] for u in many if u.checkpoint == c}) == 1 for c in range(8))  # read once
+    assert [owners.count(shard) for shard in (0, 1)] == [12, 12]
 
 
 def test_a_published_cache_result_is_never_overwritten_but_a_leftover_is(tmp_path):
