@@ -33,7 +33,8 @@ BLIMP_SAMPLE = 4  # pairs per paradigm (268 in all): enough to tell chance from 
 class DemoResult:
     training: list[TrainResult]
     """One run per seed."""
-    probing: ProbeResult
+    probing: ProbeResult | None
+    """None on a torchrun rank other than the first (that one writes the tables and the site)."""
     site: Path
 
 
@@ -67,6 +68,8 @@ def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: s
     logger.info(f"[2/3] probing {n} checkpoints into {out / 'probe'}")
     probing = probe(series, out=out / "probe", analyses=["lens", "ablation", "capture"], sentences="default",
                     pairs=["blimp"], sample=blimp_sample)
+    if probing is None:  # a torchrun rank other than the first: its share is done, rank 0 writes the rest
+        return DemoResult(training, None, out / "site" / "index.html")
     logger.info(probing.summary().to_string(float_format=lambda v: f"{v:.2f}"))
     logger.info("[3/3] building the report")
     site = build_report(out / "probe", out / "site")
