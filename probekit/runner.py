@@ -121,6 +121,9 @@ def _prepare(checkpoints, benchmarks, analyses, out, *, tokenizer, allow_pickle,
         analyses = [*analyses, "pairs"]
     if sentences is not None and "capture" not in analyses:
         analyses = [*analyses, "capture"]
+    benches = [_load_benchmark(b, sample) for b in benchmarks]
+    if any(b.candidates for b in benches) and "choice" not in analyses:
+        analyses = [*analyses, "choice"]
     chosen = registry.get(analyses)
     auto = batch_size == "auto"
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -130,7 +133,6 @@ def _prepare(checkpoints, benchmarks, analyses, out, *, tokenizer, allow_pickle,
                             f"batch_size may also be 'auto')")
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     refs = resolve_checkpoints(checkpoints, allow_pickle, tok, step_from=step_from, evict=evict)
-    benches = [load_benchmark(b) for b in benchmarks]
     for problem in (p for b in benches for p in b.problems):
         logger.warning(problem)
     facts = _fact_record(refs)
@@ -329,6 +331,13 @@ def _split_pair_specs(pairs, benchmarks) -> tuple[list, list]:
 
     moved = [b for b in benchmarks if is_pair_spec(b)]
     return [*pairs, *moved], [b for b in benchmarks if b not in moved]
+
+
+def _load_benchmark(spec, sample: int | None):
+    """A fill-mask benchmark; `choice:PAIRS` makes one from minimal pairs (`sample` per paradigm)."""
+    from probekit.benchmarks.pairs import is_choice_spec, load_choices
+
+    return load_choices(spec, sample) if is_choice_spec(spec) else load_benchmark(spec)
 
 
 def _load_pairs(specs, sample: int | None) -> list:
