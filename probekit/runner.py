@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from probekit import analyses as registry
 from probekit.analyses import Analysis, Context
+from probekit.analyses.predictions import BF16_DEVIATION
 from probekit.activations import read_sentences
 from probekit.benchmarks import DEFAULT_BENCHMARKS, DEFAULT_SENTENCES, load_benchmark
 from probekit.checkpoints import Checkpoint, RandomInit, resolve_checkpoints
@@ -100,6 +101,8 @@ def probe(
         by itself; `shard="I/N"` computes only shard I of N into `out` and `merge=True` assembles the tables
         from what all shards left there. Returns None where this process does not assemble the tables
         (ranks other than 0, a shard that is not the last to finish).
+    half: captures stored as float16; predictions scored under bf16 autocast, the manifest's `bf16_scoring`
+        giving the largest deviation from fp32 on the first prompts of each benchmark (rescored in fp32).
     step_from: a regex whose first group is each checkpoint's step (k/M suffixes), instead of names and
         trainer_state.json. evict: delete each hub checkpoint from the hub cache once it is probed.
     """
@@ -284,7 +287,8 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
                              "malformed_rows": len(b.problems)} for b in ctx.benchmarks},
         analyses=[a.name for a in chosen],
         settings={"top_k": ctx.top_k, "batch_size": ctx.batch_size,
-                  "batch_size_auto": bool(ctx.state.get(AUTO_BATCH))},
+                  "batch_size_auto": bool(ctx.state.get(AUTO_BATCH)), "half": ctx.half},
+        bf16_scoring=ctx.state.get(BF16_DEVIATION),
         statistics=stats_settings(),
         device=str(ctx.device), checkpoints=len(refs), skipped=sum(r["status"] == "skipped" for r in records),
         facts=asdict(facts) if facts else None, captures=dict(ctx.files), pairs=_pairs_manifest(ctx),

@@ -278,3 +278,22 @@ def test_out_pointing_at_a_file_is_one_line(tiny_series, tiny_benchmark, tmp_pat
                                        "--out", str(tmp_path / "taken")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert str(tmp_path / "taken") in result.output
+
+
+def test_half_scores_in_bf16_and_the_manifest_gives_the_deviation_from_fp32(tiny_series, tiny_benchmark, tmp_path):
+    series = [str(tiny_series / "checkpoint-4"), str(tiny_series / "checkpoint-8")]
+    exact = probe(series, [str(tiny_benchmark)], control=False)
+    half = probe(series, [str(tiny_benchmark)], out=tmp_path, control=False, half=True)
+    assert exact.manifest["bf16_scoring"] is None and exact.manifest["settings"]["half"] is False
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    report = manifest["bf16_scoring"]
+    assert report == half.manifest["bf16_scoring"] and manifest["settings"]["half"] is True
+    delta = (half.predictions.gold_logprob - exact.predictions.gold_logprob).abs()
+    changed = half.predictions.gold_rank != exact.predictions.gold_rank
+    assert 0 < delta.max() < 0.5
+    assert report["checked_rows"] == len(exact.predictions) == 8
+    assert report["max_abs_delta_gold_logprob"] == pytest.approx(delta.max(), abs=1e-6)
+    assert report["gold_rank_changed_share"] == pytest.approx(changed.mean())
+    assert list(half.predictions.columns) == list(exact.predictions.columns)
+    again = probe(series, [str(tiny_benchmark)], out=tmp_path, control=False, half=True)
+    assert again.manifest["bf16_scoring"] == report
