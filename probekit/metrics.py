@@ -20,6 +20,7 @@ import torch
 
 from probekit.activations import Capture
 from probekit.hooks import hook_name
+from probekit.schema import CONTROL
 from probekit.scoring import hits
 
 PUNCTUATION = set(string.punctuation)
@@ -145,7 +146,7 @@ def emergence(predictions: pd.DataFrame) -> pd.DataFrame:
     scoring module's one rule).
     """
     keys = ["benchmark", "relation", "group", "template", "subject", "answer", "prompt"]
-    rows = predictions[(predictions["checkpoint"] != "random-init") & predictions["gold_rank"].notna()]
+    rows = predictions[(predictions["checkpoint"] != CONTROL) & predictions["gold_rank"].notna()]
     rows = rows.sort_values("step", kind="stable")
     rows = rows.assign(hit1=hits(rows, 1).astype(bool), hit10=hits(rows, 10).astype(bool))
     records = []
@@ -171,7 +172,7 @@ def _stable_from(steps, hits) -> float:
 
 def known_counts(predictions: pd.DataFrame) -> pd.DataFrame:
     """Prompts answered at rank 1 and within the top 10, per step and fact group (tidy, for plotting)."""
-    rows = predictions[predictions["checkpoint"] != "random-init"]
+    rows = predictions[predictions["checkpoint"] != CONTROL]
     counts = []
     for criterion, limit in (("rank 1", 1), ("top 10", 10)):
         hit = rows.assign(hit=hits(rows, limit))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from probekit.schema import TABLES
+from probekit.schema import CONTROL, POOLED, TABLES
 from probekit.store import read_run, write_run, writer_lock
 
 
@@ -47,9 +47,12 @@ class ProbeResult:
         """`metric` per checkpoint (rows, in training order) × relation (columns; by fact group if injected).
 
         With `intervals`, each cell is text, the value and its 95% bootstrap interval: `0.56 [0.48, 0.64]`
-        (for p_at_1, p_at_10 and mrr; rows pooled over seeds are the `all-seeds/step-N` checkpoints).
+        (for p_at_1, p_at_10 and mrr). With several seeds, the rows are the steps pooled over the seeds
+        (`all-seeds/step-N`, intervals over seeds and prompts); each seed's own rows are in `scores`.
         """
         scores = self.scores
+        if (scores["run"] == POOLED).any():
+            scores = scores[(scores["run"] == POOLED) | (scores["checkpoint"] == CONTROL)]
         columns = ["group", "relation"] if scores["group"].nunique() > 1 else ["relation"]
         values = scores[metric]
         if intervals:

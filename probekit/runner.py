@@ -28,7 +28,7 @@ from probekit.facts import FactRecord, fact_groups
 from probekit.folders import TRAINER_STATE, seed_of
 from probekit.log import logger, progress
 from probekit.results import ProbeResult
-from probekit.schema import TABLES
+from probekit.schema import CONTROL, TABLES
 from probekit.stats import score_table, settings as stats_settings, with_pooled_seeds
 from probekit.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
 from probekit.vocab import load_tokenizer
@@ -298,7 +298,7 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
 
 def _report_unscorable(predictions: pd.DataFrame) -> None:
     """Say which prompts could not be scored (they are counted apart, never as misses)."""
-    missing = predictions[predictions["gold_rank"].isna() & (predictions["checkpoint"] != "random-init")]
+    missing = predictions[predictions["gold_rank"].isna() & (predictions["checkpoint"] != CONTROL)]
     for bench, rows in missing.groupby("benchmark"):
         prompts = rows.drop_duplicates("prompt")
         example = prompts.iloc[0]

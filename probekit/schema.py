@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FORMAT_VERSION = 4
+#: the `checkpoint` label of the random-initialisation control's rows
+CONTROL = "random-init"
+#: the `run` and `seed` of the rows pooled over the seeds of a series (checkpoint `all-seeds/step-N`)
+POOLED = "all-seeds"
 
 #: logical type → pandas dtype used in memory (Parquet keeps the Arrow equivalent)
 DTYPES = {"str": "string", "int": "Int64", "float": "float64", "bool": "bool",

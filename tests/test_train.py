@@ -412,6 +412,7 @@ def test_seeds_train_one_series_that_probes_as_seeds(tiny_dir, tiny_benchmark, t
     pooled = scores[scores["run"] == "all-seeds"]
     assert len(pooled) and set(pooled["n_seeds"]) == {2} and set(pooled["seed"]) == {"all-seeds"}
     assert set(found.tables["checkpoints"]["seed"]) == {"0", "1"}  # each run has its step 0: no control
+    assert all(c.startswith("all-seeds/") for c in found.summary().index.get_level_values("checkpoint"))
 
 
 def test_seeds_and_seed_together_are_refused(tiny_dir, tmp_path):
