@@ -267,23 +267,45 @@ def report(results, site, serve, port):
 
 @main.command()
 @click.argument("results")
-@click.argument("a")
-@click.argument("b")
+@click.argument("a", required=False)
+@click.argument("b", required=False)
+@click.option("--csv", "csv_file", default=None, metavar="FILE",
+              help="Also write the table shown (changed prompts, or the neighbour summary) to FILE as CSV.")
+@click.option("--rows", type=click.IntRange(min=1), default=15, help="Changed prompts printed.")
 @one_line_errors
-def diff(results, a, b):
-    """Compare checkpoints A and B of a probed RESULTS folder: changed answers, heads, weights."""
-    from probekit.diff import diff_checkpoints
+def diff(results, a, b, csv_file, rows):
+    """Compare checkpoints of a probed RESULTS folder: prompts newly right or lost, heads, weights.
 
+    A and B are names, steps (3000) or positions (-1 = the last). With A only, A is compared with the
+    checkpoint before it; with neither, every pair of neighbouring checkpoints is summarised.
+    """
+    from probekit.diff import diff_checkpoints, neighbour_summary
+    from probekit.results import ProbeResult
+
+    if a is None:
+        summary = neighbour_summary(ProbeResult.load(results).predictions)
+        click.echo("prompts newly right (+) and lost (-) between neighbouring checkpoints:")
+        click.echo(summary.to_string(index=False))
+        if csv_file:
+            summary.to_csv(csv_file, index=False)
+        return
     d = diff_checkpoints(results, a, b)
-    click.echo(f"{len(d.changed_prompts)} prompts changed their top-1 answer from {a} to {b}")
+    right, lost = int(d.summary["newly_right"].sum()), int(d.summary["lost"].sum())
+    click.echo(f"{d.a} -> {d.b}: +{right} newly right / -{lost} lost; "
+               f"{int(d.summary['top1_changed'].sum())} prompts changed their top-1 answer")
+    if len(d.summary):
+        click.echo(d.summary.to_string(index=False))
     if len(d.changed_prompts):
-        click.echo(d.changed_prompts.head(15).to_string(index=False))
+        click.echo(f"\nlargest moves of the gold rank (first {rows}):")
+        click.echo(d.changed_prompts.head(rows).to_string(index=False))
     if len(d.heads):
         click.echo("\nheads whose attention changed most (Jensen–Shannon, bits):")
         click.echo(d.heads.head(8).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if len(d.weights):
         click.echo("\nweight distance per block:")
         click.echo(d.weights.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if csv_file:
+        d.changed_prompts.to_csv(csv_file, index=False)
 
 
 @main.command()

@@ -1,13 +1,16 @@
-"""Two checkpoints of a series compared: which prompts changed their answer, which heads changed most,
-and how far each block of weights moved. Works from a results folder (plus the two weight files)."""
+"""Checkpoints of a series compared: which prompts became right or wrong and by how much their gold rank
+moved, which heads changed most, and how far each block of weights moved. Works from a results folder (plus
+the weight files, for the weights). Checkpoints are named as in checkpoints.parquet, or by step (`3000`),
+or by position in training order (`-1` the last, `-2` the one before).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-
 import torch
 
 from probekit.activations import Capture
@@ -15,36 +18,130 @@ from probekit.checkpoints import read_weights, resolve_checkpoints
 from probekit.errors import ProbekitError
 from probekit.metrics import attention_drift
 from probekit.results import ProbeResult
+from probekit.stats import CONTROL
+
+KEYS = ["benchmark", "relation", "group", "prompt", "answer"]
+SUMMARY = ["benchmark", "relation", "group", "prompts", "newly_right", "lost", "top1_changed"]
 
 
 @dataclass
 class CheckpointDiff:
-    changed_prompts: pd.DataFrame   # prompts whose top-1 differs, with both answers and gold ranks
+    changed_prompts: pd.DataFrame   # prompts whose top-1 or gold rank changed, biggest rank change first
     heads: pd.DataFrame             # layer, head, js (bits): attention change on the captured sentences
     weights: pd.DataFrame           # block, distance, relative_distance
+    summary: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SUMMARY))  # +N / −M per group
+    a: str = ""
+    b: str = ""
 
 
-def diff_checkpoints(results: str | Path, a: str, b: str) -> CheckpointDiff:
-    """Compare checkpoints `a` and `b` (names as in checkpoints.csv) of a probed series."""
+def training_order(predictions: pd.DataFrame) -> list[str]:
+    """The probed checkpoints in training order (the random-init control first when present)."""
+    rows = predictions.drop_duplicates("checkpoint")
+    control = [c for c in rows["checkpoint"] if c == CONTROL]
+    rest = rows[rows["checkpoint"] != CONTROL].sort_values(["step", "checkpoint"], kind="stable",
+                                                           na_position="last")
+    return control + rest["checkpoint"].tolist()
+
+
+def resolve(predictions: pd.DataFrame, spec: str | int, where: str | Path = "") -> str:
+    """A checkpoint's name from its name, its step (`3000`), or its position in training order (`-1`)."""
+    order = training_order(predictions)
+    text = str(spec)
+    if text in order:
+        return text
+    try:
+        number = int(text)
+    except ValueError:
+        number = None
+    if number is not None and number < 0 and -number <= len(order):
+        return order[number]
+    if number is not None:
+        at = predictions.loc[(predictions["step"] == number) & (predictions["checkpoint"] != CONTROL),
+                             "checkpoint"].unique()
+        if len(at) == 1:
+            return str(at[0])
+        if len(at) > 1:
+            raise ProbekitError(f"{where}: step {number} names several checkpoints ({', '.join(sorted(at))}); "
+                                "give a name")
+    raise ProbekitError(f"{where}: no checkpoint named or at step {text!r} (have: {', '.join(order)})")
+
+
+def rank_changes(predictions: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Every prompt scored on both `a` and `b` whose top-1 or gold rank differs: both answers and ranks,
+    `change` ("newly right", "lost" or ""), `rank_change` (b − a; negative = better), biggest move first."""
+    cols = [*KEYS, "top1", "gold_rank"]
+    left = predictions.loc[predictions["checkpoint"] == a, cols].drop_duplicates(KEYS).set_index(KEYS)
+    right = predictions.loc[predictions["checkpoint"] == b, cols].drop_duplicates(KEYS).set_index(KEYS)
+    both = left.join(right, lsuffix=f"_{a}", rsuffix=f"_{b}", how="inner")
+    ra, rb = both[f"gold_rank_{a}"].astype(float), both[f"gold_rank_{b}"].astype(float)
+    both["change"] = np.where((ra != 1) & (rb == 1), "newly right", np.where((ra == 1) & (rb != 1), "lost", ""))
+    both["rank_change"] = rb - ra
+    moved = both[(both[f"top1_{a}"] != both[f"top1_{b}"]) | (ra != rb)].copy()
+    moved["_size"] = -np.abs(np.log10(moved[f"gold_rank_{b}"].astype(float))
+                             - np.log10(moved[f"gold_rank_{a}"].astype(float))).fillna(0)
+    moved["_first"] = moved["change"] == ""
+    moved = moved.sort_values(["_first", "_size"], kind="stable").drop(columns=["_size", "_first"])
+    return moved.reset_index()
+
+
+def change_summary(predictions: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Per benchmark × relation × group: prompts scored on both, newly right at `b`, lost, top-1 changed."""
+    cols = [*KEYS, "top1", "gold_rank"]
+    left = predictions.loc[predictions["checkpoint"] == a, cols].drop_duplicates(KEYS)
+    right = predictions.loc[predictions["checkpoint"] == b, cols].drop_duplicates(KEYS)
+    both = left.merge(right, on=KEYS, suffixes=("_a", "_b"))
+    both = both.assign(newly_right=(both["gold_rank_a"] != 1) & (both["gold_rank_b"] == 1),
+                       lost=(both["gold_rank_a"] == 1) & (both["gold_rank_b"] != 1),
+                       top1_changed=both["top1_a"] != both["top1_b"])
+    out = both.groupby(["benchmark", "relation", "group"], sort=False).agg(
+        prompts=("prompt", "size"), newly_right=("newly_right", "sum"), lost=("lost", "sum"),
+        top1_changed=("top1_changed", "sum")).reset_index()
+    return out[SUMMARY]
+
+
+def neighbour_pairs(predictions: pd.DataFrame) -> list[tuple[str, str]]:
+    """Consecutive checkpoints of each run in training order (the control is no neighbour)."""
+    rows = predictions[predictions["checkpoint"] != CONTROL].drop_duplicates("checkpoint").dropna(subset=["step"])
+    pairs = []
+    for _, run in rows.groupby("run", sort=False):
+        names = run.sort_values("step", kind="stable")["checkpoint"].tolist()
+        pairs += list(zip(names, names[1:]))
+    return pairs
+
+
+def neighbour_summary(predictions: pd.DataFrame) -> pd.DataFrame:
+    """`change_summary` for every pair of neighbouring checkpoints, with their names and steps."""
+    steps = predictions.drop_duplicates("checkpoint").set_index("checkpoint")["step"]
+    frames = [change_summary(predictions, a, b).assign(**{"from": a, "to": b, "from_step": steps[a],
+                                                          "to_step": steps[b]})
+              for a, b in neighbour_pairs(predictions)]
+    columns = ["from", "to", "from_step", "to_step", *SUMMARY]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def diff_checkpoints(results: str | Path, a: str | int, b: str | int | None = None) -> CheckpointDiff:
+    """Compare checkpoints `a` and `b` of a probed series (names, steps, or -1 for the last); without `b`,
+    `a` is compared with the checkpoint before it."""
     results = Path(results)
-    if a == b:
-        raise ProbekitError(f"{results}: give two different checkpoints to compare (both are {a!r})")
     probed = ProbeResult.load(results)
     predictions = probed.predictions
-    names = set(predictions["checkpoint"])
-    for name in (a, b):
-        if name not in names:
-            raise ProbekitError(f"{results}: no checkpoint named {name!r} (have: {', '.join(sorted(names))})")
-    keys = ["benchmark", "relation", "prompt", "answer"]
-    left = predictions[predictions["checkpoint"] == a].set_index(keys)[["top1", "gold_rank"]]
-    right = predictions[predictions["checkpoint"] == b].set_index(keys)[["top1", "gold_rank"]]
-    both = left.join(right, lsuffix=f"_{a}", rsuffix=f"_{b}", how="inner")
-    changed = both[both[f"top1_{a}"] != both[f"top1_{b}"]].reset_index()
-    return CheckpointDiff(changed, _head_change(results, probed.files, a, b),
-                          _weight_change(probed.checkpoints, a, b))
+    a = resolve(predictions, a, results)
+    if b is None:
+        before = {right: left for left, right in neighbour_pairs(predictions)}
+        if a not in before:
+            raise ProbekitError(f"{results}: {a} has no checkpoint before it; give two checkpoints")
+        a, b = before[a], a
+    else:
+        b = resolve(predictions, b, results)
+    if a == b:
+        raise ProbekitError(f"{results}: give two different checkpoints to compare (both are {a!r})")
+    return CheckpointDiff(rank_changes(predictions, a, b), head_change(results, probed.files, a, b),
+                          _weight_change(probed.checkpoints, a, b), change_summary(predictions, a, b), a, b)
 
 
-def _head_change(results: Path, captures: dict[str, str], a: str, b: str) -> pd.DataFrame:
+def head_change(results: Path, captures: dict[str, str], a: str, b: str) -> pd.DataFrame:
+    """Per head, the Jensen–Shannon divergence (bits) of its attention on the captured sentences from `a` to
+    `b`, largest first; empty when either was not captured."""
     if not (a in captures and b in captures):
         return pd.DataFrame(columns=["layer", "head", "js"])
     files = [results / captures[name] for name in (a, b)]
