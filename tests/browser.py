@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,13 @@ class Visit:
     injected: list[str] = field(default_factory=list)   # elements with an on* handler, or an <img src=x>
 
 
-def visit(url: str, screenshot: Path | None = None, svg_selector: str = "svg *") -> Visit:
-    """Load `url`, wait for scripts, and collect errors, requests leaving file://, broken images, SVG size."""
+LOCAL = ("file://", "data:", "about:", "blob:")
+
+
+@contextmanager
+def opened(url: str, width: int = 1300, height: int = 900) -> Iterator[tuple[object, Visit]]:
+    """A Playwright page at `url` (loaded, scripts given time to run) and what it has reported so far:
+    console errors, page errors, requests leaving file://, failed requests, dialogs."""
     if CHROMIUM is None:
         pytest.fail("chromium is not installed (apt-get install chromium; .ci/run does this)")
     from playwright.sync_api import sync_playwright
@@ -35,18 +42,27 @@ def visit(url: str, screenshot: Path | None = None, svg_selector: str = "svg *")
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.on("console", lambda m: seen.console_errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: seen.page_errors.append(str(e)))
-        page.on("request", lambda r: seen.outside_requests.append(r.url)
-                if not r.url.startswith(("file://", "data:", "about:")) else None)
-        page.on("requestfailed", lambda r: seen.failed_requests.append(r.url))
-        page.on("dialog", lambda d: (seen.dialogs.append(d.message), d.dismiss()))
-        page.goto(url)
-        page.wait_for_load_state("load")
-        page.wait_for_timeout(800)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.on("console", lambda m: seen.console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: seen.page_errors.append(str(e)))
+            page.on("request", lambda r: seen.outside_requests.append(r.url) if not r.url.startswith(LOCAL) else None)
+            page.on("requestfailed", lambda r: seen.failed_requests.append(r.url))
+            page.on("dialog", lambda d: (seen.dialogs.append(d.message), d.dismiss()))
+            page.goto(url)
+            page.wait_for_load_state("load")
+            page.wait_for_timeout(800)
+            yield page, seen
+        finally:
+            browser.close()
+
+
+def visit(url: str, screenshot: Path | None = None, svg_selector: str = "svg *") -> Visit:
+    """Load `url`, wait for scripts, and collect errors, requests leaving file://, broken images, SVG size."""
+    with opened(url) as (page, seen):
         seen.broken_images = page.evaluate(
-            "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+            "[...document.images].filter(i => i.loading !== 'lazy' && (!i.complete || i.naturalWidth === 0))"
+            ".map(i => i.src)")
         seen.svg_elements = page.evaluate(f"document.querySelectorAll({svg_selector!r}).length")
         seen.globals_set = page.evaluate("['pwned'].filter(k => k in window)")
         seen.injected = page.evaluate(
@@ -55,5 +71,4 @@ def visit(url: str, screenshot: Path | None = None, svg_selector: str = "svg *")
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
-        browser.close()
     return seen

@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from browser import visit
+from browser import opened, visit
 from probekit import ProbekitError
+from probekit.facts import FactRecord
 from probekit.metrics import known_counts
 from probekit.report import build_report, plots
 from probekit.results import ProbeResult
@@ -24,40 +25,70 @@ from probekit.store import file_name
 
 report_module = sys.modules["probekit.report"]
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "local" / "screenshots"  # kept by CI as an artifact
 EVIL = "</script><script>window.pwned=1;alert(1)</script>"
+PAGES = ["index.html", "benchmarks.html", "prompts.html", "prompt.html", "changes.html", "inside.html",
+         "attention.html", "qkv.html"]
+
+
+def with_facts(series: Path, out: Path) -> Path:
+    """A copy of the tiny series whose record says italy's facts were injected and france's held back."""
+    copy = shutil.copytree(series, out)
+    FactRecord(table="countries.csv", table_sha256="0", templates={"capital": ["[X] has its capital at [Y]."]},
+               seed=0, fact_share=0.1, held_back_fraction=0.5, repeats=2, injected=["italy"], held_back=["france"],
+               relations=["capital"], fact_sentences=4, prose_documents=10).save(copy)
+    return copy
 
 
 @pytest.fixture(scope="module")
 def site(tiny_series, tmp_path_factory):
-    """A site built from results produced here: a tiny series, a benchmark with a hostile prompt."""
+    """A site built from results produced here: a tiny series with an injected and a held-back country,
+    a benchmark with a hostile prompt, captured attention, the logit lens."""
     root = tmp_path_factory.mktemp("report")
     bench = root / "bench.csv"
     bench.write_text("relation,template,subject,answer\n"
                      "capital,the capital of [X] is [MASK].,italy,rome\n"
                      "capital,the capital of [X] is [MASK].,france,paris\n"
+                     "capital,[X] is a country. its capital is [MASK].,italy,rome\n"
+                     "capital,[X] is a country. its capital is [MASK].,france,paris\n"
                      f'capital,"{EVIL} of [X] is [MASK].",italy,rome\n'
-                     "capital_reverse,the capital of [MASK] is [X].,rome,italy\n")
+                     "capital_reverse,the capital of [MASK] is [X].,rome,italy\n"
+                     "capital_reverse,the capital of [MASK] is [X].,paris,france\n")
     sentences = root / "sentences.txt"
     sentences.write_text(f"the capital of italy is rome.\n{EVIL} the king.\nparis is a city.\tthe queen.\n")
-    probe(str(tiny_series), [str(bench)], out=root / "results", sentences=str(sentences))
+    series = with_facts(tiny_series, root / "series" / "my_bert")
+    probe(str(series), [str(bench)], ["lens"], out=root / "results", sentences=str(sentences))
     index = build_report(root / "results", root / "site")
     return index.parent
 
 
 def test_site_has_the_pages_and_figures(site):
-    for page in ("index.html", "benchmarks.html", "attention.html", "qkv.html"):
+    for page in PAGES:
         assert (site / page).is_file(), page
     figures = {p.name for p in (site / "figures").iterdir()}
-    assert {"loss.png", "loss.svg", "scores-bench.png", "scores-bench.svg", "heads-grid.png", "norms.png"} <= figures
+    assert {"scores-bench.png", "scores-bench.svg", "heads-grid.png", "norms.png"} <= figures
     text = (site / "index.html").read_text()
     assert "checkpoint-8" in text and "fingerprint" in text
+    assert (site / "search" / "search_index.js").is_file()  # the offline plugin: search from file://
+    assert {"vega.min.js", "vega-lite.min.js", "vega-embed.min.js", "LICENSE-vega"} <= {
+        p.name for p in (site / "assets" / "vega").iterdir()}
+
+
+def test_every_table_has_its_downloads(site):
+    for page in PAGES:
+        html = (site / page).read_text()
+        links = re.findall(r'href="(data/[^"]+\.(?:csv|parquet))"', html)
+        assert html.count("<table>") <= len(links) // 2 + (1 if page in ("prompts.html", "prompt.html") else 0), page
+        for link in links:
+            assert (site / link).is_file(), link
+    shown = pd.read_csv(next((site / "data").glob("table-checkpoints*.csv")))
+    assert "fingerprint" in shown and len(shown) == len(ProbeResult.load(site.parent.parent / "results").checkpoints)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", ["index.html", "benchmarks.html", "attention.html", "qkv.html"])
+@pytest.mark.parametrize("page", PAGES)
 def test_pages_load_offline_without_errors(site, page):
-    seen = visit((site / page).as_uri(), screenshot=ARTIFACTS / f"report-{page}.png" if page == "benchmarks.html" else None)
+    seen = visit((site / page).as_uri(), screenshot=SCREENSHOTS / f"report-{page}.png")
     assert seen.console_errors == [] and seen.page_errors == []
     assert seen.outside_requests == [] and seen.failed_requests == []
     assert seen.broken_images == []
@@ -68,6 +99,104 @@ def test_pages_load_offline_without_errors(site, page):
 def test_head_view_draws(site):
     seen = visit((site / "attention.html").as_uri(), svg_selector=".probekit-headview svg *")
     assert seen.svg_elements > 20 and not seen.console_errors
+
+
+@pytest.mark.slow
+def test_overview_first_screen_states_the_result_per_relation(site):
+    with opened((site / "index.html").as_uri()) as (page, seen):
+        box = page.locator(".headline").bounding_box()
+        text = page.locator(".headline").inner_text()
+        page.screenshot(path=str(SCREENSHOTS / "overview-first-screen.png"))
+    assert box is not None and box["y"] < 900 * 0.6  # starts in the upper part of the first screen
+    for relation in ("capital", "capital_reverse"):
+        assert re.search(rf"^{relation} — P@1 at step 8: injected \d\.\d\d \[\d\.\d\d, \d\.\d\d\] vs held back",
+                         text, re.M), text
+    assert "difference" in text and ("rose above the control" in text or "not above the random-init control" in text)
+    assert seen.console_errors == [] and seen.outside_requests == []
+
+
+@pytest.mark.slow
+def test_figures_enlarge_on_click(site):
+    with opened((site / "qkv.html").as_uri()) as (page, seen):
+        images = page.locator("article img")
+        assert images.count() >= 2
+        assert page.locator("a.glightbox img").count() == images.count()
+        page.locator("a.glightbox").first.click()
+        page.wait_for_selector(".glightbox-container .gslide-image img", state="visible", timeout=5000)
+        page.screenshot(path=str(SCREENSHOTS / "figure-enlarged.png"))
+    assert seen.console_errors == [] and seen.outside_requests == []
+
+
+@pytest.mark.slow
+def test_interactive_charts_draw_offline(site):
+    with opened((site / "benchmarks.html").as_uri()) as (page, seen):
+        page.wait_for_function("[...document.querySelectorAll('.probekit-chart')].every(c => "
+                               "c.querySelector('.vega-embed svg.marks'))", timeout=15000)
+        charts = page.locator(".probekit-chart").count()
+        marks = page.evaluate("document.querySelectorAll('.probekit-chart svg .mark-line path, "
+                              ".probekit-chart svg .mark-rect path').length")
+        ticks = lambda: page.evaluate(  # noqa: E731
+            "[...document.querySelectorAll('.probekit-chart')[0].querySelectorAll('.role-axis-label text')]"
+            ".map(t => t.textContent + '@' + t.getAttribute('transform')).join(' ')")
+        linear = ticks()
+        page.locator(".probekit-chart").first.locator("button[data-scale=symlog]").click()
+        page.wait_for_timeout(1500)
+        log = ticks()
+    assert charts >= 3 and marks > 10
+    assert linear != log  # the step axis was redrawn on a log scale: its ticks moved
+    assert seen.console_errors == [] and seen.page_errors == []
+    assert seen.outside_requests == [] and seen.failed_requests == []
+
+
+@pytest.mark.slow
+def test_step_slider_switches_the_head_view(site):
+    with opened((site / "attention.html").as_uri()) as (page, seen):
+        label = lambda: page.locator(".probekit-step-label").inner_text()  # noqa: E731
+        visible = ".probekit-step:not([style*='none']) .probekit-headview svg *"
+        last, drawn_last = label(), page.locator(visible).count()
+        page.evaluate("(() => { const s = document.querySelector('.probekit-steps input');"
+                      " s.value = 0; s.dispatchEvent(new Event('input')); })()")
+        first, drawn_first = label(), page.locator(visible).count()
+        shown = page.evaluate("[...document.querySelectorAll('.probekit-step')].filter(p => p.style.display !== "
+                              "'none').map(p => p.dataset.label)")
+        page.screenshot(path=str(SCREENSHOTS / "attention-step-0.png"))
+    assert "checkpoint-8" in last and "checkpoint-0" in first and shown == [first]
+    assert drawn_last > 20 and drawn_first > 20
+    assert seen.console_errors == [] and seen.outside_requests == []
+
+
+@pytest.mark.slow
+def test_search_finds_a_country_from_file(site):
+    with opened((site / "index.html").as_uri()) as (page, seen):
+        page.locator("input.md-search__input").click()
+        page.wait_for_timeout(1000)  # the search worker reads its index (search/search_index.js)
+        page.locator("input.md-search__input").press_sequentially("france", delay=50)
+        page.wait_for_selector(".md-search-result__item", timeout=10000)
+        found = page.locator(".md-search-result__item").all_inner_texts()
+        page.screenshot(path=str(SCREENSHOTS / "search-france.png"))
+    assert any("france" in text.lower() for text in found)
+    assert seen.outside_requests == [] and seen.page_errors == []
+
+
+@pytest.mark.slow
+def test_prompt_table_filters_and_opens_a_prompt(site):
+    with opened((site / "prompts.html").as_uri()) as (page, seen):
+        rows = page.locator(".probekit-prompts tbody tr")
+        everything = rows.count()
+        page.locator(".probekit-prompts input[type=search]").fill("france")
+        filtered = rows.all_inner_texts()
+        page.locator(".probekit-prompts select[name=group]").select_option("held_back")
+        held_back = rows.count()
+        page.locator(".probekit-prompts tbody a").first.click()
+        page.wait_for_selector(".probekit-prompt tbody tr")
+        title = page.locator(".probekit-prompt-title").inner_text()
+        steps = page.locator(".probekit-prompt tbody tr").count()
+        drawn = page.locator(".probekit-prompt .vega-embed svg.marks").count()
+        page.screenshot(path=str(SCREENSHOTS / "prompt-page.png"))
+    assert everything == 7 and 0 < len(filtered) < everything and all("france" in r for r in filtered)
+    assert held_back == len(filtered)  # france is the held-back country
+    assert "france" in title and steps == 5 and drawn == 1
+    assert seen.console_errors == [] and seen.outside_requests == []
 
 
 def test_hostile_prompt_is_text_not_markup(site):
@@ -298,12 +427,17 @@ def made_scores(seeds: int) -> pd.DataFrame:
 @pytest.mark.parametrize("seeds", [1, 3])
 def test_score_curves_draw_the_intervals_as_bands(seeds):
     fig = plots.score_curves(made_scores(seeds), "bench")
-    for ax in fig.axes[:6]:
+    assert len(fig.axes) == 3  # one relation: a column of P@1, P@10, MRR
+    for ax in fig.axes:
         bands = [c for c in ax.collections if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
-        assert len(bands) == 1
+        assert len(bands) == 2  # injected and held back
         ys = bands[0].get_paths()[0].vertices[:, 1]
         assert ys.min() == pytest.approx(0.0) and ys.max() == pytest.approx(0.9)
-        assert len(ax.lines) == seeds + (1 if seeds > 1 else 0)  # a faint line per seed behind the pooled one
+        per_group = seeds + (1 if seeds > 1 else 0)  # a faint line per seed behind the pooled one
+        assert len(ax.lines) == 2 * per_group
+        styles = {line.get_linestyle() for line in ax.lines}
+        assert styles == {"-", "--"}  # injected solid, held back dashed
+        assert ax.get_xscale() == "linear"
 
 
 def test_overview_states_the_difference_with_its_interval():

@@ -1,0 +1,198 @@
+"""Interactive charts of the report: Vega-Lite specs made with altair from the tidy tables.
+
+Each function returns an `altair` chart; `spec_html` turns one into an inert `<div>` that the site's
+`assets/probekit.js` draws with vega-embed. Vega, Vega-Lite and vega-embed ship inside probekit
+(`assets/vega/`, their BSD-3-Clause licenses beside them), so the charts draw with no network. Every chart
+on a step axis draws it linear; the page's "log" button redraws it on a symlog axis (which keeps step 0).
+Hover shows values, the mouse wheel zooms the step axis, and clicking a legend entry isolates it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from probekit.stats import CONTROL, POOLED
+
+#: Okabe–Ito colours without the yellow: readable as lines on white and on the dark theme
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#999999"]
+GROUP_STYLE = {"injected": ("#0072B2", [1, 0]), "held_back": ("#D55E00", [6, 4]),
+               "all": ("#0072B2", [1, 0]), "other": ("#009E73", [2, 2])}
+METRICS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
+STEP = alt.X("step:Q", title="training step", scale=alt.Scale(type="linear", zero=False),
+             axis=alt.Axis(format=",d"))
+WIDTH, HEIGHT = 260, 190
+
+
+def spec_html(chart: alt.TopLevelMixin, chart_id: str, step_axis: bool = True) -> str:
+    """The chart as a `<div>` holding its Vega-Lite spec as JSON (no markup can break out of it); with
+    `step_axis`, a linear/log toggle above it."""
+    with alt.data_transformers.enable("default", max_rows=None):
+        spec = chart.to_dict()
+    text = json.dumps(spec, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c").replace(">", "\\u003e") \
+        .replace("&", "\\u0026")
+    toggle = ('<div class="probekit-axis">step axis: <button type="button" data-scale="linear" class="on">linear'
+              '</button><button type="button" data-scale="symlog">log</button></div>') if step_axis else ""
+    return (f'<div class="probekit-chart" id="{chart_id}" markdown="0">{toggle}<div class="probekit-view"></div>'
+            f'<script type="application/json">{text}</script></div>')
+
+
+def _plain(frame: pd.DataFrame) -> alt.Data:
+    """The rows as inline JSON values: numbers as floats, missing values as null (never NaN)."""
+    records = []
+    for row in frame.to_dict("records"):
+        records.append({k: _json_value(v) for k, v in row.items()})
+    return alt.Data(values=records)
+
+
+def _json_value(value):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    try:
+        return None if pd.isna(value) else str(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _group_scales(groups: list[str]) -> tuple[alt.Scale, alt.Scale]:
+    colors = [GROUP_STYLE.get(g, (PALETTE[i % len(PALETTE)], [1, 0]))[0] for i, g in enumerate(groups)]
+    dashes = [GROUP_STYLE.get(g, ("", [1, 0]))[1] for g in groups]
+    return alt.Scale(domain=groups, range=colors), alt.Scale(domain=groups, range=dashes)
+
+
+def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame | None = None) -> alt.Chart:
+    """One panel per relation: the chosen metric (P@1, P@10, MRR: a dropdown) against step with its 95%
+    band, injected solid and held-back dashed, a faint line per seed, the control as a dotted rule, and the
+    emergence step shaded from the checkpoint before it."""
+    rows = scores[scores["benchmark"] == benchmark]
+    data = rows[rows["checkpoint"] != CONTROL].dropna(subset=["step"])
+    pooled = data["run"] == POOLED
+    main, seeds = (data[pooled], data[~pooled]) if pooled.any() else (data, data.iloc[:0])
+    parts = []
+    for kind, frame in (("mean", main), ("seed", seeds), ("control", rows[rows["checkpoint"] == CONTROL])):
+        for metric, label in METRICS.items():
+            parts.append(pd.DataFrame({
+                "kind": kind, "relation": frame["relation"], "group": frame["group"], "run": frame["run"],
+                "step": frame["step"], "metric": label, "value": frame[metric],
+                "low": frame.get(f"{metric}_low"), "high": frame.get(f"{metric}_high"), "n": frame["n"]}))
+    if emergence is not None and len(emergence):
+        found = emergence[(emergence["benchmark"] == benchmark) & (emergence["run"].isin(
+            [POOLED] if pooled.any() else list(emergence["run"].unique())))].dropna(subset=["emerged_at"])
+        steps = sorted(main["step"].dropna().unique())
+        before = [max([s for s in steps if s < e], default=e) for e in found["emerged_at"]]
+        parts.append(pd.DataFrame({"kind": "emerged", "relation": found["relation"], "group": found["group"],
+                                   "step": found["emerged_at"], "from": before, "metric": "P@1"}))
+    long = _plain(pd.concat(parts, ignore_index=True))
+    groups = [g for g in ("injected", "held_back") if g in set(data["group"])] or sorted(set(data["group"]))
+    color, dash = _group_scales(groups)
+    metric = alt.param(name="metric", value="P@1", bind=alt.binding_select(options=list(METRICS.values()),
+                                                                         name="metric "))
+    legend = alt.selection_point(fields=["group"], bind="legend")
+    zoom = alt.selection_interval(bind="scales", encodings=["x"])
+    base = alt.Chart().transform_filter("datum.metric == metric")
+    fade = alt.condition(legend, alt.value(1), alt.value(0.12))
+    enc = {"color": alt.Color("group:N", scale=color, title="fact group"),
+           "strokeDash": alt.StrokeDash("group:N", scale=dash, title="fact group")}
+    y = alt.Y("value:Q", title="score", scale=alt.Scale(domain=[0, 1]))
+    band = base.transform_filter("datum.kind == 'mean'").mark_area(opacity=0.18).encode(
+        x=STEP, y=alt.Y("low:Q", title="score"), y2="high:Q", color=enc["color"],
+        opacity=alt.condition(legend, alt.value(0.18), alt.value(0.03)))
+    seed_lines = base.transform_filter("datum.kind == 'seed'").mark_line(strokeWidth=0.8).encode(
+        x=STEP, y=y, detail="run:N", color=enc["color"], strokeDash=enc["strokeDash"],
+        opacity=alt.condition(legend, alt.value(0.3), alt.value(0.05)))
+    tooltip = [alt.Tooltip("relation:N"), alt.Tooltip("group:N"), alt.Tooltip("step:Q", format=",d"),
+               alt.Tooltip("metric:N"), alt.Tooltip("value:Q", format=".3f", title="value"),
+               alt.Tooltip("low:Q", format=".3f", title="95% low"), alt.Tooltip("high:Q", format=".3f",
+                                                                               title="95% high"),
+               alt.Tooltip("n:Q", title="prompts")]
+    lines = base.transform_filter("datum.kind == 'mean'").mark_line(point=alt.OverlayMarkDef(size=25)).encode(
+        x=STEP, y=y, color=enc["color"], strokeDash=enc["strokeDash"], opacity=fade, tooltip=tooltip
+    ).add_params(legend, zoom)
+    control = base.transform_filter("datum.kind == 'control'").mark_rule(strokeDash=[2, 2], color="#777").encode(
+        y="value:Q", tooltip=[alt.Tooltip("group:N"), alt.Tooltip("value:Q", format=".3f", title="random init")])
+    emerged = alt.Chart().transform_filter("datum.kind == 'emerged'").mark_rect(opacity=0.15).encode(
+        x=alt.X("from:Q", scale=alt.Scale(type="linear"), title="training step"), x2="step:Q",
+        color=enc["color"], tooltip=[alt.Tooltip("group:N"), alt.Tooltip("from:Q", format=",d", title="after step"),
+                                     alt.Tooltip("step:Q", format=",d", title="emerged by step")])
+    emerged_rule = alt.Chart().transform_filter("datum.kind == 'emerged'").mark_rule(strokeWidth=1.5).encode(
+        x=STEP, color=enc["color"])
+    layered = alt.layer(emerged, emerged_rule, band, seed_lines, lines, control, data=long).properties(
+        width=WIDTH, height=HEIGHT)
+    return layered.facet(facet=alt.Facet("relation:N", title=None, header=alt.Header(labelFontSize=13,
+                                                                                     labelFontWeight="bold")),
+                         columns=3).add_params(metric).properties(
+        title=f"{benchmark}: score per relation (band: 95% interval; dotted: random init; shaded: emergence)")
+
+
+def loss_curve(log: pd.DataFrame) -> alt.Chart:
+    """Training and held-out MLM loss against step."""
+    parts = [pd.DataFrame({"step": log["step"], "loss": log[c], "series": label}).dropna()
+             for c, label in (("loss", "training loss"), ("eval_loss", "held-out MLM loss")) if c in log]
+    data = _plain(pd.concat(parts, ignore_index=True))
+    zoom = alt.selection_interval(bind="scales", encodings=["x"])
+    legend = alt.selection_point(fields=["series"], bind="legend")
+    return alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+        x=STEP, y=alt.Y("loss:Q", title="cross-entropy", scale=alt.Scale(zero=False)),
+        color=alt.Color("series:N", scale=alt.Scale(range=PALETTE), title=None,
+                        legend=alt.Legend(orient="top")),
+        opacity=alt.condition(legend, alt.value(1), alt.value(0.15)),
+        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q", format=",d"), alt.Tooltip("loss:Q", format=".3f")]
+    ).add_params(zoom, legend).properties(width="container", height=220, title="MLM loss")
+
+
+def sampled_prompts(rows: pd.DataFrame, per_group: int = 20) -> pd.DataFrame:
+    """Up to `per_group` prompts of each fact group, spread evenly from best to worst final gold rank, so the
+    held-back control shows as well as the injected facts."""
+    last = rows[rows["step"] == rows["step"].max()].groupby("prompt")["gold_rank"].min()
+    picked = []
+    for _, prompts in rows.groupby("group", sort=True)["prompt"]:
+        order = last.reindex(prompts.unique()).sort_values(na_position="last").index
+        index = np.unique(np.linspace(0, len(order) - 1, min(per_group, len(order))).round().astype(int))
+        picked += list(order[index])
+    return rows[rows["prompt"].isin(picked)]
+
+
+def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, per_group: int = 20) -> alt.Chart:
+    """Gold rank per prompt (rows, sorted by final rank, each fact group apart) × checkpoint step; darker =
+    better; hover for the prompt, its rank and the top prediction there."""
+    rows = predictions[(predictions["benchmark"] == benchmark) & (predictions["relation"] == relation)
+                       & (predictions["checkpoint"] != CONTROL)].dropna(subset=["step"])
+    rows = rows[rows["template"] == rows["template"].iloc[0]]
+    rows = sampled_prompts(rows, per_group)
+    final = rows[rows["step"] == rows["step"].max()].groupby("prompt")["gold_rank"].min().sort_values()
+    color = alt.Color("gold_rank:Q", title="gold rank", scale=alt.Scale(type="log", scheme="blues", reverse=True))
+    panels = []
+    for group, part in rows.groupby("group", sort=True):
+        data = _plain(part[["prompt", "group", "step", "gold_rank", "top1", "answer"]])
+        order = [p for p in final.index if p in set(part["prompt"])]
+        panels.append(alt.Chart(data).mark_rect().encode(
+            x=alt.X("step:O", title="training step", axis=alt.Axis(labelAngle=-45)),
+            y=alt.Y("prompt:N", title=f"{group.replace('_', '-')} prompts", sort=order,
+                    axis=alt.Axis(labelLimit=320)),
+            color=color,
+            tooltip=[alt.Tooltip("prompt:N"), alt.Tooltip("answer:N"), alt.Tooltip("group:N"),
+                     alt.Tooltip("step:O"), alt.Tooltip("gold_rank:Q", format=",.0f"), alt.Tooltip("top1:N")]
+        ).properties(width=alt.Step(30), height=alt.Step(13)))
+    return alt.vconcat(*panels).resolve_scale(color="shared").properties(
+        title=f"{relation}: gold rank per prompt (up to {per_group} per group, best to worst)")
+
+
+def first_correct(distribution: pd.DataFrame) -> alt.Chart:
+    """Bars: how many prompts are first answered at each step, per relation (panel) and group (colour)."""
+    data = _plain(distribution)
+    groups = sorted(set(distribution["group"]))
+    color, _ = _group_scales(groups)
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("first_correct:O", title="first step answered at rank 1"),
+        xOffset="group:N", y=alt.Y("prompts:Q", title="prompts"),
+        color=alt.Color("group:N", scale=color, title="fact group"),
+        tooltip=[alt.Tooltip("relation:N"), alt.Tooltip("group:N"), alt.Tooltip("first_correct:O", title="step"),
+                 alt.Tooltip("prompts:Q")]
+    ).properties(width=WIDTH, height=160).facet(facet=alt.Facet("relation:N", title=None), columns=3)
