@@ -11,21 +11,36 @@ ratio, how evenly the units were shared, and the merge pass (what sharding adds)
     python scripts/bench_probe.py                       # makes a 6-checkpoint series of the default model
     python scripts/bench_probe.py --checkpoints 'local/demo/my_bert/*' --prompts 1000
     python scripts/bench_probe.py --procs 2             # 2 threads x 1 process against 1 thread x 2 processes
+
+With `--size base`, instead: at real size, in a temporary folder, K randomly initialised checkpoints (seeds
+0..K-1) of a BERT-base-sized model (hidden 768, 12 layers, 12 heads, vocab 30,522: bert-base-uncased's shipped
+vocabulary) and of a RoBERTa-base-sized one (vocab 50,265; its byte-level BPE tokenizer is trained on the
+benchmark's sentences, as no RoBERTa vocabulary ships offline), saved as safetensors; then, per family,
+(a) prompt-checkpoints per second of `probekit.probe` (predictions only) against the pipeline loop on the same
+N prompts, with top-1 agreement; (b) peak RSS of a probe over K/2 and K checkpoints, each in a fresh process
+(flat in the number of checkpoints); (c) with `--half`, bf16 scoring: its rate and its deviation from fp32
+over every prompt, beside the manifest's `bf16_scoring` (the first 64 prompts per benchmark, rescored).
+
+    python scripts/bench_probe.py --size base                                   # 2 checkpoints x 100 prompts
+    python scripts/bench_probe.py --size base --checkpoints 4 --prompts 1000
+    python scripts/bench_probe.py --size base --checkpoints 4 --prompts 0 --device cuda --half   # all prompts
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
-from transformers import pipeline
+from transformers import (AddedToken, AutoModelForMaskedLM, BertConfig, PreTrainedTokenizerBase, RobertaConfig,
+                          RobertaTokenizer, pipeline)
 from transformers.utils import logging as hf_logging
 
 from probekit.benchmarks import load_benchmark
@@ -33,6 +48,7 @@ from probekit.checkpoints import resolve_checkpoints
 from probekit.presets import get_preset
 from probekit.log import set_progress
 from probekit.runner import probe
+from probekit.scoring import MASK, answer_pieces
 from probekit.training import train
 from probekit.vocab import load_tokenizer
 
@@ -44,35 +60,58 @@ def make_series(out: Path, corpus: str | None, tokenizer: str | None) -> str:
     return str(out / "*")
 
 
-def single_piece_benchmark(n: int | None, out: Path, tokenizer: str | None) -> Path:
-    """The first `n` (default all) countries prompts whose answer is one wordpiece (what the pipeline can score)."""
-    tok = load_tokenizer(tokenizer)
-    prompts = load_benchmark("countries").prompts
-    single = prompts[[len(tok.tokenize(a)) == 1 for a in prompts.answer]].iloc[:n]
+def single_piece_benchmark(n: int | None, out: Path, tokenizers: list[PreTrainedTokenizerBase]) -> Path:
+    """The first `n` (default all) countries prompts whose answer is one piece for every tokenizer, spelled as
+    probekit spells it (what the pipeline can score)."""
+    prompts = load_benchmark("countries").prompts.reset_index(drop=True)
+    single = prompts.index >= 0
+    for tok in tokenizers:
+        single &= [len(p) == 1 for p in answer_pieces(prompts, tok)]
     path = out / "bench_prompts.csv"
-    single[["relation", "template", "subject", "answer"]].to_csv(path, index=False)
+    prompts[single].iloc[:n][["relation", "template", "subject", "answer"]].to_csv(path, index=False)
     return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoints", default=None, help="series to probe [a fresh 6-checkpoint series]")
-    parser.add_argument("--prompts", type=int, default=None, help="first N single-piece prompts [all]")
+    parser.add_argument("--size", choices=("tiny", "base"), default="tiny",
+                        help="tiny: a trained tiny series [default]; base: random BERT-/RoBERTa-base checkpoints")
+    parser.add_argument("--checkpoints", default=None,
+                        help="series to probe [a fresh 6-checkpoint series]; with --size base, checkpoints "
+                             "(seeds) per family [2]")
+    parser.add_argument("--prompts", type=int, default=None,
+                        help="first N single-piece prompts [all; with --size base 100, 0 = all]")
     parser.add_argument("--work", default="local/bench_probe")
     parser.add_argument("--corpus", default=None, help="corpus for the fresh series [wiki-leads]")
     parser.add_argument("--tokenizer", default=None, help="tokenizer for the fresh series [bert-base-uncased]")
     parser.add_argument("--procs", type=int, default=None,
                         help="compare 1 process x N threads with N torchrun processes x 1 thread instead")
     parser.add_argument("--with", dest="analyses", default="lens,ablation", help="analyses for --procs")
+    parser.add_argument("--families", default="bert,roberta", help="--size base: families to measure")
+    parser.add_argument("--device", default=None, help="--size base: cpu or cuda [cuda where there is one]")
+    parser.add_argument("--half", action="store_true", help="--size base: also bf16 scoring (probe(half=True))")
     args = parser.parse_args()
+    if args.size == "base":
+        bench_base(_count(args.checkpoints), 100 if args.prompts is None else args.prompts or None,
+                   args.families.split(","), args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                   args.half)
+        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     series = args.checkpoints or make_series(work / "series", args.corpus, args.tokenizer)
-    bench = single_piece_benchmark(args.prompts, work, args.tokenizer)
+    bench = single_piece_benchmark(args.prompts, work, [load_tokenizer(args.tokenizer)])
     if args.procs:
         bench_procs(series, bench, args.procs, args.analyses, work)
     else:
         bench_pipeline(series, bench)
+
+
+def _count(checkpoints: str | None) -> int:
+    if checkpoints is None:
+        return 2
+    if not checkpoints.isdigit() or int(checkpoints) < 2:
+        raise SystemExit(f"--checkpoints {checkpoints}: with --size base, a number of checkpoints, at least 2")
+    return int(checkpoints)
 
 
 def bench_pipeline(series: str, bench: Path) -> None:
@@ -151,6 +190,170 @@ def _timed(command: list[str], threads: int) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- --size base
+
+
+BASE_CONFIGS = {
+    "bert": BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                       intermediate_size=3072, max_position_embeddings=512),
+    "roberta": RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                             intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1,
+                             layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2),
+}
+"""The real models' shapes (bert-base-uncased, roberta-base); the weights are random."""
+BPE_SIZE = 8000
+
+
+def bench_base(k: int, n: int | None, families: list[str], device: str, half: bool) -> None:
+    """(a) rates against the pipeline, (b) peak RSS over K/2 and K checkpoints, (c) bf16 scoring, per family."""
+    unknown = set(families) - set(BASE_CONFIGS)
+    if unknown:
+        raise SystemExit(f"--families: unknown {sorted(unknown)}; choose from {sorted(BASE_CONFIGS)}")
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    set_progress(False)
+    with tempfile.TemporaryDirectory(prefix="bench_probe_base_") as tmp:
+        root = Path(tmp)
+        tokenizers = {family: base_tokenizer(family) for family in families}
+        bench = single_piece_benchmark(n, root, list(tokenizers.values()))
+        n_prompts = len(load_benchmark(bench).prompts)
+        where = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        print(f"== bench_probe --size base on {where}: {n_prompts} prompts x {k} checkpoints per family ==")
+        print("pipeline: fill(prompt, top_k=10), loading included, as probekit.probe; probekit also computes the "
+              "gold's exact rank and log-prob (targets= would give the gold's probability alone)")
+        for family, tok in tokenizers.items():
+            start = time.perf_counter()
+            folders = make_base_series(root / family, family, tok, k)
+            print(f"-- {family}: made {k} checkpoints of {_millions(folders[0])}M parameters in "
+                  f"{time.perf_counter() - start:.0f} s")
+            exact = base_rates(folders, bench, tok, device)
+            base_memory(folders, bench, device)
+            if half:
+                base_bf16(folders, bench, device, exact)
+
+
+def base_tokenizer(family: str) -> PreTrainedTokenizerBase:
+    """bert-base-uncased's shipped vocabulary, or a byte-level BPE trained on the benchmark's sentences, its
+    vocabulary filled up to roberta-base's 50,265 ids with tokens no text yields (probekit wants the sizes equal)."""
+    if family == "bert":
+        return load_tokenizer()
+    from tokenizers import ByteLevelBPETokenizer
+
+    prompts = load_benchmark("countries").prompts
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([p.replace(MASK, a) for p, a in zip(prompts.prompt, prompts.answer)],
+                            vocab_size=BPE_SIZE, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                            show_progress=False)
+    vocab = bpe.get_vocab()
+    vocab.update({f"<unused{i}>": i for i in range(len(vocab), BASE_CONFIGS[family].vocab_size)})
+    return RobertaTokenizer(vocab=vocab, merges=_merges(bpe),
+                            mask_token=AddedToken("<mask>", lstrip=True, rstrip=False))
+
+
+def make_base_series(folder: Path, family: str, tok: PreTrainedTokenizerBase, k: int) -> list[str]:
+    """K checkpoints named as a series (checkpoint-1000, 2000, …), each randomly initialised from seed i."""
+    folders = []
+    for i in range(k):
+        torch.manual_seed(i)
+        path = folder / f"checkpoint-{1000 * (i + 1)}"
+        AutoModelForMaskedLM.from_config(BASE_CONFIGS[family]).save_pretrained(path)
+        tok.save_pretrained(path)
+        folders.append(str(path))
+    return folders
+
+
+def base_rates(folders: list[str], bench: Path, tok: PreTrainedTokenizerBase, device: str):
+    """(a) Prompt-checkpoints per second of probekit.probe and of the pipeline loop; returns probe's predictions."""
+    prompts = load_benchmark(bench).prompts.prompt.tolist()
+    n = len(prompts) * len(folders)
+    start = time.perf_counter()
+    piped = []
+    for folder in folders:
+        fill = pipeline("fill-mask", model=folder, tokenizer=folder, device=device)
+        piped += [fill(p.replace(MASK, tok.mask_token), top_k=10)[0]["token"] for p in prompts]
+    baseline = time.perf_counter() - start
+    start = time.perf_counter()
+    result = probe(folders, [str(bench)], control=False, device=device)
+    ours = time.perf_counter() - start
+    _all_probed(result)
+    predictions = result.predictions
+    ours_top1 = tok.convert_tokens_to_ids([t[0] for t in predictions.topk_tokens])
+    agree = sum(a == b for a, b in zip(piped, ours_top1)) / n
+    print(f"pipeline loop  {baseline:8.2f} s  {n / baseline:8.1f} prompt-checkpoints/s")
+    print(f"probekit.probe {ours:8.2f} s  {n / ours:8.1f} prompt-checkpoints/s")
+    print(f"ratio: {baseline / ours:.1f}x (aim >= 5x on CPU); top-1 agreement with the pipeline {agree:.1%}")
+    return predictions
+
+
+def base_memory(folders: list[str], bench: Path, device: str) -> None:
+    """(b) Peak RSS (and on a GPU peak allocated memory) of a probe over K/2 and K checkpoints, fresh processes."""
+    k = len(folders)
+    peaks = {m: _probe_peak(folders[:m], bench, device) for m in (k // 2, k)}
+    (small_rss, small_gpu), (big_rss, big_gpu) = peaks[k // 2], peaks[k]
+    size = sum(f.stat().st_size for f in Path(folders[0]).glob("*.safetensors")) / 2**20
+    print(f"peak RSS, {k // 2} checkpoint(s) {small_rss:7.0f} MB, {k} checkpoints {big_rss:7.0f} MB: "
+          f"ratio {big_rss / small_rss:.2f}x (one checkpoint's weights: {size:.0f} MB)")
+    if small_gpu is not None:
+        print(f"peak GPU memory allocated {small_gpu:7.0f} MB, {big_gpu:7.0f} MB: ratio {big_gpu / small_gpu:.2f}x")
+
+
+def _probe_peak(folders: list[str], bench: Path, device: str) -> tuple[float, float | None]:
+    """Peak RSS (MB) and peak GPU memory allocated (MB, None off a GPU) of a fresh process probing `folders`."""
+    code = (
+        "import resource, torch; from probekit.runner import probe\n"
+        "from probekit.log import set_progress; set_progress(False)\n"
+        f"probe({folders!r}, [{str(bench)!r}], control=False, device={device!r})\n"
+        "gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, gpu)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"probe of {len(folders)} checkpoints failed:\n{done.stderr[-2000:]}")
+    rss, gpu = done.stdout.split()[-2:]
+    return float(rss), None if gpu == "None" else float(gpu)
+
+
+def base_bf16(folders: list[str], bench: Path, device: str, exact) -> None:
+    """(c) probe(half=True): its rate, its deviation from fp32 over every prompt, and the manifest's report."""
+    n = len(exact)
+    start = time.perf_counter()
+    result = probe(folders, [str(bench)], control=False, device=device, half=True)
+    seconds = time.perf_counter() - start
+    _all_probed(result)
+    bf16 = result.predictions
+    delta = (bf16.gold_logprob - exact.gold_logprob).abs()
+    changed = (bf16.gold_rank != exact.gold_rank)[exact.gold_rank.notna()].mean()
+    report = result.manifest["bf16_scoring"]
+    print(f"bf16 probe     {seconds:8.2f} s  {n / seconds:8.1f} prompt-checkpoints/s (incl. the fp32 rescoring of "
+          f"{report['prompts_per_benchmark']} prompts per checkpoint)")
+    print(f"bf16 vs fp32, every prompt: max |Δ gold_logprob| {delta.max():.4f}, gold_rank changed on "
+          f"{changed:.1%} (random weights: near-flat logits, so ranks move more than a trained model's)")
+    print(f"manifest bf16_scoring ({report['checked_rows']} rows): max |Δ gold_logprob| "
+          f"{report['max_abs_delta_gold_logprob']:.4f}, gold_rank changed on {report['gold_rank_changed_share']:.1%}")
+
+
+def _all_probed(result) -> None:
+    """Stop, naming why, when probekit skipped a checkpoint (the rates would be of less work)."""
+    skipped = result.checkpoints[result.checkpoints.status != "ok"]
+    if len(skipped):
+        raise SystemExit(f"probekit skipped {len(skipped)} checkpoint(s): {skipped.error.iloc[0]}")
+
+
+def _merges(bpe) -> list[tuple[str, str]]:
+    """The trained BPE's merges, read back from its saved model files (the tokenizer classes take them so)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _, merges = bpe.save_model(tmp)
+        return [tuple(line.split(" ")) for line in Path(merges).read_text(encoding="utf-8").splitlines()[1:] if line]
+
+
+def _millions(folder: str) -> int:
+    """Parameters (millions) in a checkpoint's safetensors, read from its header."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(folder) / "model.safetensors"), "pt") as f:
+        return round(sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys()) / 1e6)
 
 
 if __name__ == "__main__":
