@@ -17,7 +17,7 @@ With `--size base`, instead: at real size, in a temporary folder, K randomly ini
 vocabulary) and of a RoBERTa-base-sized one (vocab 50,265; its byte-level BPE tokenizer is trained on the
 benchmark's sentences, as no RoBERTa vocabulary ships offline), saved as safetensors; then, per family,
 (a) prompt-checkpoints per second of `probekit.probe` (predictions only) against the pipeline loop on the same
-N prompts, with top-1 agreement; (b) peak RSS of a probe over K/2 and K checkpoints, each in a fresh process
+N prompts, with top-1 agreement, and what probing MultiBERTs seed 0 would cost at that rate; (b) peak RSS of a probe over K/2 and K checkpoints, each in a fresh process
 (flat in the number of checkpoints); (c) with `--half`, bf16 scoring: its rate and its deviation from fp32
 over every prompt, beside the manifest's `bf16_scoring` (the first 64 prompts per benchmark, rescored).
 
@@ -43,7 +43,7 @@ from transformers import (AddedToken, AutoModelForMaskedLM, BertConfig, PreTrain
                           RobertaTokenizer, pipeline)
 from transformers.utils import logging as hf_logging
 
-from probekit.benchmarks import load_benchmark
+from probekit.benchmarks import DEFAULT_BENCHMARKS, load_benchmark
 from probekit.checkpoints import resolve_checkpoints
 from probekit.presets import get_preset
 from probekit.log import set_progress
@@ -228,7 +228,9 @@ def bench_base(k: int, n: int | None, families: list[str], device: str, half: bo
             folders = make_base_series(root / family, family, tok, k)
             print(f"-- {family}: made {k} checkpoints of {_millions(folders[0])}M parameters in "
                   f"{time.perf_counter() - start:.0f} s")
-            exact = base_rates(folders, bench, tok, device)
+            exact, rate = base_rates(folders, bench, tok, device)
+            if family == "bert":
+                print(multiberts_estimate(rate, n_prompts))
             base_memory(folders, bench, device)
             if half:
                 base_bf16(folders, bench, device, exact)
@@ -284,7 +286,16 @@ def base_rates(folders: list[str], bench: Path, tok: PreTrainedTokenizerBase, de
     print(f"pipeline loop  {baseline:8.2f} s  {n / baseline:8.1f} prompt-checkpoints/s")
     print(f"probekit.probe {ours:8.2f} s  {n / ours:8.1f} prompt-checkpoints/s")
     print(f"ratio: {baseline / ours:.1f}x (aim >= 5x on CPU); top-1 agreement with the pipeline {agree:.1%}")
-    return predictions
+    return predictions, n / ours
+
+
+def multiberts_estimate(rate: float, n_prompts: int) -> str:
+    """What probing MultiBERTs seed 0 (28 checkpoints, every prompt of the default benchmarks) costs at `rate`."""
+    total = 28 * sum(len(load_benchmark(b).prompts) for b in DEFAULT_BENCHMARKS)
+    bound = ", an upper bound: loading weighs less with more prompts" if n_prompts < total // 28 else ""
+    return (f"MultiBERTs seed 0, 28 checkpoints x {total // 28} prompts = {total} prompt-checkpoints: "
+            f"~{total / rate / 60:.0f} min at this rate (measured at {n_prompts} prompts per checkpoint{bound}), "
+            f"plus downloading 28 x 441 MB")
 
 
 def base_memory(folders: list[str], bench: Path, device: str) -> None:
