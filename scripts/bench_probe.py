@@ -17,9 +17,10 @@ With `--size base`, instead: at real size, in a temporary folder, K randomly ini
 vocabulary) and of a RoBERTa-base-sized one (vocab 50,265; its byte-level BPE tokenizer is trained on the
 benchmark's sentences, as no RoBERTa vocabulary ships offline), saved as safetensors; then, per family,
 (a) prompt-checkpoints per second of `probekit.probe` (predictions only) against the pipeline loop on the same
-N prompts, with top-1 agreement, and what probing MultiBERTs seed 0 would cost at that rate; (b) peak RSS of a probe over K/2 and K checkpoints, each in a fresh process
-(flat in the number of checkpoints); (c) with `--half`, bf16 scoring: its rate and its deviation from fp32
-over every prompt, beside the manifest's `bf16_scoring` (the first 64 prompts per benchmark, rescored).
+N prompts, with top-1 agreement, and what probing MultiBERTs seed 0 would cost at that rate; (b) peak RSS of
+a probe over K/2 and K checkpoints, each in a fresh process (flat in the number of checkpoints); (c) with
+`--half`, bf16 scoring: its rate and its deviation from fp32 over every prompt, beside the manifest's
+`bf16_scoring` (the first 64 prompts per benchmark, rescored in fp32).
 
     python scripts/bench_probe.py --size base                                   # 2 checkpoints x 100 prompts
     python scripts/bench_probe.py --size base --checkpoints 4 --prompts 1000
@@ -221,7 +222,7 @@ def bench_base(k: int, n: int | None, families: list[str], device: str, half: bo
         n_prompts = len(load_benchmark(bench).prompts)
         where = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
         print(f"== bench_probe --size base on {where}: {n_prompts} prompts x {k} checkpoints per family ==")
-        print("pipeline: fill(prompt, top_k=10), loading included, as probekit.probe; probekit also computes the "
+        print("pipeline: fill(prompt, top_k=10); loading included on both sides; probekit also computes the "
               "gold's exact rank and log-prob (targets= would give the gold's probability alone)")
         for family, tok in tokenizers.items():
             start = time.perf_counter()
