@@ -169,7 +169,9 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--benchmark", "-b", "benchmarks", multiple=True, default=["countries"],
               help="Shipped benchmark name or a .csv/.jsonl/.yaml file; repeat for several. Minimal pairs: "
                    "blimp, blimp:PARADIGM|PHENOMENON|FIELD (e.g. blimp:island_effects), or a .csv/.jsonl file "
-                   "with good, bad columns (OUT/pairs.parquet, OUT/pair_accuracy.parquet).")
+                   "with good, bad columns (OUT/pairs.parquet, OUT/pair_accuracy.parquet). Choices: "
+                   "choice:blimp, choice:blimp:SELECTOR or choice:PAIRS.csv — one-word minimal pairs as prompts "
+                   "with a foil (OUT/choices.parquet, OUT/choice_accuracy.parquet).")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
               help="Score at most N pairs per paradigm of the minimal-pair benchmarks (seeded: the same N each "
                    "run); all of BLiMP is 134,000 sentences per checkpoint.")
@@ -201,7 +203,9 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Same as --with capture; with FILE (.txt/.jsonl; a tab in a .txt line makes an A/B pair) "
                    "instead of the shipped sentences. Q/K/V and attention go to OUT/attention/, head metrics "
                    "to OUT/heads.parquet.")
-@click.option("--half", is_flag=True, help="Store captured tensors as float16.")
+@click.option("--half", is_flag=True,
+              help="Half precision: captured tensors stored as float16, predictions scored in bf16 (deviation "
+                   "from fp32 in the manifest's bf16_scoring).")
 @click.option("--lens", is_flag=True, help="Same as --with lens: read the MLM head at every layer (OUT/lens.parquet).")
 @click.option("--ablate", is_flag=True,
               help="Same as --with ablation: zero each head in turn and rescore all prompts (OUT/ablation.parquet).")
