@@ -18,7 +18,7 @@ from probekit.checkpoints import read_weights, resolve_checkpoints
 from probekit.errors import ProbekitError
 from probekit.metrics import attention_drift
 from probekit.results import ProbeResult
-from probekit.stats import CONTROL
+from probekit.schema import CONTROL
 
 KEYS = ["benchmark", "relation", "group", "prompt", "answer"]
 SUMMARY = ["benchmark", "relation", "group", "prompts", "newly_right", "lost", "top1_changed"]

@@ -453,3 +453,96 @@ def test_overview_states_the_difference_with_its_interval():
     assert ("**capital**: 0.90 vs 0.00, difference +0.90 [+0.75, +1.00], p ≤ 0.002 — injected above held back: "
             "the interval excludes zero.") in text
     assert "**language**: 0.50 vs 0.50, difference +0.00" in text and "no difference shown: the interval includes zero" in text
+
+
+# ------------------------------------------------ issue 18: diff by step, findings, emergence without priors
+
+
+def test_diff_takes_steps_positions_and_neighbours(results, tmp_path):
+    from click.testing import CliRunner
+
+    from probekit.cli import main
+    from probekit.diff import diff_checkpoints, neighbour_pairs
+
+    by_step, by_name = diff_checkpoints(results, "8", "4"), diff_checkpoints(results, "checkpoint-8", "checkpoint-4")
+    assert (by_step.a, by_step.b) == ("checkpoint-8", "checkpoint-4")
+    pd.testing.assert_frame_equal(by_step.changed_prompts, by_name.changed_prompts)
+    last = diff_checkpoints(results, -1)  # the last checkpoint against the one before it
+    assert (last.a, last.b) == ("checkpoint-4", "checkpoint-8")
+    flips = (last.changed_prompts["change"] != "").tolist()
+    assert flips == sorted(flips, reverse=True)  # prompts newly right or lost first, then the biggest moves
+    assert set(last.summary.columns) >= {"relation", "group", "newly_right", "lost"}
+    assert int(last.summary["newly_right"].sum()) == int((last.changed_prompts["change"] == "newly right").sum())
+    assert len(neighbour_pairs(ProbeResult.load(results).predictions)) == 4
+    csv = tmp_path / "moved.csv"
+    run = CliRunner().invoke(main, ["diff", str(results), "8", "--csv", str(csv)])
+    assert run.exit_code == 0, run.output
+    assert run.output.startswith("checkpoint-4 -> checkpoint-8: +") and "newly right / -" in run.output
+    assert list(pd.read_csv(csv).columns)[:5] == ["benchmark", "relation", "group", "prompt", "answer"]
+    everything = CliRunner().invoke(main, ["diff", str(results)])
+    assert everything.exit_code == 0 and re.search(r"checkpoint-2\s+checkpoint-4\s+2\s+4\s+bench", everything.output)
+    wrong = CliRunner().invoke(main, ["diff", str(results), "3000"])
+    assert wrong.exit_code == 1 and "no checkpoint named or at step '3000'" in wrong.output
+
+
+def made_predictions() -> pd.DataFrame:
+    """Two steps of a made-up series: a country's own capital learnt at step 10, a shared currency answered
+    by the control and a held-back country as well (a prior guess, not knowledge)."""
+    rows = []
+    for step, ranks in ((0, {"rome": 50, "euro-it": 1, "euro-fr": 1, "paris": 40}),
+                        (10, {"rome": 1, "euro-it": 1, "euro-fr": 1, "paris": 30})):
+        for key, (relation, subject, answer, group) in {
+                "rome": ("capital", "italy", "rome", "injected"), "paris": ("capital", "france", "paris", "held_back"),
+                "euro-it": ("currency", "italy", "euro", "injected"),
+                "euro-fr": ("currency", "france", "euro", "held_back")}.items():
+            rows.append({"checkpoint": f"checkpoint-{step}", "run": "r", "step": step, "benchmark": "b",
+                         "relation": relation, "group": group, "template": f"[X] {relation} [MASK].",
+                         "subject": subject, "answer": answer, "prompt": f"{subject} {relation} [MASK].",
+                         "gold_rank": float(ranks[key]), "gold_logprob": -1.0})
+    return pd.DataFrame(rows)
+
+
+def test_first_correct_leaves_out_prior_guesses():
+    from probekit.metrics import emergence
+    from probekit.report.findings import first_correct_distribution, prior_guesses
+
+    predictions = made_predictions()
+    known = emergence(predictions)
+    prior = dict(zip(known["answer"] + "/" + known["group"], prior_guesses(predictions, known)))
+    assert prior == {"rome/injected": False, "paris/held_back": False, "euro/injected": True, "euro/held_back": True}
+    counts, summary = first_correct_distribution(predictions, known)
+    assert counts.to_dict("records") == [{"benchmark": "b", "relation": "capital", "group": "injected",
+                                          "first_correct": 10, "prompts": 1}]
+    assert counts["first_correct"].dtype.kind == "i"  # integer steps
+    currency = summary[summary["relation"] == "currency"]
+    assert currency["prior guesses left out"].tolist() == [1, 1] and currency["answered at some step"].tolist() == [0, 0]
+
+
+def test_relation_findings_come_from_the_tables():
+    from probekit.report.findings import relation_findings
+    from probekit.runner import SCORE_KEYS
+    from probekit.stats import score_table
+
+    n = 30
+    rows = []
+    for step, learnt in ((0, 0), (10, 5), (20, 18), (30, 20)):
+        for i in range(n):
+            rows.append({"checkpoint": f"checkpoint-{step}", "run": "r", "step": step, "seed": "", "benchmark": "b",
+                         "relation": "capital", "group": "injected" if i < 20 else "held_back",
+                         "template": "t", "subject": f"s{i}", "answer": "a", "prompt": f"p{i}",
+                         "gold_rank": 1.0 if i < learnt else 5.0, "gold_logprob": -1.0, "n_pieces": 1})
+    predictions = pd.DataFrame(rows)
+    scores = score_table(predictions, SCORE_KEYS)
+    text = "\n".join(relation_findings({"scores": scores, "predictions": predictions}))
+    assert text.startswith("- **capital** — P@1 at step 30: injected **1.00** [1.00, 1.00] vs held back **0.00**")
+    assert "injected above held back" in text
+    assert "rose above the control between steps 0 and 10, reaching 90% of its final value by step 20" in text
+
+
+def test_every_figure_can_be_enlarged(site):
+    for page in PAGES:
+        html = (site / page).read_text()
+        article = html[html.find("<article"):html.find("</article>")]
+        images = re.findall(r"<img [^>]*>", article)
+        wrapped = re.findall(r'<a [^>]*class="glightbox"[^>]*>\s*<img ', article)
+        assert len(wrapped) == len(images), page

@@ -525,7 +525,8 @@ def changes(page: Page, tables: dict, results: Path) -> None:
     if not pairs:
         return
     summary = neighbour_summary(predictions)
-    summary = summary.assign(cell=[f"+{r} / −{m}" for r, m in zip(summary["newly_right"], summary["lost"])])
+    summary = summary.assign(cell=[f"+{r} / −{m}" if r or m else "·" for r, m in
+                                   zip(summary["newly_right"], summary["lost"])])
     several = summary["benchmark"].nunique() > 1
     summary["column"] = [(f"{b} / " if several else "") + f"{r} ({g.replace('_', '-')})"
                          for b, r, g in zip(summary["benchmark"], summary["relation"], summary["group"])]
@@ -534,7 +535,7 @@ def changes(page: Page, tables: dict, results: Path) -> None:
     wide.insert(0, "steps", [f"{int(a):,} → {int(b):,}" for a, b in zip(wide.pop("from_step"), wide.pop("to_step"))])
     page.add("changes.md", "# What changed at each step", "",
              "Between each pair of neighbouring checkpoints: prompts newly answered at rank 1 (+N) and prompts "
-             "that lost rank 1 (−M), per relation and fact group. Below, each step's prompts whose gold rank "
+             "that lost rank 1 (−M), per relation and fact group (· = none either way). Below, each step's prompts whose gold rank "
              "moved most. `probekit diff RESULTS 3000` prints the same for one step.", "",
              *page.table(wide, ("changes",)))
     steps = predictions.drop_duplicates("checkpoint").set_index("checkpoint")["step"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from probekit.report.markdown import esc as _esc
-from probekit.stats import CONTROL, POOLED, emergence_steps, format_p, group_differences
+from probekit.schema import CONTROL, POOLED
+from probekit.stats import emergence_steps, format_p, group_differences
 
 REACHED = 0.9  # "rose until": the first step at 90% of the last checkpoint's value
 GROUP_NAMES = {"injected": "injected", "held_back": "held back", "all": "all prompts", "other": "other prompts"}

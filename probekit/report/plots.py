@@ -21,7 +21,7 @@ from matplotlib.text import Text
 
 from probekit.activations import Capture
 from probekit.hooks import hook_name
-from probekit.stats import CONTROL, POOLED
+from probekit.schema import CONTROL, POOLED
 
 sns.set_theme(style="whitegrid", context="notebook")
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}

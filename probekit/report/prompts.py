@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probekit.stats import CONTROL
+from probekit.schema import CONTROL
 
 KEYS = ["benchmark", "relation", "group", "template", "subject", "answer", "prompt"]
 TOP = 5
