@@ -48,7 +48,7 @@ def _rise_text(line: pd.DataFrame, found: pd.DataFrame) -> str:
     emerged = found["emerged_at"].iloc[0] if len(found) else float("nan")
     before, at, reached = rise(line, emerged)
     if at is None:
-        return "not above the random-init control at any step"
+        return "never rose above the random-init control"
     text = f"rose above the control between steps {before:,} and {at:,}"
     return text + (f", reaching 90% of its final value by step {reached:,}" if reached is not None else "")
 
