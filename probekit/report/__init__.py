@@ -459,7 +459,7 @@ def _picked_steps(rows: pd.DataFrame, n_checkpoints: int) -> list:
     return sorted({steps[0], *middle, steps[-1]})
 
 
-def _top_predictions(page: Page, rows: pd.DataFrame, n_prompts: int = 6, n_checkpoints: int = 8) -> list[str]:
+def _top_predictions(page: Page, rows: pd.DataFrame, n_prompts: int = 6, n_checkpoints: int = 7) -> list[str]:
     """The seed notebook's view: a prompt's top prediction at each checkpoint (is → skye → ireland), at the
     steps where it changes, with the last checkpoint always shown and correct answers in bold."""
     rows = rows[rows["checkpoint"] != "random-init"].dropna(subset=["step"])
