@@ -344,7 +344,7 @@ def overview(page: Page, tables: dict) -> None:
                 f"all; {float(facts['fact_share']):.0%} of the words, seed {esc(facts['seed'])}); "
                 f"{len(facts['held_back'])} were held back as a control. Probe templates differ from the "
                 "training paraphrases.")
-        page.add("index.md", *collapsible("info", "Fact injection: which facts were injected", [
+        page.add("index.md", *collapsible("info", "Which facts were injected", [
             text, "", *injection_details(facts)]))
     shown = checkpoints.assign(fingerprint=checkpoints["fingerprint"].fillna(""),
                                duplicate_of=checkpoints["duplicate_of"].fillna(""),
