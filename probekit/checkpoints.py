@@ -45,6 +45,11 @@ class Checkpoint:
         return f"Checkpoint({self.name!r}, step={self.step}, location={self.location!r})"
 
     @property
+    def source(self) -> str:
+        """Where it comes from as given — a folder, or a hub spec — read without fetching anything."""
+        return self.location
+
+    @property
     def is_local(self) -> bool:
         return Path(self.location).exists()
 
@@ -76,7 +81,7 @@ class Checkpoint:
         """Its model family (`config.model_type`: bert, roberta, …), or None when its config is unreadable
         (the error then surfaces where the checkpoint is analysed)."""
         try:
-            return self.config.model_type
+            return self._once("family", lambda: self.config.model_type)
         except Exception:  # any failure to read is reported by the analysis that needs the config
             return None
 
@@ -150,7 +155,7 @@ class RandomInit(Checkpoint):
 
 def resolve_checkpoints(specs: list[str] | str, allow_pickle: bool = False,
                         tokenizer: PreTrainedTokenizerBase | None = None, *, step_from: str | None = None,
-                        evict: bool = False) -> list[Checkpoint]:
+                        evict: bool = False, check_cached: bool = True) -> list[Checkpoint]:
     """Checkpoints from paths, quoted globs, parent folders or hub names (`ORG/NAME`, `ORG/NAME@REVISION`), in
     training order.
 
@@ -185,7 +190,8 @@ def resolve_checkpoints(specs: list[str] | str, allow_pickle: bool = False,
         else:
             raise ProbekitError(f"{spec}: no such checkpoint folder")
     entries = list(dict.fromkeys(entries))
-    hub.check_cached([e for e in entries if isinstance(e, hub.HubSpec)])
+    if check_cached:
+        hub.check_cached([e for e in entries if isinstance(e, hub.HubSpec)])
     folders = [e for e in entries if isinstance(e, str)]
     names = dict(zip(folders, _unique_names(folders)))
     found = [hub_checkpoint(e, pattern, allow_pickle, tokenizer, evict) if isinstance(e, hub.HubSpec)
@@ -500,6 +506,10 @@ class HubCheckpoint(Checkpoint):
 
     def __repr__(self) -> str:
         return f"HubCheckpoint({self.name!r}, step={self.step}, spec={str(self.spec)!r})"
+
+    @property
+    def source(self) -> str:
+        return str(self.spec)
 
     @property
     def location(self) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ FILES = (CONFIG, *TOKENIZER_PATTERNS, TRAINER_STATE)
 FILE_SUFFIXES = (".json", ".jsonl", ".txt", ".csv", ".yaml", ".yml", ".parquet", ".bin", ".safetensors", ".pt",
                  ".pth", ".ckpt", ".h5", ".gz", ".zip", ".tar", ".md")
 MULTIPLIERS = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+MAX_STEP = 10**15  # a step the tables hold exactly (int64), far beyond any run
 COUNT = r"(\d+(?:\.\d+)?)([kKmMbB]?)"
 STEP_WORD = re.compile(rf"(?:^|(?<=[^A-Za-z]))(?:step|checkpoint|ckpt|iter|iteration)[-_]?{COUNT}(?![A-Za-z0-9])",
                        re.IGNORECASE)
@@ -89,9 +91,12 @@ def looks_like_path(spec: str) -> bool:
 
 def count_value(number: str, suffix: str = "") -> int:
     """`20`, `k` → 20000; `1.5`, `M` → 1500000: a step count written with an optional k/M/B suffix."""
-    value = float(number) * MULTIPLIERS[suffix.lower()]
+    value = Decimal(number) * MULTIPLIERS[suffix.lower()]
     if value != int(value):
         raise ProbekitError(f"{number}{suffix}: not a whole number of steps")
+    if value > MAX_STEP:
+        raise ProbekitError(f"{number}{suffix}: {int(value):,} steps is more than any training run takes "
+                            f"(at most {MAX_STEP:,})")
     return int(value)
 
 

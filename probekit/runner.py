@@ -108,7 +108,8 @@ def probe(
     """
     job = _prepare(checkpoints, benchmarks, analyses, out, tokenizer=tokenizer, allow_pickle=allow_pickle,
                    top_k=top_k, batch_size=batch_size, control=control, device=device, sentences=sentences,
-                   half=half, pairs=pairs, sample=sample, pll_metric=pll_metric, step_from=step_from, evict=evict)
+                   half=half, pairs=pairs, sample=sample, pll_metric=pll_metric, step_from=step_from, evict=evict,
+                   sharded=shard is not None or merge)
     from probekit import shards
 
     if shard is not None or merge or shards.under_torchrun():
@@ -117,8 +118,13 @@ def probe(
 
 
 def _prepare(checkpoints, benchmarks, analyses, out, *, tokenizer, allow_pickle, top_k, batch_size, control,
-             device, sentences, half, pairs, sample, pll_metric, step_from=None, evict=False) -> Job:
-    """Everything `probe` needs before the first checkpoint is read: no weights are loaded here."""
+             device, sentences, half, pairs, sample, pll_metric, step_from=None, evict=False,
+             sharded: bool = False) -> Job:
+    """Everything `probe` needs before the first checkpoint is read: no weights are loaded here.
+
+    sharded: one shard (or the merge) of a split run, which needs only some checkpoints, or none: hub
+        checkpoints missing offline are then reported by the units that need them, not refused up front.
+    """
     pairs, benchmarks = _split_pair_specs(pairs, benchmarks)
     if pairs and "pairs" not in analyses:
         analyses = [*analyses, "pairs"]
@@ -135,7 +141,8 @@ def _prepare(checkpoints, benchmarks, analyses, out, *, tokenizer, allow_pickle,
         raise ProbekitError(f"top_k and batch_size must be at least 1 (got {top_k}, {batch_size!r}; "
                             f"batch_size may also be 'auto')")
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
-    refs = resolve_checkpoints(checkpoints, allow_pickle, tok, step_from=step_from, evict=evict)
+    refs = resolve_checkpoints(checkpoints, allow_pickle, tok, step_from=step_from, evict=evict,
+                               check_cached=not sharded)
     for problem in (p for b in benches for p in b.problems):
         logger.warning(problem)
     facts = _fact_record(refs)
@@ -168,8 +175,8 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
     frames: dict[str, list[pd.DataFrame]] = {a.name: [] for a in chosen}
     records, seen = [], {}
     for ref in progress(refs, desc="probing", unit="checkpoint"):
-        record = {"checkpoint": ref.name, "run": ref.run, "step": ref.step, "seed": seed_of(ref.location),
-                  "path": ref.location, "family": ref.family, "fingerprint": None, "status": "ok",
+        record = {"checkpoint": ref.name, "run": ref.run, "step": ref.step, "seed": seed_of(ref.source),
+                  "path": ref.source, "family": ref.family, "fingerprint": None, "status": "ok",
                   "duplicate_of": None, "error": None}
         records.append(record)
         try:
@@ -181,7 +188,7 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
             logger.warning(f"skipped: {exc}")
             continue
         except Exception as exc:  # one bad checkpoint must not sink the run
-            message = f"{ref.location}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            message = f"{ref.source}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             record.update(status="skipped", error=message)
             logger.warning(f"skipped: {message}")
             continue
@@ -189,7 +196,7 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
             ref.release()
         if original is not None:
             record.update(status="duplicate", duplicate_of=original[0])
-            logger.info(f"{ref.location}: same weights, config and tokenizer as {original[0]} "
+            logger.info(f"{ref.source}: same weights, config and tokenizer as {original[0]} "
                         f"(fingerprint {record['fingerprint']})")
         seen.setdefault(ref.identity, (ref.name, results))
         for name, frame in results.items():
@@ -252,7 +259,7 @@ def _computed(ref: Checkpoint, analysis: Analysis, ctx: Context, bench) -> pd.Da
 
 def _label(frame: pd.DataFrame, ref: Checkpoint) -> pd.DataFrame:
     """An analysis's rows with the columns naming the checkpoint they came from."""
-    seed = "" if isinstance(ref, RandomInit) else seed_of(ref.location)
+    seed = "" if isinstance(ref, RandomInit) else seed_of(ref.source)
     return frame.assign(checkpoint=ref.name, run=ref.run, step=ref.step, seed=seed)
 
 

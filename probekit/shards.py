@@ -108,6 +108,9 @@ def probe_sharded(job: Job, shard: str | tuple[int, int] | None = None, merge: b
     return _run_torchrun(job, units)
 
 
+MAX_SHARDS = 100_000  # more shards than a cluster runs jobs is a typo, not a plan
+
+
 def parse_shard(spec: str | tuple[int, int]) -> tuple[int, int]:
     """"I/N" (shards numbered 0 to N-1, like $SLURM_ARRAY_TASK_ID with --array=0-(N-1)) → (I, N)."""
     if isinstance(spec, tuple):
@@ -116,6 +119,8 @@ def parse_shard(spec: str | tuple[int, int]) -> tuple[int, int]:
         index, count = int(match.group(1)), int(match.group(2))
     else:
         raise ProbekitError(f"--shard {spec!r}: expected I/N, such as 0/4 (shards 0 to N-1)")
+    if not 0 < count <= MAX_SHARDS:
+        raise ProbekitError(f"--shard {index}/{count}: N must be from 1 to {MAX_SHARDS:,}")
     if not 0 <= index < count:
         raise ProbekitError(f"--shard {index}/{count}: I must be from 0 to {count - 1}")
     return index, count
@@ -164,12 +169,13 @@ def _cost(job: Job, checkpoint: int | None, analysis: Analysis, bench: int | Non
     return float(size) * items * passes
 
 
-def assign(units: list[Unit], shards: int) -> list[int]:
+def assign(units: list[Unit], shards: int, whole: bool = False) -> list[int]:
     """The shard of each unit, the same in every process: longest first, each to the least-loaded shard
-    (ties to the lower). With at least `WHOLE` checkpoints per shard, a checkpoint's units stay together
-    (it is read once, and the balance is still close); with fewer, units are shared out one by one."""
+    (ties to the lower). With at least `WHOLE` checkpoints per shard, or `whole` (checkpoints evicted after
+    probing: no other shard may need one again), a checkpoint's units stay together (it is read once, and
+    the balance is still close); else units are shared out one by one."""
     groups = [list(g) for _, g in groupby(sorted(units, key=lambda u: u.index), key=lambda u: u.checkpoint)]
-    if len(groups) < WHOLE * shards:
+    if len(groups) < WHOLE * shards and not whole:
         groups = [[unit] for unit in units]
     owners = [0] * len(units)
     loads = [(0.0, shard) for shard in range(shards)]
@@ -179,6 +185,10 @@ def assign(units: list[Unit], shards: int) -> list[int]:
             owners[unit.index] = shard
         heapq.heappush(loads, (load + sum(u.cost for u in group), shard))
     return owners
+
+
+def _evicting(job: Job) -> bool:
+    return any(getattr(ref, "evict_on_release", False) for ref in job.refs)
 
 
 def signature(job: Job, unit: Unit) -> str:
@@ -236,7 +246,7 @@ def run_units(job: Job, units: list[Unit], shard: tuple[int, int]) -> int:
                 "unit": unit.name, "shard": list(shard), "host": socket.gethostname(), "pid": os.getpid(),
                 "seconds": round(time.perf_counter() - start, 4), "cache_hit": hit, "error": error,
                 **({} if error or isinstance(ref, RandomInit) else
-                   {"fingerprint": ref.fingerprint, "identity": ref.identity}),
+                   {"fingerprint": ref.fingerprint, "identity": ref.identity, "family": ref.family}),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             next(bar, None)
             done += 1
@@ -319,7 +329,7 @@ def _run_torchrun(job: Job, units: list[Unit]) -> ProbeResult | None:
     if len(set(plans)) > 1:
         raise ProbekitError("the torchrun processes see different series or settings; give every one the "
                             "same checkpoints, benchmarks and options on the same shared folders")
-    owners = assign(units, world)
+    owners = assign(units, world, _evicting(job))
     run_units(job, [u for u in units if owners[u.index] == rank], (rank, world))
     dist.barrier()
     try:
@@ -343,7 +353,7 @@ def _digest(units: list[Unit]) -> str:
 
 def _run_shard(job: Job, units: list[Unit], index: int, count: int) -> ProbeResult | None:
     """Shard `index` of `count` into the shared folder; the shard that finds every unit done merges."""
-    owners = assign(units, count)
+    owners = assign(units, count, _evicting(job))
     mine = [u for u in units if owners[u.index] == index]
     computed = run_units(job, mine, (index, count))
     missing = [u for u in units if read_unit_record(job.ctx.out, signature(job, u)) is None]
@@ -368,7 +378,7 @@ def merge_units(job: Job, units: list[Unit]) -> ProbeResult:
         raise ProbekitError(_missing_line(job, units, missing, records))
     for unit, record in zip(units, records):
         if unit.checkpoint is not None and record.get("identity"):
-            _remember(job.refs[unit.checkpoint], record["fingerprint"], record["identity"])
+            _remember(job.refs[unit.checkpoint], record["fingerprint"], record["identity"], record.get("family"))
     counts = {record["shard"][1] for record in records}
     manifest = {"world_size": max(counts, default=1), "hosts": sorted({r["host"] for r in records}),
                 "units": [{"unit": u.name, **{k: r[k] for k in ("shard", "host", "seconds", "cache_hit", "error")}}
@@ -376,12 +386,14 @@ def merge_units(job: Job, units: list[Unit]) -> ProbeResult:
     return job.run(manifest)
 
 
-def _remember(ref: Checkpoint, fingerprint: str, identity: str) -> None:
+def _remember(ref: Checkpoint, fingerprint: str, identity: str, family: str | None) -> None:
     """Give the merge the fingerprint and identity a shard computed from these same files (the unit's
     signature holds their sizes and times), so that assembling reads no weights; a checkpoint that failed
     gets none and meets its error again, as in one process."""
     ref._cache.setdefault("fingerprint", fingerprint)
     ref._cache.setdefault("identity", identity)
+    if family is not None:
+        ref._cache.setdefault("family", family)
 
 
 def _missing_line(job: Job, units: list[Unit], missing: list[Unit], records: list[dict | None]) -> str:
@@ -389,7 +401,7 @@ def _missing_line(job: Job, units: list[Unit], missing: list[Unit], records: lis
     owners = ""
     if len(counts) == 1:
         count = counts.pop()
-        shard_of = assign(units, count)
+        shard_of = assign(units, count, _evicting(job))
         owners = " (shard " + ", ".join(f"{s}/{count}" for s in sorted({shard_of[u.index] for u in missing})) + ")"
     names = ", ".join(u.name for u in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
     return (f"{job.ctx.out}: {len(missing)} of {len(units)} units not done{owners}: {names}; run the missing "

@@ -10,10 +10,10 @@ pretraining run". The number of resamples, the level and the random seed are rec
 Per-prompt values come from `probekit.scoring.summarize` (the one definition of P@1, P@10, MRR and of the
 unscorable rule): an unscorable prompt is missing and left out of every resample's denominator.
 
-Seeds: the series holds several seeds when it holds several runs probed at the same steps whose `seed`
-labels differ (`seed-0/checkpoint-N`, `seed-1/checkpoint-N`, …, or hub names `…-seed_3-step_20k`; runs
-without a label count as seeds of their own); otherwise it is one seed. With several seeds the scores table
-also holds one row per step pooled over the seeds (run and seed `all-seeds`).
+Seeds: the series holds several seeds when it holds several runs labelled with different seeds
+(`seed-0/checkpoint-N`, `seed-1/checkpoint-N`, …, hub names `…-seed_3-step_20k`, or the runs' records);
+runs without a label are models of their own, never pooled. With several seeds the scores table also holds
+one row per step the seeds share, pooled over them (run and seed `all-seeds`).
 
 Resampling is done as counts: a resample is a [prompts] vector of how often each prompt was drawn, so the
 resampled means of every checkpoint of a relation are one matrix product. All checkpoints of a relation share
@@ -147,30 +147,38 @@ def compare(a, b, *, paired: bool = True, level: float = LEVEL, resamples: int =
 
 
 def seeds_of(predictions: pd.DataFrame) -> list[str]:
-    """The runs that are seeds of one series: several runs, every one probed at the same steps, no two of
-    them labelled with the same seed; else []."""
+    """The runs that are seeds of one series: at least two runs labelled with a seed (`seed` column), no two
+    with the same label, probed at some steps in common; else []. A run without a seed label is a model of its
+    own and is never pooled with others (two recipes, or two families, are not two seeds)."""
     rows = predictions[(predictions["checkpoint"] != CONTROL) & (predictions["run"] != POOLED)]
-    steps = {run: frozenset(s.dropna().unique().tolist()) for run, s in rows.groupby("run", sort=True)["step"]}
-    if len(steps) < 2 or len(set(steps.values())) != 1 or not next(iter(steps.values())):
+    if "seed" not in rows.columns:
         return []
-    if "seed" in rows.columns:
-        labels = rows.groupby("run", sort=True)["seed"].first().replace("", pd.NA).dropna()
-        if labels.duplicated().any():
-            return []
-    return list(steps)
+    labels = rows.groupby("run", sort=True)["seed"].agg(lambda s: set(s.dropna()))
+    labels = labels[labels.map(lambda ls: len(ls) == 1 and "" not in ls)].map(lambda ls: next(iter(ls)))
+    if len(labels) < 2 or labels.duplicated().any() or not shared_steps(rows, list(labels.index)):
+        return []
+    return list(labels.index)
+
+
+def shared_steps(predictions: pd.DataFrame, runs: list[str]) -> set:
+    """The steps every one of `runs` was probed at (where its seeds can be pooled)."""
+    steps = [set(s.dropna().unique().tolist()) for _, s in
+             predictions[predictions["run"].isin(runs)].groupby("run", sort=True)["step"]]
+    return set.intersection(*steps) if steps else set()
 
 
 def with_pooled_seeds(predictions: pd.DataFrame) -> pd.DataFrame:
     """`predictions` with a `_seed` column (the seed resampled; "" = one seed) and, when the series holds
-    several seeds, a copy of every seed's rows relabelled as the step pooled over seeds (run and seed
-    `all-seeds`, checkpoint `all-seeds/step-N`)."""
+    several seeds, a copy of every seed's rows at the steps they share relabelled as the step pooled over
+    seeds (run and seed `all-seeds`, checkpoint `all-seeds/step-N`)."""
     frame = predictions.assign(_seed="")
     if "seed" not in frame.columns:
         frame["seed"] = ""
     seeds = seeds_of(predictions)
     if not seeds:
         return frame
-    rows = frame[frame["run"].isin(seeds) & (frame["checkpoint"] != CONTROL)]
+    steps = shared_steps(frame[frame["checkpoint"] != CONTROL], seeds)
+    rows = frame[frame["run"].isin(seeds) & (frame["checkpoint"] != CONTROL) & frame["step"].isin(steps)]
     pooled = rows.assign(_seed=rows["run"], run=POOLED, seed=POOLED,
                          checkpoint=f"{POOLED}/step-" + rows["step"].astype(str))
     return pd.concat([frame, pooled], ignore_index=True)
@@ -265,23 +273,33 @@ def emergence_steps(scores: pd.DataFrame, metric: str = "p_at_1",
     return pd.DataFrame(records, columns=columns)
 
 
-def share_intervals(frame: pd.DataFrame, keys: list[str], column: str, *, level: float = LEVEL,
-                    resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
+def share_intervals(frame: pd.DataFrame, keys: list[str], column: str, *, item: str | None = None,
+                    level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
     """Per group of `keys`: the percentile bootstrap interval of the mean of `column` over the group's rows
     (an accuracy over pairs or choices; missing values are unscorable and left out), as `{column}_low` and
-    `{column}_high`. Each group draws its own resamples, seeded from `seed` and the group's key."""
+    `{column}_high`, and `n_seeds`. Where a group holds several seeds (`_seed`, as `with_pooled_seeds` makes)
+    and `item` names what identifies a row across seeds (a pair, a prompt), seeds and items are resampled
+    together (Multi-Bootstrap). Each group draws its own resamples, seeded from `seed` and the group's key."""
     records = []
     for key, rows in frame.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        values = rows[column].to_numpy(float)
+        values = _seed_matrix(rows, column, item)
         low = high = float("nan")
         if np.isfinite(values).any():
             rng = np.random.default_rng([seed, zlib.crc32(repr(key).encode())])
-            means = _resampled_means(values[None, None, :], _counts(rng, resamples, len(values)),
-                                     np.ones((resamples, 1)))[0]
+            means = _resampled_means(values[:, None, :], _counts(rng, resamples, values.shape[1]),
+                                     _seed_counts(rng, resamples, values.shape[0]))[0]
             low, high = _percentiles(means, level)
-        records.append({**dict(zip(keys, key)), f"{column}_low": float(low), f"{column}_high": float(high)})
-    return pd.DataFrame(records, columns=[*keys, f"{column}_low", f"{column}_high"])
+        records.append({**dict(zip(keys, key)), f"{column}_low": float(low), f"{column}_high": float(high),
+                        "n_seeds": values.shape[0]})
+    return pd.DataFrame(records, columns=[*keys, f"{column}_low", f"{column}_high", "n_seeds"])
+
+
+def _seed_matrix(rows: pd.DataFrame, column: str, item: str | None) -> np.ndarray:
+    """[seeds, items] of `column` when the rows hold several seeds of the same items; else [1, rows]."""
+    if item is None or "_seed" not in rows.columns or rows["_seed"].nunique() < 2:
+        return rows[column].to_numpy(float)[None, :]
+    return _matrix_of(rows.assign(_prompt=rows[item]), "_seed", column)
 
 
 def group_differences(predictions: pd.DataFrame, a: str = "injected", b: str = "held_back", *,

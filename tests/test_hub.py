@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,14 @@ def test_a_plain_checkpoint_given_a_hub_name_is_built_from_the_snapshot(hub_cach
 ])
 def test_steps_read_from_names_and_revisions(name, step):
     assert step_in_name(name) == step
+
+
+def test_a_step_too_large_is_one_line(tiny_series, tiny_benchmark, tmp_path):
+    """--step-from finding a step past int64 is one line, not an OverflowError traceback."""
+    folder = tmp_path / "ep-99999999999999999999999k"
+    shutil.copytree(tiny_series / "checkpoint-8", folder)
+    result = CliRunner().invoke(main, ["probe", str(folder), "--step-from", r"ep-(\d+k)", "-b", str(tiny_benchmark),
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1

@@ -1,6 +1,8 @@
 import json
 import os
 import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -297,3 +299,39 @@ def test_half_scores_in_bf16_and_the_manifest_gives_the_deviation_from_fp32(tiny
     assert list(half.predictions.columns) == list(exact.predictions.columns)
     again = probe(series, [str(tiny_benchmark)], out=tmp_path, control=False, half=True)
     assert again.manifest["bf16_scoring"] == report
+
+
+def _unlabelled_copy(series: Path, folder: Path) -> Path:
+    shutil.copytree(series, folder)
+    (folder / "probekit_run.json").unlink(missing_ok=True)
+    return folder
+
+
+def test_runs_without_seed_labels_are_not_pooled_as_seeds(tiny_series, tiny_benchmark, tmp_path):
+    """Two unlabelled runs (other recipes, other families) are two models, not seeds: no all-seeds rows."""
+    runs = tmp_path / "runs"
+    _unlabelled_copy(tiny_series, runs / "lr-high")
+    _unlabelled_copy(tiny_series, runs / "lr-low")
+    # make the second run differ, as another recipe would
+    for ckpt in (runs / "lr-low").glob("checkpoint-*"):
+        weights = load_file(ckpt / "model.safetensors")
+        save_file({k: v * 1.01 for k, v in weights.items()}, ckpt / "model.safetensors", metadata={"format": "pt"})
+    result = probe([str(runs / "lr-high"), str(runs / "lr-low")], [str(tiny_benchmark)])
+    assert set(result.checkpoints["seed"]) == {""}
+    assert not (result.scores["run"] == "all-seeds").any()
+    assert set(result.scores["n_seeds"]) == {1}
+
+
+def test_pair_accuracy_is_pooled_over_seeds_like_scores(tiny_recipe, tiny_dir, tmp_path):
+    """With several seeds, pair_accuracy has all-seeds rows (Multi-Bootstrap), as scores does."""
+    from probekit.training import train_seeds
+
+    out = tmp_path / "seeds"
+    recipe = replace(tiny_recipe, max_steps=2, log_until=1, save_every=2)
+    train_seeds(out, recipe, [0, 1], corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(tiny_dir / "vocab.txt"))
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("good,bad\nthe king is old.,the king of old.\nthe queen is new.,the queen new is.\n")
+    result = probe([str(p) for p in sorted(out.glob("seed-*/checkpoint-*"))], [str(pairs)])
+    assert (result.scores["run"] == "all-seeds").any() if len(result.scores) else True
+    accuracy = result.tables["pair_accuracy"]
+    assert (accuracy["run"] == "all-seeds").any()

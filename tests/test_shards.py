@@ -20,6 +20,7 @@ from probekit.schema import Column, Table
 from probekit.checkpoints import resolve_checkpoints
 from probekit.shards import Unit, assign, prefetched
 from probekit.store import read_cached, write_cached
+from test_hub import hub_cache, publish, saved, tokenizer  # noqa: F401 (fixtures)
 
 ANALYSES = ["lens", "ablation", "capture"]
 # control: predictions; checkpoint-1, 2, 4, 5, 8: predictions, lens, ablation on one benchmark, capture
@@ -197,3 +198,31 @@ def test_a_lock_held_from_another_host_is_refused_not_taken_over(series, bench, 
     with pytest.raises(ProbekitError, match="pid 12345 on some-other-host.*delete .*probekit.lock if it is gone"):
         probe(str(series / "checkpoint-8"), [str(bench)], out=tmp_path, control=False)
     assert (tmp_path / ".probekit.lock").read_text() == "12345 some-other-host"
+
+
+def test_shards_with_evict_finish_offline(hub_cache, saved, tiny_benchmark, tmp_path):  # noqa: F811
+    """--evict in one shard must not delete checkpoints another shard (or the merge) still needs."""
+    names = []
+    for step, seed in ((0, 0), (3, 1), (6, 2)):
+        publish(hub_cache, f"org/tiny-seed_0-step_{step}", saved[seed])
+        names.append(f"org/tiny-seed_0-step_{step}")
+    bench = tmp_path / "bench.csv"
+    bench.write_text(tiny_benchmark.read_text().replace("answer\n", "answer,candidates\n", 1)
+                     .replace(",rome\n", ",rome,paris\n"))
+    out = tmp_path / "out"
+    runner = CliRunner()
+    for shard in ("0/2", "1/2"):
+        result = runner.invoke(main, ["probe", *names, "-b", str(bench), "--out", str(out), "--shard", shard,
+                                      "--evict"])
+        assert result.exit_code == 0, result.output
+    assert (out / "manifest.json").is_file()
+
+
+def test_a_huge_shard_count_is_refused_or_cheap(tiny_series, tiny_benchmark, tmp_path):
+    """--shard 0/10**12 must not try to allocate a load per shard (it hung and ate memory)."""
+    script = (f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({3 << 30}, {3 << 30}));"
+              "from probekit.cli import main; import sys;"
+              f"sys.argv=['probekit','probe','{tiny_series}/checkpoint-8','-b','{tiny_benchmark}','--out',"
+              f"'{tmp_path / 'out'}','--shard','0/1000000000000'];main()")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr, done.stderr[-500:]

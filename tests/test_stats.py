@@ -112,7 +112,9 @@ def test_several_seeds_add_rows_pooled_over_them():
     rng = np.random.default_rng(9)
     ranks = {(f"seed-{k}", step): np.where(rng.random(60) < p, 1, 5)
              for k, shift in enumerate((0.0, 0.2, 0.4)) for step, p in ((0, 0.0), (100, 0.2 + shift))}
-    predictions = made_predictions(ranks)
+    unlabelled = made_predictions(ranks)
+    assert seeds_of(unlabelled.assign(seed="")) == []  # three runs, but nothing says they are seeds of one model
+    predictions = unlabelled.assign(seed=unlabelled["run"].str.removeprefix("seed-"))
     assert seeds_of(predictions) == ["seed-0", "seed-1", "seed-2"]
     table = score_table(with_pooled_seeds(predictions), KEYS)
     pooled = table[table["run"] == POOLED].set_index("step")
@@ -124,7 +126,9 @@ def test_several_seeds_add_rows_pooled_over_them():
     # seeds that disagree widen the pooled interval beyond what 180 prompts of one seed would give
     assert pooled.loc[100, "p_at_1_high"] - pooled.loc[100, "p_at_1_low"] > 0.16
     uneven = made_predictions({("seed-0", 0): [1], ("seed-0", 100): [1], ("seed-1", 0): [1]})
-    assert seeds_of(uneven) == [] and POOLED not in set(with_pooled_seeds(uneven)["run"])
+    uneven = uneven.assign(seed=uneven["run"].str.removeprefix("seed-"))
+    assert seeds_of(uneven) == ["seed-0", "seed-1"]  # pooled at the steps both have
+    assert set(with_pooled_seeds(uneven).query("run == @POOLED")["step"]) == {0}
 
 
 def test_emergence_is_the_first_step_above_the_control():

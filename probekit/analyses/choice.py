@@ -17,7 +17,7 @@ from probekit.analyses.base import Analysis, Context, register
 from probekit.families import max_tokens
 from probekit.schema import CHECKPOINT_KEYS, PROMPT_KEYS, Table, _columns
 from probekit.scoring import encode_prompts, score_encoded
-from probekit.stats import share_intervals
+from probekit.stats import share_intervals, with_pooled_seeds
 
 CHOICES = Table("choices", "checkpoint × prompt with candidates", _columns(
     *CHECKPOINT_KEYS, *PROMPT_KEYS,
@@ -38,7 +38,9 @@ CHOICE_ACCURACY = Table("choice_accuracy", "checkpoint × benchmark × relation 
     ("accuracy", "float", "share of scorable prompts whose gold answer beats every foil"),
     ("accuracy_low", "float", "lower bound of the 95% percentile bootstrap interval over prompts"),
     ("accuracy_high", "float", "upper bound of that interval"),
-), "Choice accuracy per relation, from the choices table (chance: 1 / (foils + 1)).")
+    ("n_seeds", "int", "training seeds behind the row: 1, or the seeds pooled in an all-seeds row"),
+), "Choice accuracy per relation, from the choices table (chance: 1 / (foils + 1)); with several seeds also per "
+   "step pooled over them (run `all-seeds`, seeds and prompts resampled together).")
 KEYS = ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group"]
 
 
@@ -83,11 +85,13 @@ def choice_accuracy(choices: pd.DataFrame) -> pd.DataFrame:
     """Accuracy, n and its bootstrap interval per checkpoint × benchmark × relation × group."""
     if choices.empty:
         return pd.DataFrame(columns=CHOICE_ACCURACY.names)
+    choices = with_pooled_seeds(choices).assign(_item=lambda f: f["relation"] + "\x1f" + f["prompt"] + "\x1f"
+                                                + f["answer"])
     work = choices.assign(hit=choices["correct"].astype(float).where(choices["scorable"].astype(bool)))
     out = work.groupby(KEYS, sort=False, dropna=False).agg(
         n=("hit", "count"), total=("hit", "size"), accuracy=("hit", "mean")).reset_index()
     out["n_unscorable"] = out["total"] - out["n"]
-    out = out.merge(share_intervals(work, KEYS, "hit"), on=KEYS, how="left", sort=False)
+    out = out.merge(share_intervals(work, KEYS, "hit", item="_item"), on=KEYS, how="left", sort=False)
     return out.rename(columns={"hit_low": "accuracy_low", "hit_high": "accuracy_high"})[CHOICE_ACCURACY.names]
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from probekit.analyses.base import Analysis, Context, register
 from probekit.pll import BATCH, PLL_VERSION, pll_scores
 from probekit.schema import CHECKPOINT_KEYS, Table, _columns
-from probekit.stats import share_intervals
+from probekit.stats import share_intervals, with_pooled_seeds
 
 PAIR_KEYS = (
     ("benchmark", "str", "pairs benchmark (blimp, blimp:SELECTOR, blimp@N for a sample, or a file stem)"),
@@ -45,8 +45,10 @@ PAIR_ACCURACY = Table("pair_accuracy", "checkpoint × pairs benchmark × level �
     ("mean_margin", "float", "mean pll_good − pll_bad over scorable pairs"),
     ("accuracy_low", "float", "lower bound of the 95% percentile bootstrap interval over pairs (1,000 resamples)"),
     ("accuracy_high", "float", "upper bound of that interval"),
+    ("n_seeds", "int", "training seeds behind the row: 1, or the seeds pooled in an all-seeds row (its interval "
+                       "resamples seeds and pairs together)"),
 ), "Minimal-pair accuracy per paradigm, phenomenon, field and overall, from the pairs table, with bootstrap "
-   "intervals over pairs (`probekit.stats.share_intervals`).")
+   "intervals over pairs (`probekit.stats.share_intervals`); with several seeds also per step pooled over them.")
 LEVELS = ("paradigm", "phenomenon", "field")
 
 
@@ -79,8 +81,11 @@ class Pairs(Analysis):
 
 
 def pair_accuracy(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy, n and mean margin per checkpoint × benchmark × (paradigm, phenomenon, field, all)."""
+    """Accuracy, n and mean margin per checkpoint × benchmark × (paradigm, phenomenon, field, all), with
+    bootstrap intervals; with several seeds, also per step pooled over them (run `all-seeds`)."""
     keys = ["checkpoint", "run", "step", "seed", "benchmark", "metric"]
+    pairs = with_pooled_seeds(pairs).assign(_pair=lambda f: f["benchmark"] + "\x1f" + f["paradigm"] + "\x1f"
+                                            + f["pair_id"].astype(str))
     work = pairs.assign(all="all", hit=pairs["correct"].astype(float).where(pairs["scorable"]),
                         kept_margin=pairs["margin"].where(pairs["scorable"]),
                         tie=pairs["scorable"] & (pairs["margin"] == 0))
@@ -89,7 +94,7 @@ def pair_accuracy(pairs: pd.DataFrame) -> pd.DataFrame:
         grouped = work.groupby([*keys, level], sort=False, dropna=False)
         out = grouped.agg(n=("scorable", "sum"), total=("scorable", "size"), ties=("tie", "sum"),
                           accuracy=("hit", "mean"), mean_margin=("kept_margin", "mean")).reset_index()
-        bounds = share_intervals(work, [*keys, level], "hit")
+        bounds = share_intervals(work, [*keys, level], "hit", item="_pair")
         out = out.merge(bounds, on=[*keys, level], how="left", sort=False)
         frames.append(out.rename(columns={level: "name", "hit_low": "accuracy_low", "hit_high": "accuracy_high"})
                       .assign(level=level))
