@@ -107,7 +107,8 @@ def test_example_notebook_executes(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PROBEKIT_EXAMPLE_CORPUS", str(tiny_dir / "corpus.txt") + "+facts")
     monkeypatch.setenv("PROBEKIT_EXAMPLE_TOKENIZER", str(tiny_dir / "vocab.txt"))
     notebook = nbformat.read(ROOT / "docs" / "example.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+    # the kernel starts in docs/, as Jupyter starts it for a notebook opened there
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "docs")}},
                    env=dict(os.environ)).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
