@@ -63,7 +63,7 @@ def seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     except ValueError:
         raise click.BadParameter(f"{value!r}: expected seeds like 0,1,2") from None
     if not seeds or any(not low <= s <= high for s in seeds) or len(set(seeds)) != len(seeds):
-        raise click.BadParameter(f"{value!r}: expected distinct seeds between {low:g} and {high:g}, like 0,1,2")
+        raise click.BadParameter(f"{value!r}: expected distinct seeds from {int(low)} to {int(high):,}, like 0,1,2")
     return seeds
 
 

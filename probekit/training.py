@@ -277,6 +277,10 @@ def train(
 
     rank0 = trainer.is_world_process_zero()
     resume = _broadcast_path(last_good_checkpoint(output) if rank0 else None)
+    if resume is not None and _step_of(resume) >= max_steps:  # nothing left to do: change nothing
+        if rank0:
+            logger.info(f"{output}: already trained to step {_step_of(resume):,} of {max_steps:,}; nothing to do")
+        return TrainResult(output, [p for _, p in checkpoint_dirs(output)], resume, {})
     per_step = run_recipe.batch_size * args.world_size
     record.update(train_examples=len(dataset), max_steps=max_steps, examples_per_step=per_step,
                   lr=run_recipe.lr, device=_device_name(args))

@@ -18,13 +18,14 @@ def choice_bench(tmp_path):
                     "capital,the capital of [X] is [MASK].,france,paris,rome\n"
                     "capital,the capital of [X] is [MASK].,spain,madrid,\n"
                     "plural,the [X] of the [MASK].,king,kings,zebra\n"
-                    "broken,the [X] is [MASK].,war,old,old|new\n")
+                    "broken,the [X] is [MASK].,war,old,old|new\n"
+                    "case,the [X] is [MASK].,war,old,OLD\n")
     return path
 
 
 def test_candidates_are_read_and_bad_ones_reported(choice_bench):
     bench = load_benchmark(choice_bench)
-    assert bench.candidates == [["paris", "france"], ["rome"], [], ["zebra"]]
+    assert bench.candidates == [["paris", "france"], ["rome"], [], ["zebra"], ["OLD"]]
     assert len(bench.problems) == 1 and "row 6: the answer 'old' is among its own candidates" in bench.problems[0]
 
 
@@ -33,7 +34,7 @@ def test_choice_agrees_with_the_fill_mask_pipeline(tiny_series, choice_bench):
     choices = result.tables["choices"]
     assert "choice" in result.manifest["analyses"]
     assert set(choices["prompt"]) == {"the capital of italy is [MASK].", "the capital of france is [MASK].",
-                                      "the king of the [MASK]."}
+                                      "the king of the [MASK].", "the war is [MASK]."}
     final = choices[choices["checkpoint"] == "checkpoint-8"].set_index("subject")
     path = tiny_series / "checkpoint-8"
     fill = pipeline("fill-mask", model=BertForMaskedLM.from_pretrained(path), tokenizer=load_tokenizer(str(path)))
@@ -46,6 +47,7 @@ def test_choice_agrees_with_the_fill_mask_pipeline(tiny_series, choice_bench):
         assert row["best_foil"] == best and row["best_foil_logprob"] == pytest.approx(np.log(scores[best]), abs=1e-5)
         assert row["correct"] == (scores[gold] > scores[best]) and row["scorable"]
     assert not final.loc["king", "scorable"] and not final.loc["king", "correct"]  # "zebra" is not in the vocabulary
+    assert not final.loc["war", "scorable"]  # an uncased vocabulary spells OLD as old: no choice, not a tie
 
     accuracy = result.tables["choice_accuracy"]
     row = accuracy[(accuracy["checkpoint"] == "checkpoint-8") & (accuracy["relation"] == "capital")].iloc[0]

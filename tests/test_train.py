@@ -403,8 +403,11 @@ def test_seeds_train_one_series_that_probes_as_seeds(tiny_dir, tiny_benchmark, t
         _digest(runs[1] / "checkpoint-0")[Path("model.safetensors")]
 
     (runs[1] / "checkpoint-6" / "optimizer.pt").unlink()
+    finished = _digest(runs[0])
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "resuming from" in again.output and "seed-1/checkpoint-3" in again.output
+    assert "seed-0: already trained to step 6 of 6; nothing to do" in again.output
+    assert _digest(runs[0]) == finished  # a finished seed is left exactly as it was
 
     found = probe(str(out / "seed-*" / "checkpoint-*"), benchmarks=[str(tiny_benchmark)])
     predictions, scores = found.tables["predictions"], found.tables["scores"]

@@ -62,10 +62,22 @@ class Choice(Analysis):
                                  max_tokens(checkpoint.config))
         scored = score_encoded(checkpoint.model(ctx.device), checkpoint.tokenizer, encoded, 1, ctx.batch_size)
         options["logprob"] = scored["gold_logprob"].to_numpy()
+        options.loc[_indistinct(options, encoded["pieces"], checkpoint.tokenizer.all_special_ids), "logprob"] = None
         return prompts.assign(**_decide(options, len(prompts)))[columns]
 
     def derive(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
         return {CHOICE_ACCURACY.name: choice_accuracy(frame)}
+
+
+def _indistinct(options: pd.DataFrame, pieces: list[list[int]], special: list[int]) -> np.ndarray:
+    """Foils this tokenizer cannot tell from the gold answer (`Rome` for `rome` in an uncased vocabulary) or
+    that spell a special token: such a prompt is no choice, so it is counted unscorable, never a tie."""
+    spelled = [tuple(p) for p in pieces]
+    first = (~options["which"].duplicated()).to_numpy()
+    gold = {w: spelled[i] for i, w in enumerate(options["which"]) if first[i]}
+    special = set(special)
+    return np.array([not first[i] and (spelled[i] == gold[w] or bool(special.intersection(spelled[i])))
+                     for i, w in enumerate(options["which"])], dtype=bool)
 
 
 def _decide(options: pd.DataFrame, n: int) -> dict:
