@@ -23,7 +23,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 from probekit import hub
 from probekit.errors import ProbekitError
 from probekit.families import family_of, weight_names
-from probekit.folders import CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, looks_like_checkpoint, step_of
+from probekit.folders import (CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, looks_like_checkpoint,
+                              seed_in_name, step_of)
 from probekit.log import logger
 
 class Checkpoint:
@@ -579,5 +580,5 @@ def hub_checkpoint(spec: hub.HubSpec, pattern: re.Pattern | None = None, allow_p
         if step is None:
             step = hub.trainer_state_step(spec)
     name = f"{spec.repo_name}@{spec.revision}" if spec.revision else spec.repo_name
-    seed = hub.seed_in_name(spec.repo_name) or (hub.seed_in_name(spec.revision) if spec.revision else "")
+    seed = seed_in_name(spec.repo_name) or (seed_in_name(spec.revision) if spec.revision else "")
     return HubCheckpoint(spec, name, step, hub.run_of(spec), seed, allow_pickle, tokenizer, evict)

@@ -25,7 +25,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spec
 RESUME_FILES = (CONFIG, SAFE_WEIGHTS, TRAINER_STATE, "optimizer.pt", "scheduler.pt")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TRAILING_NUMBER = re.compile(r"(\d+)$")
-SEED_PART = re.compile(r"(?:^|[-_.])seed[-_]?(\d+)(?=$|[-_.@])", re.IGNORECASE)
+SEED_WORD = re.compile(r"(?:^|(?<=[-_.@/]))seed[-_]?(\d+)(?=$|[-_.@/])", re.IGNORECASE)
 
 
 def checkpoint_name(step: int) -> str:
@@ -62,6 +62,13 @@ def step_of(path: Path) -> int | None:
     return int(match.group(1)) if match and path.exists() else None
 
 
+def seed_in_name(text: str) -> str:
+    """The seed a name states (`seed-3`, `multiberts-seed_0-step_20k`, a revision `seed_2`) as a label, "" when
+    it states none."""
+    match = SEED_WORD.search(text)
+    return str(int(match.group(1))) if match else ""
+
+
 def seed_of(location: str) -> str:
     """The training seed of a checkpoint, as a label: from its path or hub name (`seed-3/checkpoint-N`,
     `google/multiberts-seed_3-step_20k`), else from its run's record; "" when neither says.
@@ -70,8 +77,8 @@ def seed_of(location: str) -> str:
     """
     path = Path(location)
     for part in reversed(path.parts[-3:]):
-        if match := SEED_PART.search(part):
-            return str(int(match.group(1)))
+        if seed := seed_in_name(part):
+            return seed
     try:
         record = read_run_record(path.parent) if path.parent.is_dir() else None
     except ProbekitError:

@@ -40,7 +40,6 @@ COUNT = r"(\d+(?:\.\d+)?)([kKmMbB]?)"
 STEP_WORD = re.compile(rf"(?:^|(?<=[^A-Za-z]))(?:step|checkpoint|ckpt|iter|iteration)[-_]?{COUNT}(?![A-Za-z0-9])",
                        re.IGNORECASE)
 BARE_COUNT = re.compile(rf"^{COUNT}$")
-SEED_WORD = re.compile(r"(?:^|(?<=[^A-Za-z]))seed[-_]?(\d+)(?![0-9])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -132,12 +131,6 @@ def step_from_pattern(pattern: re.Pattern, text: str) -> int:
         what = "does not match it" if match is None else f"found {found!r}, not a step such as 2000 or 20k"
         raise ProbekitError(f"{text}: --step-from {pattern.pattern!r} {what}")
     return count_value(*count.groups())
-
-
-def seed_in_name(text: str) -> str:
-    """The seed a name states (`seed_0`, `seed-3`) as a label, "" when it states none."""
-    match = SEED_WORD.search(text)
-    return str(int(match.group(1))) if match else ""
 
 
 def run_of(spec: HubSpec) -> str:
