@@ -155,13 +155,74 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
 
     names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
     try:
-        analyses.get(names)  # registers the built-in analyses, then looks every name up in REGISTRY
+        analyses.get(names)
     except ProbekitError as exc:
         raise click.BadParameter(str(exc), ctx, param) from exc
     return names
 
 
-@main.command()
+def _option_flags() -> list[tuple[click.Option, str, str]]:
+    """A click option for every option field of every registered analysis: (option, analysis, field)."""
+    import dataclasses
+
+    from probekit.analyses import load_builtins
+
+    made = []
+    for analysis in load_builtins().values():
+        for f in dataclasses.fields(analysis.options):
+            meta = f.metadata
+            flag = meta.get("flag") or f"--{analysis.name}-{f.name}".replace("_", "-")
+            dest = f"option__{analysis.name}__{f.name}".replace("-", "_")
+            shown = f"  [{analysis.name}; default: {f.default}]"
+            if f.type in (bool, "bool"):
+                spelled = flag if not f.default else f"{flag}/--no-{flag[2:]}"
+                option = click.Option([spelled, dest], is_flag=True, default=None, help=meta["help"] + shown)
+            else:
+                option = click.Option([flag, dest], type=_click_type(f), default=None, help=meta["help"] + shown,
+                                      show_default=False)
+            made.append((option, analysis.name, f.name))
+    return made
+
+
+def _click_type(f) -> click.ParamType:
+    """The click type of an option field: its choices, its bounds, or its Python type."""
+    meta = f.metadata
+    if meta.get("choices"):
+        return click.Choice([str(c) for c in meta["choices"]])
+    kind = {"int": int, "float": float}.get(f.type, f.type) if isinstance(f.type, str) else f.type
+    if kind is int:
+        return click.IntRange(meta.get("low"), meta.get("high"))
+    if kind is float:
+        return click.FloatRange(meta.get("low"), meta.get("high"))
+    return click.STRING
+
+
+def analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add every registered analysis's options to a click command; the command receives them as
+    `options={analysis: {field: value}}` (only those given)."""
+    made = _option_flags()
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given: dict[str, dict] = {}
+        for option, analysis, name in made:
+            value = kwargs.pop(option.name)
+            if value is not None:
+                given.setdefault(analysis, {})[name] = value
+        return command(*args, options=given, **kwargs)
+
+    wrapper.__click_params__ = [*getattr(command, "__click_params__", []), *(o for o, _, _ in reversed(made))]
+    return wrapper
+
+
+def _analyses_epilog() -> str:
+    from probekit.analyses import load_builtins
+
+    lines = [f"  {name:<12} {analysis.help}" for name, analysis in load_builtins().items()]
+    return "\b\nAnalyses (--with NAME; their options are the flags above marked with the name):\n" + "\n".join(lines)
+
+
+@main.command(epilog=_analyses_epilog())
 @click.argument("paths", nargs=-1, metavar="[CHECKPOINT]...")
 @click.option("--checkpoints", "-c", multiple=True,
               help="Checkpoint folders, a quoted glob ('local/my_bert/*'), a parent folder, or hub names. "
@@ -171,17 +232,14 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
                    "blimp, blimp:PARADIGM|PHENOMENON|FIELD (e.g. blimp:island_effects), or a .csv/.jsonl file "
                    "with good, bad columns (OUT/pairs.parquet, OUT/pair_accuracy.parquet). Choices: "
                    "choice:blimp, choice:blimp:SELECTOR or choice:PAIRS.csv — one-word minimal pairs as prompts "
-                   "with a foil (OUT/choices.parquet, OUT/choice_accuracy.parquet).")
+                   "with a foil (OUT/choices.parquet, OUT/choice_accuracy.parquet). Any input kind a registered "
+                   "analysis reads (sentences:FILE, …).")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
               help="Score at most N pairs per paradigm of the minimal-pair benchmarks (seeded: the same N each "
                    "run); all of BLiMP is 134,000 sentences per checkpoint.")
-@click.option("--pll-metric", type=click.Choice(["within_word_l2r", "original"]), default="within_word_l2r",
-              help="Sentence score for minimal pairs: PLL-word-l2r (Kauf & Ivanova 2023) or the original PLL "
-                   "(Salazar et al. 2020).")
 @click.option("--out", "-o", default="local/probe", help="Results folder (tables, manifest, cache).")
 @click.option("--with", "with_", metavar="A,B", callback=analysis_list, default=None,
-              help="Analyses to run beside the predictions, comma-separated: lens, ablation, capture "
-                   "(and any registered one).")
+              help="Analyses to run beside the predictions, comma-separated (listed below).")
 @click.option("--tokenizer", default=None, help="Tokenizer to use instead of each checkpoint's own.")
 @click.option("--allow-pickle", is_flag=True, help="Also load pytorch_model.bin (pickle) weights, weights-only.")
 @click.option("--step-from", metavar="REGEX", default=None,
@@ -191,7 +249,6 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--evict", is_flag=True,
               help="Delete each hub checkpoint from the hub cache once it is probed, so a long series fits "
                    "the disk (local folders are never deleted).")
-@click.option("--top-k", type=click.IntRange(1, 1000), default=10, help="Predictions kept per prompt.")
 @click.option("--batch-size", type=BatchSize(), default="128",
               help="Prompts per forward pass, or 'auto': the largest that fits (on a GPU from 1024, halved on "
                    "running out of memory; on a CPU 128).")
@@ -200,26 +257,21 @@ def analysis_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 …  [default: cuda if available]")
 @click.option("--capture", "capture_file", is_flag=False, flag_value=SHIPPED_SENTENCES, default=None,
               metavar="[FILE]",
-              help="Same as --with capture; with FILE (.txt/.jsonl; a tab in a .txt line makes an A/B pair) "
-                   "instead of the shipped sentences. Q/K/V and attention go to OUT/attention/, head metrics "
-                   "to OUT/heads.parquet.")
-@click.option("--half", is_flag=True,
-              help="Half precision: captured tensors stored as float16, predictions scored in bf16 (deviation "
-                   "from fp32 in the manifest's bf16_scoring).")
-@click.option("--lens", is_flag=True, help="Same as --with lens: read the MLM head at every layer (OUT/lens.parquet).")
-@click.option("--ablate", is_flag=True,
-              help="Same as --with ablation: zero each head in turn and rescore all prompts (OUT/ablation.parquet).")
+              help="Same as --with capture; with FILE, the same as --sentences FILE too.")
+@click.option("--lens", is_flag=True, help="Same as --with lens.")
+@click.option("--ablate", is_flag=True, help="Same as --with ablation.")
 @click.option("--shard", metavar="I/N", default=None,
               help="Compute only shard I of N (0 to N-1) into the shared OUT and exit; the last shard to finish "
                    "(or --merge) writes the tables. For jobs without torchrun, e.g. a Slurm array.")
 @click.option("--merge", is_flag=True,
               help="Write the tables from the shards' units in OUT (the same command as the shards, without "
                    "--shard); names the missing units if a shard has not finished.")
+@analysis_options
 @one_line_errors
 def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tuple[str, ...], sample: int | None,
-          pll_metric: str, out: str, with_: tuple[str, ...], tokenizer: str | None, allow_pickle: bool, top_k: int,
-          batch_size: int, control: bool, device: str | None, capture_file: str | None, half: bool, lens: bool,
-          ablate: bool, shard: str | None = None, merge: bool = False, step_from: str | None = None,
+          out: str, with_: tuple[str, ...], tokenizer: str | None, allow_pickle: bool, batch_size: int,
+          control: bool, device: str | None, capture_file: str | None, lens: bool, ablate: bool,
+          options: dict[str, dict], shard: str | None = None, merge: bool = False, step_from: str | None = None,
           evict: bool = False) -> None:
     """Score every benchmark prompt on every checkpoint; write tidy tables to OUT.
 
@@ -234,11 +286,11 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
         raise click.UsageError("give checkpoints: probekit probe --checkpoints local/my_bert/*")
     flagged = [name for name, on in (("lens", lens), ("ablation", ablate), ("capture", capture_file)) if on]
     analyses = tuple(dict.fromkeys(["predictions", *with_, *flagged]))
-    sentences = None if capture_file in (None, SHIPPED_SENTENCES) else capture_file
+    if capture_file not in (None, SHIPPED_SENTENCES):
+        options.setdefault("capture", {})["sentences"] = capture_file
     result = run_probe(specs, benchmarks, analyses=analyses, out=out, tokenizer=tokenizer,
-                       allow_pickle=allow_pickle, top_k=top_k, batch_size=batch_size, control=control,
-                       device=device, sentences=sentences, half=half, sample=sample, pll_metric=pll_metric,
-                       step_from=step_from, evict=evict, shard=shard, merge=merge)
+                       allow_pickle=allow_pickle, batch_size=batch_size, control=control, device=device,
+                       sample=sample, step_from=step_from, evict=evict, shard=shard, merge=merge, options=options)
     if result is None:  # a rank or shard that leaves the tables to another process
         return
     if len(result.predictions):  # none when only minimal pairs were scored
@@ -246,12 +298,14 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
         click.echo(result.summary(intervals=True).to_string())
     if (accuracy := result.tables.get("pair_accuracy")) is not None and len(accuracy):
         overall = accuracy[accuracy["level"] == "all"]
-        click.echo(f"\nMinimal-pair accuracy ({pll_metric}) by checkpoint and benchmark:")
+        metric = result.manifest["options"]["pairs"]["metric"]
+        click.echo(f"\nMinimal-pair accuracy ({metric}) by checkpoint and benchmark:")
         click.echo(overall.pivot_table(index=["step", "checkpoint"], columns="benchmark", values="accuracy",
                                        sort=False).to_string(float_format=lambda v: f"{v:.3f}"))
     click.echo(f"\n{len(result.predictions):,} predictions from {len(result.checkpoints)} checkpoints -> {out}/")
     if len(result.skipped):
-        click.echo(f"{len(result.skipped)} checkpoint(s) skipped: see {out}/checkpoints.csv", err=True)
+        click.echo(f"{len(result.skipped)} checkpoint(s) skipped: see {out}/checkpoints.parquet "
+                   f"(column error) or the lines above", err=True)
         sys.exit(1)
 
 

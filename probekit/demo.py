@@ -66,8 +66,8 @@ def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: s
         series = str(runs)
     n = sum(len(t.checkpoints) for t in training)
     logger.info(f"[2/3] probing {n} checkpoints into {out / 'probe'}")
-    probing = probe(series, out=out / "probe", analyses=["lens", "ablation", "capture"], sentences="default",
-                    pairs=["blimp"], sample=blimp_sample)
+    probing = probe(series, ["countries", "blimp"], ["lens", "ablation", "capture"], out=out / "probe",
+                    sample=blimp_sample)
     if probing is None:  # a torchrun rank other than the first: its share is done, rank 0 writes the rest
         return DemoResult(training, None, out / "site" / "index.html")
     logger.info(probing.summary().to_string(float_format=lambda v: f"{v:.2f}"))

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from probekit.benchmarks import HERE
 from probekit.errors import ProbekitError
 
-TEMPLATES = HERE / "fact_templates.yaml"
+TEMPLATES = Path(__file__).parent / "benchmarks" / "fact_templates.yaml"  # data beside the benchmarks
 RECORD_FILE = "facts.json"
 
 

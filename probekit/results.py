@@ -18,6 +18,9 @@ class ProbeResult:
     """
 
     def __init__(self, tables: dict[str, pd.DataFrame], manifest: dict):
+        from probekit.analyses import load_builtins
+
+        load_builtins()  # every registered analysis's tables are in the format
         self.tables = {name: TABLES[name].conform(frame) if name in TABLES else frame
                        for name, frame in tables.items() if frame is not None}
         self.manifest = manifest

@@ -8,8 +8,6 @@ one line and skipped; the others are still probed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,25 +17,26 @@ from transformers import PreTrainedTokenizerBase
 
 from probekit import analyses as registry
 from probekit.analyses import Analysis, Context
-from probekit.analyses.predictions import BF16_DEVIATION
-from probekit.activations import read_sentences
-from probekit.benchmarks import DEFAULT_BENCHMARKS, DEFAULT_SENTENCES, load_benchmark
-from probekit.checkpoints import Checkpoint, RandomInit, resolve_checkpoints
+from probekit.benchmarks import DEFAULT_BENCHMARKS
+from probekit.benchmarks.kinds import load_input, load_inputs
+from probekit.checkpoints import Checkpoint, RandomInit
 from probekit.errors import ProbekitError
 from probekit.facts import FactRecord, fact_groups
 from probekit.folders import TRAINER_STATE, seed_of
 from probekit.log import logger, progress
 from probekit.results import ProbeResult
-from probekit.schema import CONTROL, TABLES
-from probekit.stats import score_table, settings as stats_settings, with_pooled_seeds
+from probekit.series import resolve_checkpoints
+from probekit.schema import TABLES
+from probekit.stats import settings as stats_settings
 from probekit.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
 from probekit.vocab import load_tokenizer
 
-SCORE_KEYS = ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group"]
 AUTO_BATCH = "batch_size=auto"
 """`ctx.state` key set when `batch_size="auto"`: an analysis that runs out of memory is retried at half the batch."""
 AUTO_START = {"cuda": 1024}
 """The batch `auto` starts from, by device type (elsewhere the default, 128)."""
+LEGACY = {"top_k": ("predictions", "top_k"), "pll_metric": ("pairs", "metric"), "sentences": ("capture", "sentences")}
+"""Keyword arguments of `probe` from before the analysis spec, and the option each now sets."""
 
 
 @dataclass
@@ -53,9 +52,9 @@ class Job:
     tokenizer: PreTrainedTokenizerBase | None = None
     allow_pickle: bool = False
 
-    def run_unit(self, ref: Checkpoint, analysis: Analysis, bench) -> tuple[pd.DataFrame, bool | None]:
+    def run_unit(self, ref: Checkpoint, analysis: Analysis, item) -> tuple[pd.DataFrame, bool | None]:
         """One unit of this probe (`run_unit`)."""
-        return run_unit(ref, analysis, self.ctx, bench)
+        return run_unit(ref, analysis, self.ctx, item)
 
     def run(self, manifest: dict | None = None) -> ProbeResult:
         """The whole probe in this process (`run_job`)."""
@@ -65,51 +64,52 @@ class Job:
 def probe(
     checkpoints: list[str] | str,
     benchmarks: list[str] | tuple[str, ...] = DEFAULT_BENCHMARKS,
-    analyses: list[str] | tuple[str, ...] = ("predictions",),
+    analyses: list[str] | tuple[str, ...] | dict[str, dict] = ("predictions",),
     out: str | Path | None = None,
     *,
     tokenizer: str | PreTrainedTokenizerBase | None = None,
     allow_pickle: bool = False,
-    top_k: int = 10,
     batch_size: int | str = 128,
     control: bool = True,
     device: str | None = None,
-    sentences: str | Path | list | None = None,
-    half: bool = False,
-    pairs: list[str] | tuple[str, ...] = (),
     sample: int | None = None,
-    pll_metric: str = "within_word_l2r",
     shard: str | tuple[int, int] | None = None,
     merge: bool = False,
     step_from: str | None = None,
     evict: bool = False,
+    options: dict[str, dict] | None = None,
+    **legacy,
 ) -> ProbeResult | None:
-    """Run `analyses` on every checkpoint of a series for every benchmark prompt; returns the tidy tables.
+    """Run `analyses` on every checkpoint of a series over the benchmarks' inputs; returns the tidy tables.
 
     checkpoints: folders, a quoted glob ('local/my_bert/*'), a parent folder, or hub names.
-    benchmarks: shipped names ("countries") or CSV/JSONL/YAML files.
-    analyses: registered names — "predictions" (always), "lens", "ablation", "capture" (Q/K/V and attention
-        on `sentences`: a file, a list, or "default"; giving `sentences` implies "capture").
+    benchmarks: input specs, each read by the input kind that claims it (`probekit.benchmarks.kinds`):
+        fill-mask prompts ("countries", CSV/JSONL/YAML files), minimal pairs ("blimp", "blimp:SELECTOR",
+        files with good, bad columns), choices ("choice:blimp"), sentences ("sentences:FILE").
+    analyses: registered names, or {name: {option: value}} — e.g. {"lens": {}, "capture": {"sentences":
+        "my.txt"}}; "predictions" always runs, and analyses whose inputs are given run by themselves (pairs
+        for minimal pairs, choice for prompts with foils). `probekit probe --help` lists them and their options.
+    options: {name: {option: value}} for analyses that run without being named, e.g. {"pairs": {"metric":
+        "original"}, "predictions": {"top_k": 5}}.
     out: a results folder; with it, results are cached and the run's tables written there as one set.
     control: add a random-initialisation row when the series has no step 0.
-    pairs: minimal-pair benchmarks ("blimp", "blimp:SELECTOR", CSV/JSONL files with good, bad columns), scored
-        by the "pairs" analysis with `pll_metric`; `sample` keeps N pairs per paradigm (seeded). Pair specs
-        given in `benchmarks` are moved here.
+    sample: keep at most N items per group of the inputs that can be sampled (pairs per paradigm; seeded).
     batch_size: prompts per forward pass, or "auto": the largest that fits (from 1,024 on a GPU, halved on
         running out of memory; 128 on a CPU).
     shard, merge: probe at scale (`probekit.shards`). Under `torchrun` the work is split over its processes
         by itself; `shard="I/N"` computes only shard I of N into `out` and `merge=True` assembles the tables
         from what all shards left there. Returns None where this process does not assemble the tables
         (ranks other than 0, a shard that is not the last to finish).
-    half: captures stored as float16; predictions scored under bf16 autocast, the manifest's `bf16_scoring`
-        giving the largest deviation from fp32 on the first prompts of each benchmark (rescored in fp32).
     step_from: a regex whose first group is each checkpoint's step (k/M suffixes), instead of names and
         trainer_state.json. evict: delete each hub checkpoint from the hub cache once it is probed.
+    legacy: the keywords of earlier versions, each setting an option: top_k, pll_metric, sentences (also
+        asks for capture), pairs (more benchmarks), half (bf16 scoring and float16 captures).
     """
-    job = _prepare(checkpoints, benchmarks, analyses, out, tokenizer=tokenizer, allow_pickle=allow_pickle,
-                   top_k=top_k, batch_size=batch_size, control=control, device=device, sentences=sentences,
-                   half=half, pairs=pairs, sample=sample, pll_metric=pll_metric, step_from=step_from, evict=evict,
-                   sharded=shard is not None or merge)
+    requested, given = requested_analyses(analyses)
+    benchmarks, requested, given = _legacy(list(benchmarks), requested, _merged(given, options or {}), legacy)
+    job = prepare(checkpoints, benchmarks, requested, given, out, tokenizer=tokenizer, allow_pickle=allow_pickle,
+                  batch_size=batch_size, control=control, device=device, sample=sample, step_from=step_from,
+                  evict=evict, sharded=shard is not None or merge)
     from probekit import shards
 
     if shard is not None or merge or shards.under_torchrun():
@@ -117,42 +117,63 @@ def probe(
     return job.run()
 
 
-def _prepare(checkpoints, benchmarks, analyses, out, *, tokenizer, allow_pickle, top_k, batch_size, control,
-             device, sentences, half, pairs, sample, pll_metric, step_from=None, evict=False,
-             sharded: bool = False) -> Job:
+def requested_analyses(analyses) -> tuple[list[str], dict[str, dict]]:
+    """(names asked for, their options) from names or {name: options}."""
+    if isinstance(analyses, str):
+        analyses = [analyses]
+    if isinstance(analyses, dict):
+        return list(analyses), {name: dict(opts) for name, opts in analyses.items() if opts}
+    return list(dict.fromkeys(analyses)), {}
+
+
+def _merged(a: dict[str, dict], b: dict[str, dict]) -> dict[str, dict]:
+    return {name: {**a.get(name, {}), **b.get(name, {})} for name in dict.fromkeys([*a, *b])}
+
+
+def _legacy(benchmarks: list, requested: list[str], options: dict[str, dict],
+            legacy: dict) -> tuple[list, list[str], dict[str, dict]]:
+    """The earlier keywords of `probe` as benchmarks, analyses and options (see `probe`)."""
+    if unknown := sorted(set(legacy) - {*LEGACY, "pairs", "half"}):
+        raise TypeError(f"probe() got an unexpected keyword argument {unknown[0]!r}")
+    benchmarks = [*benchmarks, *legacy.get("pairs", ())]
+    for key, (name, option) in LEGACY.items():
+        if legacy.get(key) is not None:
+            options.setdefault(name, {})[option] = legacy[key]
+    if legacy.get("sentences") is not None and "capture" not in requested:
+        requested = [*requested, "capture"]
+    if legacy.get("half"):
+        options.setdefault("predictions", {})["bf16"] = True
+        options.setdefault("capture", {})["float16"] = True
+    return benchmarks, requested, options
+
+
+def prepare(checkpoints, benchmarks, requested: list[str], options: dict[str, dict], out, *, tokenizer=None, allow_pickle=False,
+            batch_size=128, control=True, device=None, sample=None, step_from=None, evict=False,
+            sharded: bool = False) -> Job:
     """Everything `probe` needs before the first checkpoint is read: no weights are loaded here.
 
     sharded: one shard (or the merge) of a split run, which needs only some checkpoints, or none: hub
         checkpoints missing offline are then reported by the units that need them, not refused up front.
     """
-    pairs, benchmarks = _split_pair_specs(pairs, benchmarks)
-    if pairs and "pairs" not in analyses:
-        analyses = [*analyses, "pairs"]
-    if sentences is not None and "capture" not in analyses:
-        analyses = [*analyses, "capture"]
-    benches = [_load_benchmark(b, sample) for b in benchmarks]
-    if any(b.candidates for b in benches) and "choice" not in analyses:
-        analyses = [*analyses, "choice"]
-    chosen = registry.get(analyses)
+    registry.load_builtins()
     auto = batch_size == "auto"
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = AUTO_START.get(device.type, 128) if auto else batch_size
-    if not isinstance(batch_size, int) or top_k < 1 or batch_size < 1:
-        raise ProbekitError(f"top_k and batch_size must be at least 1 (got {top_k}, {batch_size!r}; "
-                            f"batch_size may also be 'auto')")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ProbekitError(f"batch_size must be at least 1 (got {batch_size!r}; it may also be 'auto')")
+    ctx = Context(load_inputs(benchmarks, sample), {}, batch_size, device, Path(out) if out is not None else None)
+    chosen = registry.chosen(requested, options, ctx)
+    for analysis in chosen:
+        if analysis.inputs and not ctx.of(analysis.inputs):
+            for spec in analysis.default_inputs(ctx.opts(analysis.name)):
+                kind, loaded = load_input(spec, sample)
+                ctx.inputs.setdefault(kind, []).append(loaded)
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     refs = resolve_checkpoints(checkpoints, allow_pickle, tok, step_from=step_from, evict=evict,
                                check_cached=not sharded)
-    for problem in (p for b in benches for p in b.problems):
-        logger.warning(problem)
     facts = _fact_record(refs)
-    for bench in benches:
+    for bench in ctx.of("prompts"):
         bench.groups = fact_groups(bench.prompts, facts)
-    wants_capture = any(a.name == "capture" for a in chosen)
-    ctx = Context(benches, top_k, batch_size, device,
-                  Path(out) if out is not None else None, _sentences(sentences or "default") if wants_capture else None, half,
-                  groups_sha=_sha(asdict(facts) if facts else None))
-    ctx.pairs, ctx.pll_metric = _load_pairs(pairs, sample), pll_metric
     if auto:
         ctx.state[AUTO_BATCH] = True
     return Job(refs, chosen, ctx, facts, control, tok, allow_pickle)
@@ -222,32 +243,38 @@ def _analyse(ref: Checkpoint, chosen: list[Analysis], ctx: Context, reuse) -> di
         if reuse is not None and analysis.cached:
             results[analysis.name] = [_label(f, ref) for f in reuse[1][analysis.name]]
             continue
-        benches = ctx.benchmarks if analysis.per_benchmark else [None]
-        results[analysis.name] = [_label(run_unit(ref, analysis, ctx, bench)[0], ref) for bench in benches]
+        items = ctx.of(analysis.inputs) if analysis.inputs else [None]
+        results[analysis.name] = [_label(run_unit(ref, analysis, ctx, item)[0], ref) for item in items]
     return results
 
 
-def run_unit(ref: Checkpoint, analysis: Analysis, ctx: Context, bench) -> tuple[pd.DataFrame, bool | None]:
-    """One analysis of one checkpoint (on one benchmark, or None): its rows from the cache, or computed and
+def run_unit(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> tuple[pd.DataFrame, bool | None]:
+    """One analysis of one checkpoint (on one input, or None): its rows from the cache, or computed and
     cached. Returns (rows without the checkpoint's columns, whether the cache had them; None when the
     analysis keeps its own files). The unit of work a sharded probe spreads over processes."""
     key = None
     if analysis.cached:
-        key = cache_key(analysis=analysis.name, identity=ref.identity,
-                        benchmark=bench.sha256 if bench else None, settings=analysis.settings(ctx))
+        key = unit_key(ref, analysis, ctx, item)
         if (frame := read_cached(ctx.out, key)) is not None:
             return frame, True
-    frame = _computed(ref, analysis, ctx, bench)
+    frame = _computed(ref, analysis, ctx, item)
     if key is not None:
         write_cached(ctx.out, key, frame)
     return frame, False if analysis.cached else None
 
 
-def _computed(ref: Checkpoint, analysis: Analysis, ctx: Context, bench) -> pd.DataFrame:
+def unit_key(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> str:
+    """The cache key of one unit: the analysis, the checkpoint's identity, the input's content and every
+    setting the analysis declares (its version and options)."""
+    return cache_key(analysis=analysis.name, identity=ref.identity, benchmark=item.sha256 if item else None,
+                     settings=analysis.settings(ctx, item))
+
+
+def _computed(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> pd.DataFrame:
     """`analysis.run`; with batch_size "auto", retried at half the batch each time memory runs out."""
     while True:
         try:
-            return analysis.run(ref, ctx, bench)
+            return analysis.run(ref, ctx, item)
         except torch.OutOfMemoryError:
             if not ctx.state.get(AUTO_BATCH) or ctx.batch_size <= 1:
                 raise
@@ -271,46 +298,27 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=analysis.table.names)
         if "group" in analysis.table.names and "subject" in frame.columns:
             frame["group"] = fact_groups(frame, facts)
-        if frame.empty:  # typed as declared, so that summaries of it work (a run of minimal pairs alone)
+        if frame.empty:  # typed as declared, so that its summaries work (a run of minimal pairs alone)
             frame = analysis.table.conform(frame)
         frame = frame.sort_values("step", kind="stable", na_position="last").reset_index(drop=True)
         frame = analysis.finish(frame, ctx)
         tables[analysis.table.name] = frame
-        tables.update(analysis.derive(frame, ctx))
-    predictions = tables["predictions"]
-    scored = with_pooled_seeds(predictions)
-    scores = score_table(scored, SCORE_KEYS)
-    multi = scored[scored["gold_rank"].notna() & (scored["n_pieces"] > 1)]
-    counts = multi.groupby(SCORE_KEYS, dropna=False).size()
-    scores["n_multi_piece"] = [int(counts.get(tuple(k), 0)) for k in scores[SCORE_KEYS].itertuples(index=False)]
-    tables["scores"] = scores
+        tables.update(analysis.summarize(frame, ctx))
     tables["checkpoints"] = pd.DataFrame(records, columns=TABLES["checkpoints"].names)
     states = [Path(r.location) / TRAINER_STATE for r in refs if r.is_local]
     if states := [s for s in states if s.is_file()]:
         tables["training"] = training_log(states[-1])
-    _report_unscorable(predictions)
     manifest = new_manifest(
-        benchmarks={b.name: {"source": str(b.source), "sha256": b.sha256, "prompts": len(b.prompts),
-                             "malformed_rows": len(b.problems)} for b in ctx.benchmarks},
+        inputs={kind: {i.name: i.describe() for i in items} for kind, items in ctx.inputs.items()},
         analyses=[a.name for a in chosen],
-        settings={"top_k": ctx.top_k, "batch_size": ctx.batch_size,
-                  "batch_size_auto": bool(ctx.state.get(AUTO_BATCH)), "half": ctx.half},
-        bf16_scoring=ctx.state.get(BF16_DEVIATION),
+        options={a.name: ctx.opts(a.name).key() for a in chosen},
+        settings={"batch_size": ctx.batch_size, "batch_size_auto": bool(ctx.state.get(AUTO_BATCH))},
         statistics=stats_settings(),
         device=str(ctx.device), checkpoints=len(refs), skipped=sum(r["status"] == "skipped" for r in records),
-        facts=asdict(facts) if facts else None, captures=dict(ctx.files), pairs=_pairs_manifest(ctx),
-        sentences={"count": len(ctx.sentences), "sha256": ctx.sentences_sha} if ctx.sentences else None)
+        facts=asdict(facts) if facts else None)
+    for analysis in chosen:
+        manifest.update(analysis.manifest(ctx))
     return ProbeResult(tables, manifest)
-
-
-def _report_unscorable(predictions: pd.DataFrame) -> None:
-    """Say which prompts could not be scored (they are counted apart, never as misses)."""
-    missing = predictions[predictions["gold_rank"].isna() & (predictions["checkpoint"] != CONTROL)]
-    for bench, rows in missing.groupby("benchmark"):
-        prompts = rows.drop_duplicates("prompt")
-        example = prompts.iloc[0]
-        logger.warning(f"{bench}: {len(prompts)} prompts unscorable on {rows['checkpoint'].nunique()} checkpoint(s), "
-                       f"counted in n_unscorable (e.g. {example['prompt']!r} → {example['answer']!r})")
 
 
 def _fact_record(refs: list[Checkpoint]) -> FactRecord | None:
@@ -319,47 +327,3 @@ def _fact_record(refs: list[Checkpoint]) -> FactRecord | None:
         if (record := FactRecord.load(folder)) is not None:
             return record
     return None
-
-
-def _sentences(spec) -> list | None:
-    if spec is None or spec is False:
-        return None
-    if isinstance(spec, (list, tuple)):
-        return list(spec)
-    return read_sentences(DEFAULT_SENTENCES if spec in ("default", True) else spec)
-
-
-def _sha(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------- minimal pairs (issue 14)
-
-
-def _split_pair_specs(pairs, benchmarks) -> tuple[list, list]:
-    """Pair benchmarks (`blimp…`, files with good/bad columns) apart from the fill-mask ones."""
-    from probekit.benchmarks.pairs import is_pair_spec
-
-    moved = [b for b in benchmarks if is_pair_spec(b)]
-    return [*pairs, *moved], [b for b in benchmarks if b not in moved]
-
-
-def _load_benchmark(spec, sample: int | None):
-    """A fill-mask benchmark; `choice:PAIRS` makes one from minimal pairs (`sample` per paradigm)."""
-    from probekit.benchmarks.pairs import is_choice_spec, load_choices
-
-    return load_choices(spec, sample) if is_choice_spec(spec) else load_benchmark(spec)
-
-
-def _load_pairs(specs, sample: int | None) -> list:
-    from probekit.benchmarks.pairs import load_pairs
-
-    loaded = [load_pairs(spec, sample) for spec in specs]
-    for problem in (p for b in loaded for p in b.problems):
-        logger.warning(problem)
-    return loaded
-
-
-def _pairs_manifest(ctx: Context) -> dict | None:
-    return {b.name: {"source": str(b.source), "sha256": b.sha256, "pairs": len(b.pairs),
-                     "malformed_rows": len(b.problems), "metric": ctx.pll_metric} for b in ctx.pairs} or None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: the `checkpoint` label of the random-initialisation control's rows
 CONTROL = "random-init"
 #: the `run` and `seed` of the rows pooled over the seeds of a series (checkpoint `all-seeds/step-N`)
@@ -65,18 +65,19 @@ def _cast(values, kind: str):
     return values.astype(DTYPES[kind])
 
 
-def _columns(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
+def columns(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
+    """Columns from (name, type, meaning) triples: how every table, built-in or not, declares its own."""
     return tuple(Column(*spec) for spec in specs)
 
 
-CHECKPOINT_KEYS = (
+CHECKPOINT_COLUMNS = (
     ("checkpoint", "str", "the checkpoint's label: its folder name, prefixed by its run where names repeat"),
     ("run", "str", "the folder holding the checkpoint (the training run); the hub name's owner for hub models"),
     ("step", "int", "training step (trainer_state.json or the number ending the name); missing if unknown"),
     ("seed", "str", "training seed (`seed-K` folder, hub name, or the run's record); empty when unknown and for "
                     "the random-init control; `all-seeds` on rows pooled over seeds"),
 )
-PROMPT_KEYS = (
+PROMPT_COLUMNS = (
     ("benchmark", "str", "benchmark name (shipped set or file stem)"),
     ("relation", "str", "the relation the prompt asks about"),
     ("group", "str", "fact-injection group: injected, held_back, other; all when the series injects none"),
@@ -85,12 +86,12 @@ PROMPT_KEYS = (
     ("answer", "str", "the gold answer"),
     ("prompt", "str", "the filled-in prompt"),
 )
-RANK = (
+RANK_COLUMNS = (
     ("gold_rank", "float", "rank of the gold answer (1 = top); several wordpieces: the worst piece's rank. "
                            "Missing = unscorable (the answer's pieces do not fit, or the logits are not finite)"),
     ("gold_logprob", "float", "log-probability of the gold answer (sum over its pieces, all masked at once)"),
 )
-SCORES = (
+SCORE_COLUMNS = (
     ("n", "int", "scorable prompts: the denominator of p_at_1, p_at_10 and mrr"),
     ("n_unscorable", "int", "prompts that could not be scored; counted apart, never as misses"),
     ("p_at_1", "float", "share of scorable prompts with gold_rank 1"),
@@ -99,33 +100,25 @@ SCORES = (
     ("mean_gold_logprob", "float", "mean gold log-probability over scorable prompts"),
 )
 
-PREDICTIONS = Table("predictions", "checkpoint × prompt", _columns(
-    *CHECKPOINT_KEYS, ("fingerprint", "str", "hash of the checkpoint's weights"), *PROMPT_KEYS,
-    ("n_pieces", "int", "wordpieces of the answer (one [MASK] each)"), *RANK,
-    ("gold_prob", "float", "exp(gold_logprob)"),
-    ("correct", "bool", "gold_rank == 1"),
-    ("top1", "str", "the greedy fill of the masks"),
-    ("topk_tokens", "list[str]", "the top-k tokens at the first mask"),
-    ("topk_probs", "list[float]", "their probabilities"),
-), "Every prompt of every benchmark, scored on every checkpoint.")
+#: the columns naming a checkpoint, a prompt, and a fact relation: the keys tables are joined and grouped on
+CHECKPOINT_ID = ["checkpoint", "run", "step", "seed"]
+PROMPT_ID = ["template", "subject", "answer", "prompt"]
+RELATION_ID = ["benchmark", "relation", "group"]
 
-_BOUNDS = "bound of the 95% percentile bootstrap interval (1,000 resamples, seed 0) over prompts, and over seeds " \
-          "jointly where n_seeds > 1"
-SCORES_TABLE = Table("scores", "checkpoint × benchmark × relation × group", _columns(
-    *CHECKPOINT_KEYS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"),
-    ("group", "str", "fact-injection group"), *SCORES,
-    ("n_multi_piece", "int", "scorable prompts whose answer has several wordpieces"),
-    *((f"{metric}_{side}", "float", f"{'lower' if side == 'low' else 'upper'} {_BOUNDS}")
-      for metric in ("p_at_1", "p_at_10", "mrr") for side in ("low", "high")),
-    ("n_seeds", "int", "training seeds behind the row: 1, or the seeds pooled in an all-seeds row"),
-), "LAMA's P@1, P@10 and MRR per relation, from the predictions table, with bootstrap intervals "
-   "(probekit.stats; the manifest's `statistics` records level, resamples and seed). When the series holds "
-   "several runs probed at the same steps (`seed-K/checkpoint-N`), each run is a seed, and the table also holds "
-   "one row per step pooled over the seeds: run `all-seeds`, checkpoint `all-seeds/step-N`, its n counting "
-   "seeds × prompts and its interval resampling seeds and prompts together (Multi-Bootstrap, Sellam et al. 2022).")
 
-CHECKPOINTS = Table("checkpoints", "checkpoint", _columns(
-    *CHECKPOINT_KEYS,
+def bounds(metrics: tuple[str, ...], over: str = "prompts") -> tuple[tuple[str, str, str], ...]:
+    """The `METRIC_low`/`METRIC_high` columns of 95% bootstrap intervals (`probekit.stats`)."""
+    what = (f"bound of the 95% percentile bootstrap interval (1,000 resamples, seed 0) over {over}, and over "
+            "seeds jointly where n_seeds > 1")
+    return tuple((f"{metric}_{side}", "float", f"{'lower' if side == 'low' else 'upper'} {what}")
+                 for metric in metrics for side in ("low", "high"))
+
+
+N_SEEDS = ("n_seeds", "int", "training seeds behind the row: 1, or the seeds pooled in an all-seeds row (its "
+                             "interval resamples seeds and items together)")
+
+CHECKPOINTS = Table("checkpoints", "checkpoint", columns(
+    *CHECKPOINT_COLUMNS,
     ("path", "str", "where it was read from (folder or hub name); missing for the random-init control"),
     ("family", "str", "model family, as its config's model_type says (bert, roberta, distilbert, albert, electra, "
                       "modernbert, …); missing when its config could not be read"),
@@ -135,44 +128,28 @@ CHECKPOINTS = Table("checkpoints", "checkpoint", _columns(
     ("error", "str", "why it was skipped"),
 ), "Every checkpoint given, in training order, and what became of it.")
 
-TRAINING = Table("training", "logged training step", _columns(
+TRAINING = Table("training", "logged training step", columns(
     ("step", "int", "optimiser step"), ("loss", "float", "training loss"),
     ("eval_loss", "float", "held-out MLM loss on fixed masks"), ("learning_rate", "float", "learning rate"),
     ("epoch", "float", "epoch"),
 ), "The series' training log (from the last checkpoint's trainer_state.json), when it has one.")
 
-HEADS = Table("heads", "checkpoint × layer × head × metric", _columns(
-    *CHECKPOINT_KEYS, ("layer", "int", "layer, from 0"), ("head", "int", "head, from 0"),
-    ("metric", "str", "attn_cls, attn_sep, attn_punct, attn_prev, attn_next, attn_self, entropy, entropy_ratio, "
-                      "q_norm, k_norm, v_norm, js_prev, js_final"),
-    ("value", "float", "its value, averaged over the real query tokens of the captured sentences"),
-), "Head metrics of the captured sentences (Clark et al. 2019); JS drift in bits.")
-
-LENS = Table("lens", "checkpoint × prompt × layer", _columns(
-    *CHECKPOINT_KEYS, *PROMPT_KEYS, ("layer", "int", "0 = the embeddings, L = the last layer"), *RANK,
-), "The logit lens: the MLM head read at every layer's hidden state.")
-
-ABLATION = Table("ablation", "checkpoint × head × benchmark × relation × group", _columns(
-    *CHECKPOINT_KEYS, ("layer", "int", "layer of the zeroed head"), ("head", "int", "the zeroed head"),
-    ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"), ("group", "str", "fact group"),
-    ("n", "int", "scorable prompts"), ("p_at_1", "float", "P@1 with the head zeroed"),
-    ("mean_gold_logprob", "float", "mean gold log-probability with the head zeroed"),
-    ("delta_p_at_1", "float", "change from the unablated model"),
-    ("delta_mean_gold_logprob", "float", "change from the unablated model"),
-), "Head ablation: each head's output zeroed in turn, every prompt rescored.")
-
-TABLES: dict[str, Table] = {t.name: t for t in (PREDICTIONS, SCORES_TABLE, CHECKPOINTS, TRAINING, HEADS, LENS,
-                                                 ABLATION)}
+TABLES: dict[str, Table] = {t.name: t for t in (CHECKPOINTS, TRAINING)}
+"""Every table of the results format by name: the run's own two here; each analysis's are added when it
+registers (`probekit.analyses.load_builtins()` registers the built-in ones and those of installed packages)."""
 
 
 def declare(table: Table) -> Table:
-    """Add an analysis's own table to the format (what `TABLES` and the reference page list)."""
+    """Add an analysis's table to the format (what `TABLES` and the reference page list)."""
+    if table.name in TABLES and TABLES[table.name] != table:
+        raise ValueError(f"table {table.name!r} is declared twice, differently")
     TABLES[table.name] = table
     return table
 
 
 def reference_markdown() -> str:
-    """The results-format reference page, generated from the declarations above."""
+    """The results-format reference page, generated from `TABLES` (call `probekit.analyses.load_builtins()`
+    first to have every analysis's tables in it)."""
     lines = ["# Results format", "", f"Format version **{FORMAT_VERSION}**. " + __doc__.split("\n\n")[1].replace("\n", " "),
              "", "Beside the tables: `manifest.json` and, with capture, `attention/*.safetensors` "
              "(Q/K/V, patterns and head outputs per checkpoint, named as in `probekit.hooks`).", ""]

@@ -36,10 +36,11 @@ from typing import Protocol
 import pandas as pd
 import torch
 
-from probekit.analyses import REGISTRY, Analysis, Context
-from probekit.checkpoints import Checkpoint, HubCheckpoint, RandomInit, tokenizer_identity
+from probekit.analyses import REGISTRY, Analysis, Context, Shape
+from probekit.checkpoints import Checkpoint, RandomInit, tokenizer_identity
 from probekit.errors import ProbekitError
 from probekit.folders import PICKLE_WEIGHTS, SAFE_WEIGHTS
+from probekit.hub import HubCheckpoint
 from probekit.log import logger, progress, set_progress
 from probekit.results import ProbeResult
 from probekit.store import FolderBusy, cache_key, read_unit_record, write_unit_record
@@ -50,8 +51,6 @@ BARRIER_TIMEOUT = timedelta(days=2)
 """How long a finished rank waits at the barrier for the slowest one."""
 WHOLE = 4
 """Checkpoints per shard from which a checkpoint's units are kept on one shard (`assign`)."""
-PASSES = {"lens": lambda layers, heads: layers + 1, "ablation": lambda layers, heads: layers * heads + 1}
-"""Forward passes over the prompts per unit, for the analyses that make more than one (cost balancing)."""
 
 
 class Job(Protocol):
@@ -139,16 +138,22 @@ def plan_units(job: Job) -> list[Unit]:
 
 
 def _bench_positions(job: Job, analysis: Analysis) -> list[int | None]:
-    return list(range(len(job.ctx.benchmarks))) if analysis.per_benchmark else [None]
+    return list(range(len(job.ctx.of(analysis.inputs)))) if analysis.inputs else [None]
+
+
+def _item(job: Job, analysis: Analysis, position: int | None):
+    """The input a unit runs over (None for an analysis that runs once per checkpoint)."""
+    return job.ctx.of(analysis.inputs)[position] if position is not None else None
 
 
 def _unit_name(job: Job, checkpoint: int | None, analysis: Analysis, bench: int | None) -> str:
     label = "random-init" if checkpoint is None else job.refs[checkpoint].name
-    return " ".join([label, analysis.name, *([job.ctx.benchmarks[bench].name] if bench is not None else [])])
+    item = _item(job, analysis, bench)
+    return " ".join([label, analysis.name, *([item.name] if item is not None else [])])
 
 
 def _cost(job: Job, checkpoint: int | None, analysis: Analysis, bench: int | None) -> float:
-    """Model size (bytes of weights) × prompts (or sentences) × forward passes: what balances the shards.
+    """Model size (bytes of weights) × the analysis's own cost of its input: what balances the shards.
     Nothing is fetched: a hub checkpoint not yet on disk counts as a 12-layer model of size 1."""
     folder = _folder(job.refs[0 if checkpoint is None else checkpoint])
     size, layers, heads = 1, 12, 12
@@ -159,14 +164,7 @@ def _cost(job: Job, checkpoint: int | None, analysis: Analysis, bench: int | Non
             layers, heads = int(config["num_hidden_layers"]), int(config["num_attention_heads"])
         except (OSError, ValueError, KeyError, TypeError):  # a broken config: the unit will fail fast
             return 1.0
-    if bench is not None:
-        items = len(job.ctx.benchmarks[bench].prompts)
-    elif analysis.name == "pairs":
-        items = 2 * sum(len(b.pairs) for b in job.ctx.pairs) * 10  # a PLL costs about one pass per token
-    else:
-        items = len(job.ctx.sentences or []) or 1
-    passes = PASSES.get(analysis.name, lambda layers, heads: 1)(layers, heads)
-    return float(size) * items * passes
+    return float(size) * analysis.cost(Shape(layers, heads), _item(job, analysis, bench))
 
 
 def assign(units: list[Unit], shards: int, whole: bool = False) -> list[int]:
@@ -195,10 +193,10 @@ def signature(job: Job, unit: Unit) -> str:
     """What a unit's record is valid for: the unit, its checkpoint's files (names, sizes, times), the
     benchmark, the analysis settings and the format versions; any change makes it a new unit."""
     analysis = REGISTRY[unit.analysis]
-    bench = job.ctx.benchmarks[unit.benchmark] if unit.benchmark is not None else None
+    item = _item(job, analysis, unit.benchmark)
     refs = job.refs if unit.checkpoint is None else [job.refs[unit.checkpoint]]  # the control copies one of them
     return cache_key(unit=unit.name, files=[_stamp(ref) for ref in refs], analysis=analysis.name,
-                     benchmark=bench.sha256 if bench else None, settings=analysis.settings(job.ctx),
+                     benchmark=item.sha256 if item else None, settings=analysis.settings(job.ctx, item),
                      tokenizer=tokenizer_identity(job.tokenizer) if job.tokenizer is not None else None,
                      allow_pickle=job.allow_pickle)
 
@@ -212,7 +210,8 @@ def _stamp(ref: Checkpoint) -> list:
 
 
 def _folder(ref: Checkpoint) -> Path | None:
-    """The checkpoint's own folder on disk; None for a hub checkpoint (asking its location would fetch it)."""
+    """The checkpoint's own folder on disk; None for a hub checkpoint (its location changes once fetched, and
+    planning never fetches)."""
     if isinstance(ref, HubCheckpoint):
         return None
     folder = Path(ref.location)
@@ -259,8 +258,8 @@ def run_units(job: Job, units: list[Unit], shard: tuple[int, int]) -> int:
 
 
 def _run_one(job: Job, ref: Checkpoint, unit: Unit) -> bool | None:
-    bench = job.ctx.benchmarks[unit.benchmark] if unit.benchmark is not None else None
-    return job.run_unit(ref, REGISTRY[unit.analysis], bench)[1]
+    analysis = REGISTRY[unit.analysis]
+    return job.run_unit(ref, analysis, _item(job, analysis, unit.benchmark))[1]
 
 
 def _control(job: Job) -> Checkpoint | None:
@@ -280,7 +279,7 @@ def _control(job: Job) -> Checkpoint | None:
 def _one_line(ref: Checkpoint, exc: Exception) -> str:
     if isinstance(exc, ProbekitError):
         return str(exc)
-    return f"{ref.location}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return f"{ref.source}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _crash_after(shard: int) -> int | None:

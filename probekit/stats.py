@@ -30,15 +30,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from probekit.schema import CONTROL, POOLED
+from probekit.schema import CHECKPOINT_ID, CONTROL, POOLED, PROMPT_ID
 from probekit.scoring import summarize
 
 LEVEL = 0.95
 RESAMPLES = 1000
 SEED = 0
 METRICS = ("p_at_1", "p_at_10", "mrr")
-PROMPT_ID = ["template", "subject", "answer", "prompt"]
-CHECKPOINT_ID = ["checkpoint", "run", "step", "seed"]
 
 
 def settings(level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> dict:

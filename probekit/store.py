@@ -249,8 +249,9 @@ def write_run(out: Path, tables: dict, manifest: dict, keep: list[str] = ()) -> 
             staged[TABLES[name].file] = Path(tmp)
             write_table(Path(tmp), frame,
                         {"format_version": FORMAT_VERSION, "run_id": run_id, "table": name})
+        previous = _previous_files(out)
         (out / MANIFEST).unlink(missing_ok=True)
-        for old in _previous_files(out):
+        for old in previous:
             if old not in staged and old not in keep:
                 (out / old).unlink(missing_ok=True)
         for file, tmp in staged.items():
@@ -265,14 +266,19 @@ def write_run(out: Path, tables: dict, manifest: dict, keep: list[str] = ()) -> 
 
 
 def _previous_files(out: Path) -> list[str]:
-    """Every file a run may have written into `out` (any format), so that none outlives its run."""
-    known = [t.file for t in TABLES.values()] + ["predictions.parquet", "scores.csv", "checkpoints.csv",
-                                                 "training.csv", "heads.parquet", "lens.parquet",
-                                                 "ablation.parquet"]
+    """Every file of the run now in `out` (those its manifest lists, and any table of the format), so that
+    none outlives its run."""
+    listed: list[str] = []
+    try:
+        files = json.loads((out / MANIFEST).read_text()).get("files", {})
+        listed = [*files.get("tables", {}).values(), *files.get("other", [])]
+    except (OSError, ValueError, AttributeError):
+        pass
+    known = [*listed, *(t.file for t in TABLES.values())]
     found = [f for f in dict.fromkeys(known) if (out / f).is_file()]
     if (out / ATTENTION).is_dir():
         found += [f"{ATTENTION}/{p.name}" for p in (out / ATTENTION).iterdir() if p.is_file()]
-    return found
+    return list(dict.fromkeys(found))
 
 
 def read_run(out: Path) -> tuple[dict, dict]:

@@ -2,7 +2,7 @@
 
 1. Speed: one forward with probekit's hooks capturing Q/K/V, attention and outputs of every layer, against a
    plain eager forward with `output_attentions=True` on the same model and batch (target: ≤1.3×).
-2. Memory: peak RSS of `probekit.probe(..., sentences=...)` capturing 4 checkpoints of a series and then
+2. Memory: peak RSS of `probekit.probe(..., analyses=["capture"])` capturing 4 checkpoints of a series and then
    16 (and the whole 20), each in a fresh process, head metrics and drift included (target: no growth with
    the number of checkpoints).
 
@@ -23,10 +23,10 @@ import torch
 
 from probekit.benchmarks import DEFAULT_SENTENCES
 from probekit.activations import CAPTURED, encode_sentences, read_sentences
-from probekit.checkpoints import load_checkpoint
 from probekit.families import body
 from probekit.hooks import hook_names, hooked
 from probekit.presets import get_preset
+from probekit.series import load_checkpoint
 from probekit.training import train
 
 
@@ -56,10 +56,10 @@ def time_forward(model, batch, capture: bool, repeats: int) -> float:
 def peak_rss_mb_of_probe(series: Path, n: int, work: Path) -> float:
     """Peak RSS (MB) of a fresh process probing the first n checkpoints with capture."""
     code = (
-        "import resource; from probekit.runner import probe; from probekit.checkpoints import resolve_checkpoints\n"
+        "import resource; from probekit.runner import probe; from probekit.series import resolve_checkpoints\n"
         "from probekit.log import set_progress; set_progress(False)\n"
         f"refs = [r.location for r in resolve_checkpoints({str(series)!r})][:{n}]\n"
-        f"probe(refs, out={str(work / f'mem{n}')!r}, sentences='default', control=False)\n"
+        f"probe(refs, analyses=['capture'], out={str(work / f'mem{n}')!r}, control=False)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

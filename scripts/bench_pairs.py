@@ -21,9 +21,9 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from probekit.benchmarks.pairs import load_pairs
-from probekit.checkpoints import resolve_checkpoints
 from probekit.pll import BATCH, pll_scores
 from probekit.presets import get_preset
+from probekit.series import resolve_checkpoints
 from probekit.vocab import load_tokenizer
 
 

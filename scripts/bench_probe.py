@@ -45,11 +45,11 @@ from transformers import (AddedToken, AutoModelForMaskedLM, BertConfig, PreTrain
 from transformers.utils import logging as hf_logging
 
 from probekit.benchmarks import DEFAULT_BENCHMARKS, load_benchmark
-from probekit.checkpoints import resolve_checkpoints
 from probekit.presets import get_preset
 from probekit.log import set_progress
 from probekit.runner import probe
 from probekit.scoring import MASK, answer_pieces
+from probekit.series import resolve_checkpoints
 from probekit.training import train
 from probekit.vocab import load_tokenizer
 
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--with", dest="analyses", default="lens,ablation", help="analyses for --procs")
     parser.add_argument("--families", default="bert,roberta", help="--size base: families to measure")
     parser.add_argument("--device", default=None, help="--size base: cpu or cuda [cuda where there is one]")
-    parser.add_argument("--half", action="store_true", help="--size base: also bf16 scoring (probe(half=True))")
+    parser.add_argument("--half", action="store_true", help="--size base: also bf16 scoring (the predictions option bf16)")
     args = parser.parse_args()
     if args.size == "base":
         bench_base(_count(args.checkpoints), 100 if args.prompts is None else args.prompts or None,
@@ -328,10 +328,10 @@ def _probe_peak(folders: list[str], bench: Path, device: str) -> tuple[float, fl
 
 
 def base_bf16(folders: list[str], bench: Path, device: str, exact) -> None:
-    """(c) probe(half=True): its rate, its deviation from fp32 over every prompt, and the manifest's report."""
+    """(c) bf16 scoring (options={"predictions": {"bf16": True}}): its rate, its deviation from fp32 over every prompt, and the manifest's report."""
     n = len(exact)
     start = time.perf_counter()
-    result = probe(folders, [str(bench)], control=False, device=device, half=True)
+    result = probe(folders, [str(bench)], control=False, device=device, options={"predictions": {"bf16": True}})
     seconds = time.perf_counter() - start
     _all_probed(result)
     bf16 = result.predictions

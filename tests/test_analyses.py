@@ -1,4 +1,8 @@
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -8,11 +12,11 @@ from probekit.benchmarks import load_benchmark
 from probekit.analyses import Context
 from probekit.analyses.ablation import Ablation
 from probekit.analyses.lens import Lens
-from probekit.checkpoints import resolve_checkpoints
 from probekit.diff import diff_checkpoints
 from probekit.hooks import hook_name, hooked, zero_head
 from probekit.runner import probe
 from probekit.scoring import encode_prompts, score_encoded
+from probekit.series import resolve_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,7 @@ def setup(tiny_series, tmp_path_factory):
 
 def test_logit_lens_last_layer_is_the_model_output(setup):
     model, tok, benchmark, encoded, _, checkpoint = setup
-    lens = Lens().run(checkpoint, Context([benchmark]), benchmark)
+    lens = Lens().run(checkpoint, Context({"prompts": [benchmark]}), benchmark)
     assert sorted(lens.layer.unique()) == [0, 1, 2]
     last = lens[lens.layer == 2].reset_index(drop=True)
     final = score_encoded(model, tok, encoded)
@@ -49,7 +53,7 @@ def test_ablating_a_silent_head_changes_nothing(setup):
         value = model.bert.encoder.layer[0].attention.self.value
         value.weight[d:2 * d] = 0
         value.bias[d:2 * d] = 0
-    table = Ablation().run(checkpoint, Context([benchmark]), benchmark)
+    table = Ablation().run(checkpoint, Context({"prompts": [benchmark]}), benchmark)
     silent = table[(table.layer == 0) & (table["head"] == 1)]
     assert (silent.delta_p_at_1 == 0).all() and (silent.delta_mean_gold_logprob.abs() < 1e-6).all()
     active = table[(table.layer == 1)]
@@ -91,3 +95,84 @@ def test_diff_of_a_missing_folder_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["diff", str(tmp_path / "nope"), "checkpoint-0", "checkpoint-8"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip() == f"Error: {tmp_path / 'nope'}: no such results folder"
+
+
+def test_lens_scores_follow_the_one_unscorable_rule(tiny_series, tmp_path):
+    """An unscorable prompt is left out of P@1 and MRR alike (counted in n_unscorable), and the last layer's
+    lens scores equal the model's own scores; checked against a hand computation over the lens table."""
+    bench = tmp_path / "b.csv"
+    bench.write_text("relation,template,subject,answer\n"
+                     "capital,the capital of [X] is [MASK].,italy,rome\n"
+                     "capital,the capital of [X] is [MASK].,france,paris\n"
+                     "capital,the capital of [X] is [MASK].,spain,\u200b\n")
+    result = probe(str(tiny_series / "checkpoint-8"), [str(bench)], ["lens"], control=False)
+    lens, scores = result.tables["lens"], result.tables["lens_scores"]
+    for layer, rows in lens.groupby("layer"):
+        row = scores[scores.layer == layer].iloc[0]
+        scorable = rows.gold_rank.dropna()
+        assert (row.n, row.n_unscorable) == (2, 1)
+        assert row.p_at_1 == pytest.approx((scorable == 1).mean())
+        assert row.mrr == pytest.approx((1 / scorable).mean())
+        assert row.p_at_1_low <= row.p_at_1 <= row.p_at_1_high
+    last = scores[scores.layer == scores.layer.max()].iloc[0]
+    own = result.scores.iloc[0]
+    assert (last.n, last.p_at_1, last.mrr) == (own.n, own.p_at_1, pytest.approx(own.mrr))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = ROOT / "tests" / "plugin" / "word_prior.py"
+
+
+def install_plugin(folder: Path) -> dict:
+    """`word_prior.py` installed on a path of its own, with the dist-info that names its entry point, as pip
+    would leave it: the environment under which probekit finds it without a file of probekit changed."""
+    shutil.copy(PLUGIN, folder / "word_prior.py")
+    info = folder / "word_prior-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: word-prior\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[probekit.analyses]\nword-prior = word_prior\n")
+    return {**os.environ, "PYTHONPATH": f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "OMP_NUM_THREADS": "1", "PROBEKIT_PROGRESS": "0"}
+
+
+def _run(env: dict, *args: str, module: tuple[str, ...] = ("-m", "probekit")) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *module, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_an_analysis_from_outside_probekit_runs_everywhere(tiny_series, tmp_path):
+    """One module outside probekit adds an analysis with an option, an input kind, a table, a summary with
+    intervals, a cost and a report section: it is in --help, runs from the CLI and under 2-process torchrun
+    with the same tables, is on the Results-format page, and has its page in the built site."""
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    env = install_plugin(plugin)
+    words = tmp_path / "words.txt"
+    words.write_text("rome\nparis\nking\nqueen\nthe\nof\nriver\nmusic\n")
+    shown = _run(env, "probe", "--help").stdout
+    assert "--word-template" in shown and "word-prior" in shown and "[word-prior; default: [MASK] .]" in " ".join(
+        shown.split())
+    args = ["probe", str(tiny_series), "-b", f"words:{words}", "--with", "word-prior",
+            "--word-template", "the [MASK] of", "--out"]
+    _run(env, *args, str(tmp_path / "one"))
+    _run(env, *args, str(tmp_path / "two"), module=("-m", "torch.distributed.run", "--standalone",
+                                                   "--nproc_per_node", "2", "-m", "probekit"))
+    code = ("import sys, pandas as pd; from probekit.results import ProbeResult; "
+            "a, b = (ProbeResult.load(p) for p in sys.argv[1:]); "
+            "[pd.testing.assert_frame_equal(a.tables[n], b.tables[n]) for n in ('word_prior', 'word_prior_summary')]; "
+            "s = a.tables['word_prior_summary']; print(len(a.tables['word_prior']), len(s), "
+            "bool((s.top10_low <= s.top10).all() and (s.top10 <= s.top10_high).all()), "
+            "a.manifest['options']['word-prior']['template'], b.manifest['world_size'])")
+    out = _run(env, str(tmp_path / "one"), str(tmp_path / "two"), module=("-c", code)).stdout.split()
+    assert out == ["40", "5", "True", "the", "[MASK]", "of", "2"]  # 5 checkpoints × 8 words
+    hook = ROOT / "docs" / "_hooks" / "results_format.py"
+    page = _run(env, str(hook), module=("-c", "import importlib.util, sys; s = importlib.util.spec_from_file_location("
+                                        "'h', sys.argv[1]); m = importlib.util.module_from_spec(s); "
+                                        "s.loader.exec_module(m); print(m.page())")).stdout
+    assert "## `word_prior.parquet`" in page and "## `word_prior_summary.parquet`" in page
+    _run(env, "report", str(tmp_path / "one"), "--site", str(tmp_path / "site"))
+    built = (tmp_path / "site" / "build" / "word-prior.html").read_text()
+    assert "Word priors" in built and "top10_low" in built
+    assert "word-prior.html" in (tmp_path / "site" / "build" / "index.html").read_text()

@@ -81,15 +81,16 @@ def invoke(*args: str):
 
 def test_probe_passes_every_option_to_the_runner(runner_calls, tmp_path):
     result = invoke("probe", "ck/a", "-c", "ck/b", "-b", "countries", "-b", "mine.csv", "-o", str(tmp_path),
-                    "--top-k", "5", "--batch-size", "7", "--no-control", "--device", "cpu", "--half",
+                    "--top-k", "5", "--batch-size", "7", "--no-control", "--device", "cpu", "--bf16",
                     "--tokenizer", "vocab.txt", "--allow-pickle", "--sample", "3", "--pll-metric", "original",
                     "--step-from", r"s(\d+k?)", "--evict")
     assert result.exit_code == 0, result.output
     (call,) = runner_calls
     assert call == dict(checkpoints=["ck/b", "ck/a"], benchmarks=("countries", "mine.csv"),
                         analyses=("predictions",), out=str(tmp_path), tokenizer="vocab.txt", allow_pickle=True,
-                        top_k=5, batch_size=7, control=False, device="cpu", sentences=None, half=True, sample=3,
-                        pll_metric="original", step_from=r"s(\d+k?)", evict=True, shard=None, merge=False)
+                        batch_size=7, control=False, device="cpu", sample=3, step_from=r"s(\d+k?)", evict=True,
+                        shard=None, merge=False, options={"predictions": {"top_k": 5, "bf16": True},
+                                                          "pairs": {"metric": "original"}})
     assert "SUMMARY-TABLE" in result.output and "12 predictions from 3 checkpoints" in result.output
 
 
@@ -105,7 +106,8 @@ def test_probe_passes_every_option_to_the_runner(runner_calls, tmp_path):
 def test_with_and_the_documented_flags_add_up(runner_calls, tmp_path, args, analyses, sentences):
     result = invoke("probe", "ck/a", "-o", str(tmp_path), *args)
     assert result.exit_code == 0, result.output
-    assert runner_calls[0]["analyses"] == analyses and runner_calls[0]["sentences"] == sentences
+    assert runner_calls[0]["analyses"] == analyses
+    assert runner_calls[0]["options"].get("capture", {}).get("sentences") == sentences
 
 
 def test_with_rejects_an_unregistered_analysis(runner_calls):

@@ -8,10 +8,10 @@ from click.testing import CliRunner
 from probekit import ProbekitError
 from probekit.analyses.pairs import wrong_pairs
 from probekit.benchmarks.pairs import is_pair_spec, load_pairs
-from probekit.checkpoints import resolve_checkpoints
 from probekit.pll import pll_scores
 from probekit.results import ProbeResult
 from probekit.runner import probe
+from probekit.series import resolve_checkpoints
 
 PAIRS_CSV = ("good,bad,paradigm,phenomenon\n"
              "the kings are old.,the kings is old.,number,agreement\n"
@@ -151,19 +151,20 @@ def test_the_probe_writes_the_pair_tables(probed, tiny_series):
     assert sorted(wrong["good"]) == sorted(expected["good"]) and wrong["margin"].is_monotonic_increasing
     assert len(wrong_pairs(pairs, last.name)) == (~pairs[pairs["checkpoint"] == last.name]["correct"]).sum()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["pairs"]["agree@2"]["pairs"] == 3 and manifest["pairs"]["agree@2"]["metric"] == "within_word_l2r"
+    assert manifest["inputs"]["pairs"]["agree@2"]["pairs"] == 3
+    assert manifest["options"]["pairs"]["metric"] == "within_word_l2r"
 
 
 def test_rerun_is_cached_and_the_metric_is_part_of_the_key(probed, tiny_series, monkeypatch):
     result, out, folder = probed
-    import probekit.analyses.pairs as analysis
+    import probekit.pll as pll
 
-    monkeypatch.setattr(analysis, "pll_scores", lambda *a, **k: pytest.fail("scored again instead of cached"))
+    monkeypatch.setattr(pll, "pll_scores", lambda *a, **k: pytest.fail("scored again instead of cached"))
     again = probe(str(tiny_series), [str(folder / "agree.csv"), "blimp:anaphor_agreement"], out=out, sample=2)
     pd.testing.assert_frame_equal(again.tables["pairs"], result.tables["pairs"])
     monkeypatch.undo()
     original = probe(str(tiny_series), [str(folder / "agree.csv")], out=folder / "other", sample=2,
-                     pll_metric="original")
+                     options={"pairs": {"metric": "original"}})
     assert set(original.tables["pairs"]["metric"]) == {"original"}
 
 

@@ -1,11 +1,14 @@
+import importlib.util
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import probekit.store as store
 from probekit import ProbekitError
+from probekit.analyses import REGISTRY, load_builtins
 from probekit.results import ProbeResult
 from probekit.runner import probe
 from probekit.schema import DTYPES, FORMAT_VERSION, TABLES, reference_markdown
@@ -25,7 +28,20 @@ EXPECTED = {
              "prompt", "layer", "gold_rank", "gold_logprob"],
     "ablation": ["checkpoint", "run", "step", "seed", "layer", "head", "benchmark", "relation", "group", "n", "p_at_1",
                  "mean_gold_logprob", "delta_p_at_1", "delta_mean_gold_logprob"],
+    "lens_scores": ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group", "layer", "n",
+                    "n_unscorable", "p_at_1", "p_at_10", "mrr", "mean_gold_logprob", "p_at_1_low", "p_at_1_high",
+                    "p_at_10_low", "p_at_10_high", "mrr_low", "mrr_high", "n_seeds"],
+    "pairs": ["checkpoint", "run", "step", "seed", "benchmark", "metric", "pair_id", "field", "phenomenon", "paradigm",
+              "good", "bad", "pll_good", "pll_bad", "margin", "scorable", "correct"],
+    "pair_accuracy": ["checkpoint", "run", "step", "seed", "benchmark", "metric", "level", "name", "n", "n_unscorable",
+                      "ties", "accuracy", "mean_margin", "accuracy_low", "accuracy_high", "n_seeds"],
+    "choices": ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group", "template", "subject", "answer",
+                "prompt", "candidates", "gold_logprob", "best_foil", "best_foil_logprob", "margin", "scorable",
+                "correct"],
+    "choice_accuracy": ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group", "n", "n_unscorable",
+                        "accuracy", "accuracy_low", "accuracy_high", "n_seeds"],
 }
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +54,8 @@ def probed(tiny_series, tmp_path_factory):
 
 
 def test_the_schema_holds():
-    assert FORMAT_VERSION == 4
+    load_builtins()
+    assert FORMAT_VERSION == 5
     assert {name: TABLES[name].names for name in EXPECTED} == EXPECTED
     assert all(c.type in DTYPES for t in TABLES.values() for c in t.columns)
     page = reference_markdown()
@@ -58,7 +75,7 @@ def test_save_and_load_give_back_the_same_object(probed, tmp_path):
     result, out = probed
     loaded = ProbeResult.load(out)
     assert set(loaded.tables) == set(result.tables) == {"predictions", "scores", "checkpoints", "training",
-                                                         "heads", "lens", "ablation"}
+                                                         "heads", "lens", "lens_scores", "ablation"}
     for name in result.tables:
         pd.testing.assert_frame_equal(loaded.tables[name], result.tables[name], check_like=False)
     pd.testing.assert_frame_equal(loaded.summary(), result.summary())
@@ -110,3 +127,18 @@ def test_a_table_of_another_run_is_refused(probed, tmp_path):
     os.replace(tmp_path / "a" / "scores.parquet", tmp_path / "b" / "scores.parquet")
     with pytest.raises(ProbekitError, match="scores.parquet: belongs to another run"):
         ProbeResult.load(tmp_path / "b")
+
+
+def test_the_results_format_page_lists_every_table_of_the_registry():
+    """The docs' generated page, as the MkDocs hook writes it, against the registry itself."""
+    spec = importlib.util.spec_from_file_location("results_format_hook", ROOT / "docs" / "_hooks" / "results_format.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = hook.page()
+    registered = {t.name for a in load_builtins().values() for t in a.tables}
+    assert registered >= set(EXPECTED) - {"checkpoints", "training"}
+    listed = {line.removeprefix("## `").removesuffix(".parquet`") for line in page.splitlines() if line.startswith("## `")}
+    assert listed == registered | {"checkpoints", "training"}
+    for name in registered:
+        assert all(f"| `{c}` |" in page for c in TABLES[name].names), name
+    assert set(REGISTRY) >= {"predictions", "lens", "ablation", "capture", "pairs", "choice"}

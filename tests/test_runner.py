@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-import probekit.analyses.predictions as predictions_module
+import probekit.scoring as scoring_module
 from probekit import ProbekitError
 from probekit.analyses import Analysis, register
 from probekit.cli import main
@@ -24,8 +24,8 @@ from probekit.vocab import load_tokenizer
 def counted(monkeypatch):
     """How many times the predictions analysis actually scored (cache misses)."""
     calls = []
-    real = predictions_module.score_encoded
-    monkeypatch.setattr(predictions_module, "score_encoded", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = scoring_module.score_encoded
+    monkeypatch.setattr(scoring_module, "score_encoded", lambda *a, **k: calls.append(1) or real(*a, **k))
     return calls
 
 
@@ -184,10 +184,10 @@ class Vocabulary(Analysis):
     """A toy analysis, all in this test: the vocabulary size and the share of prompts per relation."""
 
     name = "toy-vocabulary"
-    table = Table("toy_vocabulary", "checkpoint × benchmark", (
+    tables = (Table("toy_vocabulary", "checkpoint × benchmark", (
         Column("checkpoint", "str", ""), Column("run", "str", ""), Column("step", "int", ""),
         Column("benchmark", "str", ""), Column("vocab", "int", "tokens in the vocabulary"),
-        Column("prompts", "int", "prompts")))
+        Column("prompts", "int", "prompts"))),)
 
     def run(self, checkpoint, ctx, bench):
         return pd.DataFrame({"benchmark": [bench.name], "vocab": [len(checkpoint.tokenizer)],
@@ -225,7 +225,7 @@ def test_unscorable_prompts_are_said_and_counted(tiny_series, tmp_path, caplog):
 
 
 def test_captures_attention_and_head_metrics_and_reuses_them(tiny_series, tiny_benchmark, tmp_path):
-    result = probe(str(tiny_series), [str(tiny_benchmark)], out=tmp_path, sentences="default", half=True)
+    result = probe(str(tiny_series), [str(tiny_benchmark)], {"capture": {"float16": True}}, out=tmp_path)
     files = sorted(p.name for p in (tmp_path / "attention").iterdir())
     assert files == [f"checkpoint-{s}.safetensors" for s in (0, 1, 2, 4, 8)]
     heads = pd.read_parquet(tmp_path / "heads.parquet")
@@ -238,7 +238,7 @@ def test_captures_attention_and_head_metrics_and_reuses_them(tiny_series, tiny_b
     first = heads[(heads.checkpoint == "checkpoint-0") & (heads.metric == "js_prev")].value
     assert first.isna().all()
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "attention").iterdir()}
-    again = probe(str(tiny_series), [str(tiny_benchmark)], out=tmp_path, sentences="default", half=True)
+    again = probe(str(tiny_series), [str(tiny_benchmark)], {"capture": {"float16": True}}, out=tmp_path)
     assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "attention").iterdir()}
     pd.testing.assert_frame_equal(again.heads, result.heads)
 
@@ -282,14 +282,14 @@ def test_out_pointing_at_a_file_is_one_line(tiny_series, tiny_benchmark, tmp_pat
     assert str(tmp_path / "taken") in result.output
 
 
-def test_half_scores_in_bf16_and_the_manifest_gives_the_deviation_from_fp32(tiny_series, tiny_benchmark, tmp_path):
+def test_bf16_scores_in_bf16_and_the_manifest_gives_the_deviation_from_fp32(tiny_series, tiny_benchmark, tmp_path):
     series = [str(tiny_series / "checkpoint-4"), str(tiny_series / "checkpoint-8")]
     exact = probe(series, [str(tiny_benchmark)], control=False)
-    half = probe(series, [str(tiny_benchmark)], out=tmp_path, control=False, half=True)
-    assert exact.manifest["bf16_scoring"] is None and exact.manifest["settings"]["half"] is False
+    half = probe(series, [str(tiny_benchmark)], out=tmp_path, control=False, options={"predictions": {"bf16": True}})
+    assert exact.manifest["bf16_scoring"] is None and exact.manifest["options"]["predictions"]["bf16"] is False
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     report = manifest["bf16_scoring"]
-    assert report == half.manifest["bf16_scoring"] and manifest["settings"]["half"] is True
+    assert report == half.manifest["bf16_scoring"] and manifest["options"]["predictions"]["bf16"] is True
     delta = (half.predictions.gold_logprob - exact.predictions.gold_logprob).abs()
     changed = half.predictions.gold_rank != exact.predictions.gold_rank
     assert 0 < delta.max() < 0.5
@@ -297,7 +297,7 @@ def test_half_scores_in_bf16_and_the_manifest_gives_the_deviation_from_fp32(tiny
     assert report["max_abs_delta_gold_logprob"] == pytest.approx(delta.max(), abs=1e-6)
     assert report["gold_rank_changed_share"] == pytest.approx(changed.mean())
     assert list(half.predictions.columns) == list(exact.predictions.columns)
-    again = probe(series, [str(tiny_benchmark)], out=tmp_path, control=False, half=True)
+    again = probe(series, [str(tiny_benchmark)], out=tmp_path, control=False, half=True)  # the earlier keyword
     assert again.manifest["bf16_scoring"] == report
 
 
@@ -335,3 +335,25 @@ def test_pair_accuracy_is_pooled_over_seeds_like_scores(tiny_recipe, tiny_dir, t
     assert (result.scores["run"] == "all-seeds").any() if len(result.scores) else True
     accuracy = result.tables["pair_accuracy"]
     assert (accuracy["run"] == "all-seeds").any()
+
+
+def test_options_are_checked_and_named_in_one_line(tiny_series, tiny_benchmark):
+    series = str(tiny_series / "checkpoint-8")
+    with pytest.raises(ProbekitError, match="analysis 'predictions': option top_k=0 is outside"):
+        probe(series, [str(tiny_benchmark)], options={"predictions": {"top_k": 0}})
+    with pytest.raises(ProbekitError, match="analysis 'pairs' has no option 'metrc'; its options: metric"):
+        probe(series, [str(tiny_benchmark)], options={"pairs": {"metrc": "original"}})
+    with pytest.raises(ProbekitError, match="unknown analysis 'lense'"):
+        probe(series, [str(tiny_benchmark)], {"lense": {}})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'topk'"):
+        probe(series, [str(tiny_benchmark)], topk=3)
+
+
+def test_options_by_dict_and_by_the_earlier_keywords_agree(tiny_series, tiny_benchmark):
+    series = str(tiny_series / "checkpoint-8")
+    by_dict = probe(series, [str(tiny_benchmark)], {"predictions": {"top_k": 3}}, control=False)
+    by_keyword = probe(series, [str(tiny_benchmark)], top_k=3, control=False)
+    assert by_dict.predictions.topk_tokens.map(len).eq(3).all()
+    pd.testing.assert_frame_equal(by_dict.predictions.drop(columns="fingerprint"),
+                                  by_keyword.predictions.drop(columns="fingerprint"))
+    assert by_dict.manifest["options"]["predictions"] == {"top_k": 3, "bf16": False}

@@ -2,33 +2,48 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from probekit import lazy
+from probekit.analyses.base import Analysis, Context, Shape, digest, register
+from probekit.schema import CHECKPOINT_COLUMNS, RELATION_ID, Table, columns
 
-from probekit.analyses.base import Analysis, Context, register
-from probekit.families import n_layers
-from probekit.hooks import hook_name, hooked, zero_head
-from probekit.schema import ABLATION
-from probekit.scoring import score_encoded, summarize
+pd = lazy.module("pandas")
 
-KEYS = ["benchmark", "relation", "group"]
+ABLATION = Table("ablation", "checkpoint × head × benchmark × relation × group", columns(
+    *CHECKPOINT_COLUMNS, ("layer", "int", "layer of the zeroed head"), ("head", "int", "the zeroed head"),
+    ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"), ("group", "str", "fact group"),
+    ("n", "int", "scorable prompts"), ("p_at_1", "float", "P@1 with the head zeroed"),
+    ("mean_gold_logprob", "float", "mean gold log-probability with the head zeroed"),
+    ("delta_p_at_1", "float", "change from the unablated model"),
+    ("delta_mean_gold_logprob", "float", "change from the unablated model"),
+), "Head ablation: each head's output zeroed in turn, every prompt rescored.")
 
 
 class Ablation(Analysis):
     name = "ablation"
-    table = ABLATION
+    help = "zero each head in turn and rescore every prompt (table ablation)"
+    tables = (ABLATION,)
+    report = "probekit.report.sections:ablation"
+    report_title = "Inside the model"
 
-    def settings(self, ctx: Context) -> dict:
-        return {"groups": ctx.groups_sha}  # results are summarised per fact group
+    def settings(self, ctx: Context, bench) -> dict:
+        return {**super().settings(ctx, bench), "groups": digest(bench.groups)}  # summed up per fact group
+
+    def cost(self, shape: Shape, item) -> float:
+        return float(item.size) * (shape.layers * shape.heads + 1)
 
     def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
+        from probekit.families import n_layers
+        from probekit.hooks import hook_name, hooked, zero_head
+        from probekit.scoring import score_encoded, summarize
+
         model = checkpoint.model(ctx.device)
         encoded = ctx.encoded(checkpoint, bench)
         prompts = bench.prompts.reset_index(drop=True).assign(group=bench.groups)
 
         def summary() -> pd.DataFrame:
             scored = score_encoded(model, checkpoint.tokenizer, encoded, top_k=1, batch_size=ctx.batch_size)
-            frame = prompts[KEYS].assign(gold_rank=scored["gold_rank"], gold_logprob=scored["gold_logprob"])
-            return summarize(frame, KEYS).set_index(KEYS)[["n", "p_at_1", "mean_gold_logprob"]]
+            frame = prompts[RELATION_ID].assign(gold_rank=scored["gold_rank"], gold_logprob=scored["gold_logprob"])
+            return summarize(frame, RELATION_ID).set_index(RELATION_ID)[["n", "p_at_1", "mean_gold_logprob"]]
 
         base = summary()
         rows = []

@@ -1,100 +1,192 @@
-"""The analysis contract (`Analysis`, `Context`) and the registry the built-in and user analyses join."""
+"""The analysis spec (`Analysis`, `Options`, `option`), the `Context` every analysis of a run shares, and the
+registry that built-in and user analyses join.
+
+An analysis is one module holding one spec: its name and one-line help, its options (a small dataclass whose
+fields carry their help, flag and bounds: the CLI makes `--with NAME` and the flags from them), the kind of
+input it runs over (`probekit.benchmarks.kinds`: fill-mask prompts, minimal pairs, sentences, …), the tables
+it writes — the first one row-level, the others summaries made from it with intervals from `probekit.stats`
+— its version (part of every cache key), its cost (what balances the shards), and optionally a report section.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-import pandas as pd
-import torch
-
-from probekit.benchmarks import Benchmark
-from probekit.checkpoints import Checkpoint, tokenizer_identity
-from probekit.families import max_tokens
+from probekit.errors import ProbekitError
 from probekit.schema import Table
-from probekit.scoring import encode_prompts
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from probekit.checkpoints import Checkpoint
+
+
+def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
+           low: float | None = None, high: float | None = None) -> Any:
+    """One field of an analysis's `Options`: its default, the help the CLI shows, and what is valid.
+
+    flag: the command-line spelling; `--NAME-FIELD` (e.g. `--pairs-metric`) when not given.
+    choices, low, high: checked by `Options.validate`, on the command line and in `probe(...)` alike.
+    """
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "low": low,
+                                            "high": high})
+
+
+@dataclass(frozen=True)
+class Options:
+    """Base class of an analysis's options (a frozen dataclass of `option` fields; none by default)."""
+
+    def validate(self, analysis: str) -> None:
+        """One-line error naming the analysis and the option when a value is out of its declared range."""
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                raise ProbekitError(f"analysis {analysis!r}: option {f.name}={value!r} is not one of "
+                                    f"{', '.join(map(str, meta['choices']))}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if meta.get("low") is not None and value < meta["low"] or \
+                        meta.get("high") is not None and value > meta["high"]:
+                    raise ProbekitError(f"analysis {analysis!r}: option {f.name}={value!r} is outside "
+                                        f"[{meta.get('low')}, {meta.get('high')}]")
+
+    def key(self) -> dict:
+        """The options as a plain dict: part of every cache key of the analysis."""
+        return dataclasses.asdict(self)
+
+
+class Shape(NamedTuple):
+    """What the cost of a unit depends on besides its input: the checkpoint's layers and heads per layer."""
+
+    layers: int
+    heads: int
 
 
 @dataclass
 class Context:
-    """What every analysis of one probe run shares: benchmarks, settings, device, the results folder."""
+    """What every analysis of one probe run shares: its inputs by kind, each analysis's options by name, the
+    device, the batch, the results folder, and the files and state the run gathers on the way."""
 
-    benchmarks: list[Benchmark]
-    top_k: int = 10
+    inputs: dict[str, list] = field(default_factory=dict)
+    """kind → loaded inputs (`probekit.benchmarks.kinds`): "prompts", "pairs", "sentences", …"""
+    options: dict[str, Options] = field(default_factory=dict)
     batch_size: int = 128
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: Any = "cpu"
     out: Path | None = None
-    sentences: list | None = None
-    half: bool = False
-    groups_sha: str = ""
-    pairs: list = field(default_factory=list)
-    """Minimal-pair benchmarks (`probekit.benchmarks.pairs.PairBenchmark`) for the `pairs` analysis."""
-    pll_metric: str = "within_word_l2r"
-    """How the `pairs` analysis scores a sentence (`probekit.pll.METRICS`)."""
-    files: dict[str, str] = field(default_factory=dict)
-    """checkpoint label → file of this run under `out` (captures), listed in the manifest."""
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
+    """analysis name → {checkpoint label → file under `out`} that it wrote (listed in the manifest)."""
     state: dict = field(default_factory=dict)
-    """Per-analysis working state for `finish` (e.g. where each checkpoint's capture is)."""
+    """Per-analysis working state between `run` and `finish`, keyed by analysis name."""
     _encodings: dict = field(default_factory=dict)
 
-    def encoded(self, checkpoint: Checkpoint, bench: Benchmark) -> dict:
-        """The benchmark's prompts tokenized for this checkpoint, once per tokenizer and length."""
+    def of(self, kind: str) -> list:
+        """The run's inputs of one kind (empty when it has none)."""
+        return self.inputs.get(kind, [])
+
+    def opts(self, analysis: str) -> Options:
+        return self.options[analysis]
+
+    def encoded(self, checkpoint: Checkpoint, bench) -> dict:
+        """A prompts input tokenized for this checkpoint, once per tokenizer and length (shared by every
+        analysis that scores prompts)."""
+        from probekit.checkpoints import tokenizer_identity
+        from probekit.families import max_tokens
+        from probekit.scoring import encode_prompts
+
         max_length = max_tokens(checkpoint.config)
         key = (tokenizer_identity(checkpoint.tokenizer), bench.sha256, max_length)
         if key not in self._encodings:
             self._encodings[key] = encode_prompts(bench.prompts, checkpoint.tokenizer, max_length)
         return self._encodings[key]
 
-    @property
-    def sentences_sha(self) -> str:
-        return hashlib.sha256(json.dumps(self.sentences).encode()).hexdigest()[:16]
-
 
 class Analysis:
-    """One kind of measurement of a checkpoint. Subclass, set the class attributes, implement `run`."""
+    """One kind of measurement of a checkpoint. Subclass, set the class attributes, implement `run`.
+
+    A unit of work is one checkpoint × one input of kind `inputs` (or one checkpoint, when `inputs` is None);
+    `run` returns its rows of `tables[0]` without the checkpoint's columns. The runner labels, caches and
+    assembles them, calls `finish` once on the whole series, then `summarize` for the other tables.
+    """
 
     name: str = ""
-    table: Table
-    per_benchmark: bool = True
-    """Run once per benchmark (True) or once per checkpoint (False, e.g. attention capture)."""
-    cached: bool = True
-    """Keep each result in the results cache (False when the analysis keeps its own files)."""
+    help: str = ""
+    """One line for `probekit probe --help` and the docs."""
+    version: int = 1
+    """Bump when the numbers it computes change: part of every cache key."""
+    options: type[Options] = Options
+    inputs: str | None = "prompts"
+    """The input kind it runs over, one unit per input; None: once per checkpoint."""
+    tables: tuple[Table, ...] = ()
+    """Its tables: the first holds `run`'s rows, the others are made by `summarize`."""
     on_control: bool = False
     """Also run on the random-initialisation control."""
-    derived: tuple[Table, ...] = ()
-    """Tables `derive` makes from the assembled one (summaries), declared with it."""
+    always: bool = False
+    """Run whether asked for or not (the predictions)."""
+    cached: bool = True
+    """Keep each unit's rows in the results cache (False when the analysis keeps files of its own)."""
+    report: str | Callable | None = None
+    """Its report section: a function (or "module:function") called as `section(page, tables, results)`."""
+    report_title: str = ""
 
-    def settings(self, ctx: Context) -> dict:
-        """Everything besides checkpoint and benchmark that its numbers depend on (enters the cache key)."""
-        return {}
+    @property
+    def table(self) -> Table:
+        return self.tables[0]
 
-    def run(self, checkpoint: Checkpoint, ctx: Context, bench: Benchmark | None) -> pd.DataFrame:
-        """Rows for one checkpoint (and benchmark), without the checkpoint's own columns."""
+    def wanted(self, ctx: Context) -> bool:
+        """Whether the run's inputs call for it although nobody asked (minimal pairs given → pairs)."""
+        return False
+
+    def default_inputs(self, opts: Options) -> list[str]:
+        """Input specs to load when the run has no input of its kind (capture: the shipped sentences)."""
+        return []
+
+    def settings(self, ctx: Context, item) -> dict:
+        """Everything besides checkpoint and input that its numbers depend on: enters the cache key."""
+        return {"version": self.version, **ctx.opts(self.name).key()}
+
+    def cost(self, shape: Shape, item) -> float:
+        """Relative cost of one unit on a checkpoint of this shape (forward passes × rows of the input)."""
+        return float(getattr(item, "size", 1) or 1)
+
+    def run(self, checkpoint: Checkpoint, ctx: Context, item) -> pd.DataFrame:
         raise NotImplementedError
 
     def finish(self, frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         """The assembled table of the series, once, in training order (add rows that compare checkpoints)."""
         return frame
 
-    def derive(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
-        """Further tables by name (those in `derived`), computed from the finished table of the series."""
+    def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
+        """The summary tables (`tables[1:]`) by name, from the finished row-level table."""
+        return {}
+
+    def manifest(self, ctx: Context) -> dict:
+        """Entries this analysis adds to the run's manifest (e.g. the bf16 deviation, the captures)."""
         return {}
 
 
 REGISTRY: dict[str, Analysis] = {}
-"""Every registered analysis by name; `get` fills it with the built-in ones."""
+"""Every registered analysis by name; `probekit.analyses.load_builtins` fills it."""
 
 
 def register(analysis: Analysis | type[Analysis]) -> Analysis:
-    """Make an analysis available by name (`probe(..., analyses=[name])`, `probekit probe --with name`)."""
+    """Make an analysis available by name (`probe(..., analyses=[name])`, `probekit probe --with name`) and
+    its tables part of the results format."""
     from probekit.schema import declare
 
     instance = analysis() if isinstance(analysis, type) else analysis
-    if not instance.name:
-        raise ValueError(f"{type(instance).__name__}: an analysis needs a name")
-    for table in (instance.table, *instance.derived):
+    if not instance.name or not instance.tables:
+        raise ProbekitError(f"{type(instance).__name__}: an analysis needs a name and at least one table")
+    for table in instance.tables:
         declare(table)
     REGISTRY[instance.name] = instance
     return instance
+
+
+def digest(value) -> str:
+    """A short stable hash of a JSON-able value (for cache keys and the manifest)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -10,17 +10,16 @@ apart (`scorable` false), never as a miss; a tie is a miss.
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
+from probekit import lazy
 from probekit.analyses.base import Analysis, Context, register
-from probekit.families import max_tokens
-from probekit.schema import CHECKPOINT_KEYS, PROMPT_KEYS, Table, _columns
-from probekit.scoring import encode_prompts, score_encoded
-from probekit.stats import share_intervals, with_pooled_seeds
+from probekit.schema import (CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, PROMPT_COLUMNS,
+                             RELATION_ID, Table, bounds, columns)
 
-CHOICES = Table("choices", "checkpoint × prompt with candidates", _columns(
-    *CHECKPOINT_KEYS, *PROMPT_KEYS,
+np = lazy.module("numpy")
+pd = lazy.module("pandas")
+
+CHOICES = Table("choices", "checkpoint × prompt with candidates", columns(
+    *CHECKPOINT_COLUMNS, *PROMPT_COLUMNS,
     ("candidates", "list[str]", "the foils the gold answer is compared with"),
     ("gold_logprob", "float", "log-probability of the gold answer (sum over its pieces, all masked at once)"),
     ("best_foil", "str", "the most probable foil"),
@@ -29,29 +28,39 @@ CHOICES = Table("choices", "checkpoint × prompt with candidates", _columns(
     ("scorable", "bool", "the answer and every foil could be scored (see probekit.scoring)"),
     ("correct", "bool", "gold more probable than every foil (False where not scorable: see `scorable`)"),
 ), "Every prompt that names foils, scored as a choice on every checkpoint.")
-CHOICE_ACCURACY = Table("choice_accuracy", "checkpoint × benchmark × relation × group", _columns(
-    *CHECKPOINT_KEYS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation (for choice:PAIRS, "
+CHOICE_ACCURACY = Table("choice_accuracy", "checkpoint × benchmark × relation × group", columns(
+    *CHECKPOINT_COLUMNS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation (for choice:PAIRS, "
                                                                                       "the paradigm)"),
     ("group", "str", "fact-injection group"),
     ("n", "int", "scorable prompts: the denominator of accuracy"),
     ("n_unscorable", "int", "prompts with an option that could not be scored; counted apart"),
     ("accuracy", "float", "share of scorable prompts whose gold answer beats every foil"),
-    ("accuracy_low", "float", "lower bound of the 95% percentile bootstrap interval over prompts"),
-    ("accuracy_high", "float", "upper bound of that interval"),
-    ("n_seeds", "int", "training seeds behind the row: 1, or the seeds pooled in an all-seeds row"),
+    *bounds(("accuracy",)), N_SEEDS,
 ), "Choice accuracy per relation, from the choices table (chance: 1 / (foils + 1)); with several seeds also per "
    "step pooled over them (run `all-seeds`, seeds and prompts resampled together).")
-KEYS = ["checkpoint", "run", "step", "seed", "benchmark", "relation", "group"]
+CHOICE_ID = [*CHECKPOINT_ID, *RELATION_ID]
 
 
 class Choice(Analysis):
     name = "choice"
-    table = CHOICES
-    derived = (CHOICE_ACCURACY,)
+    help = ("prompts with foils (a candidates column, or choice:PAIRS) scored as a choice (tables choices, "
+            "choice_accuracy); runs when a benchmark names foils")
+    tables = (CHOICES, CHOICE_ACCURACY)
     on_control = True
+    report = "probekit.report.sections:choice"
+    report_title = "Grammar"
+
+    def wanted(self, ctx: Context) -> bool:
+        return any(b.candidates for b in ctx.of(self.inputs))
+
+    def cost(self, shape, item) -> float:
+        return float(sum(len(c) + 1 for c in item.candidates or []))
 
     def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
-        columns = [c for c in CHOICES.names if c not in ("checkpoint", "run", "step", "seed", "group")]
+        from probekit.families import max_tokens
+        from probekit.scoring import encode_prompts, score_encoded
+
+        columns = [c for c in CHOICES.names if c not in (*CHECKPOINT_ID, "group")]
         if not bench.candidates:
             return pd.DataFrame(columns=columns)
         prompts = bench.prompts.assign(candidates=bench.candidates)
@@ -65,7 +74,7 @@ class Choice(Analysis):
         options.loc[_indistinct(options, encoded["pieces"], checkpoint.tokenizer.all_special_ids), "logprob"] = None
         return prompts.assign(**_decide(options, len(prompts)))[columns]
 
-    def derive(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
+    def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
         return {CHOICE_ACCURACY.name: choice_accuracy(frame)}
 
 
@@ -95,15 +104,17 @@ def _decide(options: pd.DataFrame, n: int) -> dict:
 
 def choice_accuracy(choices: pd.DataFrame) -> pd.DataFrame:
     """Accuracy, n and its bootstrap interval per checkpoint × benchmark × relation × group."""
+    from probekit.stats import share_intervals, with_pooled_seeds
+
     if choices.empty:
         return pd.DataFrame(columns=CHOICE_ACCURACY.names)
     choices = with_pooled_seeds(choices).assign(_item=lambda f: f["relation"] + "\x1f" + f["prompt"] + "\x1f"
                                                 + f["answer"])
     work = choices.assign(hit=choices["correct"].astype(float).where(choices["scorable"].astype(bool)))
-    out = work.groupby(KEYS, sort=False, dropna=False).agg(
+    out = work.groupby(CHOICE_ID, sort=False, dropna=False).agg(
         n=("hit", "count"), total=("hit", "size"), accuracy=("hit", "mean")).reset_index()
     out["n_unscorable"] = out["total"] - out["n"]
-    out = out.merge(share_intervals(work, KEYS, "hit", item="_item"), on=KEYS, how="left", sort=False)
+    out = out.merge(share_intervals(work, CHOICE_ID, "hit", item="_item"), on=CHOICE_ID, how="left", sort=False)
     return out.rename(columns={"hit_low": "accuracy_low", "hit_high": "accuracy_high"})[CHOICE_ACCURACY.names]
 
 

@@ -9,19 +9,20 @@ miss. `pair_accuracy` sums the pairs up per paradigm, phenomenon, field and over
 
 from __future__ import annotations
 
-import pandas as pd
+from dataclasses import dataclass
 
-from probekit.analyses.base import Analysis, Context, register
-from probekit.pll import BATCH, PLL_VERSION, pll_scores
-from probekit.schema import CHECKPOINT_KEYS, Table, _columns
-from probekit.stats import share_intervals, with_pooled_seeds
+from probekit import lazy
+from probekit.analyses.base import Analysis, Context, Options, Shape, option, register
+from probekit.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, Table, bounds, columns
 
-PAIR_KEYS = (
+pd = lazy.module("pandas")
+
+PAIR_COLUMNS = (
     ("benchmark", "str", "pairs benchmark (blimp, blimp:SELECTOR, blimp@N for a sample, or a file stem)"),
     ("metric", "str", "how sentences were scored: within_word_l2r (PLL-word-l2r) or original (PLL)"),
 )
-PAIRS = Table("pairs", "checkpoint × minimal pair", _columns(
-    *CHECKPOINT_KEYS, *PAIR_KEYS,
+PAIRS = Table("pairs", "checkpoint × minimal pair", columns(
+    *CHECKPOINT_COLUMNS, *PAIR_COLUMNS,
     ("pair_id", "str", "the pair's id in its benchmark (BLiMP's pairID, else the file's row or line)"),
     ("field", "str", "BLiMP field (morphology, syntax, semantics, syntax_semantics); else the file's or its name"),
     ("phenomenon", "str", "BLiMP phenomenon (linguistics_term); else the file's or its name"),
@@ -34,8 +35,8 @@ PAIRS = Table("pairs", "checkpoint × minimal pair", _columns(
     ("scorable", "bool", "both sentences scorable (fit the model's positions, finite logits)"),
     ("correct", "bool", "pll_good > pll_bad (False where not scorable: use `scorable` to leave those out)"),
 ), "Every minimal pair scored on every checkpoint by pseudo-log-likelihood.")
-PAIR_ACCURACY = Table("pair_accuracy", "checkpoint × pairs benchmark × level × name", _columns(
-    *CHECKPOINT_KEYS, *PAIR_KEYS,
+PAIR_ACCURACY = Table("pair_accuracy", "checkpoint × pairs benchmark × level × name", columns(
+    *CHECKPOINT_COLUMNS, *PAIR_COLUMNS,
     ("level", "str", "paradigm, phenomenon, field, or all"),
     ("name", "str", "the paradigm, phenomenon or field (all for the whole benchmark)"),
     ("n", "int", "scorable pairs: the denominator of accuracy"),
@@ -43,47 +44,65 @@ PAIR_ACCURACY = Table("pair_accuracy", "checkpoint × pairs benchmark × level �
     ("ties", "int", "scorable pairs with pll_good == pll_bad (e.g. both sentences tokenize alike): misses"),
     ("accuracy", "float", "share of scorable pairs with pll_good > pll_bad (chance: 0.5)"),
     ("mean_margin", "float", "mean pll_good − pll_bad over scorable pairs"),
-    ("accuracy_low", "float", "lower bound of the 95% percentile bootstrap interval over pairs (1,000 resamples)"),
-    ("accuracy_high", "float", "upper bound of that interval"),
-    ("n_seeds", "int", "training seeds behind the row: 1, or the seeds pooled in an all-seeds row (its interval "
-                       "resamples seeds and pairs together)"),
+    *bounds(("accuracy",), over="pairs"), N_SEEDS,
 ), "Minimal-pair accuracy per paradigm, phenomenon, field and overall, from the pairs table, with bootstrap "
    "intervals over pairs (`probekit.stats.share_intervals`); with several seeds also per step pooled over them.")
 LEVELS = ("paradigm", "phenomenon", "field")
 
 
+@dataclass(frozen=True)
+class PairsOptions(Options):
+    metric: str = option("within_word_l2r", "Sentence score for minimal pairs: PLL-word-l2r (Kauf & Ivanova 2023) or "
+                                            "the original PLL (Salazar et al. 2020).", flag="--pll-metric",
+                         choices=("within_word_l2r", "original"))
+
+
 class Pairs(Analysis):
     name = "pairs"
-    table = PAIRS
-    derived = (PAIR_ACCURACY,)
-    per_benchmark = False  # runs over `ctx.pairs`, not the fill-mask benchmarks
+    help = "minimal pairs scored by pseudo-log-likelihood (tables pairs, pair_accuracy); runs when pairs are given"
+    options = PairsOptions
+    inputs = "pairs"
+    tables = (PAIRS, PAIR_ACCURACY)
     on_control = True
+    report = "probekit.report.sections:pairs"
+    report_title = "Grammar"
 
-    def settings(self, ctx: Context) -> dict:
-        return {"metric": ctx.pll_metric, "pairs": [b.sha256 for b in ctx.pairs], "pll": PLL_VERSION}
+    def wanted(self, ctx: Context) -> bool:
+        return bool(ctx.of(self.inputs))
 
-    def run(self, checkpoint, ctx: Context, bench=None) -> pd.DataFrame:
-        if not ctx.pairs:
-            return pd.DataFrame(columns=[c for c in PAIRS.names if c not in ("checkpoint", "run", "step", "seed")])
-        pairs = pd.concat([b.pairs for b in ctx.pairs], ignore_index=True)
+    def settings(self, ctx: Context, item) -> dict:
+        from probekit.pll import PLL_VERSION
+
+        return {**super().settings(ctx, item), "pll": PLL_VERSION}
+
+    def cost(self, shape: Shape, item) -> float:
+        return float(item.size) * 10  # a PLL costs about one pass per token
+
+    def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
+        from probekit.pll import BATCH, pll_scores
+
+        metric = ctx.opts(self.name).metric
+        pairs = bench.pairs
         sentences = list(dict.fromkeys([*pairs["good"], *pairs["bad"]]))
-        scored = pll_scores(checkpoint.model(ctx.device), checkpoint.tokenizer, sentences, ctx.pll_metric,
+        scored = pll_scores(checkpoint.model(ctx.device), checkpoint.tokenizer, sentences, metric,
                             batch_size=max(ctx.batch_size, BATCH))
         pll = dict(zip(sentences, scored["pll"]))
-        frame = pairs.assign(metric=ctx.pll_metric, pll_good=pairs["good"].map(pll), pll_bad=pairs["bad"].map(pll))
+        frame = pairs.assign(metric=metric, pll_good=pairs["good"].map(pll), pll_bad=pairs["bad"].map(pll))
         frame["margin"] = frame["pll_good"] - frame["pll_bad"]
         frame["scorable"] = frame["margin"].notna()
         frame["correct"] = frame["margin"] > 0
         return frame
 
-    def derive(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
+    def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
         return {PAIR_ACCURACY.name: pair_accuracy(frame)}
 
 
 def pair_accuracy(pairs: pd.DataFrame) -> pd.DataFrame:
     """Accuracy, n and mean margin per checkpoint × benchmark × (paradigm, phenomenon, field, all), with
     bootstrap intervals; with several seeds, also per step pooled over them (run `all-seeds`)."""
-    keys = ["checkpoint", "run", "step", "seed", "benchmark", "metric"]
+    from probekit.stats import share_intervals, with_pooled_seeds
+
+    keys = [*CHECKPOINT_ID, "benchmark", "metric"]
     pairs = with_pooled_seeds(pairs).assign(_pair=lambda f: f["benchmark"] + "\x1f" + f["paradigm"] + "\x1f"
                                             + f["pair_id"].astype(str))
     work = pairs.assign(all="all", hit=pairs["correct"].astype(float).where(pairs["scorable"]),

@@ -20,10 +20,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
+from probekit import lazy
 from probekit.errors import ProbekitError
+
+pd = lazy.module("pandas")
 
 HERE = Path(__file__).parent
 SHIPPED = {path.stem: path for path in sorted(HERE.glob("*.yaml"))}
@@ -56,6 +58,14 @@ class Benchmark:
         if self.candidates is not None:
             rows = [{**row, "candidates": c} for row, c in zip(rows, self.candidates)]
         self.sha256 = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def size(self) -> int:
+        return len(self.prompts)
+
+    def describe(self) -> dict:
+        return {"source": str(self.source), "sha256": self.sha256, "prompts": len(self.prompts),
+                "malformed_rows": len(self.problems)}
 
 
 def load_benchmark(spec: str | Path) -> Benchmark:
@@ -178,3 +188,13 @@ def _yaml_rows(path: Path, spec) -> list[tuple[str, dict]]:
                              {"relation": relation, "template": template,
                               "subject": fact[rel["subject"]], "answer": fact[rel["answer"]]}))
     return rows
+
+
+def _register() -> None:
+    from probekit.benchmarks.kinds import register_kind
+
+    register_kind("prompts", "fill-mask prompts: relation, template, subject, answer (and optional candidates)",
+                  claims=lambda spec: True, load=lambda spec, sample: load_benchmark(spec), priority=-100)
+
+
+_register()

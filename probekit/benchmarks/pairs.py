@@ -21,10 +21,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
+from probekit import lazy
 from probekit.benchmarks import COLUMNS as BENCH_COLUMNS, Benchmark, csv_rows
 from probekit.errors import ProbekitError
+
+pd = lazy.module("pandas")
 
 BLIMP_DIR = Path(__file__).parent / "blimp"
 BLIMP = "blimp"
@@ -50,6 +51,14 @@ class PairBenchmark:
     def __post_init__(self):
         rows = self.pairs[COLUMNS].to_dict("records")
         self.sha256 = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def size(self) -> int:
+        return 2 * len(self.pairs)
+
+    def describe(self) -> dict:
+        return {"source": str(self.source), "sha256": self.sha256, "pairs": len(self.pairs),
+                "malformed_rows": len(self.problems)}
 
 
 def is_pair_spec(spec: str | Path) -> bool:
@@ -259,3 +268,14 @@ def word_choices(bench: PairBenchmark) -> Benchmark:
     prompts = prompts.drop_duplicates(subset=["relation", "prompt", "answer"]).reset_index(drop=True)
     return Benchmark(f"{CHOICE}{bench.name}", bench.source, prompts[BENCH_COLUMNS], list(bench.problems),
                      candidates=prompts["candidates"].tolist())
+
+
+def _register() -> None:
+    from probekit.benchmarks.kinds import register_kind
+
+    register_kind("pairs", "minimal pairs: good, bad sentences (BLiMP, or a CSV/JSONL file)",
+                  claims=is_pair_spec, load=load_pairs, priority=10)
+    register_kind("prompts", "fill-mask prompts", claims=is_choice_spec, load=load_choices, priority=20)
+
+
+_register()
