@@ -15,12 +15,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerBase
 
-from probekit.checkpoints import load_checkpoint
-from probekit.errors import ProbekitError
 from probekit import families
+from probekit.errors import ProbekitError
 from probekit.hooks import hook_name, hook_names, hooked
 from probekit.log import logger
 from probekit.schema import FORMAT_VERSION
+from probekit.series import load_checkpoint
 from probekit.store import atomic_path
 
 CAPTURED = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z")

@@ -13,9 +13,14 @@ import os
 import re
 import shutil
 import time
+from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probekit.errors import ProbekitError
+
+if TYPE_CHECKING:
+    from torch.nn import Module
 
 CONFIG = "config.json"
 SAFE_WEIGHTS, PICKLE_WEIGHTS = "model.safetensors", "pytorch_model.bin"
@@ -24,7 +29,6 @@ RUN_FILE = "probekit_run.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 RESUME_FILES = (CONFIG, SAFE_WEIGHTS, TRAINER_STATE, "optimizer.pt", "scheduler.pt")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-TRAILING_NUMBER = re.compile(r"(\d+)$")
 SEED_WORD = re.compile(r"(?:^|(?<=[-_.@/]))seed[-_]?(\d+)(?=$|[-_.@/])", re.IGNORECASE)
 
 
@@ -51,15 +55,84 @@ def looks_like_checkpoint(path: Path) -> bool:
 
 
 def step_of(path: Path) -> int | None:
-    """The training step of a checkpoint folder: trainer_state.json's global_step, else the number ending its name."""
+    """The training step of a checkpoint folder: trainer_state.json's global_step, else the step its name
+    states (`step_in_name`, the rule hub names follow too)."""
     state = path / TRAINER_STATE
     if state.is_file():
         try:
             return int(json.loads(state.read_text())["global_step"])
         except (ValueError, KeyError, TypeError, OSError):
             pass
-    match = TRAILING_NUMBER.search(path.name)
-    return int(match.group(1)) if match and path.exists() else None
+    return step_in_name(path.name)
+
+
+# ---------------------------------------------------------------- steps and seeds from names
+# One rule for local folder names, hub repository names and revisions alike.
+
+MULTIPLIERS = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+MAX_STEP = 10**15  # a step the tables hold exactly (int64), far beyond any run
+COUNT = r"(\d+(?:\.\d+)?)([kKmMbB]?)"
+STEP_WORD = re.compile(rf"(?:^|(?<=[^A-Za-z]))(?:step|checkpoint|ckpt|iter|iteration)[-_]?{COUNT}(?![A-Za-z0-9])",
+                       re.IGNORECASE)
+BARE_COUNT = re.compile(rf"^{COUNT}$")
+
+
+def count_value(number: str, suffix: str = "") -> int:
+    """`20`, `k` → 20000; `1.5`, `M` → 1500000: a step count written with an optional k/M/B suffix."""
+    value = Decimal(number) * MULTIPLIERS[suffix.lower()]
+    if value != int(value):
+        raise ProbekitError(f"{number}{suffix}: not a whole number of steps")
+    if value > MAX_STEP:
+        raise ProbekitError(f"{number}{suffix}: {int(value):,} steps is more than any training run takes "
+                            f"(at most {MAX_STEP:,})")
+    return int(value)
+
+
+def step_in_name(text: str) -> int | None:
+    """The step a folder name, hub name or revision states: the last step word with its count (`step_20k`,
+    `-step-1000`, `checkpoint-500`, `step2M`), else a name that is a count (`20k`, `2M`, `500`); None otherwise.
+
+    Other numbers in a name are not steps (`seed_0`, `L-2_H-128_A-2`, `gpt2`); `--step-from` reads those."""
+    matches = list(STEP_WORD.finditer(text))
+    if matches:
+        return count_value(*matches[-1].groups())
+    if bare := BARE_COUNT.match(text):
+        return count_value(*bare.groups())
+    return None
+
+
+def name_without_step(name: str) -> str:
+    """`name` less the step it states (`multiberts-seed_0-step_20k` → `multiberts-seed_0`); itself when it
+    states none, or when nothing else would be left."""
+    matches = list(STEP_WORD.finditer(name))
+    if not matches:
+        return name
+    last = matches[-1]
+    return (name[:last.start()].rstrip("-_.") + name[last.end():]) or name
+
+
+def step_pattern(regex: str | None) -> re.Pattern | None:
+    """`--step-from REGEX` compiled, or one line saying why it cannot be used (it needs a group)."""
+    if regex is None:
+        return None
+    try:
+        pattern = re.compile(regex)
+    except re.error as exc:
+        raise ProbekitError(f"--step-from {regex!r}: not a regular expression ({exc})") from exc
+    if pattern.groups < 1:
+        raise ProbekitError(f"--step-from {regex!r}: needs a group around the step, e.g. 'step_(\\d+k?)'")
+    return pattern
+
+
+def step_from_pattern(pattern: re.Pattern, text: str) -> int:
+    """The step the first group of `pattern` finds in `text` (k/M/B suffixes allowed), or one line naming `text`."""
+    match = pattern.search(text)
+    found = match.group(1) if match else None
+    count = BARE_COUNT.match(found.strip()) if found else None
+    if count is None:
+        what = "does not match it" if match is None else f"found {found!r}, not a step such as 2000 or 20k"
+        raise ProbekitError(f"{text}: --step-from {pattern.pattern!r} {what}")
+    return count_value(*count.groups())
 
 
 def seed_in_name(text: str) -> str:
@@ -130,6 +203,25 @@ def save_initial_checkpoint(output: Path, model, tokenizer, max_steps: int) -> N
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     TrainerState(global_step=0, max_steps=max_steps).save_to_json(str(path / TRAINER_STATE))
+
+
+# ---------------------------------------------------------------- the MLM decoder, stored once
+
+
+def decoder_is_tied(model: Module) -> bool:
+    """True when the MLM decoder shares its weight with the word embeddings (every supported family's
+    default), so a checkpoint folder stores it once."""
+    decoder = model.get_output_embeddings()
+    embeddings = model.get_input_embeddings()
+    return decoder is not None and decoder.weight.data_ptr() == embeddings.weight.data_ptr()
+
+
+def decoder_tie_message(model: Module) -> str:
+    """What the seed's "missing keys: cls.predictions.decoder.weight" warning should have said."""
+    if decoder_is_tied(model):
+        return ("MLM decoder: tied to the word embeddings, so it is stored once "
+                "(no 'cls.predictions.decoder' in the file is expected)")
+    return "MLM decoder: NOT tied to the word embeddings; its weights were loaded separately"
 
 
 # ---------------------------------------------------------------- the run file

@@ -44,25 +44,6 @@ def hook_names(n_layers: int, points: Iterable[str] = POINTS) -> list[str]:
     return [hook_name(layer, point) for layer in range(n_layers) for point in points]
 
 
-# ---------------------------------------------------------------- where things are in a HF model
-# (asked of `probekit.families`, the one place a model family is taught to probekit)
-
-
-def body(model: torch.nn.Module) -> torch.nn.Module:
-    """The encoder without its pretraining heads (BertModel inside BertForMaskedLM, RobertaModel, …)."""
-    return families.body(model)
-
-
-def mlm_head(model: torch.nn.Module) -> torch.nn.Module:
-    """The masked-LM head: the body's output → vocabulary logits."""
-    return families.mlm_head(model)
-
-
-def layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The blocks in the order they run (ALBERT: its shared layer once per application)."""
-    return families.blocks(model)
-
-
 # ---------------------------------------------------------------- reading and writing
 
 
@@ -77,7 +58,7 @@ def hooked(model: torch.nn.Module, read: Iterable[str] = (),
     (ALBERT's shared layers), its hooks fire once per application, each under its own block's name.
     """
     read, write = set(read), dict(write or {})
-    blocks = layers(model)
+    blocks = families.blocks(model)  # in the order they run (ALBERT: its shared layer once per application)
     n_layers = len(blocks)
     known = set(hook_names(n_layers))
     for name in read | set(write):
@@ -97,7 +78,7 @@ def hooked(model: torch.nn.Module, read: Iterable[str] = (),
         wanted = {name.split(".", 2)[2] for name in read | set(write)}
         if wanted:
             where = _Position(n_layers)
-            handles.append(body(model).register_forward_pre_hook(where.restart))
+            handles.append(families.body(model).register_forward_pre_hook(where.restart))
             for block in dict.fromkeys(blocks):  # each module once, however often it runs
                 handles += _register(model, block, wanted, where, store, read | set(write), write)
         yield store

@@ -1,20 +1,21 @@
-"""Published series by name: hub specs → snapshot folders in the hub cache, read like any local checkpoint.
+"""Published series by name: hub specs → `HubCheckpoint`s, read from snapshot folders in the hub cache like any
+local checkpoint. Every hub concern of probekit is here.
 
 A spec is a repository (`google/multiberts-seed_0-step_20k`, one repository per checkpoint) or
 `NAME@REVISION` (a series kept as branches or tags of one repository). Every download goes through
 `huggingface_hub.snapshot_download` — its cache, resumable, `HF_HUB_OFFLINE` honoured — and fetches only a
 checkpoint's config, weights (safetensors; pickle only when allowed and there is no safetensors), tokenizer
-files and `trainer_state.json`, one checkpoint at a time, when it is first read. The snapshot folder is then
-read by the same checked code as a local folder: nothing is loaded with `from_pretrained` from the hub, and no
-code from a repository is run. `--evict` deletes a checkpoint's snapshot once it has been probed, so a
-140-checkpoint BERT-base series fits a laptop disk.
+files and `trainer_state.json`, one checkpoint at a time, when `HubCheckpoint.fetch()` is called (reading its
+config, weights, tokenizer or model calls it). The snapshot folder is then read by the same checked code as a
+local folder: nothing is loaded with `from_pretrained` from the hub, and no code from a repository is run.
+`--evict` deletes a checkpoint's snapshot once it has been probed, so a 140-checkpoint BERT-base series fits a
+laptop disk.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +24,12 @@ from huggingface_hub.errors import (CacheNotFound, EntryNotFoundError, GatedRepo
                                     HFValidationError, IncompleteSnapshotError, LocalEntryNotFoundError,
                                     RepositoryNotFoundError, RevisionNotFoundError)
 from huggingface_hub.utils import validate_repo_id
+from transformers import PreTrainedTokenizerBase
 
+from probekit.checkpoints import Checkpoint
 from probekit.errors import ProbekitError
-from probekit.folders import CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, TRAINER_STATE
+from probekit.folders import (CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, TRAINER_STATE, name_without_step,
+                              step_from_pattern, step_in_name)
 from probekit.log import logger
 
 # Tokenizer files of every masked-LM family transformers ships (WordPiece, byte-level BPE, SentencePiece).
@@ -34,12 +38,6 @@ TOKENIZER_PATTERNS = tuple(dict.fromkeys([*TOKENIZER_FILES, "added_tokens.json",
 FILES = (CONFIG, *TOKENIZER_PATTERNS, TRAINER_STATE)
 FILE_SUFFIXES = (".json", ".jsonl", ".txt", ".csv", ".yaml", ".yml", ".parquet", ".bin", ".safetensors", ".pt",
                  ".pth", ".ckpt", ".h5", ".gz", ".zip", ".tar", ".md")
-MULTIPLIERS = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
-MAX_STEP = 10**15  # a step the tables hold exactly (int64), far beyond any run
-COUNT = r"(\d+(?:\.\d+)?)([kKmMbB]?)"
-STEP_WORD = re.compile(rf"(?:^|(?<=[^A-Za-z]))(?:step|checkpoint|ckpt|iter|iteration)[-_]?{COUNT}(?![A-Za-z0-9])",
-                       re.IGNORECASE)
-BARE_COUNT = re.compile(rf"^{COUNT}$")
 
 
 @dataclass(frozen=True)
@@ -85,63 +83,96 @@ def looks_like_path(spec: str) -> bool:
     return False
 
 
-# ---------------------------------------------------------------- steps and seeds from names
-
-
-def count_value(number: str, suffix: str = "") -> int:
-    """`20`, `k` → 20000; `1.5`, `M` → 1500000: a step count written with an optional k/M/B suffix."""
-    value = Decimal(number) * MULTIPLIERS[suffix.lower()]
-    if value != int(value):
-        raise ProbekitError(f"{number}{suffix}: not a whole number of steps")
-    if value > MAX_STEP:
-        raise ProbekitError(f"{number}{suffix}: {int(value):,} steps is more than any training run takes "
-                            f"(at most {MAX_STEP:,})")
-    return int(value)
-
-
-def step_in_name(text: str) -> int | None:
-    """The step a name or revision states (`step_20k`, `-step-1000`, `checkpoint-500`, `step2M`, a bare `20k`)."""
-    matches = list(STEP_WORD.finditer(text))
-    if matches:
-        return count_value(*matches[-1].groups())
-    if bare := BARE_COUNT.match(text):
-        return count_value(*bare.groups())
-    return None
-
-
-def step_pattern(regex: str | None) -> re.Pattern | None:
-    """`--step-from REGEX` compiled, or one line saying why it cannot be used (it needs a group)."""
-    if regex is None:
-        return None
-    try:
-        pattern = re.compile(regex)
-    except re.error as exc:
-        raise ProbekitError(f"--step-from {regex!r}: not a regular expression ({exc})") from exc
-    if pattern.groups < 1:
-        raise ProbekitError(f"--step-from {regex!r}: needs a group around the step, e.g. 'step_(\\d+k?)'")
-    return pattern
-
-
-def step_from_pattern(pattern: re.Pattern, text: str) -> int:
-    """The step the first group of `pattern` finds in `text` (k/M/B suffixes allowed), or one line naming `text`."""
-    match = pattern.search(text)
-    found = match.group(1) if match else None
-    count = BARE_COUNT.match(found.strip()) if found else None
-    if count is None:
-        what = "does not match it" if match is None else f"found {found!r}, not a step such as 2000 or 20k"
-        raise ProbekitError(f"{text}: --step-from {pattern.pattern!r} {what}")
-    return count_value(*count.groups())
-
-
 def run_of(spec: HubSpec) -> str:
     """The run a hub checkpoint belongs to: its repository name less the step it states
     (`multiberts-seed_0-step_20k` → `multiberts-seed_0`), so that each seed of a series is its own run."""
-    name = spec.repo_name
-    matches = list(STEP_WORD.finditer(name))
-    if not matches:
-        return name
-    last = matches[-1]
-    return (name[:last.start()].rstrip("-_.") + name[last.end():]) or name
+    return name_without_step(spec.repo_name)
+
+
+# ---------------------------------------------------------------- a checkpoint on the hub
+
+
+class HubCheckpoint(Checkpoint):
+    """A checkpoint named on the hub: `fetch()` downloads its snapshot into the hub cache (or finds it there),
+    and reading its config, weights, tokenizer or model calls `fetch()` first; from then on it is read by the
+    same checked code as a local folder.
+
+    `location` is the snapshot folder while it is on disk and the spec otherwise; like `source` and `spec`
+    (where it came from), it never downloads. With `evict=True`, `release()` also deletes the snapshot from the
+    hub cache (`evict()` does it at any time); reading it again fetches it again.
+    """
+
+    def __init__(self, spec: HubSpec, name: str, step: int | None, run: str, allow_pickle: bool = False,
+                 tokenizer: PreTrainedTokenizerBase | None = None, evict: bool = False):
+        super().__init__(name, str(spec), step, run, allow_pickle, tokenizer)
+        self.spec = spec
+        self.evict_on_release = evict
+        self._folder: Path | None = None
+        self._error: ProbekitError | None = None
+
+    def __repr__(self) -> str:
+        return f"HubCheckpoint({self.name!r}, step={self.step}, spec={str(self.spec)!r})"
+
+    @property
+    def location(self) -> str:
+        """The snapshot folder while it is on disk, else the spec (never downloads: see `fetch`)."""
+        return str(self._folder) if self.is_local else str(self.spec)
+
+    @property
+    def source(self) -> str:
+        return str(self.spec)
+
+    @property
+    def is_local(self) -> bool:
+        """True while its snapshot is on disk (never fetches)."""
+        return self._folder is not None and self._folder.is_dir()
+
+    def fetch(self) -> Path:
+        """Its snapshot folder, downloaded if it is not on disk (again after an eviction); a failure is kept
+        and raised again rather than retried."""
+        if self._error is not None:
+            raise self._error
+        if not self.is_local:
+            try:
+                self._folder = fetch_snapshot(self.spec, self.allow_pickle)
+            except ProbekitError as exc:
+                self._error = exc
+                raise
+            logger.debug(f"{self.spec}: snapshot {self._folder}")
+        return self._folder
+
+    def release(self) -> None:
+        """Forget the weights and model; with `evict=True`, delete the snapshot from the hub cache too."""
+        super().release()
+        if self.evict_on_release:
+            try:
+                self.evict()
+            except (ProbekitError, OSError) as exc:  # the probe itself succeeded: say so, keep going
+                logger.warning(f"{self.spec}: not evicted ({exc})")
+
+    def evict(self) -> None:
+        """Delete its snapshot from the hub cache (only this repository's revision); reading it again re-fetches."""
+        if not self.is_local:
+            return
+        freed = evict_snapshot(self._folder)
+        logger.info(f"{self.spec}: evicted from the hub cache ({freed / 1e6:,.1f} MB freed)")
+
+
+def hub_checkpoint(spec: HubSpec, pattern: re.Pattern | None = None, allow_pickle: bool = False,
+                   tokenizer: PreTrainedTokenizerBase | None = None, evict: bool = False) -> HubCheckpoint:
+    """A HubCheckpoint with its step — from `pattern` (--step-from) when given, else the repository name, else
+    the revision (`folders.step_in_name`, as for a local folder's name), else trainer_state.json — and its run.
+    Nothing but trainer_state.json is fetched."""
+    if pattern is not None:
+        step = step_from_pattern(pattern, str(spec))
+    else:
+        step = step_in_name(spec.repo_name)
+        if step is None and spec.revision:
+            step = step_in_name(spec.revision)
+        if step is None:
+            step = trainer_state_step(spec)
+    name = f"{spec.repo_name}@{spec.revision}" if spec.revision else spec.repo_name
+    return HubCheckpoint(spec, name, step, run_of(spec), allow_pickle, tokenizer, evict)
 
 
 # ---------------------------------------------------------------- the hub cache

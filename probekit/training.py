@@ -33,7 +33,6 @@ from transformers import (
 from transformers.modeling_outputs import MaskedLMOutput
 
 from probekit import __version__
-from probekit.checkpoints import decoder_tie_message
 from probekit.corpus import DEFAULT_CORPUS, corpus_fingerprint, load_training_corpus
 from probekit.data import MaskingCollator, build_dataset, fixed_mask_eval_set, masked_lm_loss
 from probekit.errors import ProbekitError
@@ -42,6 +41,7 @@ from probekit.folders import (
     IDENTITY_FIELDS,
     check_output_is_ours,
     checkpoint_dirs,
+    decoder_tie_message,
     last_good_checkpoint,
     read_run_record,
     recorded_tokenizer_conflict,

@@ -3,8 +3,8 @@ import torch
 
 from probekit import ProbekitError
 from probekit.activations import Capture, capture, read_sentences
-from probekit.checkpoints import load_checkpoint
 from probekit.hooks import hook_name, hook_names, hooked
+from probekit.series import load_checkpoint
 
 SENTENCES = ["the capital of italy is rome.", "rome is the capital of [MASK].",
              ("paris is a city in france.", "the king of the people."), "a"]

@@ -4,13 +4,9 @@ import shutil
 import pytest
 import torch
 
-from probekit import ProbekitError
-from probekit.checkpoints import (
-    fingerprint,
-    load_checkpoint,
-    read_weights,
-    resolve_checkpoints,
-)
+from probekit import ProbekitError, checkpoints
+from probekit.checkpoints import RandomInit, fingerprint, read_weights
+from probekit.series import load_checkpoint, resolve_checkpoints
 
 
 def test_order_is_training_order_not_lexical(tmp_path):
@@ -23,11 +19,11 @@ def test_order_is_training_order_not_lexical(tmp_path):
 
 
 def test_trainer_state_step_wins_over_the_name(tmp_path):
-    (tmp_path / "late").mkdir()
-    (tmp_path / "late" / "trainer_state.json").write_text(json.dumps({"global_step": 900}))
-    (tmp_path / "early-100").mkdir()
-    refs = resolve_checkpoints([str(tmp_path / "late"), str(tmp_path / "early-100")])
-    assert [(r.name, r.step) for r in refs] == [("early-100", 100), ("late", 900)]
+    (tmp_path / "late-step-5").mkdir()
+    (tmp_path / "late-step-5" / "trainer_state.json").write_text(json.dumps({"global_step": 900}))
+    (tmp_path / "early-step-100").mkdir()
+    refs = resolve_checkpoints([str(tmp_path / "late-step-5"), str(tmp_path / "early-step-100")])
+    assert [(r.name, r.step) for r in refs] == [("early-step-100", 100), ("late-step-5", 900)]
 
 
 def test_missing_path_and_empty_glob_are_clear(tmp_path):
@@ -81,3 +77,24 @@ def test_shell_glob_files_beside_checkpoints_are_ignored(tiny_series):
     assert [r.step for r in resolve_checkpoints(expanded)] == [0, 1, 2, 4, 8]
     with pytest.raises(ProbekitError, match="a file, not a checkpoint folder"):
         resolve_checkpoints([str(tiny_series / "probekit_run.json")])
+
+
+def test_the_handle_reads_weights_on_first_use_and_release_forgets_them(tiny_series, monkeypatch):
+    reads = []
+    real = checkpoints.read_weights
+    monkeypatch.setattr(checkpoints, "read_weights", lambda ref, *a: reads.append(ref.name) or real(ref, *a))
+    ref = resolve_checkpoints(str(tiny_series / "checkpoint-8"))[0]
+    assert reads == [] and ref.fetch() == tiny_series / "checkpoint-8" and ref.is_local
+    before = ref.fingerprint
+    assert ref.model() is ref.model() and reads == ["checkpoint-8"]
+    ref.release()
+    assert ref.fingerprint == before and reads == ["checkpoint-8"]  # the fingerprint stays
+    ref.model()
+    assert reads == ["checkpoint-8", "checkpoint-8"]  # the weights are read again
+
+
+def test_a_random_init_has_no_files(tiny_series):
+    control = RandomInit(resolve_checkpoints(str(tiny_series / "checkpoint-8"))[0])
+    assert not control.is_local and control.model().config.hidden_size == 32
+    with pytest.raises(ProbekitError, match="^random-init: no files to read; it is built from seed 0$"):
+        control.fetch()

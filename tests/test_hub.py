@@ -22,10 +22,12 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
 import probekit
+from probekit import hub
 from probekit.checkpoints import Checkpoint
 from probekit.cli import main
 from probekit.errors import ProbekitError
-from probekit.hub import evict_snapshot, step_in_name
+from probekit.folders import seed_of
+from probekit.hub import HubCheckpoint, evict_snapshot
 
 WORDS = ("the a capital city river king kings queen music war empire country people language old new "
          "north south is of in rome paris italy france").split()
@@ -116,8 +118,8 @@ def test_hub_names_probe_in_step_order_with_their_seed(hub_cache, saved, tiny_be
     assert len(result.predictions) == 2 * 4
 
     series = probekit.open_series(["org/tiny-seed_0-step_200", "org/tiny-seed_0-step_100"])
-    assert series.steps == [100, 200] and series.at(200).seed == "0"
-    assert str(hub_cache) in series[0].location  # read from the cache's snapshot, by the local code path
+    assert series.steps == [100, 200] and seed_of(series.at(200).source) == "0"
+    assert str(hub_cache) in str(series[0].fetch())  # read from the cache's snapshot, by the local code path
     assert series[0].config.hidden_size == 32 and series[0].tokenizer.mask_token == "[MASK]"
 
 
@@ -129,7 +131,7 @@ def test_branches_of_one_repository_and_the_trainer_state_fallback(hub_cache, sa
     series = probekit.open_series([f"org/tiny-series@{b}" for b in ("final", "step_2k", "checkpoint-100")])
     assert [c.name for c in series] == ["tiny-series@checkpoint-100", "tiny-series@step_2k", "tiny-series@final"]
     assert series.steps == [100, 2000, 3000]
-    assert series[-1].location == str(final)
+    assert series[-1].fetch() == final and series[-1].location == str(final)
     assert series[0].fingerprint != series[-1].fingerprint  # each branch is read from its own snapshot
 
 
@@ -229,21 +231,24 @@ def test_pickle_weights_refused_unless_allowed(hub_cache, saved, tiny_benchmark)
     assert allowed.checkpoints["status"].tolist() == ["ok"] and allowed.checkpoints["step"].tolist() == [7]
 
 
-def test_a_plain_checkpoint_given_a_hub_name_is_built_from_the_snapshot(hub_cache, saved):
-    publish(hub_cache, "org/tiny-seed_1-step_5", saved[1])
-    model = Checkpoint("by-hand", "org/tiny-seed_1-step_5", None).model()
+def test_only_fetch_downloads_and_a_hub_name_is_read_one_way(hub_cache, saved, tmp_path, monkeypatch):
+    """`location` and `source` never download; `fetch()` does, once, and reading the model reads that snapshot;
+    a plain Checkpoint reads folders only."""
+    snapshot = publish(hub_cache, "org/tiny-seed_1-step_5", saved[1])
+    fetched = []
+    real = hub.fetch_snapshot
+    monkeypatch.setattr(hub, "fetch_snapshot", lambda spec, *a: fetched.append(str(spec)) or real(spec, *a))
+    ref = probekit.open_series("org/tiny-seed_1-step_5")[0]
+    assert isinstance(ref, HubCheckpoint) and not ref.is_local
+    assert (ref.location, ref.source, fetched) == ("org/tiny-seed_1-step_5", "org/tiny-seed_1-step_5", [])
+    assert ref.fetch() == snapshot and ref.location == str(snapshot) and fetched == ["org/tiny-seed_1-step_5"]
     expected = BertForMaskedLM.from_pretrained(saved[1]).state_dict()
-    assert torch.equal(model.state_dict()["bert.embeddings.word_embeddings.weight"],
+    assert torch.equal(ref.model().state_dict()["bert.embeddings.word_embeddings.weight"],
                        expected["bert.embeddings.word_embeddings.weight"])
-
-
-@pytest.mark.parametrize("name, step", [
-    ("multiberts-seed_0-step_20k", 20_000), ("multiberts-seed_4-step_2000k", 2_000_000), ("run-step-1000", 1000),
-    ("checkpoint-500", 500), ("step143000", 143_000), ("bert-step_2M", 2_000_000), ("step_1.5k", 1500),
-    ("20k", 20_000), ("main", None), ("bert-base-uncased", None), ("stepwise-3", None),
-])
-def test_steps_read_from_names_and_revisions(name, step):
-    assert step_in_name(name) == step
+    assert fetched == ["org/tiny-seed_1-step_5"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProbekitError, match=r"^org/tiny-seed_1-step_5: no config.json$"):
+        Checkpoint("by-hand", "org/tiny-seed_1-step_5", None).model()  # a hub name is a HubCheckpoint, not this
 
 
 def test_a_step_too_large_is_one_line(tiny_series, tiny_benchmark, tmp_path):
@@ -255,3 +260,13 @@ def test_a_step_too_large_is_one_line(tiny_series, tiny_benchmark, tmp_path):
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1
+
+
+def test_local_folders_and_hub_names_read_steps_alike(hub_cache, saved, tmp_path):
+    """`…-step_20k` and `2M` state the same step whether they name a local folder or a hub repository."""
+    local = {name: shutil.copytree(saved[0], tmp_path / "mine" / name) for name in ("tiny-step_20k", "2M")}
+    for name in local:
+        publish(hub_cache, f"org/{name}", saved[1])
+    series = probekit.open_series([*map(str, local.values()), *(f"org/{name}" for name in local)])
+    assert {c.source: c.step for c in series} == {str(local["tiny-step_20k"]): 20_000, "org/tiny-step_20k": 20_000,
+                                                   str(local["2M"]): 2_000_000, "org/2M": 2_000_000}

@@ -17,7 +17,7 @@ from probekit.cli import main
 from probekit.results import ProbeResult
 from probekit.runner import probe
 from probekit.schema import Column, Table
-from probekit.checkpoints import resolve_checkpoints
+from probekit.series import resolve_checkpoints
 from probekit.shards import Unit, assign, prefetched
 from probekit.store import read_cached, write_cached
 from test_hub import hub_cache, publish, saved, tokenizer  # noqa: F401 (fixtures)
