@@ -73,7 +73,8 @@ def columns(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
 CHECKPOINT_COLUMNS = (
     ("checkpoint", "str", "the checkpoint's label: its folder name, prefixed by its run where names repeat"),
     ("run", "str", "the folder holding the checkpoint (the training run); the hub name's owner for hub models"),
-    ("step", "int", "training step (trainer_state.json or the number ending the name); missing if unknown"),
+    ("step", "int", "training step: trainer_state.json, else the step its name states (step_20k, checkpoint-500, "
+                    "2M); missing if unknown"),
     ("seed", "str", "training seed (`seed-K` folder, hub name, or the run's record); empty when unknown and for "
                     "the random-init control; `all-seeds` on rows pooled over seeds"),
 )

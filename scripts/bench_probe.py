@@ -126,7 +126,8 @@ def bench_pipeline(series: str, bench: Path) -> None:
 
     start = time.perf_counter()
     for ref in refs:
-        fill = pipeline("fill-mask", model=ref.location, tokenizer=ref.location, device=device)
+        folder = str(ref.fetch())
+        fill = pipeline("fill-mask", model=folder, tokenizer=folder, device=device)
         for prompt in prompts:
             fill(prompt, top_k=10)
     baseline = time.perf_counter() - start
