@@ -27,6 +27,7 @@ from probekit.log import logger, progress
 from probekit.results import ProbeResult
 from probekit.series import resolve_checkpoints
 from probekit.schema import TABLES
+from probekit.scoring import SCORING_VERSION
 from probekit.stats import settings as stats_settings
 from probekit.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
 from probekit.vocab import load_tokenizer
@@ -264,10 +265,10 @@ def run_unit(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> tuple[p
 
 
 def unit_key(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> str:
-    """The cache key of one unit: the analysis, the checkpoint's identity, the input's content and every
-    setting the analysis declares (its version and options)."""
+    """The cache key of one unit: the analysis, the checkpoint's identity, the input's content, every setting
+    the analysis declares (its version and options) and the scoring kernel's version."""
     return cache_key(analysis=analysis.name, identity=ref.identity, benchmark=item.sha256 if item else None,
-                     settings=analysis.settings(ctx, item))
+                     settings=analysis.settings(ctx, item), scoring=SCORING_VERSION)
 
 
 def _computed(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> pd.DataFrame:

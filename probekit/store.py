@@ -9,7 +9,7 @@ first runs. The cache takes many writers at once (the processes of a sharded pro
 under a unique temporary name and published by a hard link, so no reader sees half a file and no published
 result is ever overwritten.
 
-  cache/KEY.parquet       per (checkpoint identity, benchmark, analysis, settings, format and scoring versions)
+  cache/KEY.parquet       per (checkpoint identity, input, analysis, settings, format and scoring versions)
   cache/units/SIG.json    a unit of a sharded probe is done: who did it, where, how long (`probekit.shards`)
   attention/NAME.safetensors   captured tensors per checkpoint (listed in the manifest like the tables)
 """
@@ -108,10 +108,8 @@ def read_table(path: Path):
 
 
 def cache_key(**parts) -> str:
-    """A key naming everything a cached result depends on, the format and scoring versions included."""
-    from probekit.scoring import SCORING_VERSION
-
-    parts = {"format": FORMAT_VERSION, "scoring": SCORING_VERSION, **parts}
+    """A key naming everything a cached result depends on (`parts`), the format version included."""
+    parts = {"format": FORMAT_VERSION, **parts}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

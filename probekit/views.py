@@ -186,7 +186,7 @@ def qk_view(checkpoint: CheckpointLike, text: Text | None = None, layer: int = 0
     Returns a matplotlib Figure with, per head, a [query, key] heat map of the scores and one of the softmax
     attention; arguments as for `head_view`.
     """
-    from probekit.report.plots import qk_scores
+    from probekit.figures import qk_scores
 
     return qk_scores(_as_capture(checkpoint, text, tokenizer), layer, sentence)
 

@@ -102,15 +102,31 @@ def internal_imports(path: Path, module: str) -> set[str]:
     return {name for name in found if name == "probekit" or name.startswith("probekit.")}
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Every probekit module → the probekit modules it imports (names that are not modules are dropped)."""
+def module_files(package: Path = PACKAGE) -> dict[str, Path]:
+    """Every module of the package under `package` by dotted name (a package by its own name)."""
     files = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        files[name] = path
-    return {name: {m for m in internal_imports(path, name) if m in files and m != name}
-            for name, path in files.items()}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+def running(module: str) -> set[str]:
+    """What has started running when `module` runs: the packages above it, and itself."""
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Every probekit module → the probekit modules its imports run: those it names (names that are not
+    modules dropped) and every package above them, whose `__init__` runs first — except the packages the
+    importer is inside, which are already running when it runs."""
+    files = module_files(package)
+    graph = {}
+    for name, path in files.items():
+        named = {m for m in internal_imports(path, name) if m in files}
+        graph[name] = {m for n in named for m in running(n) if m in files} - running(name)
+    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -153,6 +169,80 @@ def test_internal_imports_reads_every_form(tmp_path):
 
 def test_probekit_has_no_import_cycle():
     graph = import_graph()
-    assert {"probekit", "probekit.cli", "probekit.log"} <= set(graph)
+    assert {"probekit", "probekit.cli", "probekit.log", "probekit.report", "probekit.views"} <= set(graph)
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, source in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(source)
+    return root / "probekit"
+
+
+def test_an_import_counts_the_package_inits_it_runs(tmp_path):
+    """`from probekit.report.plots import x` runs probekit/report/__init__.py first: an arrow to the package,
+    found also inside a function; a package's own modules do not point back at it."""
+    package = _tree(tmp_path, {
+        "probekit/__init__.py": "from probekit import log\n",
+        "probekit/log.py": "",
+        "probekit/views.py": "def qk_view():\n    from probekit.report.plots import qk_scores\n",
+        "probekit/report/__init__.py": "from probekit.report.site import build\n",
+        "probekit/report/site.py": "from probekit.report import plots\nfrom probekit.views import head_view\n",
+        "probekit/report/plots.py": "",
+    })
+    graph = import_graph(package)
+    assert graph["probekit.views"] == {"probekit.report", "probekit.report.plots"}
+    assert graph["probekit.report.site"] == {"probekit.report.plots", "probekit.views"}  # not its own package
+    assert graph["probekit.log"] == set() and graph["probekit"] == {"probekit.log"}
+    assert find_cycle(graph) == ["probekit.report", "probekit.report.site", "probekit.views", "probekit.report"]
+    assert upward_imports(graph, floors=(("core", ("log",)), ("presentation", ("views", "report", "__init__")))) == []
+    assert upward_imports(graph, floors=(("core", ("log", "views")), ("presentation", ("report", "__init__")))) == [
+        "probekit.views (core) imports probekit.report (presentation)",
+        "probekit.views (core) imports probekit.report.plots (presentation)"]
+
+
+# ------------------------------------------------ floors: data flows one way
+
+FLOORS = (
+    ("core", ("errors", "log", "lazy", "schema", "store")),
+    ("training", ("presets", "corpus", "vocab", "data", "facts", "folders", "training")),
+    ("models", ("checkpoints", "series", "hub", "families", "hooks", "activations")),
+    ("analyses", ("scoring", "stats", "pll", "benchmarks", "analyses", "metrics")),
+    ("running", ("results", "runner", "shards")),
+    ("presentation", ("report", "views", "figures", "diff", "demo", "cli", "__init__", "__main__")),
+)
+"""probekit's floors, lowest first: a module imports only from its own floor or the floors before it."""
+
+
+def floor_of(module: str, floors=FLOORS) -> int | None:
+    """The floor (its index in `floors`) of a dotted module name: the first part of the name below the top
+    package that names a module or a floor ("probekit.report.plots" → report's; "probekit" → __init__'s)."""
+    level = {name: i for i, (floor, names) in enumerate(floors) for name in (floor, *names)}
+    for part in module.split(".")[1:] or ["__init__"]:
+        if part in level:
+            return level[part]
+    return None
+
+
+def upward_imports(graph: dict[str, set[str]], floors=FLOORS) -> list[str]:
+    """Every arrow of `graph` to a higher floor, as "importer (floor) imports imported (floor)"."""
+    names = [floor for floor, _ in floors]
+    found = []
+    for importer, imported in sorted(graph.items()):
+        for target in sorted(imported):
+            low, high = floor_of(importer, floors), floor_of(target, floors)
+            if low is not None and high is not None and high > low:
+                found.append(f"{importer} ({names[low]}) imports {target} ({names[high]})")
+    return found
+
+
+def test_every_module_is_on_a_floor():
+    assert sorted(name for name in import_graph() if floor_of(name) is None) == []
+
+
+def test_no_module_imports_from_a_floor_above_it():
+    """core → training → models → analyses → results → presentation: lazy imports inside functions and
+    TYPE_CHECKING imports count, and so do the package `__init__`s an import runs."""
+    assert upward_imports(import_graph()) == []

@@ -1,5 +1,4 @@
 import io
-import json
 import os
 import re
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from browser import opened, visit
 from probekit import ProbekitError
@@ -22,8 +22,6 @@ from probekit.report import build_report, plots
 from probekit.results import ProbeResult
 from probekit.runner import probe
 from probekit.store import file_name
-
-report_module = sys.modules["probekit.report"]
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "local" / "screenshots"  # kept by CI as an artifact
 EVIL = "</script><script>window.pwned=1;alert(1)</script>"
@@ -43,7 +41,7 @@ def with_facts(series: Path, out: Path) -> Path:
 @pytest.fixture(scope="module")
 def site(tiny_series, tmp_path_factory):
     """A site built from results produced here: a tiny series with an injected and a held-back country,
-    a benchmark with a hostile prompt, captured attention, the logit lens."""
+    a benchmark with a hostile prompt, captured attention, the logit lens and head ablation."""
     root = tmp_path_factory.mktemp("report")
     bench = root / "bench.csv"
     bench.write_text("relation,template,subject,answer\n"
@@ -57,7 +55,7 @@ def site(tiny_series, tmp_path_factory):
     sentences = root / "sentences.txt"
     sentences.write_text(f"the capital of italy is rome.\n{EVIL} the king.\nparis is a city.\tthe queen.\n")
     series = with_facts(tiny_series, root / "series" / "my_bert")
-    probe(str(series), [str(bench)], ["lens"], out=root / "results", sentences=str(sentences))
+    probe(str(series), [str(bench)], ["lens", "ablation"], out=root / "results", sentences=str(sentences))
     index = build_report(root / "results", root / "site")
     return index.parent
 
@@ -237,8 +235,10 @@ def results(site):
 
 
 def _rewrite(src: Path, out: Path, checkpoints: dict | None = None, relations: dict | None = None,
-             benchmarks: dict | None = None, unscorable: str | None = None, second_run: bool = False) -> Path:
-    """A copy of the results folder `src` with names replaced (in every table and capture file name)."""
+             benchmarks: dict | None = None, unscorable: str | None = None, second_run: bool = False,
+             analyses: list[str] = ()) -> Path:
+    """A copy of the results folder `src` with names replaced (in every table and capture file name), and
+    `analyses` added to those its manifest lists."""
     probed = ProbeResult.load(src)
     renames = {"checkpoint": checkpoints or {}, "duplicate_of": checkpoints or {}, "relation": relations or {},
                "benchmark": benchmarks or {}}
@@ -257,6 +257,7 @@ def _rewrite(src: Path, out: Path, checkpoints: dict | None = None, relations: d
         predictions.loc[predictions["relation"] == unscorable, ["gold_rank", "gold_prob"]] = float("nan")
     manifest = dict(probed.manifest)
     manifest["benchmarks"] = {(benchmarks or {}).get(k, k): v for k, v in manifest.get("benchmarks", {}).items()}
+    manifest["analyses"] = [*manifest.get("analyses", []), *analyses]
     captures = {}
     for name, file in probed.files.items():
         new = (checkpoints or {}).get(name, name)
@@ -286,7 +287,8 @@ def test_a_failed_build_leaves_the_previous_site_as_it_was(results, tmp_path, mo
     build_report(results, site_dir)
     (site_dir / "notes.txt").write_text("mine\n")
     before = _files(site_dir)
-    monkeypatch.setattr(report_module, "_mkdocs_config", lambda pages: {"site_name": "x", "theme": {"name": "no-such-theme"}})
+    monkeypatch.setattr("probekit.report.site._mkdocs_config",
+                        lambda *nav: {"site_name": "x", "theme": {"name": "no-such-theme"}})
     with pytest.raises(ProbekitError, match="mkdocs build --strict failed"):
         build_report(results, site_dir)
     assert _files(site_dir) == before
@@ -359,8 +361,8 @@ def test_plot_text_is_never_math(results):
     predictions = tables["predictions"].assign(relation=relation, prompt="$a$ " + tables["predictions"]["prompt"])
     scores = tables["scores"].assign(relation=relation)
     for fig in (plots.rank_heatmap(predictions, "bench", relation), plots.score_curves(scores, "bench"),
-                plots.logit_lens(tables["lens"].assign(relation=relation, group="$g$"), relation)
-                if "lens" in tables else plots.known_facts(known_counts(predictions.assign(group="$g$")))):
+                plots.logit_lens(made_lens_scores().assign(relation=relation, group="$g$"), relation),
+                plots.known_facts(known_counts(predictions.assign(group="$g$")))):
         fig.savefig(io.BytesIO(), format="png")
         texts = [t for t in fig.findobj(Text) if "$" in t.get_text()]
         assert texts and not [t.get_text() for t in texts if t.get_parse_math() and is_math_text(t.get_text())]
@@ -449,7 +451,9 @@ def test_overview_states_the_difference_with_its_interval():
                           "prompt": [f"p{i}" for i in range(2 * n)],
                           "gold_rank": [1.0] * 18 + [2.0] * 2 + [2.0] * 20 + [1.0, 2.0] * 20,
                           "gold_logprob": -1.0})
-    text = "\n".join(report_module.injected_vs_held_back(frame))
+    from probekit.report.overview import injected_vs_held_back
+
+    text = "\n".join(injected_vs_held_back(frame))
     assert ("**capital**: 0.90 vs 0.00, difference +0.90 [+0.75, +1.00], p ≤ 0.002 — injected above held back: "
             "the interval excludes zero.") in text
     assert "**language**: 0.50 vs 0.50, difference +0.00" in text and "no difference shown: the interval includes zero" in text
@@ -520,7 +524,7 @@ def test_first_correct_leaves_out_prior_guesses():
 
 def test_relation_findings_come_from_the_tables():
     from probekit.report.findings import relation_findings
-    from probekit.runner import SCORE_KEYS
+    from probekit.schema import CHECKPOINT_ID, RELATION_ID
     from probekit.stats import score_table
 
     n = 30
@@ -532,7 +536,7 @@ def test_relation_findings_come_from_the_tables():
                          "template": "t", "subject": f"s{i}", "answer": "a", "prompt": f"p{i}",
                          "gold_rank": 1.0 if i < learnt else 5.0, "gold_logprob": -1.0, "n_pieces": 1})
     predictions = pd.DataFrame(rows)
-    scores = score_table(predictions, SCORE_KEYS)
+    scores = score_table(predictions, [*CHECKPOINT_ID, *RELATION_ID])
     text = "\n".join(relation_findings({"scores": scores, "predictions": predictions}))
     assert text.startswith("- **capital** — P@1 at step 30: injected **1.00** [1.00, 1.00] vs held back **0.00**")
     assert "injected above held back" in text
@@ -546,3 +550,212 @@ def test_every_figure_can_be_enlarged(site):
         images = re.findall(r"<img [^>]*>", article)
         wrapped = re.findall(r'<a [^>]*class="glightbox"[^>]*>\s*<img ', article)
         assert len(wrapped) == len(images), page
+
+
+# ------------------------------------------------ issue 23: sections from the registry, one number per interval
+
+
+def test_the_nav_is_made_from_the_analyses_sections(site):
+    """Overview first, then each analysis's pages in the run's order; lens and ablation share one page."""
+    config = yaml.safe_load((site.parent / "mkdocs.yml").read_text())
+    assert config["nav"] == [{"Overview": "index.md"}, {"Benchmarks": "benchmarks.md"}, {"Prompts": "prompts.md"},
+                             {"What changed": "changes.md"}, {"Logit lens &amp; ablation": "inside.md"},
+                             {"Attention": "attention.md"}, {"Q/K/V": "qkv.md"}]
+    assert config["not_in_nav"] == "/prompt.md"
+    inside = (site.parent / "docs" / "inside.md").read_text()
+    assert inside.count("# Logit lens and head ablation") == 1
+    assert inside.index("## Logit lens") < inside.index("## Head ablation")
+
+
+def _user_section(page, tables, results):
+    """A section as a user analysis would write it, named by "module:function"."""
+    page.add("theirs.md", "# Their own heading", "", f"{len(tables['predictions'])} predictions in {results.name}.")
+
+
+@pytest.fixture
+def user_analyses(monkeypatch):
+    """Two analyses registered from outside probekit: one whose section is a function set in its class body
+    (called without the analysis) with a report_title, one named by "module:function" without one."""
+    from probekit.analyses import REGISTRY, Analysis
+
+    seen = []
+
+    def mine(page, tables, results):
+        seen.append(sorted(tables))
+        frame = pd.DataFrame({"checkpoint": ["checkpoint-8"], "value": [EVIL]})
+        page.add("mine.md", "# Not the title", "", *page.table(frame, ("mine",)))
+        page.finding("- **mine** — a finding of a user analysis.")
+
+    class Mine(Analysis):
+        name, report, report_title = "mine", mine, "My analysis"
+
+    class Theirs(Analysis):
+        name, report = "theirs", "test_report:_user_section"
+
+    monkeypatch.setitem(REGISTRY, "mine", Mine())
+    monkeypatch.setitem(REGISTRY, "theirs", Theirs())
+    return seen
+
+
+def test_a_user_analysis_section_adds_a_page(results, tmp_path, user_analyses):
+    _rewrite(results, tmp_path / "results", analyses=["mine", "theirs", "not-installed-here"])
+    build_report(tmp_path / "results", tmp_path / "site")
+    nav = yaml.safe_load((tmp_path / "site" / "mkdocs.yml").read_text())["nav"]
+    assert nav[0] == {"Overview": "index.md"}
+    assert nav[-2:] == [{"My analysis": "mine.md"}, {"Their own heading": "theirs.md"}]
+    assert "manifest" in user_analyses[0] and "predictions" in user_analyses[0]
+    built = tmp_path / "site" / "build"
+    mine = (built / "mine.html").read_text()
+    assert "&lt;/script&gt;&lt;script&gt;window.pwned" in mine and "<script>window.pwned" not in mine
+    assert re.search(r'href="data/table-mine[^"]*\.csv"', mine)
+    assert "predictions in results." in (built / "theirs.html").read_text()
+    assert "a finding of a user analysis" in (built / "index.html").read_text()
+
+
+def test_a_section_that_cannot_be_found_is_one_line(results, tmp_path, monkeypatch):
+    from probekit.analyses import REGISTRY, Analysis
+
+    class Broken(Analysis):
+        name, report = "broken", "no_such_module:section"
+
+    monkeypatch.setitem(REGISTRY, "broken", Broken())
+    _rewrite(results, tmp_path / "results", analyses=["broken"])
+    with pytest.raises(ProbekitError, match="analysis 'broken': its report section 'no_such_module:section' cannot"):
+        build_report(tmp_path / "results", tmp_path / "site")
+
+
+def test_a_section_writes_its_own_pages_only(tmp_path):
+    from probekit.report.page import Page
+
+    page = Page(tmp_path / "docs")
+    page.analysis = "mine"
+    with pytest.raises(ValueError, match="Overview"):
+        page.add("index.md", "# mine")
+    for name in ("../x.md", "x.html", "My Page.md"):
+        with pytest.raises(ValueError, match="lower-case file name"):
+            page.add(name, "x")
+
+
+def made_lens_scores() -> pd.DataFrame:
+    """`lens_scores` rows of one relation: two layers × two groups × two steps, a random-init control row,
+    and at step 10 half of the held-back prompts unscorable (left out of the metrics, counted apart)."""
+    rows = []
+    for layer in (0, 1):
+        for group in ("injected", "held_back"):
+            for step, checkpoint in ((None, "random-init"), (0, "checkpoint-0"), (10, "checkpoint-10")):
+                p = 0.0 if step is None else 0.1 * layer + (0.4 if group == "injected" else 0.2) * (step or 0) / 10
+                rows.append({"checkpoint": checkpoint, "run": "r", "step": step, "seed": "", "benchmark": "b",
+                             "relation": "capital", "group": group, "layer": layer, "mean_gold_logprob": -1.0,
+                             "n": 10 if (group, step) != ("held_back", 10) else 5,
+                             "n_unscorable": 5 if (group, step) == ("held_back", 10) else 0,
+                             **{m: p for m in ("p_at_1", "p_at_10", "mrr")},
+                             **{f"{m}_{side}": p + d for m in ("p_at_1", "p_at_10", "mrr")
+                                for side, d in (("low", -0.05), ("high", 0.05))}, "n_seeds": 1})
+    return pd.DataFrame(rows)
+
+
+def test_the_lens_figure_draws_the_lens_scores_table():
+    """P@1 and MRR are the table's (unscorable prompts left out, as everywhere), with its intervals as bands."""
+    scores = made_lens_scores()
+    fig = plots.logit_lens(scores, "capital")
+    p_at_1, mrr = fig.axes[:2]
+    for ax, metric in ((p_at_1, "p_at_1"), (mrr, "mrr")):
+        drawn = sorted(tuple(round(float(y), 6) for y in line.get_ydata()) for line in ax.lines)
+        expected = sorted(tuple(round(float(v), 6) for v in rows.sort_values("step")[metric])
+                          for _, rows in scores[scores["step"].notna()].groupby(["layer", "group"]))
+        assert drawn == expected
+        bands = [c for c in ax.collections if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
+        assert len(bands) == 4  # a band per layer × group
+        assert {round(float(v), 6) for band in bands for v in band.get_paths()[0].vertices[:, 1]} <= {
+            round(float(v), 6) for v in pd.concat([scores[f"{metric}_low"], scores[f"{metric}_high"]])}
+    held_back_at_10 = scores[(scores["group"] == "held_back") & (scores["step"] == 10) & (scores["layer"] == 1)]
+    assert 0.3 in {round(float(line.get_ydata()[-1]), 6) for line in p_at_1.lines}
+    assert held_back_at_10["p_at_1"].item() == pytest.approx(0.3)  # of the 5 scorable prompts, not of all 10
+
+
+def test_the_lens_figure_weights_relations_by_their_scorable_prompts():
+    one, other = made_lens_scores(), made_lens_scores().assign(relation="language", p_at_1=1.0, n=30)
+    fig = plots.logit_lens(pd.concat([one, other], ignore_index=True))
+    ax = fig.axes[0]
+    assert not [c for c in ax.collections if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
+    tops = {round(float(line.get_ydata()[-1]), 6) for line in ax.lines}
+    assert round((0.5 * 10 + 1.0 * 30) / 40, 6) in tops  # layer 1 injected at step 10: 0.5 over 10, 1.0 over 30
+
+
+def made_pair_accuracy() -> pd.DataFrame:
+    """pair_accuracy rows of one benchmark: bootstrap bounds chosen apart from any Wilson interval."""
+    rows = []
+    for level, name in (("all", "all"), ("phenomenon", "agreement"), ("paradigm", "agreement_1")):
+        for step, acc, low, high in ((0, 0.5, 0.45, 0.55), (10, 0.6, 0.52, 0.68), (20, 0.62, 0.48, 0.75)):
+            rows.append({"checkpoint": f"checkpoint-{step}", "run": "r", "step": step, "seed": "", "benchmark": "p",
+                         "metric": "within_word_l2r", "level": level, "name": name, "n": 50, "n_unscorable": 0,
+                         "ties": 1, "accuracy": acc, "mean_margin": 0.1, "accuracy_low": low,
+                         "accuracy_high": high, "n_seeds": 1})
+    return pd.DataFrame(rows)
+
+
+def test_the_grammar_page_shows_the_tables_bootstrap_interval():
+    """One interval on the page: the table's accuracy_low/accuracy_high, in the words, table and figure."""
+    from probekit.report import grammar
+
+    accuracy = made_pair_accuracy()
+    found = grammar.chance_table(accuracy, None)
+    overall = found[found["phenomenon"] == "all"].iloc[0]
+    assert overall["accuracy there [95%]"] == "0.620 [0.480, 0.750]"
+    assert overall["verdict"] == "chance"  # 0.48 ≤ 0.5: the bootstrap interval decides, not a Wilson one
+    assert overall["first step above chance"] == "10"
+    assert "0.620 &#91;0.480, 0.750&#93;, **chance**" in grammar.findings({"pair_accuracy": accuracy})[0]
+    fig = grammar.phenomenon_curves(accuracy)
+    band = next(c for c in fig.axes[0].collections
+                if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection"))
+    assert {round(float(v), 6) for v in band.get_paths()[0].vertices[:, 1]} <= {0.45, 0.55, 0.52, 0.68, 0.48, 0.75}
+    assert not hasattr(grammar, "interval")
+
+
+def made_capture(changed: int, tokens: list[list[str]]):
+    """A one-layer, two-head Capture of the given sentences, and a second one where only sentence `changed`
+    attends differently."""
+    import torch
+
+    from probekit.activations import Capture
+    from probekit.hooks import hook_name
+
+    length = max(map(len, tokens))
+    logits = torch.randn(len(tokens), 2, length, length, generator=torch.Generator().manual_seed(0))
+    later = logits.clone()
+    later[changed] = torch.randn(2, length, length, generator=torch.Generator().manual_seed(1)) * 4
+    mask = torch.tensor([[1] * len(t) + [0] * (length - len(t)) for t in tokens])
+    caps = []
+    for values in (logits, later):
+        pattern = torch.softmax(values.masked_fill(mask[:, None, None, :] == 0, -1e9), dim=-1)
+        caps.append(Capture({hook_name(0, "attn.hook_pattern"): pattern}, [list(t) for t in tokens], mask,
+                            n_layers=1, n_heads=2))
+    return caps
+
+
+@pytest.mark.parametrize("changed", [0, 2])
+def test_the_attention_pages_show_the_sentence_whose_attention_changed_most(changed):
+    from probekit.report.attention import telling_sentence
+
+    tokens = [["[CLS]", "the", "capital", "is", "rome", "[SEP]"], ["[CLS]", "a", "king", "[SEP]"],
+              ["[CLS]", "the", "queen", "sings", "[SEP]"]]
+    first, last = made_capture(changed, tokens)
+    assert telling_sentence(first, last) == changed
+    assert telling_sentence(first, first) == 0  # one captured checkpoint: the first sentence
+
+
+def test_choices_have_their_page(tiny_series, tmp_path):
+    """The choice analysis's section: accuracy per relation against chance (1 / (foils + 1)), its own page."""
+    bench = tmp_path / "choice.csv"
+    bench.write_text("relation,template,subject,answer,candidates\n"
+                     "capital,the capital of [X] is [MASK].,italy,rome,paris|france\n"
+                     "capital,the capital of [X] is [MASK].,france,paris,rome\n"
+                     "plural,the [X] of the [MASK].,king,kings,queen\n")
+    probe(str(tiny_series), [str(bench)], out=tmp_path / "results")
+    build_report(tmp_path / "results", tmp_path / "site")
+    page = (tmp_path / "site" / "docs" / "choices.md").read_text()
+    assert page.startswith("# Choices") and "## choice" in page
+    assert re.search(r"\| capital \| all \| 8 \| 2 \| 0 \| \d\.\d{3} &#91;\d\.\d{3}, \d\.\d{3}&#93; \| 0\.417 \|", page)
+    assert re.search(r"\| plural \| all \| 8 \| 1 \| 0 \| .* \| 0\.500 \|", page)  # (1/3 + 1/2) / 2, and 1/2
+    nav = yaml.safe_load((tmp_path / "site" / "mkdocs.yml").read_text())["nav"]
+    assert {"Choices": "choices.md"} in nav and (tmp_path / "site" / "build" / "choices.html").is_file()

@@ -91,6 +91,19 @@ def test_qk_view_is_a_figure_for_any_stock_checkpoint(hf_series):
     assert len(fig.axes) >= 4
 
 
+def test_views_draw_without_the_report(hf_series):
+    """The views sit beside the report, not on it: a notebook's qk_view loads no probekit.report module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, probekit\n"
+            f"probekit.qk_view({str(hf_series / 'checkpoint-6')!r}, 'the king of rome.', layer=0)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('probekit.report')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_views_need_text(tiny_series):
     with pytest.raises(ProbekitError, match="give the text"):
         probekit.head_view(str(tiny_series / "checkpoint-8"), html_action="return")

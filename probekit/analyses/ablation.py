@@ -23,7 +23,7 @@ class Ablation(Analysis):
     help = "zero each head in turn and rescore every prompt (table ablation)"
     tables = (ABLATION,)
     report = "probekit.report.sections:ablation"
-    report_title = "Inside the model"
+    report_title = "Logit lens & ablation"
 
     def settings(self, ctx: Context, bench) -> dict:
         return {**super().settings(ctx, bench), "groups": digest(bench.groups)}  # summed up per fact group

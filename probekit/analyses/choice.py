@@ -48,7 +48,7 @@ class Choice(Analysis):
     tables = (CHOICES, CHOICE_ACCURACY)
     on_control = True
     report = "probekit.report.sections:choice"
-    report_title = "Grammar"
+    report_title = "Choices"
 
     def wanted(self, ctx: Context) -> bool:
         return any(b.candidates for b in ctx.of(self.inputs))

@@ -38,7 +38,7 @@ class Lens(Analysis):
     help = "logit lens: the MLM head read at every layer (tables lens, lens_scores)"
     tables = (LENS, LENS_SCORES)
     report = "probekit.report.sections:lens"
-    report_title = "Inside the model"
+    report_title = "Logit lens & ablation"
 
     def cost(self, shape: Shape, item) -> float:
         return float(item.size) * (shape.layers + 1)

@@ -91,30 +91,6 @@ def relation_findings(tables: dict) -> list[str]:
     return out
 
 
-def grammar_findings(tables: dict) -> list[str]:
-    """One bullet per minimal-pair benchmark: last accuracy with its Wilson interval, chance or not, and the
-    phenomena above chance."""
-    from probekit.report.grammar import _baselines, chance_table
-
-    accuracy = tables.get("pair_accuracy")
-    if accuracy is None or not len(accuracy):
-        return []
-    out = []
-    for bench, rows in accuracy.groupby("benchmark", sort=False):
-        found = chance_table(rows, _baselines(bench))
-        overall = found[found["phenomenon"] == "all"].iloc[0]
-        phenomena = found[found["phenomenon"] != "all"]
-        above = phenomena[phenomena["verdict"] == "above chance"]["phenomenon"].tolist()
-        at_chance = phenomena[phenomena["verdict"] == "chance"]["phenomenon"].tolist()
-        text = (f"- **{_esc(bench)}** (minimal pairs) — accuracy at step {overall['last step']}: "
-                f"{_esc(overall['accuracy there [95%]'])}, **{overall['verdict']}**")
-        if len(phenomena):
-            text += (f"; above chance: {_esc(', '.join(above)) if above else 'no phenomenon'}"
-                     f"; at chance: {_esc(', '.join(at_chance)) if at_chance else 'none'}")
-        out.append(text + ".")
-    return out
-
-
 def prior_guesses(predictions: pd.DataFrame, known: pd.DataFrame) -> pd.Series:
     """For each row of `known` (one per prompt): True when its answer needs no knowledge of its subject —
     the random-initialisation control (else the step-0 checkpoint) answers that template with it at rank 1,

@@ -1,10 +1,15 @@
-"""The data behind the report's prompt table and prompt pages: every prompt's gold rank and top 5 at every
-checkpoint, compact enough to ship with the site as one script (tokens stored once, referenced by index)."""
+"""The Prompts page and the prompt page: every prompt in a searchable table, each opening its gold rank and
+top 5 over training. Their data ships with the site as one script, compact: every prompt's gold rank and top 5
+at every checkpoint, tokens stored once and referenced by index."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
+from probekit.report.markdown import esc
+from probekit.report.page import Page
 from probekit.schema import CONTROL
 
 KEYS = ["benchmark", "relation", "group", "template", "subject", "answer", "prompt"]
@@ -38,3 +43,35 @@ def prompt_data(predictions: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     data = {"run": run, "steps": steps, "vocab": list(vocab), "prompts": records}
     frame = pd.DataFrame(index, columns=["id", *KEYS, "final_rank", "first_correct"])
     return data, frame.astype({"final_rank": "Int64", "first_correct": "Int64"})
+
+
+def prompt_pages(page: Page, tables: dict) -> None:
+    """Every prompt in a searchable, sortable table, each opening its page: gold rank and top 5 over training."""
+    predictions = tables["predictions"]
+    if predictions.empty:
+        return
+    data, index = prompt_data(predictions)
+    (page.docs / "assets" / "prompt-data.js").write_text(
+        "window.probekitPrompts = " + json.dumps(data, separators=(",", ":")).replace("<", "\\u003c") + ";\n",
+        encoding="utf-8")
+    groups = "".join(f'<option value="{esc(g)}">{esc(g)}</option>' for g in sorted(index["group"].unique()))
+    heads = "".join(f'<th data-key="{key}">{label}</th>' for key, label in (
+        ("relation", "relation"), ("group", "group"), ("prompt", "prompt"), ("answer", "answer"),
+        ("final_rank", "final rank"), ("first_correct", "first step correct")))
+    page.add("prompts.md", "# Prompts", "",
+             f"All {len(index):,} prompts (seed shown: {esc(data['run'])}). Type to filter; click a column to sort; "
+             "click a prompt for its gold rank and top 5 over training.", "",
+             '<div class="probekit-prompts" markdown="0"><input type="search" placeholder="filter: country, '
+             f'answer, relation…" aria-label="filter prompts"><select name="group"><option value="">every group'
+             f'</option>{groups}</select><span class="probekit-count"></span><table><thead><tr>{heads}</tr></thead>'
+             "<tbody></tbody></table></div>", "",
+             '<script src="assets/prompt-data.js"></script>', "",
+             *page.downloads(index.drop(columns=["id"]), page.unique("table", "prompts")))
+    page.configure("prompts.md", title="Prompts", hide_toc=True)
+    page.add("prompt.md", "# Prompt", "",
+             '<div class="probekit-prompt" markdown="0"><h2 class="probekit-prompt-title"></h2>'
+             '<div class="probekit-view"></div><table><thead><tr><th>step</th><th>gold rank</th><th>1st</th>'
+             "<th>2nd</th><th>3rd</th><th>4th</th><th>5th</th></tr></thead><tbody></tbody></table></div>", "",
+             '<script src="assets/prompt-data.js"></script>', "",
+             "[All prompts](prompts.md)", "")
+    page.configure("prompt.md", title="Prompt", hide_toc=True, nav=False)  # opened from the table

@@ -1,0 +1,186 @@
+"""`Page`: what a report section writes into — Markdown pages, their figures, interactive charts and tables.
+
+A section adds lines to a page by its file name (`page.add("mine.md", "# Mine", "", …)`); every page that
+received lines is written when all sections have run, so two sections can share one page. A page's place in
+the navigation, its title and whether it shows a table of contents are set with `configure`; without a
+title the site names it after its analysis's `report_title` or its first heading. Every figure, chart and
+table goes through here: user strings are escaped, file names slugged, tables downloadable.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from probekit.report import charts
+from probekit.report.markdown import esc, slug
+from probekit.views import LIBRARIES, library_source
+
+ASSETS = Path(__file__).parent / "assets"
+OVERVIEW = "index.md"
+
+
+@dataclass
+class PageInfo:
+    """How one page is shown: its nav title (None: from the analysis or the page), whether its table of
+    contents is hidden, whether it is in the nav, and the analysis whose section added it first."""
+
+    title: str | None = None
+    hide_toc: bool = False
+    nav: bool = True
+    analysis: str | None = None
+
+
+class Page:
+    """The pages of one site with their figures (PNG for the page, SVG for papers), interactive charts and
+    tables (each downloadable as CSV and Parquet), and the Overview's findings."""
+
+    def __init__(self, docs: Path):
+        self.docs = docs
+        for folder in ("figures", "data", "assets"):
+            (docs / folder).mkdir(parents=True, exist_ok=True)
+        self.parts: dict[str, list[str]] = {}
+        self.info: dict[str, PageInfo] = {}
+        self.findings: list[str] = []
+        self.names: set[str] = set()
+        self.analysis: str | None = None
+        """The analysis whose section is running (set by the site build)."""
+
+    def add(self, page: str, *lines: str) -> None:
+        """Append `lines` (Markdown) to `page` (a file name such as "mine.md"), making the page if new."""
+        self._check(page)
+        self.parts.setdefault(page, []).extend(lines)
+        self.info.setdefault(page, PageInfo(analysis=self.analysis))
+
+    def configure(self, page: str, title: str | None = None, hide_toc: bool | None = None,
+                  nav: bool | None = None) -> None:
+        """Set `page`'s nav title, whether its table of contents is hidden, whether it is in the nav."""
+        self._check(page)
+        info = self.info.setdefault(page, PageInfo(analysis=self.analysis))
+        self.parts.setdefault(page, [])
+        if title is not None:
+            info.title = title
+        if hide_toc is not None:
+            info.hide_toc = hide_toc
+        if nav is not None:
+            info.nav = nav
+
+    def _check(self, page: str) -> None:
+        if not page.endswith(".md") or slug(page) != page or page.startswith("."):
+            raise ValueError(f"a page is a lower-case file name ending in .md ([a-z0-9._-]), not {page!r}")
+        if page == OVERVIEW and self.analysis is not None:
+            raise ValueError(f"{OVERVIEW} is the report's own Overview: a section states its finding there "
+                             "with page.finding(...)")
+
+    def finding(self, *lines: str) -> None:
+        """Markdown bullets for the Overview's first screen, where each analysis states what it found."""
+        self.findings.extend(lines)
+
+    def unique(self, *name) -> str:
+        """A file stem slugged from the parts of `name`, unique within the site."""
+        stem = base = slug(*name)
+        for n in range(2, 10_000):
+            if stem not in self.names:
+                break
+            stem = f"{base}-{n}"
+        self.names.add(stem)
+        return stem
+
+    def figure(self, page: str, name: tuple, fig, caption: str, svg: bool = True) -> list[str]:
+        """Save `fig` (PNG, and SVG for papers) and add it to `page`: full column width, click to enlarge."""
+        stem = self.unique(*name)
+        for suffix in ("png", "svg") if svg else ("png",):
+            fig.savefig(self.docs / "figures" / f"{stem}.{suffix}", dpi=100, bbox_inches="tight")
+        lines = [f"![{esc(caption)}](figures/{stem}.png)", "",
+                 f"*{esc(caption)}* (click to enlarge)" + (f" — [SVG for papers](figures/{stem}.svg)" if svg else ""),
+                 ""]
+        self.add(page, *lines)
+        return lines
+
+    def chart(self, page: str, name: tuple, chart, caption: str, step_axis: bool = True) -> None:
+        """An interactive Vega-Lite chart (drawn offline by assets/probekit.js) with its caption."""
+        self.add(page, charts.spec_html(chart, "chart-" + self.unique("chart", *name), step_axis), "",
+                 f"*{esc(caption)}*", "")
+
+    def table(self, frame: pd.DataFrame, name: tuple | None = None, raw: tuple[str, ...] = ()) -> list[str]:
+        """`frame` as a Markdown table, its cells escaped (except columns in `raw`, already-safe markup), and
+        a download line: the same table as CSV and Parquet under data/."""
+        stem = self.unique("table", *(name or (len(self.names),)))
+        return [*table(frame, raw), *self.downloads(frame, stem)]
+
+    def downloads(self, frame: pd.DataFrame, stem: str) -> list[str]:
+        """Write `frame` as data/`stem`.csv and .parquet; the line that links them."""
+        plain = frame.copy()
+        plain.columns = [str(c) for c in plain.columns]
+        plain.to_csv(self.docs / "data" / f"{stem}.csv", index=False)
+        _parquet_safe(plain).to_parquet(self.docs / "data" / f"{stem}.parquet", index=False)
+        return [f'<p class="downloads" markdown="1">Download this table: [CSV](data/{stem}.csv) · '
+                f"[Parquet](data/{stem}.parquet)</p>", ""]
+
+    def take(self, page: str, make) -> list[str]:
+        """Run `make` (which adds lines to `page`) and return those lines, removed from the page."""
+        before = len(self.parts.get(page, []))
+        make()
+        added = self.parts[page][before:]
+        del self.parts[page][before:]
+        return added
+
+    def write(self) -> list[str]:
+        """Write every page that has lines; returns their file names in the order they were first added."""
+        written = []
+        for name, lines in self.parts.items():
+            if not any(line.strip() for line in lines):
+                continue
+            front = ["---", "hide:", "  - toc", "---", ""] if self.info[name].hide_toc else []
+            (self.docs / name).write_text("\n".join([*front, *lines]) + "\n", encoding="utf-8")
+            written.append(name)
+        return written
+
+    def heading(self, page: str) -> str | None:
+        """The text of `page`'s first level-1 heading, if it has one."""
+        for line in self.parts.get(page, []):
+            if line.startswith("# "):
+                return line[2:].strip()
+        return None
+
+    def copy_assets(self) -> None:
+        """probekit.js/css and the vendored Vega libraries (with their licenses); jQuery and d3 for bertviz."""
+        shutil.copytree(ASSETS, self.docs / "assets", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("README.md"))
+        for name in LIBRARIES:
+            (self.docs / "assets" / f"{name}.js").write_text(library_source(name), encoding="utf-8")
+
+
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns of mixed Python objects as text, so any shown table can be written as Parquet."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    return out
+
+
+def table(frame: pd.DataFrame, raw: tuple[str, ...] = ()) -> list[str]:
+    """`frame` as a Markdown table; every cell escaped except those of the columns in `raw`."""
+    head = "| " + " | ".join(esc(c) for c in frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    cells = lambda column, v: "" if _missing(v) else (str(v) if column in raw else esc(v))  # noqa: E731
+    rows = ["| " + " | ".join(cells(c, v) for c, v in zip(frame.columns, row)) + " |"
+            for row in frame.itertuples(index=False)]
+    return [head, rule, *rows, ""]
+
+
+def _missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def collapsible(kind: str, title: str, lines: list[str], open_: bool = False) -> list[str]:
+    """A Material collapsible admonition (`??? note "title"`) around `lines`."""
+    marker = "???+" if open_ else "???"
+    return [f'{marker} {kind} "{title}"', "", *(f"    {line}" if line else "" for line in lines), ""]
