@@ -7,7 +7,7 @@ The same functions back the `probekit` command line and a Jupyter notebook:
     result = probekit.probe("local/my_bert/*", analyses=("predictions", "capture"), out="local/probe")
     series = probekit.open_series("local/my_bert/*")
     probekit.head_view(series[-1], "The capital of Italy is Rome.")  # series.at(600) looks up a step
-    grammar = probekit.probe("local/my_bert/*", pairs=["blimp"], sample=10).tables
+    grammar = probekit.probe("local/my_bert/*", ["blimp"], sample=10).tables
     probekit.phenomenon_curves(grammar["pair_accuracy"])                # accuracy per phenomenon over training
     probekit.wrong_pairs(grammar["pairs"], "checkpoint-8000", "agreement")  # what it still gets wrong
 

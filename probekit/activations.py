@@ -30,8 +30,9 @@ CAPTURED = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn
 class Capture:
     """Captured tensors by name, with the tokens they belong to (one list of tokens per sentence).
 
-    `meta` says the model's family, its separator token, and per layer the half-width of a local attention
-    window (`windows`, None for global attention): `additive_mask` is the mask each pattern was made with.
+    `meta` says the model's family, its tokenizer's classifier and separator tokens, and per layer the
+    half-width of a local attention window (`windows`, None for global attention): `additive_mask` is the
+    mask each pattern was made with.
     """
 
     tensors: dict[str, torch.Tensor]
@@ -131,7 +132,8 @@ def capture(
     with torch.no_grad(), hooked(model, read=names) as store:
         families.body(model)(**families.body_inputs(model, {k: v.to(device) for k, v in batch.items()}))
     tensors = {name: store[name].cpu() for name in names}
-    meta = {"family": config.model_type, "windows": families.windows(model), "sep_token": tokenizer.sep_token}
+    meta = {"family": config.model_type, "windows": families.windows(model), "cls_token": tokenizer.cls_token,
+            "sep_token": tokenizer.sep_token}
     return Capture(tensors, tokens, batch["attention_mask"], n_layers, config.num_attention_heads, meta)
 
 

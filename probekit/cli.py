@@ -349,8 +349,10 @@ def diff(results, a, b, csv_file, rows):
         return
     d = diff_checkpoints(results, a, b)
     right, lost = int(d.summary["newly_right"].sum()), int(d.summary["lost"].sum())
-    click.echo(f"{d.a} -> {d.b}: +{right} newly right / -{lost} lost; "
-               f"{int(d.summary['top1_changed'].sum())} prompts changed their top-1 answer")
+    unscorable = int(d.summary["unscorable"].sum()) if "unscorable" in d.summary else 0
+    click.echo(f"{d.a} -> {d.b}: +{right} newly right / -{lost} lost"
+               + (f" ({unscorable} unscorable on either side, counted apart)" if unscorable else "")
+               + f"; {int(d.summary['top1_changed'].sum())} prompts changed their top-1 answer")
     if len(d.summary):
         click.echo(d.summary.to_string(index=False))
     if len(d.changed_prompts):

@@ -1,5 +1,6 @@
 """Checkpoints of a series compared: which prompts became right or wrong and by how much their gold rank
-moved, which heads changed most, and how far each block of weights moved. Works from a results folder (plus
+moved, which heads changed most, and how far each block of weights moved. A prompt unscorable at either
+checkpoint is counted apart, never newly right or lost. Works from a results folder (plus
 the weight files, for the weights). Checkpoints are named as in checkpoints.parquet, or by step (`3000`),
 or by position in training order (`-1` the last, `-2` the one before).
 """
@@ -11,24 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from probekit.activations import Capture
-from probekit.checkpoints import read_weights, resolve_checkpoints
+from probekit.checkpoints import Checkpoint, masked_lm_class, read_weights
 from probekit.errors import ProbekitError
+from probekit.families import weight_block
 from probekit.metrics import attention_drift
 from probekit.results import ProbeResult
 from probekit.schema import CONTROL
+from probekit.series import resolve_checkpoints
 
 KEYS = ["benchmark", "relation", "group", "prompt", "answer"]
-SUMMARY = ["benchmark", "relation", "group", "prompts", "newly_right", "lost", "top1_changed"]
+SUMMARY = ["benchmark", "relation", "group", "prompts", "unscorable", "newly_right", "lost", "top1_changed"]
+BLOCKS = ["block", "distance", "relative_distance"]
 
 
 @dataclass
 class CheckpointDiff:
-    changed_prompts: pd.DataFrame   # prompts whose top-1 or gold rank changed, biggest rank change first
+    changed_prompts: pd.DataFrame   # prompts whose top-1 or gold rank changed, flips first (`rank_changes`)
     heads: pd.DataFrame             # layer, head, js (bits): attention change on the captured sentences
-    weights: pd.DataFrame           # block, distance, relative_distance
+    weights: pd.DataFrame           # block, distance, relative_distance (`weight_distance`)
     summary: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SUMMARY))  # +N / −M per group
     a: str = ""
     b: str = ""
@@ -66,36 +69,45 @@ def resolve(predictions: pd.DataFrame, spec: str | int, where: str | Path = "") 
     raise ProbekitError(f"{where}: no checkpoint named or at step {text!r} (have: {', '.join(order)})")
 
 
+def _paired(predictions: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Every prompt scored at both `a` and `b`, one row each: top1_a, gold_rank_a, top1_b, gold_rank_b, and
+    `change`: "newly right" (rank 1 at `b` only), "lost" (at `a` only), "unscorable" (at either, so neither:
+    the scoring module's one rule) or ""."""
+    cols = [*KEYS, "top1", "gold_rank"]
+    left, right = (predictions.loc[predictions["checkpoint"] == name, cols].drop_duplicates(KEYS) for name in (a, b))
+    both = left.merge(right, on=KEYS, suffixes=("_a", "_b"))
+    ra, rb = both["gold_rank_a"].astype(float), both["gold_rank_b"].astype(float)
+    change = np.where((ra != 1) & (rb == 1), "newly right", np.where((ra == 1) & (rb != 1), "lost", ""))
+    return both.assign(change=np.where(ra.isna() | rb.isna(), "unscorable", change))
+
+
 def rank_changes(predictions: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     """Every prompt scored on both `a` and `b` whose top-1 or gold rank differs: both answers and ranks,
-    `change` ("newly right", "lost" or ""), `rank_change` (b − a; negative = better), biggest move first."""
-    cols = [*KEYS, "top1", "gold_rank"]
-    left = predictions.loc[predictions["checkpoint"] == a, cols].drop_duplicates(KEYS).set_index(KEYS)
-    right = predictions.loc[predictions["checkpoint"] == b, cols].drop_duplicates(KEYS).set_index(KEYS)
-    both = left.join(right, lsuffix=f"_{a}", rsuffix=f"_{b}", how="inner")
-    ra, rb = both[f"gold_rank_{a}"].astype(float), both[f"gold_rank_{b}"].astype(float)
-    both["change"] = np.where((ra != 1) & (rb == 1), "newly right", np.where((ra == 1) & (rb != 1), "lost", ""))
-    both["rank_change"] = rb - ra
-    moved = both[(both[f"top1_{a}"] != both[f"top1_{b}"]) | (ra != rb)].copy()
-    moved["_size"] = -np.abs(np.log10(moved[f"gold_rank_{b}"].astype(float))
-                             - np.log10(moved[f"gold_rank_{a}"].astype(float))).fillna(0)
-    moved["_first"] = moved["change"] == ""
-    moved = moved.sort_values(["_first", "_size"], kind="stable").drop(columns=["_size", "_first"])
-    return moved.reset_index()
+    `change` ("newly right", "lost", "unscorable" at one of them, or ""), `rank_change` (b − a; negative =
+    better). Prompts newly right or lost first, the biggest move first; then those unscorable at one; then
+    the other moves."""
+    both = _paired(predictions, a, b)
+    ra, rb = both["gold_rank_a"].astype(float), both["gold_rank_b"].astype(float)
+    order = both["change"].map({"newly right": 0, "lost": 0, "unscorable": 1})
+    both = both.assign(rank_change=rb - ra, _order=order, _size=-np.abs(np.log10(rb) - np.log10(ra)))
+    same_rank = (ra == rb) | (ra.isna() & rb.isna())
+    moved = both[(both["top1_a"] != both["top1_b"]) | ~same_rank].fillna({"_order": 2, "_size": 0})
+    moved = moved.sort_values(["_order", "_size"], kind="stable")
+    names = {f"{column}_{side}": f"{column}_{name}" for column in ("top1", "gold_rank")
+             for side, name in (("a", a), ("b", b))}
+    return moved.drop(columns=["_order", "_size"]).rename(columns=names).reset_index(drop=True)
 
 
 def change_summary(predictions: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Per benchmark × relation × group: prompts scored on both, newly right at `b`, lost, top-1 changed."""
-    cols = [*KEYS, "top1", "gold_rank"]
-    left = predictions.loc[predictions["checkpoint"] == a, cols].drop_duplicates(KEYS)
-    right = predictions.loc[predictions["checkpoint"] == b, cols].drop_duplicates(KEYS)
-    both = left.merge(right, on=KEYS, suffixes=("_a", "_b"))
-    both = both.assign(newly_right=(both["gold_rank_a"] != 1) & (both["gold_rank_b"] == 1),
-                       lost=(both["gold_rank_a"] == 1) & (both["gold_rank_b"] != 1),
-                       top1_changed=both["top1_a"] != both["top1_b"])
+    """Per benchmark × relation × group: prompts at both `a` and `b`; of those, unscorable at either (counted
+    apart: neither newly right nor lost); and of the rest, newly right at `b`, lost, and top-1 changed."""
+    both = _paired(predictions, a, b)
+    scorable = both["change"] != "unscorable"
+    both = both.assign(unscorable=~scorable, newly_right=both["change"] == "newly right",
+                       lost=both["change"] == "lost", top1_changed=scorable & (both["top1_a"] != both["top1_b"]))
     out = both.groupby(["benchmark", "relation", "group"], sort=False).agg(
-        prompts=("prompt", "size"), newly_right=("newly_right", "sum"), lost=("lost", "sum"),
-        top1_changed=("top1_changed", "sum")).reset_index()
+        prompts=("prompt", "size"), unscorable=("unscorable", "sum"), newly_right=("newly_right", "sum"),
+        lost=("lost", "sum"), top1_changed=("top1_changed", "sum")).reset_index()
     return out[SUMMARY]
 
 
@@ -158,22 +170,34 @@ def head_change(results: Path, captures: dict[str, str], a: str, b: str) -> pd.D
 def _weight_change(checkpoints: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     paths = checkpoints.set_index("checkpoint")["path"]
     if not all(isinstance(paths.get(n), str) and Path(paths[n]).is_dir() for n in (a, b)):
-        return pd.DataFrame(columns=["block", "distance", "relative_distance"])
-    weights = [read_weights(resolve_checkpoints(paths[n])[0]) for n in (a, b)]
-    return weight_distance(*weights)
+        return pd.DataFrame(columns=BLOCKS)
+    return weight_distance(*(resolve_checkpoints(paths[n])[0] for n in (a, b)))
 
 
-def weight_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> pd.DataFrame:
-    """Relative L2 distance ‖a−b‖/‖a‖ per block of parameters (embeddings, each layer, MLM head)."""
+def weight_distance(a: Checkpoint, b: Checkpoint) -> pd.DataFrame:
+    """Distance ‖a−b‖ and relative distance ‖a−b‖/‖a‖ per block of weights — embeddings, each layer, the MLM
+    head, any other — as the family divides them (`families.weight_block`), in that order. Empty for
+    checkpoints of two families: their weights do not correspond."""
+    if a.family != b.family:
+        return pd.DataFrame(columns=BLOCKS)
+    prefix = masked_lm_class(a.config).base_model_prefix
+    wa, wb = read_weights(a, a.allow_pickle), read_weights(b, b.allow_pickle)
     groups: dict[str, list[str]] = {}
-    for name in sorted(set(a) & set(b)):
-        parts = name.split(".")
-        block = f"layer {parts[3]}" if "encoder.layer" in name else ("embeddings" if "embeddings" in name else
-                                                                       "mlm head" if name.startswith("cls") else parts[0])
-        groups.setdefault(block, []).append(name)
+    for name in sorted(set(wa) & set(wb)):
+        groups.setdefault(weight_block(a.family, prefix, name), []).append(name)
     rows = []
-    for block, names in groups.items():
-        diff = sum(float((a[n].float() - b[n].float()).pow(2).sum()) for n in names) ** 0.5
-        norm = sum(float(a[n].float().pow(2).sum()) for n in names) ** 0.5
+    for block in sorted(groups, key=_block_order):
+        names = groups[block]
+        diff = sum(float((wa[n].float() - wb[n].float()).pow(2).sum()) for n in names) ** 0.5
+        norm = sum(float(wa[n].float().pow(2).sum()) for n in names) ** 0.5
         rows.append({"block": block, "distance": diff, "relative_distance": diff / norm if norm else float("nan")})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=BLOCKS)
+
+
+def _block_order(block: str) -> tuple[int, int]:
+    """Embeddings, the layers by number, the MLM head, then anything else."""
+    if block == "embeddings":
+        return 0, 0
+    if block.startswith("layer"):
+        return 1, int(block.rsplit(" ", 1)[1])
+    return (2, 0) if block == "mlm head" else (3, 0)

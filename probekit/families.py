@@ -2,7 +2,9 @@
 
 The one place a new family is taught to probekit. Everything else asks this module, never a model's own
 attribute names: the hook layer (`probekit.hooks`) for blocks and attention projections, scoring and the
-logit lens for the MLM head, `probekit.checkpoints` for the weight names it checks before building a model.
+logit lens for the MLM head, `probekit.checkpoints` for the weight names it checks before building a model,
+`probekit.diff` for the block each weight belongs to, `probekit.metrics` for the [CLS]/[SEP] of a capture
+that did not record its tokenizer's.
 
 Supported (`config.model_type`, loaded through `AutoModelForMaskedLM`, never with `trust_remote_code`):
 
@@ -73,6 +75,11 @@ class Family:
     PLL finish the last block at one position (None: the block runs in full)."""
     extra_keys: tuple[str, ...] = ()
     """Weight-name prefixes a checkpoint may carry that the masked-LM model has no place for (NSP heads)."""
+    embedding_parts: tuple[str, ...] = ("{prefix}.embeddings.",)
+    """Weight-name prefixes of the embeddings, with any projection from embedding to hidden width."""
+    special_tokens: tuple[str, str] = ("[CLS]", "[SEP]")
+    """The (classifier, separator) tokens its tokenizers ship: what a capture that did not record its own
+    tokenizer's tokens falls back to."""
 
 
 def _bert_blocks(body: nn.Module) -> list[nn.Module]:
@@ -121,7 +128,7 @@ def _modernbert_attention(block: nn.Module, body: nn.Module) -> Attention:
 
 
 _BERT_LIKE = dict(blocks=_bert_blocks, attention=_bert_attention, attention_output_block="attention.output")
-_ROBERTA_LIKE = dict(_BERT_LIKE, head=("lm_head",), position_offset=True)
+_ROBERTA_LIKE = dict(_BERT_LIKE, head=("lm_head",), position_offset=True, special_tokens=("<s>", "</s>"))
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("bert", head=("cls.predictions",), extra_keys=("cls.seq_relationship.", "bert.pooler."), **_BERT_LIKE),
@@ -129,13 +136,14 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("xlm-roberta", **_ROBERTA_LIKE, extra_keys=("roberta.pooler.",)),
     Family("camembert", **_ROBERTA_LIKE, extra_keys=("roberta.pooler.",)),
     Family("electra", head=("generator_predictions", "generator_lm_head"), embedding_width="embedding_size",
-           **_BERT_LIKE),
+           embedding_parts=("{prefix}.embeddings.", "{prefix}.embeddings_project."), **_BERT_LIKE),
     Family("distilbert", blocks=_distilbert_blocks, attention=_distilbert_attention,
            head=("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector"),
            layer_key=r"^{prefix}\.transformer\.layer\.(\d+)\."),
     Family("albert", blocks=_albert_blocks, attention=_albert_attention, head=("predictions",),
            embedding_width="embedding_size", layer_key=r"^{prefix}\.encoder\.albert_layer_groups\.(\d+)\.",
-           layer_count="num_hidden_groups", extra_keys=("sop_classifier.", "albert.pooler")),
+           layer_count="num_hidden_groups", extra_keys=("sop_classifier.", "albert.pooler"),
+           embedding_parts=("{prefix}.embeddings.", "{prefix}.encoder.embedding_hidden_mapping_in.")),
     Family("modernbert", blocks=_modernbert_blocks, attention=_modernbert_attention, head=("head", "decoder"),
            final_norm="final_norm", embedding_key="{prefix}.embeddings.tok_embeddings.weight",
            layer_key=r"^{prefix}\.layers\.(\d+)\."),
@@ -147,11 +155,6 @@ REFUSED = {
     "deberta": "DeBERTa's disentangled attention adds relative-position terms to Q·Kᵀ that no captured Q and K "
                "reproduce, so its attention cannot be captured and verified",
 }
-
-
-def supported() -> list[str]:
-    """The model types probekit reads, as `config.model_type` spells them."""
-    return list(FAMILIES)
 
 
 def family_of(model_type: str | None, where: str = "") -> Family:
@@ -184,10 +187,6 @@ def blocks(model: nn.Module) -> list[nn.Module]:
 def n_layers(model: nn.Module) -> int:
     """How many blocks run (ALBERT: applications of its shared layers)."""
     return len(blocks(model))
-
-
-def n_heads(model: nn.Module) -> int:
-    return model.config.num_attention_heads
 
 
 def attention(model: nn.Module, block: nn.Module) -> Attention:
@@ -241,6 +240,25 @@ def weight_names(model_type: str, prefix: str) -> tuple[str, re.Pattern]:
     """(the word-embedding weight's name, a pattern whose group 1 is a layer index) in checkpoints."""
     fam = family_of(model_type)
     return fam.embedding_key.format(prefix=prefix), re.compile(fam.layer_key.format(prefix=re.escape(prefix)))
+
+
+def weight_block(model_type: str, prefix: str, name: str) -> str:
+    """The part of the model a checkpoint's weight belongs to: "embeddings", "layer i" (ALBERT: "layer group
+    i", the shared layers applied in turn), "mlm head" (the readout the lens reads through: a final norm and
+    the head) or "other" (a pooler, an NSP/SOP head). What `probekit.diff` measures weight change by."""
+    fam = family_of(model_type)
+    _, layer = weight_names(model_type, prefix)
+    if match := layer.match(name):
+        return f"{'layer group' if fam.layer_count == 'num_hidden_groups' else 'layer'} {match.group(1)}"
+    if name.startswith(tuple(part.format(prefix=prefix) for part in fam.embedding_parts)):
+        return "embeddings"
+    readout = (*(f"{path}." for path in fam.head), *([f"{prefix}.{fam.final_norm}."] if fam.final_norm else []))
+    return "mlm head" if name.startswith(readout) else "other"
+
+
+def special_tokens(model_type: str | None) -> tuple[str, str]:
+    """The (classifier, separator) tokens a family's tokenizers ship (BERT's when the family is unknown)."""
+    return FAMILIES.get(model_type, FAMILIES["bert"]).special_tokens
 
 
 def rotate(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor,

@@ -2,6 +2,7 @@
 
 `head_metrics` returns a tidy table, one row per checkpoint × layer × head × metric:
   attn_cls, attn_sep, attn_punct   mean attention from a token to [CLS], to [SEP]s, to punctuation
+                                   ([CLS]/[SEP] as the tokenizer spells them: RoBERTa's <s>/</s>)
   attn_prev, attn_next, attn_self  mean attention to the previous token, the next one, itself
   entropy, entropy_ratio           mean attention entropy (bits) and its ratio to a uniform distribution
   q_norm, k_norm, v_norm           mean L2 norm of the head's queries, keys, values
@@ -18,6 +19,7 @@ from collections.abc import Iterable
 import pandas as pd
 import torch
 
+from probekit import families
 from probekit.activations import Capture
 from probekit.hooks import hook_name
 from probekit.schema import CONTROL
@@ -27,14 +29,22 @@ PUNCTUATION = set(string.punctuation)
 EPS = 1e-12
 
 
+def cls_and_sep(capture: Capture) -> tuple[str, str]:
+    """The capture's (classifier, separator) tokens — [CLS]/[SEP], RoBERTa's <s>/</s> — as its tokenizer
+    spells them when the capture recorded them, else as its family's tokenizers do."""
+    cls, sep = families.special_tokens(capture.meta.get("family"))
+    return capture.meta.get("cls_token") or cls, capture.meta.get("sep_token") or sep
+
+
 def token_masks(capture: Capture) -> dict[str, torch.Tensor]:
-    """[batch, token] booleans marking [CLS], [SEP] and punctuation tokens."""
+    """[batch, token] booleans marking the classifier, separator and punctuation tokens."""
     width = capture.attention_mask.shape[1]
+    cls, sep = cls_and_sep(capture)
 
     def mark(test) -> torch.Tensor:
         return torch.tensor([[test(t) for t in toks] + [False] * (width - len(toks)) for toks in capture.tokens])
 
-    return {"cls": mark(lambda t: t == "[CLS]"), "sep": mark(lambda t: t == "[SEP]"),
+    return {"cls": mark(lambda t: t == cls), "sep": mark(lambda t: t == sep),
             "punct": mark(lambda t: bool(t) and all(ch in PUNCTUATION for ch in t))}
 
 

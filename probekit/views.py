@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerBase
 from probekit.activations import Capture, capture
 from probekit.checkpoints import Checkpoint
 from probekit.errors import ProbekitError
+from probekit.metrics import cls_and_sep
 
 Text = str | tuple[str, str]  # a sentence, or an (A, B) pair
 Tokenizer = PreTrainedTokenizerBase
@@ -98,7 +99,7 @@ def _attention_for(cap: Capture, index: int = 0) -> tuple[list, list[str], int |
     length = int(cap.attention_mask[index].sum())
     attention = [cap.pattern(layer)[index: index + 1, :, :length, :length] for layer in range(cap.n_layers)]
     tokens = cap.tokens[index]
-    sep = cap.meta.get("sep_token") or "[SEP]"
+    sep = cls_and_sep(cap)[1]
     if tokens.count(sep) < 2:
         return attention, tokens, None
     sentence_b = tokens.index(sep) + 1

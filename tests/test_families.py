@@ -16,11 +16,11 @@ from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedTokenizerFa
 from probekit import ProbekitError, probe
 from probekit.activations import capture
 from probekit.analyses.lens import readout
-from probekit.checkpoints import load_checkpoint, resolve_checkpoints
 from probekit.families import n_layers, unembed, windows
 from probekit.hooks import hook_name, hook_names, hooked, zero_head
 from probekit.pll import pll_reference, pll_scores
 from probekit.scoring import answer_pieces, encode_prompts, score_encoded
+from probekit.series import load_checkpoint, resolve_checkpoints
 
 COUNTRIES = {"Italy": "Rome", "France": "Paris", "Spain": "Madrid", "Japan": "Tokyo", "Egypt": "Cairo",
              "Peru": "Lima", "Kenya": "Nairobi", "Chile": "Santiago"}
@@ -171,6 +171,20 @@ def test_unknown_and_refused_families_are_one_line(built, tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "deberta-v2"}))
     with pytest.raises(ProbekitError, match="'deberta-v2' is not supported: DeBERTa-v2's disentangled attention"):
         load_checkpoint(str(folder))
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_every_weight_has_its_block(built, model_type):
+    from safetensors.torch import load_file
+
+    from probekit.checkpoints import masked_lm_class
+    from probekit.families import weight_block
+
+    folder, model, _ = built[model_type]
+    prefix = masked_lm_class(model.config).base_model_prefix
+    blocks = {weight_block(model_type, prefix, name) for name in load_file(folder / "model.safetensors")}
+    layers = ["layer group 0"] if model_type == "albert" else ["layer 0", "layer 1"]
+    assert blocks == {"embeddings", *layers, "mlm head"}
 
 
 # ---------------------------------------------------------------- fill-mask scoring

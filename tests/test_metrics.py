@@ -28,7 +28,8 @@ def made_capture(kind: str, n_layers: int = 1, n_heads: int = 2) -> Capture:
     for layer in range(n_layers):
         tensors[hook_name(layer, "attn.hook_pattern")] = pattern
         for h in ("q", "k", "v"):
-            tensors[hook_name(layer, f"attn.hook_{h}")] = torch.full((2, width, n_heads, 4), 0.5)  # [batch, pos, head, d_head]
+            # [batch, pos, head, d_head]
+            tensors[hook_name(layer, f"attn.hook_{h}")] = torch.full((2, width, n_heads, 4), 0.5)
     return Capture(tensors, TOKENS, MASK, n_layers, n_heads)
 
 
@@ -88,3 +89,60 @@ def test_emergence_finds_when_a_fact_is_learned_for_good():
     assert math.isnan(table.loc["oslo", "first_correct"]) and math.isnan(table.loc["oslo", "stable_top10_from"])
     counts = known_counts(pd.DataFrame(rows)).set_index(["step", "criterion"])["count"]
     assert counts[(40, "rank 1")] == 2 and counts[(80, "top 10")] == 2
+
+
+# ------------------------------------------------ [CLS] and [SEP] as each family's tokenizer spells them
+
+SENTENCES = ["The capital of Italy is Rome.", ("Paris is a city.", "The king of the people.")]
+
+
+def attention_to_by_hand(folder, tokens: tuple[str, str]) -> dict[str, torch.Tensor]:
+    """Per (layer, head), the mean attention of every token to the classifier and to the separator tokens,
+    from the model's own attention outputs, one sentence at a time (no padding)."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    model = AutoModelForMaskedLM.from_pretrained(folder, attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    sums, queries = {"attn_cls": 0.0, "attn_sep": 0.0}, 0
+    for sentence in SENTENCES:
+        encoded = tok(*sentence, return_tensors="pt") if isinstance(sentence, tuple) else tok(sentence,
+                                                                                             return_tensors="pt")
+        with torch.no_grad():
+            attentions = torch.stack(model(**encoded, output_attentions=True).attentions)[:, 0]  # [layer, head, q, k]
+        ids = encoded["input_ids"][0]
+        for name, token in zip(sums, tokens):
+            sums[name] = sums[name] + attentions[..., ids == tok.convert_tokens_to_ids(token)].sum((-1, -2))
+        queries += len(ids)
+    return {name: total / queries for name, total in sums.items()}
+
+
+@pytest.mark.parametrize("model_type, tokens", [("roberta", ("<s>", "</s>")), ("xlm-roberta", ("<s>", "</s>")),
+                                                ("bert", ("[CLS]", "[SEP]"))])
+def test_head_metrics_find_each_tokenizers_own_cls_and_sep(tmp_path, model_type, tokens):
+    from test_families import write_checkpoint
+
+    from probekit.activations import capture
+
+    folder = write_checkpoint(tmp_path / model_type, model_type)
+    table = head_metrics([("a", 0, capture(str(folder), SENTENCES))])
+    for name, expected in attention_to_by_hand(folder, tokens).items():
+        got = metric(table, name).to_numpy().reshape(expected.shape)
+        assert got == pytest.approx(expected.numpy(), abs=1e-5), name
+        assert (got > 0).all()
+
+
+def test_head_metrics_follow_the_tokenizer_not_the_family(tmp_path):
+    from test_families import SIZE, byte_level
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from probekit.activations import capture
+
+    tok = byte_level(roberta=True)  # a BERT model given a RoBERTa-style tokenizer: <s> … </s>
+    config = AutoConfig.for_model("bert", vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                                  max_position_embeddings=64, **SIZE)
+    torch.manual_seed(0)
+    AutoModelForMaskedLM.from_config(config).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    table = head_metrics([("a", 0, capture(str(tmp_path), SENTENCES))])
+    for name, expected in attention_to_by_hand(tmp_path, ("<s>", "</s>")).items():
+        assert metric(table, name).to_numpy() == pytest.approx(expected.flatten().numpy(), abs=1e-5), name

@@ -132,8 +132,8 @@ def test_example_notebook_executes(tiny_dir, tmp_path, monkeypatch):
     assert max(images_per_cell) == 1 and sum(images_per_cell) >= 4  # each figure shown once, not twice
 
 
-API_ENTRY_POINTS = ("probekit.runner.probe", "probekit.results.ProbeResult", "probekit.checkpoints.open_series",
-                    "probekit.checkpoints.Series", "probekit.checkpoints.Checkpoint", "probekit.training.train",
+API_ENTRY_POINTS = ("probekit.runner.probe", "probekit.results.ProbeResult", "probekit.series.open_series",
+                    "probekit.series.Series", "probekit.checkpoints.Checkpoint", "probekit.training.train",
                     "probekit.activations.capture", "probekit.activations.Capture", "probekit.hooks.hooked",
                     "probekit.views.head_view", "probekit.views.model_view", "probekit.metrics.emergence",
                     "probekit.analyses.Analysis", "probekit.analyses.register")
@@ -157,4 +157,8 @@ def test_project_docs_build_strict(tmp_path):
     results_format = (site / "results-format.html").read_text()
     assert f"Format version <strong>{FORMAT_VERSION}</strong>" in results_format
     assert "predictions.parquet" in results_format and results_format.count("<table") >= 4
+    from probekit.analyses import load_builtins
+
+    assert [t.file for a in load_builtins().values() for t in a.tables if t.file not in results_format] == []
+    assert (site / "analyses.html").is_file() and "probekit.analyses.option" in api
     assert not (ROOT / "docs" / "results-format.md").exists()  # generated at build time, never committed

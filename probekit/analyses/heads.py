@@ -36,6 +36,7 @@ class CaptureOptions(Options):
 
 class Heads(Analysis):
     name = "capture"
+    version = 2  # captures record the tokenizer's cls_token (attn_cls of RoBERTa-likes)
     help = "Q/K/V, attention patterns and head outputs on sentences (OUT/attention/), head metrics (table heads)"
     options = CaptureOptions
     inputs = "sentences"
