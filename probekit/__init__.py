@@ -14,14 +14,14 @@ The same functions back the `probekit` command line and a Jupyter notebook:
 `import probekit` is cheap: the public names below are imported from their modules on first use (module
 `__getattr__`), so the command line starts without torch, transformers or pandas. No public name is a
 function that hides a module of the same name: `probekit.probe` is the function, its module is
-`probekit.runner`.
+`probekit.running.runner`.
 """
 
 import importlib as _importlib
 from importlib import metadata as _metadata
 from typing import Any as _Any
 
-from probekit import log as _log
+from probekit.core import log as _log
 
 DISTRIBUTION = "probekit-bert"  # the PyPI name; `probekit` on PyPI is an unrelated project
 
@@ -32,32 +32,32 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was never 
 
 # public name -> (module, attribute in it)
 _LAZY: dict[str, tuple[str, str]] = {
-    "train": ("probekit.training", "train"),
-    "train_seeds": ("probekit.training", "train_seeds"),
-    "TrainResult": ("probekit.training", "TrainResult"),
-    "Recipe": ("probekit.presets", "Recipe"),
-    "PRESETS": ("probekit.presets", "PRESETS"),
-    "get_preset": ("probekit.presets", "get_preset"),
-    "Checkpoint": ("probekit.checkpoints", "Checkpoint"),
-    "Series": ("probekit.series", "Series"),
-    "open_series": ("probekit.series", "open_series"),
-    "load_checkpoint": ("probekit.series", "load_checkpoint"),
-    "probe": ("probekit.runner", "probe"),
-    "ProbeResult": ("probekit.results", "ProbeResult"),
-    "load_results": ("probekit.results", "load_results"),
+    "train": ("probekit.training.trainer", "train"),
+    "train_seeds": ("probekit.training.trainer", "train_seeds"),
+    "TrainResult": ("probekit.training.trainer", "TrainResult"),
+    "Recipe": ("probekit.training.presets", "Recipe"),
+    "PRESETS": ("probekit.training.presets", "PRESETS"),
+    "get_preset": ("probekit.training.presets", "get_preset"),
+    "Checkpoint": ("probekit.models.checkpoints", "Checkpoint"),
+    "Series": ("probekit.models.series", "Series"),
+    "open_series": ("probekit.models.series", "open_series"),
+    "load_checkpoint": ("probekit.models.series", "load_checkpoint"),
+    "probe": ("probekit.running.runner", "probe"),
+    "ProbeResult": ("probekit.running.results", "ProbeResult"),
+    "load_results": ("probekit.running.results", "load_results"),
     "Analysis": ("probekit.analyses", "Analysis"),
     "register_analysis": ("probekit.analyses", "register"),
-    "Capture": ("probekit.activations", "Capture"),
-    "capture": ("probekit.activations", "capture"),
-    "hooked": ("probekit.hooks", "hooked"),
-    "emergence": ("probekit.metrics", "emergence"),
-    "head_metrics": ("probekit.metrics", "head_metrics"),
-    "known_counts": ("probekit.metrics", "known_counts"),
-    "bootstrap": ("probekit.stats", "bootstrap"),
-    "compare": ("probekit.stats", "compare"),
-    "emergence_steps": ("probekit.stats", "emergence_steps"),
-    "group_differences": ("probekit.stats", "group_differences"),
-    "checkpoint_differences": ("probekit.stats", "checkpoint_differences"),
+    "Capture": ("probekit.models.activations", "Capture"),
+    "capture": ("probekit.models.activations", "capture"),
+    "hooked": ("probekit.models.hooks", "hooked"),
+    "emergence": ("probekit.analyses.metrics", "emergence"),
+    "head_metrics": ("probekit.analyses.metrics", "head_metrics"),
+    "known_counts": ("probekit.analyses.metrics", "known_counts"),
+    "bootstrap": ("probekit.analyses.stats", "bootstrap"),
+    "compare": ("probekit.analyses.stats", "compare"),
+    "emergence_steps": ("probekit.analyses.stats", "emergence_steps"),
+    "group_differences": ("probekit.analyses.stats", "group_differences"),
+    "checkpoint_differences": ("probekit.analyses.stats", "checkpoint_differences"),
     "wrong_pairs": ("probekit.analyses.pairs", "wrong_pairs"),
     "phenomenon_curves": ("probekit.report.grammar", "phenomenon_curves"),
     "paradigm_heatmap": ("probekit.report.grammar", "paradigm_heatmap"),
@@ -68,10 +68,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "model_view": ("probekit.views", "model_view"),
     "compare_heads": ("probekit.views", "compare_heads"),
     "qk_view": ("probekit.views", "qk_view"),
-    "ProbekitError": ("probekit.errors", "ProbekitError"),
-    "set_progress": ("probekit.log", "set_progress"),
-    "show_messages": ("probekit.log", "show_messages"),
-    "logger": ("probekit.log", "logger"),
+    "ProbekitError": ("probekit.core.errors", "ProbekitError"),
+    "set_progress": ("probekit.core.log", "set_progress"),
+    "show_messages": ("probekit.core.log", "show_messages"),
+    "logger": ("probekit.core.log", "logger"),
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from probekit import DISTRIBUTION
-from probekit.errors import ProbekitError
-from probekit.presets import LIMITS, PRESETS
+from probekit.core.errors import ProbekitError
+from probekit.training.presets import LIMITS, PRESETS
 
 SHIPPED_SENTENCES = "shipped"  # what a bare --capture stands for: the sentence set shipped with probekit
 
@@ -42,13 +42,13 @@ def os_error_line(exc: OSError) -> str:
 @click.version_option(package_name=DISTRIBUTION, prog_name="probekit")
 def main() -> None:
     """probekit: pretrain a tiny BERT, probe every checkpoint, look at its attention."""
-    from probekit.log import show_messages
+    from probekit.core.log import show_messages
 
     show_messages()
 
 
 def _limit(field: str) -> click.IntRange:
-    """The recipe's own bounds for an integer option (`probekit.presets.LIMITS`), checked before any work."""
+    """The recipe's own bounds for an integer option (`probekit.training.presets.LIMITS`), checked before any work."""
     low, high = LIMITS[field]
     return click.IntRange(int(low), int(high))
 
@@ -104,8 +104,8 @@ def seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @one_line_errors
 def train(preset, output, corpus, tokenizer, nsp, seeds, **overrides):
     """Pretrain the tiny BERT and write OUTPUT/checkpoint-N/ (rerun to resume); with --seeds, OUTPUT/seed-K/."""
-    from probekit.presets import get_preset
-    from probekit.training import train as run_training, train_seeds
+    from probekit.training.presets import get_preset
+    from probekit.training.trainer import train as run_training, train_seeds
 
     if nsp:
         overrides["nsp"] = True
@@ -279,7 +279,7 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
     Under `torchrun --nproc_per_node N -m probekit probe …` the checkpoints' units are shared out over the N
     processes (one GPU each) and rank 0 writes the tables, the same as one process would.
     """
-    from probekit.runner import probe as run_probe
+    from probekit.running.runner import probe as run_probe
 
     specs = [*checkpoints, *paths]
     if not specs:
@@ -338,7 +338,7 @@ def diff(results, a, b, csv_file, rows):
     checkpoint before it; with neither, every pair of neighbouring checkpoints is summarised.
     """
     from probekit.diff import diff_checkpoints, neighbour_summary
-    from probekit.results import ProbeResult
+    from probekit.running.results import ProbeResult
 
     if a is None:
         summary = neighbour_summary(ProbeResult.load(results).predictions)

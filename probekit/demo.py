@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from probekit.presets import Recipe, get_preset
-from probekit.log import logger
+from probekit.training.presets import Recipe, get_preset
+from probekit.core.log import logger
 from probekit.report import build_report
-from probekit.results import ProbeResult
-from probekit.runner import probe
-from probekit.training import TrainResult, train, train_seeds
+from probekit.running.results import ProbeResult
+from probekit.running.runner import probe
+from probekit.training.trainer import TrainResult, train, train_seeds
 
 CPU_STEPS = 8000
 GPU_STEPS = 40000

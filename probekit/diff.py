@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from probekit.activations import Capture
-from probekit.checkpoints import Checkpoint, masked_lm_class, read_weights
-from probekit.errors import ProbekitError
-from probekit.families import weight_block
-from probekit.metrics import attention_drift
-from probekit.results import ProbeResult
-from probekit.schema import CONTROL
-from probekit.series import resolve_checkpoints
+from probekit.models.activations import Capture
+from probekit.models.checkpoints import Checkpoint, masked_lm_class, read_weights
+from probekit.core.errors import ProbekitError
+from probekit.models.families import weight_block
+from probekit.analyses.metrics import attention_drift
+from probekit.running.results import ProbeResult
+from probekit.core.schema import CONTROL
+from probekit.models.series import resolve_checkpoints
 
 KEYS = ["benchmark", "relation", "group", "prompt", "answer"]
 SUMMARY = ["benchmark", "relation", "group", "prompts", "unscorable", "newly_right", "lost", "top1_changed"]

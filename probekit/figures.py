@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter
 
-from probekit.activations import Capture
-from probekit.hooks import hook_name
+from probekit.models.activations import Capture
+from probekit.models.hooks import hook_name
 
 sns.set_theme(style="whitegrid", context="notebook")
 #: Okabe–Ito colours without the yellow (no key line yellow on white); the report's charts use the same

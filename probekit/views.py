@@ -18,10 +18,10 @@ from pathlib import Path
 from torch.nn import Module
 from transformers import PreTrainedTokenizerBase
 
-from probekit.activations import Capture, capture
-from probekit.checkpoints import Checkpoint
-from probekit.errors import ProbekitError
-from probekit.metrics import cls_and_sep
+from probekit.models.activations import Capture, capture
+from probekit.models.checkpoints import Checkpoint
+from probekit.core.errors import ProbekitError
+from probekit.analyses.metrics import cls_and_sep
 
 Text = str | tuple[str, str]  # a sentence, or an (A, B) pair
 Tokenizer = PreTrainedTokenizerBase

@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 
 from probekit.benchmarks import DEFAULT_SENTENCES
-from probekit.activations import CAPTURED, encode_sentences, read_sentences
-from probekit.families import body
-from probekit.hooks import hook_names, hooked
-from probekit.presets import get_preset
-from probekit.series import load_checkpoint
-from probekit.training import train
+from probekit.models.activations import CAPTURED, encode_sentences, read_sentences
+from probekit.models.families import body
+from probekit.models.hooks import hook_names, hooked
+from probekit.training.presets import get_preset
+from probekit.models.series import load_checkpoint
+from probekit.training.trainer import train
 
 
 def make_series(out: Path, n: int, corpus: str | None, tokenizer: str | None) -> Path:
@@ -56,8 +56,8 @@ def time_forward(model, batch, capture: bool, repeats: int) -> float:
 def peak_rss_mb_of_probe(series: Path, n: int, work: Path) -> float:
     """Peak RSS (MB) of a fresh process probing the first n checkpoints with capture."""
     code = (
-        "import resource; from probekit.runner import probe; from probekit.series import resolve_checkpoints\n"
-        "from probekit.log import set_progress; set_progress(False)\n"
+        "import resource; from probekit.running.runner import probe; from probekit.models.series import resolve_checkpoints\n"
+        "from probekit.core.log import set_progress; set_progress(False)\n"
         f"refs = [r.location for r in resolve_checkpoints({str(series)!r})][:{n}]\n"
         f"probe(refs, analyses=['capture'], out={str(work / f'mem{n}')!r}, control=False)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"

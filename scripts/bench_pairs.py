@@ -1,4 +1,4 @@
-"""Minimal-pair scoring speed: `probekit.pll` against PyPI `minicons` 0.3.39, same model, same run.
+"""Minimal-pair scoring speed: `probekit.analyses.pll` against PyPI `minicons` 0.3.39, same model, same run.
 
 Both score every sentence of a seeded BLiMP sample (N pairs per paradigm, good and bad) by PLL-word-l2r
 on `--device` (on a CPU: the threads torch is given; load the machine with nothing else), after an untimed
@@ -21,10 +21,10 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from probekit.benchmarks.pairs import load_pairs
-from probekit.pll import BATCH, pll_scores
-from probekit.presets import get_preset
-from probekit.series import resolve_checkpoints
-from probekit.vocab import load_tokenizer
+from probekit.analyses.pll import BATCH, pll_scores
+from probekit.training.presets import get_preset
+from probekit.models.series import resolve_checkpoints
+from probekit.training.vocab import load_tokenizer
 
 
 def model_and_tokenizer(checkpoint: str | None, preset: str, tokenizer: str | None, device: str):
@@ -78,7 +78,7 @@ def main() -> None:
           f"{args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else
                               f", {torch.get_num_threads()} CPU threads") + f", torch {torch.__version__}")
     print(f"minicons 0.3.39 ({args.minicons_batch} sentences/call): {theirs_s:7.2f} s  {n / theirs_s:8.1f} sentences/s")
-    print(f"probekit.pll   ({args.batch_size} copies/pass):       {ours_s:7.2f} s  {n / ours_s:8.1f} sentences/s")
+    print(f"probekit.analyses.pll   ({args.batch_size} copies/pass):       {ours_s:7.2f} s  {n / ours_s:8.1f} sentences/s")
     print(f"speed-up {theirs_s / ours_s:.1f}×; largest PLL difference {gap:.2e}")
 
 

@@ -45,13 +45,13 @@ from transformers import (AddedToken, AutoModelForMaskedLM, BertConfig, PreTrain
 from transformers.utils import logging as hf_logging
 
 from probekit.benchmarks import DEFAULT_BENCHMARKS, load_benchmark
-from probekit.presets import get_preset
-from probekit.log import set_progress
-from probekit.runner import probe
-from probekit.scoring import MASK, answer_pieces
-from probekit.series import resolve_checkpoints
-from probekit.training import train
-from probekit.vocab import load_tokenizer
+from probekit.training.presets import get_preset
+from probekit.core.log import set_progress
+from probekit.running.runner import probe
+from probekit.analyses.scoring import MASK, answer_pieces
+from probekit.models.series import resolve_checkpoints
+from probekit.training.trainer import train
+from probekit.training.vocab import load_tokenizer
 
 
 def make_series(out: Path, corpus: str | None, tokenizer: str | None) -> str:
@@ -153,13 +153,13 @@ def bench_pipeline(series: str, bench: Path) -> None:
 
 def bench_procs(series: str, bench: Path, procs: int, analyses: str, work: Path) -> None:
     """One process with `procs` threads against `procs` torchrun processes with one thread each."""
-    from probekit.results import ProbeResult
+    from probekit.running.results import ProbeResult
 
     probe_args = ["-m", "probekit", "probe", series, "-b", str(bench), "--with", analyses, "--no-control"]
     one_out, many_out = work / "procs-1", work / f"procs-{procs}"
     for folder in (one_out, many_out):
         shutil.rmtree(folder, ignore_errors=True)
-    startup = _timed([sys.executable, "-c", "import probekit.runner, probekit.shards"], threads=procs)
+    startup = _timed([sys.executable, "-c", "import probekit.running.runner, probekit.running.shards"], threads=procs)
     one = _timed([sys.executable, *probe_args, "--out", str(one_out)], threads=procs)
     many = _timed([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
                    *probe_args, "--out", str(many_out)], threads=1)
@@ -315,8 +315,8 @@ def base_memory(folders: list[str], bench: Path, device: str) -> None:
 def _probe_peak(folders: list[str], bench: Path, device: str) -> tuple[float, float | None]:
     """Peak RSS (MB) and peak GPU memory allocated (MB, None off a GPU) of a fresh process probing `folders`."""
     code = (
-        "import resource, torch; from probekit.runner import probe\n"
-        "from probekit.log import set_progress; set_progress(False)\n"
+        "import resource, torch; from probekit.running.runner import probe\n"
+        "from probekit.core.log import set_progress; set_progress(False)\n"
         f"probe({folders!r}, [{str(bench)!r}], control=False, device={device!r})\n"
         "gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, gpu)\n"

@@ -31,11 +31,11 @@ if "--device" in sys.argv and sys.argv[sys.argv.index("--device") + 1] == "cpu":
 import torch
 from transformers import BertConfig, TrainerCallback
 
-from probekit.corpus import load_training_corpus
-from probekit.data import build_dataset, fixed_mask_eval_set, masked_lm_loss
-from probekit.presets import get_preset
-from probekit.training import flops_per_token, peak_flops, train
-from probekit.vocab import load_tokenizer
+from probekit.training.corpus import load_training_corpus
+from probekit.training.data import build_dataset, fixed_mask_eval_set, masked_lm_loss
+from probekit.training.presets import get_preset
+from probekit.training.trainer import flops_per_token, peak_flops, train
+from probekit.training.vocab import load_tokenizer
 
 
 def sync() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from probekit.presets import get_preset
+from probekit.training.presets import get_preset
 
 WORDS = ("the a capital city river king queen music war empire country people language old new "
          "north south is of in rome paris italy france").split()
@@ -43,8 +43,8 @@ def tiny_recipe():
 
 @pytest.fixture(scope="session")
 def tiny_series(tiny_dir, tiny_recipe, tmp_path_factory) -> Path:
-    """A series written by `probekit.training.train`: checkpoint-0, 1, 2, 4, 8."""
-    from probekit.training import train
+    """A series written by `probekit.training.trainer.train`: checkpoint-0, 1, 2, 4, 8."""
+    from probekit.training.trainer import train
 
     out = tmp_path_factory.mktemp("series") / "my_bert"
     train(out, tiny_recipe, corpus=str(tiny_dir / "corpus.txt"), tokenizer=str(tiny_dir / "vocab.txt"))
@@ -58,7 +58,7 @@ def hf_series(tiny_dir, tmp_path_factory) -> Path:
     from transformers import (BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer,
                               TrainingArguments)
 
-    from probekit.vocab import load_tokenizer
+    from probekit.training.vocab import load_tokenizer
 
     tok = load_tokenizer(str(tiny_dir / "vocab.txt"))
     lines = (tiny_dir / "corpus.txt").read_text().splitlines()

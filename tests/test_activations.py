@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from probekit import ProbekitError
-from probekit.activations import Capture, capture, read_sentences
-from probekit.hooks import hook_name, hook_names, hooked
-from probekit.series import load_checkpoint
+from probekit.models.activations import Capture, capture, read_sentences
+from probekit.models.hooks import hook_name, hook_names, hooked
+from probekit.models.series import load_checkpoint
 
 SENTENCES = ["the capital of italy is rome.", "rome is the capital of [MASK].",
              ("paris is a city in france.", "the king of the people."), "a"]

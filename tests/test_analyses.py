@@ -13,10 +13,10 @@ from probekit.analyses import Context
 from probekit.analyses.ablation import Ablation
 from probekit.analyses.lens import Lens
 from probekit.diff import diff_checkpoints
-from probekit.hooks import hook_name, hooked, zero_head
-from probekit.runner import probe
-from probekit.scoring import encode_prompts, score_encoded
-from probekit.series import resolve_checkpoints
+from probekit.models.hooks import hook_name, hooked, zero_head
+from probekit.running.runner import probe
+from probekit.analyses.scoring import encode_prompts, score_encoded
+from probekit.models.series import resolve_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_an_analysis_from_outside_probekit_runs_everywhere(tiny_series, tmp_path
     _run(env, *args, str(tmp_path / "one"))
     _run(env, *args, str(tmp_path / "two"), module=("-m", "torch.distributed.run", "--standalone",
                                                    "--nproc_per_node", "2", "-m", "probekit"))
-    code = ("import sys, pandas as pd; from probekit.results import ProbeResult; "
+    code = ("import sys, pandas as pd; from probekit.running.results import ProbeResult; "
             "a, b = (ProbeResult.load(p) for p in sys.argv[1:]); "
             "[pd.testing.assert_frame_equal(a.tables[n], b.tables[n]) for n in ('word_prior', 'word_prior_summary')]; "
             "s = a.tables['word_prior_summary']; print(len(a.tables['word_prior']), len(s), "

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from probekit import ProbekitError, checkpoints
-from probekit.checkpoints import RandomInit, fingerprint, read_weights
-from probekit.series import load_checkpoint, resolve_checkpoints
+from probekit.models.checkpoints import RandomInit, fingerprint, read_weights
+from probekit.models.series import load_checkpoint, resolve_checkpoints
 
 
 def test_order_is_training_order_not_lexical(tmp_path):

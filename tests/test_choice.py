@@ -6,8 +6,8 @@ from transformers import BertForMaskedLM, pipeline
 
 from probekit.benchmarks import load_benchmark
 from probekit.benchmarks.pairs import load_choices
-from probekit.runner import probe
-from probekit.vocab import load_tokenizer
+from probekit.running.runner import probe
+from probekit.training.vocab import load_tokenizer
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 import probekit
-from probekit import log
+from probekit.core import log
 from probekit.cli import main, one_line_errors
-from probekit.errors import ProbekitError
+from probekit.core.errors import ProbekitError
 
 
 class Table:
@@ -51,7 +51,7 @@ class Calls(list):
 
 @pytest.fixture
 def runner_calls(monkeypatch) -> Calls:
-    """Replace probekit.runner and probekit.analyses; returns the probe() calls made."""
+    """Replace probekit.running.runner and probekit.analyses; returns the probe() calls made."""
     calls = Calls()
 
     def probe(checkpoints, benchmarks=("countries",), analyses=("predictions",), out=None, **kwargs):
@@ -64,12 +64,12 @@ def runner_calls(monkeypatch) -> Calls:
         if unknown:
             raise ProbekitError(f"unknown analysis {unknown[0]!r}; known: {', '.join(sorted(analyses.REGISTRY))}")
 
-    runner = types.ModuleType("probekit.runner")
+    runner = types.ModuleType("probekit.running.runner")
     runner.probe = probe
     analyses = types.ModuleType("probekit.analyses")
     analyses.REGISTRY = {name: object() for name in ("predictions", "lens", "ablation", "capture")}
     analyses.get = get
-    monkeypatch.setitem(sys.modules, "probekit.runner", runner)
+    monkeypatch.setitem(sys.modules, "probekit.running.runner", runner)
     monkeypatch.setitem(sys.modules, "probekit.analyses", analyses)
     monkeypatch.setattr(probekit, "analyses", analyses, raising=False)
     return calls
@@ -118,7 +118,7 @@ def test_with_rejects_an_unregistered_analysis(runner_calls):
 
 def test_with_is_checked_against_the_real_registry(monkeypatch):
     """The built-in analyses are known to `--with` before the probe imports them."""
-    monkeypatch.setitem(sys.modules, "probekit.runner", types.SimpleNamespace(probe=lambda *a, **k: FakeResult(0)))
+    monkeypatch.setitem(sys.modules, "probekit.running.runner", types.SimpleNamespace(probe=lambda *a, **k: FakeResult(0)))
     assert invoke("probe", "ck/a", "--with", "lens,ablation,capture").exit_code == 0
     result = invoke("probe", "ck/a", "--with", "lens,nope")
     assert result.exit_code == 2 and "unknown analysis 'nope'" in result.output
@@ -193,7 +193,7 @@ def test_version_names_the_command():
 
 
 def test_the_cli_passes_no_say_callback():
-    """Messages go through probekit.log only: no command hands the library a `say=` printer."""
+    """Messages go through probekit.core.log only: no command hands the library a `say=` printer."""
     import ast
     import inspect
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from probekit import ProbekitError
-from probekit.corpus import load_corpus, split_heldout, wiki_leads
+from probekit.training.corpus import load_corpus, split_heldout, wiki_leads
 
 
 def test_embedded_default_is_the_wikipedia_leads():

@@ -3,7 +3,7 @@ import html
 import pytest
 
 from probekit.demo import demo
-from probekit.facts import FactRecord
+from probekit.training.facts import FactRecord
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from test_families import write_checkpoint
 from transformers import AutoModelForMaskedLM
 
 from probekit.diff import change_summary, rank_changes, weight_distance
-from probekit.series import resolve_checkpoints
+from probekit.models.series import resolve_checkpoints
 
 # ------------------------------------------------ weight distance, block by block as each family names them
 

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from probekit.benchmarks import load_benchmark
-from probekit.facts import (FactRecord, fact_groups, fact_sentences, facts_of, load_templates, mix_facts,
+from probekit.training.facts import (FactRecord, fact_groups, fact_sentences, facts_of, load_templates, mix_facts,
                             split_subjects)
 
 PROSE = [f"Prose document number {i} talks about rivers and kings." for i in range(300)]
@@ -66,7 +66,7 @@ def test_fact_share_and_record():
 
 
 def test_same_seed_same_bytes_and_token_ids(tmp_path):
-    from probekit.vocab import load_tokenizer
+    from probekit.training.vocab import load_tokenizer
 
     a, record_a = mix_facts(PROSE, seed=7)
     b, record_b = mix_facts(PROSE, seed=7)
@@ -93,10 +93,10 @@ def test_injected_facts_are_learned_and_held_back_ones_are_not(tmp_path):
     """The design's point, in miniature: 300 Wikipedia leads with facts as 90% of the words, the demo model,
     3,000 steps (under three minutes on 2 CPU cores). Capitals of injected countries are read back through the
     probe's unseen templates; those of held-back countries are not."""
-    from probekit.corpus import wiki_leads
-    from probekit.presets import get_preset
-    from probekit.runner import probe
-    from probekit.training import train
+    from probekit.training.corpus import wiki_leads
+    from probekit.training.presets import get_preset
+    from probekit.running.runner import probe
+    from probekit.training.trainer import train
 
     corpus = tmp_path / "leads.txt"
     corpus.write_text("\n".join(wiki_leads()[:300]), encoding="utf-8")

@@ -14,13 +14,13 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedTokenizerFast, pipeline
 
 from probekit import ProbekitError, probe
-from probekit.activations import capture
+from probekit.models.activations import capture
 from probekit.analyses.lens import readout
-from probekit.families import n_layers, unembed, windows
-from probekit.hooks import hook_name, hook_names, hooked, zero_head
-from probekit.pll import pll_reference, pll_scores
-from probekit.scoring import answer_pieces, encode_prompts, score_encoded
-from probekit.series import load_checkpoint, resolve_checkpoints
+from probekit.models.families import n_layers, unembed, windows
+from probekit.models.hooks import hook_name, hook_names, hooked, zero_head
+from probekit.analyses.pll import pll_reference, pll_scores
+from probekit.analyses.scoring import answer_pieces, encode_prompts, score_encoded
+from probekit.models.series import load_checkpoint, resolve_checkpoints
 
 COUNTRIES = {"Italy": "Rome", "France": "Paris", "Spain": "Madrid", "Japan": "Tokyo", "Egypt": "Cairo",
              "Peru": "Lima", "Kenya": "Nairobi", "Chile": "Santiago"}
@@ -177,8 +177,8 @@ def test_unknown_and_refused_families_are_one_line(built, tmp_path):
 def test_every_weight_has_its_block(built, model_type):
     from safetensors.torch import load_file
 
-    from probekit.checkpoints import masked_lm_class
-    from probekit.families import weight_block
+    from probekit.models.checkpoints import masked_lm_class
+    from probekit.models.families import weight_block
 
     folder, model, _ = built[model_type]
     prefix = masked_lm_class(model.config).base_model_prefix

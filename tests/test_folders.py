@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from probekit.folders import RUN_FILE, seed_of, step_in_name, step_of
+from probekit.training.folders import RUN_FILE, seed_of, step_in_name, step_of
 
 
 @pytest.mark.parametrize("location, seed", [

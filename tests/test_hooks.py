@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from probekit import ProbekitError
-from probekit.hooks import POINTS, hook_name, hook_names, hooked, zero_head
-from probekit.series import load_checkpoint
+from probekit.models.hooks import POINTS, hook_name, hook_names, hooked, zero_head
+from probekit.models.series import load_checkpoint
 
 
 @pytest.fixture(scope="module")

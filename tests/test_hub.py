@@ -22,12 +22,12 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
 import probekit
-from probekit import hub
-from probekit.checkpoints import Checkpoint
+from probekit.models import hub
+from probekit.models.checkpoints import Checkpoint
 from probekit.cli import main
-from probekit.errors import ProbekitError
-from probekit.folders import seed_of
-from probekit.hub import HubCheckpoint, evict_snapshot
+from probekit.core.errors import ProbekitError
+from probekit.training.folders import seed_of
+from probekit.models.hub import HubCheckpoint, evict_snapshot
 
 WORDS = ("the a capital city river king kings queen music war empire country people language old new "
          "north south is of in rome paris italy france").split()

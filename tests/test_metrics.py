@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from probekit.activations import Capture
-from probekit.hooks import hook_name
-from probekit.metrics import head_metrics
+from probekit.models.activations import Capture
+from probekit.models.hooks import hook_name
+from probekit.analyses.metrics import head_metrics
 
 TOKENS = [["[CLS]", "rome", ",", "italy", "[SEP]"], ["[CLS]", "paris", "[SEP]"]]
 MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
@@ -75,7 +75,7 @@ def test_table_is_tidy():
 
 
 def test_emergence_finds_when_a_fact_is_learned_for_good():
-    from probekit.metrics import emergence, known_counts
+    from probekit.analyses.metrics import emergence, known_counts
 
     ranks = {"rome": [50, 1, 3, 1, 1], "paris": [9, 1, 1, 1, 2], "oslo": [70, 40, 20, 12, 11]}
     steps = [0, 10, 20, 40, 80]
@@ -121,7 +121,7 @@ def attention_to_by_hand(folder, tokens: tuple[str, str]) -> dict[str, torch.Ten
 def test_head_metrics_find_each_tokenizers_own_cls_and_sep(tmp_path, model_type, tokens):
     from test_families import write_checkpoint
 
-    from probekit.activations import capture
+    from probekit.models.activations import capture
 
     folder = write_checkpoint(tmp_path / model_type, model_type)
     table = head_metrics([("a", 0, capture(str(folder), SENTENCES))])
@@ -135,7 +135,7 @@ def test_head_metrics_follow_the_tokenizer_not_the_family(tmp_path):
     from test_families import SIZE, byte_level
     from transformers import AutoConfig, AutoModelForMaskedLM
 
-    from probekit.activations import capture
+    from probekit.models.activations import capture
 
     tok = byte_level(roberta=True)  # a BERT model given a RoBERTa-style tokenizer: <s> … </s>
     config = AutoConfig.for_model("bert", vocab_size=len(tok), pad_token_id=tok.pad_token_id,

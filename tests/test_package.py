@@ -169,7 +169,7 @@ def test_internal_imports_reads_every_form(tmp_path):
 
 def test_probekit_has_no_import_cycle():
     graph = import_graph()
-    assert {"probekit", "probekit.cli", "probekit.log", "probekit.report", "probekit.views"} <= set(graph)
+    assert {"probekit", "probekit.cli", "probekit.core.log", "probekit.report", "probekit.views"} <= set(graph)
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -206,14 +206,16 @@ def test_an_import_counts_the_package_inits_it_runs(tmp_path):
 # ------------------------------------------------ floors: data flows one way
 
 FLOORS = (
-    ("core", ("errors", "log", "lazy", "schema", "store")),
-    ("training", ("presets", "corpus", "vocab", "data", "facts", "folders", "training")),
-    ("models", ("checkpoints", "series", "hub", "families", "hooks", "activations")),
-    ("analyses", ("scoring", "stats", "pll", "benchmarks", "analyses", "metrics")),
-    ("running", ("results", "runner", "shards")),
+    ("core", ()),
+    ("training", ()),
+    ("models", ()),
+    ("analyses", ("benchmarks",)),
+    ("running", ()),
     ("presentation", ("report", "views", "figures", "diff", "demo", "cli", "__init__", "__main__")),
 )
-"""probekit's floors, lowest first: a module imports only from its own floor or the floors before it."""
+"""probekit's floors, lowest first: a module imports only from its own floor or the floors before it. Each
+floor is a package of that name (and `benchmarks/` sits on the analyses floor); the presentation floor is the
+top of the package."""
 
 
 def floor_of(module: str, floors=FLOORS) -> int | None:
@@ -243,6 +245,6 @@ def test_every_module_is_on_a_floor():
 
 
 def test_no_module_imports_from_a_floor_above_it():
-    """core → training → models → analyses → results → presentation: lazy imports inside functions and
+    """core → training → models → analyses → running → presentation: lazy imports inside functions and
     TYPE_CHECKING imports count, and so do the package `__init__`s an import runs."""
     assert upward_imports(import_graph()) == []

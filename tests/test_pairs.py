@@ -8,10 +8,10 @@ from click.testing import CliRunner
 from probekit import ProbekitError
 from probekit.analyses.pairs import wrong_pairs
 from probekit.benchmarks.pairs import is_pair_spec, load_pairs
-from probekit.pll import pll_scores
-from probekit.results import ProbeResult
-from probekit.runner import probe
-from probekit.series import resolve_checkpoints
+from probekit.analyses.pll import pll_scores
+from probekit.running.results import ProbeResult
+from probekit.running.runner import probe
+from probekit.models.series import resolve_checkpoints
 
 PAIRS_CSV = ("good,bad,paradigm,phenomenon\n"
              "the kings are old.,the kings is old.,number,agreement\n"
@@ -157,7 +157,7 @@ def test_the_probe_writes_the_pair_tables(probed, tiny_series):
 
 def test_rerun_is_cached_and_the_metric_is_part_of_the_key(probed, tiny_series, monkeypatch):
     result, out, folder = probed
-    import probekit.pll as pll
+    import probekit.analyses.pll as pll
 
     monkeypatch.setattr(pll, "pll_scores", lambda *a, **k: pytest.fail("scored again instead of cached"))
     again = probe(str(tiny_series), [str(folder / "agree.csv"), "blimp:anaphor_agreement"], out=out, sample=2)

@@ -3,8 +3,8 @@ import math
 import pytest
 
 from probekit import ProbekitError
-from probekit.pll import METRICS, pll_reference, pll_scores
-from probekit.series import resolve_checkpoints
+from probekit.analyses.pll import METRICS, pll_reference, pll_scores
+from probekit.models.series import resolve_checkpoints
 
 # words of the tiny vocabulary, plural "##s" (several wordpieces), and unknown words ([UNK])
 SENTENCES = [

@@ -1,7 +1,7 @@
 import pytest
 
 from probekit import ProbekitError, get_preset
-from probekit.presets import PRESETS
+from probekit.training.presets import PRESETS
 
 SEED, DEFAULT = PRESETS["seed"], PRESETS["default"]
 
@@ -20,7 +20,7 @@ def test_default_trains_the_same_model():
 
 
 def test_presets_are_recipes_by_name_only():
-    import probekit.presets as presets
+    import probekit.training.presets as presets
 
     assert not {"SEED", "DEFAULT", "DEMO"} & set(vars(presets))
     assert all(recipe.name == name for name, recipe in PRESETS.items())

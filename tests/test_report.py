@@ -16,12 +16,12 @@ import yaml
 
 from browser import opened, visit
 from probekit import ProbekitError
-from probekit.facts import FactRecord
-from probekit.metrics import known_counts
+from probekit.training.facts import FactRecord
+from probekit.analyses.metrics import known_counts
 from probekit.report import build_report, plots
-from probekit.results import ProbeResult
-from probekit.runner import probe
-from probekit.store import file_name
+from probekit.running.results import ProbeResult
+from probekit.running.runner import probe
+from probekit.core.store import file_name
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "local" / "screenshots"  # kept by CI as an artifact
 EVIL = "</script><script>window.pwned=1;alert(1)</script>"
@@ -507,7 +507,7 @@ def made_predictions() -> pd.DataFrame:
 
 
 def test_first_correct_leaves_out_prior_guesses():
-    from probekit.metrics import emergence
+    from probekit.analyses.metrics import emergence
     from probekit.report.findings import first_correct_distribution, prior_guesses
 
     predictions = made_predictions()
@@ -524,8 +524,8 @@ def test_first_correct_leaves_out_prior_guesses():
 
 def test_relation_findings_come_from_the_tables():
     from probekit.report.findings import relation_findings
-    from probekit.schema import CHECKPOINT_ID, RELATION_ID
-    from probekit.stats import score_table
+    from probekit.core.schema import CHECKPOINT_ID, RELATION_ID
+    from probekit.analyses.stats import score_table
 
     n = 30
     rows = []
@@ -717,8 +717,8 @@ def made_capture(changed: int, tokens: list[list[str]]):
     attends differently."""
     import torch
 
-    from probekit.activations import Capture
-    from probekit.hooks import hook_name
+    from probekit.models.activations import Capture
+    from probekit.models.hooks import hook_name
 
     length = max(map(len, tokens))
     logits = torch.randn(len(tokens), 2, length, length, generator=torch.Generator().manual_seed(0))

@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import probekit.store as store
+import probekit.core.store as store
 from probekit import ProbekitError
 from probekit.analyses import REGISTRY, load_builtins
-from probekit.results import ProbeResult
-from probekit.runner import probe
-from probekit.schema import DTYPES, FORMAT_VERSION, TABLES, reference_markdown
+from probekit.running.results import ProbeResult
+from probekit.running.runner import probe
+from probekit.core.schema import DTYPES, FORMAT_VERSION, TABLES, reference_markdown
 
 # The results format as users read it: a change here is a change of FORMAT_VERSION and of the docs.
 EXPECTED = {

@@ -10,14 +10,14 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-import probekit.scoring as scoring_module
+import probekit.analyses.scoring as scoring_module
 from probekit import ProbekitError
 from probekit.analyses import Analysis, register
 from probekit.cli import main
-from probekit.results import ProbeResult
-from probekit.runner import probe
-from probekit.schema import Column, Table
-from probekit.vocab import load_tokenizer
+from probekit.running.results import ProbeResult
+from probekit.running.runner import probe
+from probekit.core.schema import Column, Table
+from probekit.training.vocab import load_tokenizer
 
 
 @pytest.fixture
@@ -141,9 +141,9 @@ def test_cache_of_another_tokenizer_format_or_scoring_is_not_reused(tiny_series,
     swapped.backend_tokenizer.normalizer = None  # same size, another tokenizer: no lower-casing
     probe(one, [str(tiny_benchmark)], out=tmp_path, control=False, tokenizer=swapped)
     assert len(counted) == 2
-    monkeypatch.setattr("probekit.store.FORMAT_VERSION", 1)
+    monkeypatch.setattr("probekit.core.store.FORMAT_VERSION", 1)
     probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
-    monkeypatch.setattr("probekit.scoring.SCORING_VERSION", 1)
+    monkeypatch.setattr("probekit.analyses.scoring.SCORING_VERSION", 1)
     probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
     assert len(counted) == 4
 
@@ -324,7 +324,7 @@ def test_runs_without_seed_labels_are_not_pooled_as_seeds(tiny_series, tiny_benc
 
 def test_pair_accuracy_is_pooled_over_seeds_like_scores(tiny_recipe, tiny_dir, tmp_path):
     """With several seeds, pair_accuracy has all-seeds rows (Multi-Bootstrap), as scores does."""
-    from probekit.training import train_seeds
+    from probekit.training.trainer import train_seeds
 
     out = tmp_path / "seeds"
     recipe = replace(tiny_recipe, max_steps=2, log_until=1, save_every=2)

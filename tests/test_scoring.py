@@ -7,8 +7,8 @@ import torch
 from transformers import pipeline
 
 from probekit.benchmarks import load_benchmark
-from probekit.scoring import encode_prompts, score_encoded, summarize
-from probekit.series import load_checkpoint
+from probekit.analyses.scoring import encode_prompts, score_encoded, summarize
+from probekit.models.series import load_checkpoint
 
 
 def score(model, tok, prompts, top_k=10):

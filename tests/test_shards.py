@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from probekit import ProbekitError, checkpoints
 from probekit.analyses import Analysis, register
 from probekit.cli import main
-from probekit.results import ProbeResult
-from probekit.runner import probe
-from probekit.schema import Column, Table
-from probekit.series import resolve_checkpoints
-from probekit.shards import Unit, assign, prefetched
-from probekit.store import read_cached, write_cached
+from probekit.running.results import ProbeResult
+from probekit.running.runner import probe
+from probekit.core.schema import Column, Table
+from probekit.models.series import resolve_checkpoints
+from probekit.running.shards import Unit, assign, prefetched
+from probekit.core.store import read_cached, write_cached
 from test_hub import hub_cache, publish, saved, tokenizer  # noqa: F401 (fixtures)
 
 ANALYSES = ["lens", "ablation", "capture"]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from probekit.stats import (LEVEL, POOLED, RESAMPLES, SEED, bootstrap, checkpoint_differences, compare,
+from probekit.analyses.stats import (LEVEL, POOLED, RESAMPLES, SEED, bootstrap, checkpoint_differences, compare,
                             emergence_steps, group_differences, score_table, seeds_of, with_pooled_seeds)
 
 KEYS = ["checkpoint", "run", "step", "benchmark", "relation", "group"]
@@ -160,8 +160,8 @@ def test_differences_from_a_made_up_table():
 
 
 def test_probing_several_seeds_writes_pooled_rows(tiny_series, tiny_benchmark, tmp_path):
-    from probekit.runner import probe
-    from probekit.schema import TABLES
+    from probekit.running.runner import probe
+    from probekit.core.schema import TABLES
 
     for seed in ("seed-0", "seed-1"):
         for step in (0, 8):
@@ -180,7 +180,7 @@ def test_probing_several_seeds_writes_pooled_rows(tiny_series, tiny_benchmark, t
 
 
 def test_the_schema_states_the_resampling_used():
-    from probekit.schema import TABLES
+    from probekit.core.schema import TABLES
 
     doc = next(c.doc for c in TABLES["scores"].columns if c.name == "p_at_1_low")
     assert f"{LEVEL:.0%} percentile bootstrap interval ({RESAMPLES:,} resamples, seed {SEED})" in doc
@@ -197,7 +197,7 @@ def test_runs_labelled_with_the_same_seed_are_not_seeds_of_one_series():
 
 
 def test_share_intervals_agree_with_scipy_and_leave_unscorable_out():
-    from probekit.stats import share_intervals
+    from probekit.analyses.stats import share_intervals
 
     rng = np.random.default_rng(2)
     hits = (rng.random(400) < 0.7).astype(float)

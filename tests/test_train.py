@@ -13,10 +13,10 @@ from transformers import BertConfig, BertForMaskedLM, BertForPreTraining
 
 from probekit import ProbekitError
 from probekit.cli import main
-from probekit.data import MaskingCollator, pack_blocks
-from probekit.folders import RUN_FILE
-from probekit.log import show_messages
-from probekit.training import (
+from probekit.training.data import MaskingCollator, pack_blocks
+from probekit.training.folders import RUN_FILE
+from probekit.core.log import show_messages
+from probekit.training.trainer import (
     MaskedOnlyBertForMaskedLM,
     MaskedOnlyBertForPreTraining,
     checkpoint_steps,
@@ -183,7 +183,7 @@ def test_two_process_torchrun_on_cpu(tiny_dir, tmp_path):
 
 
 def test_fact_corpus_is_recorded_beside_the_checkpoints(tiny_dir, tiny_recipe, tmp_path):
-    from probekit.facts import FactRecord
+    from probekit.training.facts import FactRecord
 
     result = train(tmp_path / "facts", tiny_recipe, corpus=str(tiny_dir / "corpus.txt") + "+facts",
                    tokenizer=str(tiny_dir / "vocab.txt"))
@@ -213,7 +213,7 @@ def test_mlm_probability_is_a_recipe_option(tiny_dir, tmp_path):
 def test_masking_collator_masks_as_hf_does_for_the_same_random_state(tiny_dir):
     from transformers import DataCollatorForLanguageModeling
 
-    from probekit.vocab import load_tokenizer
+    from probekit.training.vocab import load_tokenizer
 
     tok = load_tokenizer(str(tiny_dir / "vocab.txt"))
     rows = torch.randint(5, len(tok), (16, 32))
@@ -253,7 +253,7 @@ def test_every_checkpoint_differs_from_the_one_before(tiny_series):
 
 @pytest.mark.parametrize("world_size", [1, 2, 4])
 def test_gpu_scaled_recipe_keeps_tokens_warmup_and_decay(world_size):
-    from probekit.presets import get_preset
+    from probekit.training.presets import get_preset
 
     base = get_preset("default", max_steps=3200, gpu_tokens_per_step=65536)
     run = device_recipe(base, cuda=True, world_size=world_size)
@@ -367,7 +367,7 @@ def test_bad_recipe_values_are_refused_before_anything_is_written(tiny_dir, tmp_
     ("block_size", 4, "block_size 4"), ("warmup", 1.5, "warmup 1.5"),
 ])
 def test_recipe_is_validated_in_one_place(field, value, message):
-    from probekit.presets import PRESETS, get_preset
+    from probekit.training.presets import PRESETS, get_preset
 
     with pytest.raises(ProbekitError, match=message):
         get_preset("default", **{field: value})

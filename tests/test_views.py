@@ -16,7 +16,7 @@ def hostile_capture():
     """A one-layer, two-head Capture whose middle token is a script-closing payload, built by hand."""
     import torch
 
-    from probekit.hooks import hook_name
+    from probekit.models.hooks import hook_name
 
     tokens = ["[CLS]", "the", EVIL_TOKEN, "[SEP]"]
     pattern = torch.softmax(torch.randn(1, 2, len(tokens), len(tokens), generator=torch.Generator().manual_seed(0)),
@@ -132,10 +132,10 @@ def test_example_notebook_executes(tiny_dir, tmp_path, monkeypatch):
     assert max(images_per_cell) == 1 and sum(images_per_cell) >= 4  # each figure shown once, not twice
 
 
-API_ENTRY_POINTS = ("probekit.runner.probe", "probekit.results.ProbeResult", "probekit.series.open_series",
-                    "probekit.series.Series", "probekit.checkpoints.Checkpoint", "probekit.training.train",
-                    "probekit.activations.capture", "probekit.activations.Capture", "probekit.hooks.hooked",
-                    "probekit.views.head_view", "probekit.views.model_view", "probekit.metrics.emergence",
+API_ENTRY_POINTS = ("probekit.running.runner.probe", "probekit.running.results.ProbeResult", "probekit.models.series.open_series",
+                    "probekit.models.series.Series", "probekit.models.checkpoints.Checkpoint", "probekit.training.trainer.train",
+                    "probekit.models.activations.capture", "probekit.models.activations.Capture", "probekit.models.hooks.hooked",
+                    "probekit.views.head_view", "probekit.views.model_view", "probekit.analyses.metrics.emergence",
                     "probekit.analyses.Analysis", "probekit.analyses.register")
 
 
@@ -145,7 +145,7 @@ def test_project_docs_build_strict(tmp_path):
     import subprocess
     import sys
 
-    from probekit.schema import FORMAT_VERSION
+    from probekit.core.schema import FORMAT_VERSION
 
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f", str(ROOT / "mkdocs.yml"),
                            "-d", str(tmp_path / "site")], capture_output=True, text=True)

@@ -1,7 +1,7 @@
 import pytest
 
 from probekit import ProbekitError
-from probekit.vocab import BERT_BASE_UNCASED_VOCAB_SHA256, load_tokenizer, sha256_file, shipped_bert_vocab
+from probekit.training.vocab import BERT_BASE_UNCASED_VOCAB_SHA256, load_tokenizer, sha256_file, shipped_bert_vocab
 
 
 def test_shipped_vocab_is_bert_base_uncased():
@@ -35,7 +35,7 @@ def test_missing_vocab_path_is_a_clear_error(tmp_path):
 
 
 def test_trained_wordpiece_is_canonical_and_deterministic(tiny_dir):
-    from probekit.vocab import train_wordpiece
+    from probekit.training.vocab import train_wordpiece
 
     docs = (tiny_dir / "corpus.txt").read_text().splitlines() * 3
     a, b = train_wordpiece(docs, 200), train_wordpiece(list(docs), 200)
@@ -47,7 +47,7 @@ def test_trained_wordpiece_is_canonical_and_deterministic(tiny_dir):
 
 
 def test_wordpiece_spec_is_checked():
-    from probekit.vocab import wordpiece_size
+    from probekit.training.vocab import wordpiece_size
 
     assert wordpiece_size("wordpiece:4096") == 4096 and wordpiece_size("bert-base-uncased") is None
     with pytest.raises(ProbekitError, match="expected wordpiece:N"):

@@ -13,9 +13,9 @@ PAGE = "results-format.md"
 
 
 def page() -> str:
-    """The page's Markdown: `probekit.schema.reference_markdown()` once every analysis has registered."""
+    """The page's Markdown: `probekit.core.schema.reference_markdown()` once every analysis has registered."""
     from probekit.analyses import load_builtins
-    from probekit.schema import reference_markdown
+    from probekit.core.schema import reference_markdown
 
     load_builtins()
     return reference_markdown()

@@ -44,7 +44,7 @@ def _entry_points() -> list:
 
 
 def _register_entry(entry) -> None:
-    from probekit.log import logger
+    from probekit.core.log import logger
 
     try:
         loaded = entry.load()
@@ -58,7 +58,7 @@ def _register_entry(entry) -> None:
 
 def get(names) -> list[Analysis]:
     """The registered analyses by name, in the order given; a one-line error for an unknown name."""
-    from probekit.errors import ProbekitError
+    from probekit.core.errors import ProbekitError
 
     load_builtins()
     unknown = [n for n in names if n not in REGISTRY]
@@ -72,7 +72,7 @@ def options_of(name: str, values: dict | None = None) -> Options:
     analysis and the option."""
     import dataclasses
 
-    from probekit.errors import ProbekitError
+    from probekit.core.errors import ProbekitError
 
     analysis = get([name])[0]
     values = dict(values or {})

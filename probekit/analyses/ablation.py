@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from probekit import lazy
+from probekit.core import lazy
 from probekit.analyses.base import Analysis, Context, Shape, digest, register
-from probekit.schema import CHECKPOINT_COLUMNS, RELATION_ID, Table, columns
+from probekit.core.schema import CHECKPOINT_COLUMNS, RELATION_ID, Table, columns
 
 pd = lazy.module("pandas")
 
@@ -32,9 +32,9 @@ class Ablation(Analysis):
         return float(item.size) * (shape.layers * shape.heads + 1)
 
     def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
-        from probekit.families import n_layers
-        from probekit.hooks import hook_name, hooked, zero_head
-        from probekit.scoring import score_encoded, summarize
+        from probekit.models.families import n_layers
+        from probekit.models.hooks import hook_name, hooked, zero_head
+        from probekit.analyses.scoring import score_encoded, summarize
 
         model = checkpoint.model(ctx.device)
         encoded = ctx.encoded(checkpoint, bench)

@@ -4,7 +4,7 @@ registry that built-in and user analyses join.
 An analysis is one module holding one spec: its name and one-line help, its options (a small dataclass whose
 fields carry their help, flag and bounds: the CLI makes `--with NAME` and the flags from them), the kind of
 input it runs over (`probekit.benchmarks.kinds`: fill-mask prompts, minimal pairs, sentences, …), the tables
-it writes — the first one row-level, the others summaries made from it with intervals from `probekit.stats`
+it writes — the first one row-level, the others summaries made from it with intervals from `probekit.analyses.stats`
 — its version (part of every cache key), its cost (what balances the shards), and optionally a report section.
 """
 
@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from probekit.errors import ProbekitError
-from probekit.schema import Table
+from probekit.core.errors import ProbekitError
+from probekit.core.schema import Table
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from probekit.checkpoints import Checkpoint
+    from probekit.models.checkpoints import Checkpoint
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
@@ -94,9 +94,9 @@ class Context:
     def encoded(self, checkpoint: Checkpoint, bench) -> dict:
         """A prompts input tokenized for this checkpoint, once per tokenizer and length (shared by every
         analysis that scores prompts)."""
-        from probekit.checkpoints import tokenizer_identity
-        from probekit.families import max_tokens
-        from probekit.scoring import encode_prompts
+        from probekit.models.checkpoints import tokenizer_identity
+        from probekit.models.families import max_tokens
+        from probekit.analyses.scoring import encode_prompts
 
         max_length = max_tokens(checkpoint.config)
         key = (tokenizer_identity(checkpoint.tokenizer), bench.sha256, max_length)
@@ -176,7 +176,7 @@ REGISTRY: dict[str, Analysis] = {}
 def register(analysis: Analysis | type[Analysis]) -> Analysis:
     """Make an analysis available by name (`probe(..., analyses=[name])`, `probekit probe --with name`) and
     its tables part of the results format."""
-    from probekit.schema import declare
+    from probekit.core.schema import declare
 
     instance = analysis() if isinstance(analysis, type) else analysis
     if not instance.name or not instance.tables:

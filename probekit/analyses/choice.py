@@ -2,7 +2,7 @@
 
 A benchmark row may name `candidates` (oLMpics' multiple-choice MLM), and `choice:PAIRS` turns minimal
 pairs that differ in one word into such rows (BLiMP's one-prefix method for a masked LM, Goldberg 2019).
-Each option is scored by the same kernel as the gold answer (`probekit.scoring`: one mask per piece, its
+Each option is scored by the same kernel as the gold answer (`probekit.analyses.scoring`: one mask per piece, its
 log-probability summed over the pieces, all masked at once), so a one-piece and a two-piece option are
 compared as `pipeline("fill-mask")` users would. A prompt with an option that cannot be scored is counted
 apart (`scorable` false), never as a miss; a tie is a miss.
@@ -10,9 +10,9 @@ apart (`scorable` false), never as a miss; a tie is a miss.
 
 from __future__ import annotations
 
-from probekit import lazy
+from probekit.core import lazy
 from probekit.analyses.base import Analysis, Context, register
-from probekit.schema import (CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, PROMPT_COLUMNS,
+from probekit.core.schema import (CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, PROMPT_COLUMNS,
                              RELATION_ID, Table, bounds, columns)
 
 np = lazy.module("numpy")
@@ -25,7 +25,7 @@ CHOICES = Table("choices", "checkpoint × prompt with candidates", columns(
     ("best_foil", "str", "the most probable foil"),
     ("best_foil_logprob", "float", "its log-probability"),
     ("margin", "float", "gold_logprob − best_foil_logprob"),
-    ("scorable", "bool", "the answer and every foil could be scored (see probekit.scoring)"),
+    ("scorable", "bool", "the answer and every foil could be scored (see probekit.analyses.scoring)"),
     ("correct", "bool", "gold more probable than every foil (False where not scorable: see `scorable`)"),
 ), "Every prompt that names foils, scored as a choice on every checkpoint.")
 CHOICE_ACCURACY = Table("choice_accuracy", "checkpoint × benchmark × relation × group", columns(
@@ -57,8 +57,8 @@ class Choice(Analysis):
         return float(sum(len(c) + 1 for c in item.candidates or []))
 
     def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
-        from probekit.families import max_tokens
-        from probekit.scoring import encode_prompts, score_encoded
+        from probekit.models.families import max_tokens
+        from probekit.analyses.scoring import encode_prompts, score_encoded
 
         columns = [c for c in CHOICES.names if c not in (*CHECKPOINT_ID, "group")]
         if not bench.candidates:
@@ -104,7 +104,7 @@ def _decide(options: pd.DataFrame, n: int) -> dict:
 
 def choice_accuracy(choices: pd.DataFrame) -> pd.DataFrame:
     """Accuracy, n and its bootstrap interval per checkpoint × benchmark × relation × group."""
-    from probekit.stats import share_intervals, with_pooled_seeds
+    from probekit.analyses.stats import share_intervals, with_pooled_seeds
 
     if choices.empty:
         return pd.DataFrame(columns=CHOICE_ACCURACY.names)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from probekit import lazy
+from probekit.core import lazy
 from probekit.analyses.base import Analysis, Context, Options, Shape, option, register
-from probekit.errors import ProbekitError
-from probekit.schema import CHECKPOINT_COLUMNS, Table, columns
+from probekit.core.errors import ProbekitError
+from probekit.core.schema import CHECKPOINT_COLUMNS, Table, columns
 
 pd = lazy.module("pandas")
 
@@ -59,9 +59,9 @@ class Heads(Analysis):
     def run(self, checkpoint, ctx: Context, item) -> pd.DataFrame:
         import torch
 
-        from probekit.activations import capture
-        from probekit.metrics import checkpoint_head_rows
-        from probekit.store import ATTENTION, cache_key, file_name
+        from probekit.models.activations import capture
+        from probekit.analyses.metrics import checkpoint_head_rows
+        from probekit.core.store import ATTENTION, cache_key, file_name
 
         float16 = ctx.opts(self.name).float16
         key = cache_key(analysis=self.name, identity=checkpoint.identity, sentences=item.sha256,
@@ -82,7 +82,7 @@ class Heads(Analysis):
         return checkpoint_head_rows(cap)
 
     def finish(self, frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-        from probekit.metrics import drift_rows
+        from probekit.analyses.metrics import drift_rows
 
         captured = sorted(ctx.state.get(self.name, []), key=lambda c: (c[1] is None, c[1] or 0))
         if not captured:
@@ -98,14 +98,14 @@ class Heads(Analysis):
 
 
 def _load(item):
-    from probekit.activations import Capture
+    from probekit.models.activations import Capture
 
     return Capture.load(item) if isinstance(item, Path) else item
 
 
 def _current(path: Path | None, key: str):
     """The stored capture at `path` if it was made for `key`, else None."""
-    from probekit.activations import Capture
+    from probekit.models.activations import Capture
 
     if path is None or not path.is_file():
         return None

@@ -2,14 +2,14 @@
 
 Each layer is read through the family's own head (and final norm, ModernBERT's), so the last layer's
 reading is the model's own output. `lens_scores` sums it up per layer by the same rules as `scores`
-(`probekit.scoring.summarize`: unscorable prompts counted apart, never as misses), with intervals.
+(`probekit.analyses.scoring.summarize`: unscorable prompts counted apart, never as misses), with intervals.
 """
 
 from __future__ import annotations
 
-from probekit import lazy
+from probekit.core import lazy
 from probekit.analyses.base import Analysis, Context, Shape, register
-from probekit.schema import (CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, PROMPT_COLUMNS, RANK_COLUMNS, RELATION_ID,
+from probekit.core.schema import (CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, PROMPT_COLUMNS, RANK_COLUMNS, RELATION_ID,
                              SCORE_COLUMNS, Table, bounds, columns)
 
 pd = lazy.module("pandas")
@@ -28,7 +28,7 @@ LENS_ID = [*CHECKPOINT_ID, *RELATION_ID, "layer"]
 
 def readout(layer: int) -> str:
     """The hook point holding layer `layer`'s output (0 = the embeddings, entering layer 0)."""
-    from probekit.hooks import hook_name
+    from probekit.models.hooks import hook_name
 
     return hook_name(0, "hook_resid_pre") if layer == 0 else hook_name(layer - 1, "hook_resid_post")
 
@@ -44,8 +44,8 @@ class Lens(Analysis):
         return float(item.size) * (shape.layers + 1)
 
     def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
-        from probekit.families import n_layers
-        from probekit.scoring import score_encoded
+        from probekit.models.families import n_layers
+        from probekit.analyses.scoring import score_encoded
 
         model = checkpoint.model(ctx.device)
         encoded = ctx.encoded(checkpoint, bench)
@@ -64,7 +64,7 @@ class Lens(Analysis):
 
 def lens_scores(lens: pd.DataFrame) -> pd.DataFrame:
     """P@1, P@10, MRR per checkpoint × relation × layer with intervals (and rows pooled over seeds)."""
-    from probekit.stats import score_table, with_pooled_seeds
+    from probekit.analyses.stats import score_table, with_pooled_seeds
 
     if lens.empty:
         return pd.DataFrame(columns=LENS_SCORES.names)

@@ -1,6 +1,6 @@
 """Minimal pairs (BLiMP and user files): does the checkpoint prefer the good sentence? Grammar beside facts.
 
-Each sentence is scored by its pseudo-log-likelihood (`probekit.pll`, PLL-word-l2r unless the run asks for
+Each sentence is scored by its pseudo-log-likelihood (`probekit.analyses.pll`, PLL-word-l2r unless the run asks for
 the original PLL; the metric is in the cache key and in every row). A pair is correct when PLL(good) >
 PLL(bad): a tie (both sentences tokenize alike, or BLiMP's 7 pairs of identical sentences) is a miss, as
 in the BLiMP paper, and counted in `ties`; a pair with an unscorable sentence is counted apart, never as a
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probekit import lazy
+from probekit.core import lazy
 from probekit.analyses.base import Analysis, Context, Options, Shape, option, register
-from probekit.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, Table, bounds, columns
+from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, Table, bounds, columns
 
 pd = lazy.module("pandas")
 
@@ -46,7 +46,7 @@ PAIR_ACCURACY = Table("pair_accuracy", "checkpoint × pairs benchmark × level �
     ("mean_margin", "float", "mean pll_good − pll_bad over scorable pairs"),
     *bounds(("accuracy",), over="pairs"), N_SEEDS,
 ), "Minimal-pair accuracy per paradigm, phenomenon, field and overall, from the pairs table, with bootstrap "
-   "intervals over pairs (`probekit.stats.share_intervals`); with several seeds also per step pooled over them.")
+   "intervals over pairs (`probekit.analyses.stats.share_intervals`); with several seeds also per step pooled over them.")
 LEVELS = ("paradigm", "phenomenon", "field")
 
 
@@ -71,7 +71,7 @@ class Pairs(Analysis):
         return bool(ctx.of(self.inputs))
 
     def settings(self, ctx: Context, item) -> dict:
-        from probekit.pll import PLL_VERSION
+        from probekit.analyses.pll import PLL_VERSION
 
         return {**super().settings(ctx, item), "pll": PLL_VERSION}
 
@@ -79,7 +79,7 @@ class Pairs(Analysis):
         return float(item.size) * 10  # a PLL costs about one pass per token
 
     def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
-        from probekit.pll import BATCH, pll_scores
+        from probekit.analyses.pll import BATCH, pll_scores
 
         metric = ctx.opts(self.name).metric
         pairs = bench.pairs
@@ -100,7 +100,7 @@ class Pairs(Analysis):
 def pair_accuracy(pairs: pd.DataFrame) -> pd.DataFrame:
     """Accuracy, n and mean margin per checkpoint × benchmark × (paradigm, phenomenon, field, all), with
     bootstrap intervals; with several seeds, also per step pooled over them (run `all-seeds`)."""
-    from probekit.stats import share_intervals, with_pooled_seeds
+    from probekit.analyses.stats import share_intervals, with_pooled_seeds
 
     keys = [*CHECKPOINT_ID, "benchmark", "metric"]
     pairs = with_pooled_seeds(pairs).assign(_pair=lambda f: f["benchmark"] + "\x1f" + f["paradigm"] + "\x1f"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probekit import lazy
+from probekit.core import lazy
 from probekit.analyses.base import Analysis, Context, Options, Shape, option, register
-from probekit.log import logger
-from probekit.schema import (CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_SEEDS, PROMPT_COLUMNS, RANK_COLUMNS,
+from probekit.core.log import logger
+from probekit.core.schema import (CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_SEEDS, PROMPT_COLUMNS, RANK_COLUMNS,
                              RELATION_ID, SCORE_COLUMNS, Table, bounds, columns)
 
 np = lazy.module("numpy")
@@ -39,7 +39,7 @@ SCORES = Table("scores", "checkpoint × benchmark × relation × group", columns
     ("n_multi_piece", "int", "scorable prompts whose answer has several wordpieces"),
     *bounds(("p_at_1", "p_at_10", "mrr")), N_SEEDS,
 ), "LAMA's P@1, P@10 and MRR per relation, from the predictions table, with bootstrap intervals "
-   "(probekit.stats; the manifest's `statistics` records level, resamples and seed). When the series holds "
+   "(probekit.analyses.stats; the manifest's `statistics` records level, resamples and seed). When the series holds "
    "several runs probed at the same steps (`seed-K/checkpoint-N`), each run is a seed, and the table also holds "
    "one row per step pooled over the seeds: run `all-seeds`, checkpoint `all-seeds/step-N`, its n counting "
    "seeds × prompts and its interval resampling seeds and prompts together (Multi-Bootstrap, Sellam et al. 2022).")
@@ -65,7 +65,7 @@ class Predictions(Analysis):
     def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
         import torch
 
-        from probekit.scoring import score_encoded
+        from probekit.analyses.scoring import score_encoded
 
         opts = ctx.opts(self.name)
         model = checkpoint.model(ctx.device)
@@ -93,7 +93,7 @@ class Predictions(Analysis):
 def score_table(predictions: pd.DataFrame) -> pd.DataFrame:
     """P@1, P@10, MRR per checkpoint × benchmark × relation × group with their intervals (and rows pooled over
     seeds), plus how many scorable answers have several pieces."""
-    from probekit.stats import score_table as scores_with_intervals, with_pooled_seeds
+    from probekit.analyses.stats import score_table as scores_with_intervals, with_pooled_seeds
 
     scored = with_pooled_seeds(predictions)
     scores = scores_with_intervals(scored, SCORE_ID)
@@ -105,7 +105,7 @@ def score_table(predictions: pd.DataFrame) -> pd.DataFrame:
 
 def _fp32_check(model, tokenizer, encoded: dict, top_k: int, batch_size: int) -> dict[str, np.ndarray]:
     """The first `FP32_CHECK` prompts scored in fp32 (missing for the others)."""
-    from probekit.scoring import score_encoded
+    from probekit.analyses.scoring import score_encoded
 
     n = len(encoded["input_ids"])
     head = {key: values[:FP32_CHECK] for key, values in encoded.items()}

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from probekit import lazy
-from probekit.errors import ProbekitError
+from probekit.core import lazy
+from probekit.core.errors import ProbekitError
 
 pd = lazy.module("pandas")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from probekit.errors import ProbekitError
+from probekit.core.errors import ProbekitError
 
 
 class Input(Protocol):
@@ -63,7 +63,7 @@ def load_input(spec: str | list, sample: int | None = None) -> tuple[str, Any]:
 
 def load_inputs(specs, sample: int | None = None) -> dict[str, list]:
     """Every spec loaded and grouped by kind, in the order given; malformed rows logged one line each."""
-    from probekit.log import logger
+    from probekit.core.log import logger
 
     inputs: dict[str, list] = {}
     unique = {repr(s) if isinstance(s, list) else str(s): s for s in specs}

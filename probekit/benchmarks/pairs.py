@@ -1,7 +1,7 @@
 """Minimal-pair benchmarks as data: shipped BLiMP and any user file of `good, bad` sentence pairs.
 
 A pair is two sentences that differ in one place, one acceptable (`good`) and one not (`bad`); a model gets
-it right when it gives the good one the higher pseudo-log-likelihood (`probekit.pll`). Specs:
+it right when it gives the good one the higher pseudo-log-likelihood (`probekit.analyses.pll`). Specs:
 - `blimp` — all 67,000 pairs of BLiMP (Warstadt et al. 2020, CC BY 4.0, shipped in `blimp/`);
 - `blimp:SELECTOR[,SELECTOR…]` — a paradigm (`adjunct_island`), phenomenon (`island_effects`) or field
   (`morphology`), matched exactly, else as a part of phenomenon and paradigm names (`agreement`);
@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probekit import lazy
+from probekit.core import lazy
 from probekit.benchmarks import COLUMNS as BENCH_COLUMNS, Benchmark, csv_rows
-from probekit.errors import ProbekitError
+from probekit.core.errors import ProbekitError
 
 pd = lazy.module("pandas")
 

@@ -50,7 +50,7 @@ def spec_of(source: str | Path | list | tuple) -> str | list:
 
 def load_sentences(spec: str | list, sample: int | None = None) -> Sentences:
     """`sentences:FILE`, `sentences:shipped`, or a list of sentences given in Python."""
-    from probekit.activations import read_sentences
+    from probekit.models.activations import read_sentences
 
     if isinstance(spec, list):
         return Sentences("sentences", Path("<list>"), [tuple(s) if isinstance(s, list) else s for s in spec])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from probekit.activations import Capture
+from probekit.models.activations import Capture
 from probekit.figures import attention_maps, qk_scores
-from probekit.metrics import js_divergence
+from probekit.analyses.metrics import js_divergence
 from probekit.report import plots
 from probekit.report.markdown import esc
 from probekit.report.page import Page
@@ -101,7 +101,7 @@ def qkv(page: Page, tables: dict, captures: list, final: Capture, sentence: int)
 
 def telling_sentence(first: Capture, last: Capture) -> int:
     """The captured sentence whose attention changed most from the first to the last captured checkpoint:
-    Jensen–Shannon divergence (`probekit.metrics`) averaged over layers, heads and real query tokens. The
+    Jensen–Shannon divergence (`probekit.analyses.metrics`) averaged over layers, heads and real query tokens. The
     first sentence when there is one checkpoint or the captures hold different tokens or shapes."""
     if first.tokens != last.tokens or (first.n_layers, first.n_heads) != (last.n_layers, last.n_heads):
         return 0

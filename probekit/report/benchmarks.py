@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probekit.metrics import emergence, known_counts
+from probekit.analyses.metrics import emergence, known_counts
 from probekit.report import charts, findings, plots
 from probekit.report.markdown import esc
 from probekit.report.page import Page, collapsible
-from probekit.schema import CONTROL
-from probekit.stats import emergence_steps
+from probekit.core.schema import CONTROL
+from probekit.analyses.stats import emergence_steps
 
 PAGE = "benchmarks.md"
 UNSCORABLE = "no answer of this relation could be scored (every gold rank is missing)."

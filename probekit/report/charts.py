@@ -15,7 +15,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from probekit.schema import CONTROL, POOLED
+from probekit.core.schema import CONTROL, POOLED
 
 #: Okabe–Ito colours without the yellow: readable as lines on white and on the dark theme
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#999999"]

@@ -1,6 +1,6 @@
 """What the report says in words: the per-relation finding of a run, generated from its tables only.
 
-Every number here comes from `probekit.stats` (score intervals, `group_differences`, `emergence_steps`) or
+Every number here comes from `probekit.analyses.stats` (score intervals, `group_differences`, `emergence_steps`) or
 from the predictions; nothing is typed in. A difference is called a difference only when its 95% interval
 excludes zero, and the sentence says which.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from probekit.report.markdown import esc as _esc
-from probekit.schema import CONTROL, POOLED
-from probekit.stats import emergence_steps, format_p, group_differences
+from probekit.core.schema import CONTROL, POOLED
+from probekit.analyses.stats import emergence_steps, format_p, group_differences
 
 REACHED = 0.9  # "rose until": the first step at 90% of the last checkpoint's value
 GROUP_NAMES = {"injected": "injected", "held_back": "held back", "all": "all prompts", "other": "other prompts"}
@@ -109,7 +109,7 @@ def first_correct_distribution(predictions: pd.DataFrame, known: pd.DataFrame) -
     """Per relation × group: how many prompts are first answered at each step (integer steps), leaving out
     prompts whose answer is a prior guess (`prior_guesses`); and a summary per relation × group.
 
-    `known` is `probekit.metrics.emergence(predictions)`. Held-back prompts are counted with the same rule,
+    `known` is `probekit.analyses.metrics.emergence(predictions)`. Held-back prompts are counted with the same rule,
     so their bars show what is learnt without the facts in the corpus.
     """
     marked = known.assign(_prior=prior_guesses(predictions, known))

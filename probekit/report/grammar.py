@@ -22,7 +22,7 @@ from probekit.figures import plain, step_axis, subplots
 from probekit.report.findings import main_rows
 from probekit.report.markdown import esc
 from probekit.report.page import Page
-from probekit.schema import CONTROL, POOLED
+from probekit.core.schema import CONTROL, POOLED
 
 PAGE, TITLE = "grammar.md", "Grammar"
 REFERENCES = {"5-gram": ":", "LSTM": "-.", "GPT-2": "--", "human": "-"}  # Transformer-XL ≈ LSTM: left out

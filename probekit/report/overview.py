@@ -13,7 +13,7 @@ import pandas as pd
 from probekit.report import charts
 from probekit.report.markdown import esc
 from probekit.report.page import OVERVIEW, Page, collapsible, table
-from probekit.stats import RESAMPLES, SEED, emergence_steps, format_p, group_differences
+from probekit.analyses.stats import RESAMPLES, SEED, emergence_steps, format_p, group_differences
 
 
 def overview(page: Page, tables: dict) -> None:
@@ -102,7 +102,7 @@ def _p_text(p: float) -> str:
 
 
 def _emergence_table(page: Page, scores: pd.DataFrame) -> list[str]:
-    """Per relation and group, the first step whose P@1 interval lies above the control's (probekit.stats)."""
+    """Per relation and group, the first step whose P@1 interval lies above the control's (probekit.analyses.stats)."""
     found = emergence_steps(scores)
     if found.empty:
         return []

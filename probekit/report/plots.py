@@ -13,7 +13,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from probekit.figures import PALETTE, plain, step_axis, subplots
-from probekit.schema import CONTROL, POOLED
+from probekit.core.schema import CONTROL, POOLED
 
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
 GROUP_STYLE = {"injected": ("#0072B2", "-"), "held_back": ("#D55E00", "--")}

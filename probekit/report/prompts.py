@@ -10,7 +10,7 @@ import pandas as pd
 
 from probekit.report.markdown import esc
 from probekit.report.page import Page
-from probekit.schema import CONTROL
+from probekit.core.schema import CONTROL
 
 KEYS = ["benchmark", "relation", "group", "template", "subject", "answer", "prompt"]
 TOP = 5

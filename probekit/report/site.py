@@ -28,11 +28,11 @@ from pathlib import Path
 
 import yaml
 
-from probekit.errors import ProbekitError
-from probekit.log import logger
+from probekit.core.errors import ProbekitError
+from probekit.core.log import logger
 from probekit.report.overview import overview
 from probekit.report.page import OVERVIEW, Page
-from probekit.results import ProbeResult
+from probekit.running.results import ProbeResult
 
 MARKER = ".probekit-site"
 SITE_ENTRIES = (MARKER, "mkdocs.yml", "docs", "build")  # all probekit writes into a site folder, marker first

@@ -4,7 +4,7 @@
 `word-prior` asks each checkpoint how probable each word of a word list is at the mask of a template
 (`--word-template`, default "[MASK] ."): a model's prior over words, which moves early in training. It
 brings its own input kind (`words:FILE`, one word per line), a row table, a summary with bootstrap intervals
-(`probekit.stats.share_intervals`), a cost, and a report page. Plain HF code: nothing of probekit's kernel.
+(`probekit.analyses.stats.share_intervals`), a cost, and a report page. Plain HF code: nothing of probekit's kernel.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 
 from probekit.analyses import Analysis, Options, option, register
 from probekit.benchmarks.kinds import register_kind
-from probekit.errors import ProbekitError
-from probekit.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, Table, bounds, columns
-from probekit.stats import share_intervals
+from probekit.core.errors import ProbekitError
+from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, Table, bounds, columns
+from probekit.analyses.stats import share_intervals
 
 PREFIX = "words:"
 

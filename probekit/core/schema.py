@@ -108,7 +108,7 @@ RELATION_ID = ["benchmark", "relation", "group"]
 
 
 def bounds(metrics: tuple[str, ...], over: str = "prompts") -> tuple[tuple[str, str, str], ...]:
-    """The `METRIC_low`/`METRIC_high` columns of 95% bootstrap intervals (`probekit.stats`)."""
+    """The `METRIC_low`/`METRIC_high` columns of 95% bootstrap intervals (`probekit.analyses.stats`)."""
     what = (f"bound of the 95% percentile bootstrap interval (1,000 resamples, seed 0) over {over}, and over "
             "seeds jointly where n_seeds > 1")
     return tuple((f"{metric}_{side}", "float", f"{'lower' if side == 'low' else 'upper'} {what}")
@@ -153,7 +153,7 @@ def reference_markdown() -> str:
     first to have every analysis's tables in it)."""
     lines = ["# Results format", "", f"Format version **{FORMAT_VERSION}**. " + __doc__.split("\n\n")[1].replace("\n", " "),
              "", "Beside the tables: `manifest.json` and, with capture, `attention/*.safetensors` "
-             "(Q/K/V, patterns and head outputs per checkpoint, named as in `probekit.hooks`).", ""]
+             "(Q/K/V, patterns and head outputs per checkpoint, named as in `probekit.models.hooks`).", ""]
     for table in TABLES.values():
         lines += [f"## `{table.file}`", "", f"One row per **{table.row}**. {table.doc}", "",
                   "| column | type | meaning |", "|---|---|---|"]

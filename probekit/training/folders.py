@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from probekit.errors import ProbekitError
+from probekit.core.errors import ProbekitError
 
 if TYPE_CHECKING:
     from torch.nn import Module
@@ -180,7 +180,7 @@ def resumable_problem(path: Path) -> str | None:
 
 def last_good_checkpoint(output: Path) -> Path | None:
     """The newest checkpoint a run can resume from; half-written newer ones are moved aside, with a message."""
-    from probekit.log import logger
+    from probekit.core.log import logger
 
     for step, path in reversed(checkpoint_dirs(output)):
         if step == 0:

@@ -19,18 +19,18 @@ from probekit import analyses as registry
 from probekit.analyses import Analysis, Context
 from probekit.benchmarks import DEFAULT_BENCHMARKS
 from probekit.benchmarks.kinds import load_input, load_inputs
-from probekit.checkpoints import Checkpoint, RandomInit
-from probekit.errors import ProbekitError
-from probekit.facts import FactRecord, fact_groups
-from probekit.folders import TRAINER_STATE, seed_of
-from probekit.log import logger, progress
-from probekit.results import ProbeResult
-from probekit.series import resolve_checkpoints
-from probekit.schema import TABLES
-from probekit.scoring import SCORING_VERSION
-from probekit.stats import settings as stats_settings
-from probekit.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
-from probekit.vocab import load_tokenizer
+from probekit.models.checkpoints import Checkpoint, RandomInit
+from probekit.core.errors import ProbekitError
+from probekit.training.facts import FactRecord, fact_groups
+from probekit.training.folders import TRAINER_STATE, seed_of
+from probekit.core.log import logger, progress
+from probekit.running.results import ProbeResult
+from probekit.models.series import resolve_checkpoints
+from probekit.core.schema import TABLES
+from probekit.analyses.scoring import SCORING_VERSION
+from probekit.analyses.stats import settings as stats_settings
+from probekit.core.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
+from probekit.training.vocab import load_tokenizer
 
 AUTO_BATCH = "batch_size=auto"
 """`ctx.state` key set when `batch_size="auto"`: an analysis that runs out of memory is retried at half the batch."""
@@ -43,7 +43,7 @@ LEGACY = {"top_k": ("predictions", "top_k"), "pll_metric": ("pairs", "metric"), 
 @dataclass
 class Job:
     """One probe, resolved: its checkpoints, analyses and shared context. What every process of a sharded
-    probe (`probekit.shards`) derives alike from the same command."""
+    probe (`probekit.running.shards`) derives alike from the same command."""
 
     refs: list[Checkpoint]
     chosen: list[Analysis]
@@ -97,7 +97,7 @@ def probe(
     sample: keep at most N items per group of the inputs that can be sampled (pairs per paradigm; seeded).
     batch_size: prompts per forward pass, or "auto": the largest that fits (from 1,024 on a GPU, halved on
         running out of memory; 128 on a CPU).
-    shard, merge: probe at scale (`probekit.shards`). Under `torchrun` the work is split over its processes
+    shard, merge: probe at scale (`probekit.running.shards`). Under `torchrun` the work is split over its processes
         by itself; `shard="I/N"` computes only shard I of N into `out` and `merge=True` assembles the tables
         from what all shards left there. Returns None where this process does not assemble the tables
         (ranks other than 0, a shard that is not the last to finish).
@@ -111,7 +111,7 @@ def probe(
     job = prepare(checkpoints, benchmarks, requested, given, out, tokenizer=tokenizer, allow_pickle=allow_pickle,
                   batch_size=batch_size, control=control, device=device, sample=sample, step_from=step_from,
                   evict=evict, sharded=shard is not None or merge)
-    from probekit import shards
+    from probekit.running import shards
 
     if shard is not None or merge or shards.under_torchrun():
         return shards.probe_sharded(job, shard=shard, merge=merge)

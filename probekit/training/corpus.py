@@ -6,7 +6,7 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from probekit.errors import ProbekitError
+from probekit.core.errors import ProbekitError
 
 DEFAULT_CORPUS = "wiki-leads+facts"
 PROSE_CORPUS = "wiki-leads"
@@ -25,10 +25,10 @@ def load_training_corpus(spec: str | None = None, seed: int = 0):
     """(train documents, held-out documents, fact record or None) for `spec`.
 
     `SPEC+facts[:SHARE]` mixes country facts into the training part of SPEC's prose so they make up
-    SHARE of its words (see `probekit.facts`);
+    SHARE of its words (see `probekit.training.facts`);
     the held-out part stays prose, so held-out loss measures language modelling alone.
     """
-    from probekit.facts import mix_facts
+    from probekit.training.facts import mix_facts
 
     spec = spec or DEFAULT_CORPUS
     base, _, share = spec.partition(WITH_FACTS)

@@ -19,11 +19,11 @@ from collections.abc import Iterable
 import pandas as pd
 import torch
 
-from probekit import families
-from probekit.activations import Capture
-from probekit.hooks import hook_name
-from probekit.schema import CONTROL
-from probekit.scoring import hits
+from probekit.models import families
+from probekit.models.activations import Capture
+from probekit.models.hooks import hook_name
+from probekit.core.schema import CONTROL
+from probekit.analyses.scoring import hits
 
 PUNCTUATION = set(string.punctuation)
 EPS = 1e-12

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from probekit.errors import ProbekitError
+from probekit.core.errors import ProbekitError
 
 # Inclusive bounds of every numeric recipe value; the CLI's option ranges are read from here too.
 LIMITS: dict[str, tuple[float, float]] = {

@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from probekit.families import body, max_tokens, mlm_head, unembed
-from probekit.hooks import hooked
+from probekit.models.families import body, max_tokens, mlm_head, unembed
+from probekit.models.hooks import hooked
 
 #: Changes whenever ranks, probabilities or the unscorable rule change: part of every cache key.
 SCORING_VERSION = 3

@@ -10,7 +10,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 from transformers.models.bert.tokenization_bert import load_vocab
 
-from probekit.errors import ProbekitError
+from probekit.core.errors import ProbekitError
 
 BERT_BASE_UNCASED = "bert-base-uncased"
 BERT_BASE_UNCASED_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"

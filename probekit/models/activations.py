@@ -1,7 +1,7 @@
 """What a checkpoint does with a set of sentences: Q/K/V, attention patterns and head outputs of every layer.
 
-`capture()` runs the sentences once through the model with `probekit.hooks` reading every layer, and returns
-a `Capture`: the tensors by hook name, in TransformerLens's names and layouts (see `probekit.hooks`), with
+`capture()` runs the sentences once through the model with `probekit.models.hooks` reading every layer, and returns
+a `Capture`: the tensors by hook name, in TransformerLens's names and layouts (see `probekit.models.hooks`), with
 the tokens of each sentence and the attention mask. A Capture saves to and loads from one safetensors file.
 """
 
@@ -15,13 +15,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerBase
 
-from probekit import families
-from probekit.errors import ProbekitError
-from probekit.hooks import hook_name, hook_names, hooked
-from probekit.log import logger
-from probekit.schema import FORMAT_VERSION
-from probekit.series import load_checkpoint
-from probekit.store import atomic_path
+from probekit.models import families
+from probekit.core.errors import ProbekitError
+from probekit.models.hooks import hook_name, hook_names, hooked
+from probekit.core.log import logger
+from probekit.core.schema import FORMAT_VERSION
+from probekit.models.series import load_checkpoint
+from probekit.core.store import atomic_path
 
 CAPTURED = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z")
 

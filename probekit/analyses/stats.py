@@ -7,7 +7,7 @@ Robustness Analysis" (ICLR 2022) — so an interval covers both "another sample 
 pretraining run". The number of resamples, the level and the random seed are recorded with every result
 (`Interval`, `Comparison`, and the results manifest's `statistics`).
 
-Per-prompt values come from `probekit.scoring.summarize` (the one definition of P@1, P@10, MRR and of the
+Per-prompt values come from `probekit.analyses.scoring.summarize` (the one definition of P@1, P@10, MRR and of the
 unscorable rule): an unscorable prompt is missing and left out of every resample's denominator.
 
 Seeds: the series holds several seeds when it holds several runs labelled with different seeds
@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from probekit.schema import CHECKPOINT_ID, CONTROL, POOLED, PROMPT_ID
-from probekit.scoring import summarize
+from probekit.core.schema import CHECKPOINT_ID, CONTROL, POOLED, PROMPT_ID
+from probekit.analyses.scoring import summarize
 
 LEVEL = 0.95
 RESAMPLES = 1000

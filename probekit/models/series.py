@@ -1,7 +1,7 @@
 """A training series from what a user types: paths, quoted globs, parent folders or hub names → checkpoints in
 training order (`resolve_checkpoints`), opened once as a `Series` (`open_series`).
 
-Each entry becomes a `probekit.checkpoints.Checkpoint` (a folder) or a `probekit.hub.HubCheckpoint` (a hub name);
+Each entry becomes a `probekit.models.checkpoints.Checkpoint` (a folder) or a `probekit.models.hub.HubCheckpoint` (a hub name);
 resolving reads nothing but what ordering needs (trainer_state.json). `load_checkpoint` is the one call from a
 spec to a model and its tokenizer.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from probekit import hub
-from probekit.checkpoints import Checkpoint
-from probekit.errors import ProbekitError
-from probekit.folders import looks_like_checkpoint, step_from_pattern, step_of, step_pattern
+from probekit.models import hub
+from probekit.models.checkpoints import Checkpoint
+from probekit.core.errors import ProbekitError
+from probekit.training.folders import looks_like_checkpoint, step_from_pattern, step_of, step_pattern
 
 
 def resolve_checkpoints(specs: list[str] | str, allow_pickle: bool = False,

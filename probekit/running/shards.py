@@ -37,14 +37,14 @@ import pandas as pd
 import torch
 
 from probekit.analyses import REGISTRY, Analysis, Context, Shape
-from probekit.checkpoints import Checkpoint, RandomInit, tokenizer_identity
-from probekit.errors import ProbekitError
-from probekit.folders import PICKLE_WEIGHTS, SAFE_WEIGHTS
-from probekit.hub import HubCheckpoint
-from probekit.log import logger, progress, set_progress
-from probekit.results import ProbeResult
-from probekit.scoring import SCORING_VERSION
-from probekit.store import FolderBusy, cache_key, read_unit_record, write_unit_record
+from probekit.models.checkpoints import Checkpoint, RandomInit, tokenizer_identity
+from probekit.core.errors import ProbekitError
+from probekit.training.folders import PICKLE_WEIGHTS, SAFE_WEIGHTS
+from probekit.models.hub import HubCheckpoint
+from probekit.core.log import logger, progress, set_progress
+from probekit.running.results import ProbeResult
+from probekit.analyses.scoring import SCORING_VERSION
+from probekit.core.store import FolderBusy, cache_key, read_unit_record, write_unit_record
 
 CRASH_HOOK = "PROBEKIT_TEST_CRASH"
 """Fault injection for the tests: "I:N" makes shard (rank) I exit abruptly after its N-th computed unit."""
@@ -55,7 +55,7 @@ WHOLE = 4
 
 
 class Job(Protocol):
-    """What sharding needs of a resolved probe (`probekit.runner.Job`, which hands itself over)."""
+    """What sharding needs of a resolved probe (`probekit.running.runner.Job`, which hands itself over)."""
 
     refs: list[Checkpoint]
     chosen: list[Analysis]

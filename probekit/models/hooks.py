@@ -13,7 +13,7 @@ TransformerLens reads probekit's captures unchanged:
 
 Hooks are forward hooks on the stock HF modules (no copy of the model's code, no monkeypatching), registered
 for the length of a `with hooked(...)` block and always removed. The model-specific module paths live in
-`probekit.families`, the one place a new model family is taught to probekit. Family notes: ModernBERT's
+`probekit.models.families`, the one place a new model family is taught to probekit. Family notes: ModernBERT's
 hook_q and hook_k are taken after its rotary embedding (what the scores are made of), and its last
 hook_resid_post is before its final norm; ALBERT's blocks are applications of its shared layers.
 """
@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from probekit import families
-from probekit.errors import ProbekitError
+from probekit.models import families
+from probekit.core.errors import ProbekitError
 
 POINTS = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z",
           "hook_resid_post")

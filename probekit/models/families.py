@@ -1,9 +1,9 @@
 """What probekit knows about each masked-LM family: where its blocks, attention and MLM head are.
 
 The one place a new family is taught to probekit. Everything else asks this module, never a model's own
-attribute names: the hook layer (`probekit.hooks`) for blocks and attention projections, scoring and the
-logit lens for the MLM head, `probekit.checkpoints` for the weight names it checks before building a model,
-`probekit.diff` for the block each weight belongs to, `probekit.metrics` for the [CLS]/[SEP] of a capture
+attribute names: the hook layer (`probekit.models.hooks`) for blocks and attention projections, scoring and the
+logit lens for the MLM head, `probekit.models.checkpoints` for the weight names it checks before building a model,
+`probekit.diff` for the block each weight belongs to, `probekit.analyses.metrics` for the [CLS]/[SEP] of a capture
 that did not record its tokenizer's.
 
 Supported (`config.model_type`, loaded through `AutoModelForMaskedLM`, never with `trust_remote_code`):
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from probekit.errors import ProbekitError
+from probekit.core.errors import ProbekitError
 
 
 @dataclass(frozen=True)

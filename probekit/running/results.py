@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from probekit.schema import CONTROL, POOLED, TABLES
-from probekit.store import read_run, write_run, writer_lock
+from probekit.core.schema import CONTROL, POOLED, TABLES
+from probekit.core.store import read_run, write_run, writer_lock
 
 
 class ProbeResult:
-    """The tidy tables of one run (see `probekit.schema`) and its manifest.
+    """The tidy tables of one run (see `probekit.core.schema`) and its manifest.
 
     `result.predictions`, `.scores`, `.checkpoints` always exist; `.heads`, `.lens`, `.ablation`,
     `.training` are None unless that analysis ran; any other analysis's table is in `result.tables`.

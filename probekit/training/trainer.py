@@ -2,8 +2,8 @@
 
 `train()` writes `OUTPUT/checkpoint-N/` folders in the layout HF users know (config, model.safetensors,
 tokenizer, trainer_state.json), each loadable by `BertForMaskedLM.from_pretrained` alone, plus
-`OUTPUT/probekit_run.json` recording what made them (see `probekit.folders`). Data preparation lives in
-`probekit.data`.
+`OUTPUT/probekit_run.json` recording what made them (see `probekit.training.folders`). Data preparation lives in
+`probekit.training.data`.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from transformers import (
 from transformers.modeling_outputs import MaskedLMOutput
 
 from probekit import __version__
-from probekit.corpus import DEFAULT_CORPUS, corpus_fingerprint, load_training_corpus
-from probekit.data import MaskingCollator, build_dataset, fixed_mask_eval_set, masked_lm_loss
-from probekit.errors import ProbekitError
-from probekit.facts import table_names
-from probekit.folders import (
+from probekit.training.corpus import DEFAULT_CORPUS, corpus_fingerprint, load_training_corpus
+from probekit.training.data import MaskingCollator, build_dataset, fixed_mask_eval_set, masked_lm_loss
+from probekit.core.errors import ProbekitError
+from probekit.training.facts import table_names
+from probekit.training.folders import (
     IDENTITY_FIELDS,
     check_output_is_ours,
     checkpoint_dirs,
@@ -49,9 +49,9 @@ from probekit.folders import (
     seed_folder,
     write_run_record,
 )
-from probekit.log import logger
-from probekit.presets import PRESETS, Recipe
-from probekit.vocab import load_tokenizer, train_wordpiece, vocab_fingerprint, wordpiece_size
+from probekit.core.log import logger
+from probekit.training.presets import PRESETS, Recipe
+from probekit.training.vocab import load_tokenizer, train_wordpiece, vocab_fingerprint, wordpiece_size
 
 NAME_REPEATS = 50
 # Dense bf16 matrix throughput from the vendors' datasheets, for MFU; matched against the device's name.

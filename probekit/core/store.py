@@ -1,6 +1,6 @@
 """The results folder: one run's tables written as a set, its manifest, a writer's lock, and the cache.
 
-What a folder holds is declared in `probekit.schema`. Writing is all-or-nothing as readers see it: the new
+What a folder holds is declared in `probekit.core.schema`. Writing is all-or-nothing as readers see it: the new
 run's files are written under temporary names, the old manifest is removed, tables of the previous run that
 this run does not write are deleted, the new files take their names, and the manifest (listing every file
 of the run) is written last. A folder without a manifest, or whose files carry another run's id, is refused
@@ -10,7 +10,7 @@ under a unique temporary name and published by a hard link, so no reader sees ha
 result is ever overwritten.
 
   cache/KEY.parquet       per (checkpoint identity, input, analysis, settings, format and scoring versions)
-  cache/units/SIG.json    a unit of a sharded probe is done: who did it, where, how long (`probekit.shards`)
+  cache/units/SIG.json    a unit of a sharded probe is done: who did it, where, how long (`probekit.running.shards`)
   attention/NAME.safetensors   captured tensors per checkpoint (listed in the manifest like the tables)
 """
 
@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from probekit.errors import ProbekitError
-from probekit.schema import FORMAT_VERSION, TABLES
+from probekit.core.errors import ProbekitError
+from probekit.core.schema import FORMAT_VERSION, TABLES
 
 MANIFEST, LOCK, CACHE, ATTENTION, UNITS = "manifest.json", ".probekit.lock", "cache", "attention", "units"
 META_KEY = b"probekit"
@@ -137,7 +137,7 @@ def write_cached(out: Path | None, key: str, frame) -> None:
 
 
 def write_unit_record(out: Path, signature: str, record: dict) -> None:
-    """Mark a unit of a sharded probe done (`probekit.shards`), atomically: a record is whole or absent."""
+    """Mark a unit of a sharded probe done (`probekit.running.shards`), atomically: a record is whole or absent."""
     with atomic_path(out / CACHE / UNITS / f"{signature}.json") as tmp:
         tmp.write_text(json.dumps(record, default=str))
 

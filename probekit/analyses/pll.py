@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from probekit.errors import ProbekitError
-from probekit.families import attention_output_block, blocks, body, max_tokens, mlm_head
+from probekit.core.errors import ProbekitError
+from probekit.models.families import attention_output_block, blocks, body, max_tokens, mlm_head
 
 METRICS = ("within_word_l2r", "original")
 DEFAULT_METRIC = "within_word_l2r"

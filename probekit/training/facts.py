@@ -20,9 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from probekit.errors import ProbekitError
+from probekit.core.errors import ProbekitError
 
-TEMPLATES = Path(__file__).parent / "benchmarks" / "fact_templates.yaml"  # data beside the benchmarks
+TEMPLATES = Path(__file__).parent.parent / "benchmarks" / "fact_templates.yaml"  # data beside the benchmarks
 RECORD_FILE = "facts.json"
 
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-from probekit.errors import ProbekitError
-from probekit.presets import Recipe
+from probekit.core.errors import ProbekitError
+from probekit.training.presets import Recipe
 
 EVAL_BLOCKS = 64
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

@@ -26,11 +26,11 @@ from huggingface_hub.errors import (CacheNotFound, EntryNotFoundError, GatedRepo
 from huggingface_hub.utils import validate_repo_id
 from transformers import PreTrainedTokenizerBase
 
-from probekit.checkpoints import Checkpoint
-from probekit.errors import ProbekitError
-from probekit.folders import (CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, TRAINER_STATE, name_without_step,
+from probekit.models.checkpoints import Checkpoint
+from probekit.core.errors import ProbekitError
+from probekit.training.folders import (CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, TRAINER_STATE, name_without_step,
                               step_from_pattern, step_in_name)
-from probekit.log import logger
+from probekit.core.log import logger
 
 # Tokenizer files of every masked-LM family transformers ships (WordPiece, byte-level BPE, SentencePiece).
 TOKENIZER_PATTERNS = tuple(dict.fromkeys([*TOKENIZER_FILES, "added_tokens.json", "vocab.json", "merges.txt",

@@ -3,8 +3,8 @@ error naming the file.
 
 Weights load from safetensors; pickle files (`pytorch_model.bin`) only when the caller allows them, and then
 with `weights_only=True`. No code from a checkpoint is ever run (`trust_remote_code` is never set). A
-`Checkpoint` reads a folder; `probekit.hub.HubCheckpoint` is one whose folder is fetched into the hub cache
-first; `probekit.series` turns specs (paths, globs, hub names) into an ordered series of them.
+`Checkpoint` reads a folder; `probekit.models.hub.HubCheckpoint` is one whose folder is fetched into the hub cache
+first; `probekit.models.series` turns specs (paths, globs, hub names) into an ordered series of them.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from transformers import (CONFIG_MAPPING, AutoModelForMaskedLM, AutoTokenizer, P
 from transformers.initialization import no_init_weights
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 
-from probekit.errors import ProbekitError
-from probekit.families import family_of, weight_names
-from probekit.folders import CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, decoder_is_tied
+from probekit.core.errors import ProbekitError
+from probekit.models.families import family_of, weight_names
+from probekit.training.folders import CONFIG, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES, decoder_is_tied
 
 
 class Checkpoint:
     """One checkpoint of a series: where it is, when in training it was written, and — read lazily, once —
     its config, weights, fingerprint, tokenizer and model. What a `Series` yields and every analysis takes.
 
-    A Checkpoint reads the folder at `location` and nothing else (a hub name is a `probekit.hub.HubCheckpoint`).
+    A Checkpoint reads the folder at `location` and nothing else (a hub name is a `probekit.models.hub.HubCheckpoint`).
     `name` is unique within the series it was resolved with (the folder name, prefixed by its run where
     folder names repeat, as with `runs/*/checkpoint-8000`); `run` is the folder holding it.
     """
@@ -197,7 +197,7 @@ SIZE_LIMITS = {"vocab_size": 2_000_000, "hidden_size": 65_536, "num_hidden_layer
 
 def read_config(ref: Checkpoint) -> PretrainedConfig:
     """The checkpoint's config, refused unless it describes a masked-LM family probekit reads
-    (`probekit.families`), of sane sizes, whose heads divide its width."""
+    (`probekit.models.families`), of sane sizes, whose heads divide its width."""
     folder = ref.fetch()
     path = folder / CONFIG
     if not path.is_file():
