@@ -4,7 +4,8 @@ import shutil
 import pytest
 import torch
 
-from probekit import ProbekitError, checkpoints
+from probekit import ProbekitError
+from probekit.models import checkpoints
 from probekit.models.checkpoints import RandomInit, fingerprint, read_weights
 from probekit.models.series import load_checkpoint, resolve_checkpoints
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from probekit import ProbekitError, checkpoints
+from probekit import ProbekitError
+from probekit.models import checkpoints
 from probekit.analyses import Analysis, register
 from probekit.cli import main
 from probekit.running.results import ProbeResult
