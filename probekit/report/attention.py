@@ -31,9 +31,7 @@ def capture_pages(page: Page, tables: dict, results: Path) -> None:
 
 def capture_files(manifest: dict) -> dict[str, str]:
     """checkpoint → its capture file (relative to the results folder), as the run's manifest lists them."""
-    files = manifest.get("files", {})
-    listed = files.get("capture") if isinstance(files, dict) else None
-    return dict(listed if isinstance(listed, dict) else manifest.get("captures") or {})
+    return dict(manifest.get("captures") or {})
 
 
 def captured(results: Path, tables: dict) -> list[tuple[str, int, Path]]:

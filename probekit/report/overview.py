@@ -24,7 +24,7 @@ def overview(page: Page, tables: dict) -> None:
     facts = manifest.get("facts")
     page.add(OVERVIEW, "# What this run shows", "")
     intro = (f"{len(checkpoints)} checkpoints probed with {len(tables['predictions']):,} predictions "
-             f"({', '.join(esc(b) for b in manifest.get('benchmarks', {}))}). "
+             f"({', '.join(esc(name) for inputs in manifest.get('inputs', {}).values() for name in inputs)}). "
              "P@1 = share of prompts whose answer is the top prediction; [brackets]: 95% bootstrap interval.")
     left = ['<div markdown class="headline">', "", *(page.findings or ["No prompt could be scored."]), "", intro, "",
             "</div>"]
