@@ -163,9 +163,9 @@ class Hungry(Analysis):
     """A toy analysis that runs out of memory above 32 prompts per batch."""
 
     name = "toy-hungry"
-    table = Table("toy_hungry", "checkpoint × benchmark", (
+    tables = (Table("toy_hungry", "checkpoint × benchmark", (
         Column("checkpoint", "str", ""), Column("run", "str", ""), Column("step", "int", ""),
-        Column("benchmark", "str", ""), Column("batch", "int", "the batch it ran with")))
+        Column("benchmark", "str", ""), Column("batch", "int", "the batch it ran with"))),)
 
     def run(self, checkpoint, ctx, bench):
         if ctx.batch_size > 32:

@@ -27,7 +27,7 @@ from probekit.core.log import logger, progress
 from probekit.running.results import ProbeResult
 from probekit.models.series import resolve_checkpoints
 from probekit.core.schema import TABLES
-from probekit.analyses.scoring import SCORING_VERSION
+from probekit.analyses import scoring
 from probekit.analyses.stats import settings as stats_settings
 from probekit.core.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
 from probekit.training.vocab import load_tokenizer
@@ -268,7 +268,7 @@ def unit_key(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> str:
     """The cache key of one unit: the analysis, the checkpoint's identity, the input's content, every setting
     the analysis declares (its version and options) and the scoring kernel's version."""
     return cache_key(analysis=analysis.name, identity=ref.identity, benchmark=item.sha256 if item else None,
-                     settings=analysis.settings(ctx, item), scoring=SCORING_VERSION)
+                     settings=analysis.settings(ctx, item), scoring=scoring.SCORING_VERSION)
 
 
 def _computed(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> pd.DataFrame:

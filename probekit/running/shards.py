@@ -43,7 +43,7 @@ from probekit.training.folders import PICKLE_WEIGHTS, SAFE_WEIGHTS
 from probekit.models.hub import HubCheckpoint
 from probekit.core.log import logger, progress, set_progress
 from probekit.running.results import ProbeResult
-from probekit.analyses.scoring import SCORING_VERSION
+from probekit.analyses import scoring
 from probekit.core.store import FolderBusy, cache_key, read_unit_record, write_unit_record
 
 CRASH_HOOK = "PROBEKIT_TEST_CRASH"
@@ -198,7 +198,7 @@ def signature(job: Job, unit: Unit) -> str:
     refs = job.refs if unit.checkpoint is None else [job.refs[unit.checkpoint]]  # the control copies one of them
     return cache_key(unit=unit.name, files=[_stamp(ref) for ref in refs], analysis=analysis.name,
                      benchmark=item.sha256 if item else None, settings=analysis.settings(job.ctx, item),
-                     scoring=SCORING_VERSION,
+                     scoring=scoring.SCORING_VERSION,
                      tokenizer=tokenizer_identity(job.tokenizer) if job.tokenizer is not None else None,
                      allow_pickle=job.allow_pickle)
 
