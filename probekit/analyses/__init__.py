@@ -16,9 +16,10 @@ from probekit.analyses.base import REGISTRY, Analysis, Context, Options, Shape, 
 __all__ = ["REGISTRY", "Analysis", "Context", "Options", "Shape", "chosen", "get", "load_builtins", "option",
            "register"]
 
-BUILTINS = ("predictions", "lens", "ablation", "heads", "pairs", "choice")
+BUILTINS = ("predictions", "lens", "ablation", "heads", "pairs", "choice", "tracing", "syntax_heads", "probes")
 """The built-in analysis modules, in the order their tables are listed."""
-KIND_MODULES = ("probekit.benchmarks", "probekit.benchmarks.pairs", "probekit.benchmarks.sentences")
+KIND_MODULES = ("probekit.benchmarks", "probekit.benchmarks.pairs", "probekit.benchmarks.sentences",
+                "probekit.benchmarks.treebank")
 """The modules that register the built-in input kinds."""
 ENTRY_POINTS = "probekit.analyses"
 _loaded = False

@@ -77,6 +77,11 @@ class Family:
     """Weight-name prefixes a checkpoint may carry that the masked-LM model has no place for (NSP heads)."""
     embedding_parts: tuple[str, ...] = ("{prefix}.embeddings.",)
     """Weight-name prefixes of the embeddings, with any projection from embedding to hidden width."""
+    mlp_out: str = "output.dense"
+    """Path from a block to the MLP's last Linear, whose output (before dropout, residual add and norm) is
+    TransformerLens's `hook_mlp_out` (BERT's `BertOutput.dense`)."""
+    embeddings: str = "embeddings"
+    """Path from the body to its embeddings module, whose output is `hook_full_embed`."""
     special_tokens: tuple[str, str] = ("[CLS]", "[SEP]")
     """The (classifier, separator) tokens its tokenizers ship: what a capture that did not record its own
     tokenizer's tokens falls back to."""
@@ -139,14 +144,14 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            embedding_parts=("{prefix}.embeddings.", "{prefix}.embeddings_project."), **_BERT_LIKE),
     Family("distilbert", blocks=_distilbert_blocks, attention=_distilbert_attention,
            head=("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector"),
-           layer_key=r"^{prefix}\.transformer\.layer\.(\d+)\."),
+           layer_key=r"^{prefix}\.transformer\.layer\.(\d+)\.", mlp_out="ffn.lin2"),
     Family("albert", blocks=_albert_blocks, attention=_albert_attention, head=("predictions",),
            embedding_width="embedding_size", layer_key=r"^{prefix}\.encoder\.albert_layer_groups\.(\d+)\.",
-           layer_count="num_hidden_groups", extra_keys=("sop_classifier.", "albert.pooler"),
+           layer_count="num_hidden_groups", mlp_out="ffn_output", extra_keys=("sop_classifier.", "albert.pooler"),
            embedding_parts=("{prefix}.embeddings.", "{prefix}.encoder.embedding_hidden_mapping_in.")),
     Family("modernbert", blocks=_modernbert_blocks, attention=_modernbert_attention, head=("head", "decoder"),
            final_norm="final_norm", embedding_key="{prefix}.embeddings.tok_embeddings.weight",
-           layer_key=r"^{prefix}\.layers\.(\d+)\."),
+           layer_key=r"^{prefix}\.layers\.(\d+)\.", mlp_out="mlp.Wo"),
 )}
 
 REFUSED = {
@@ -191,6 +196,16 @@ def n_layers(model: nn.Module) -> int:
 
 def attention(model: nn.Module, block: nn.Module) -> Attention:
     return family(model).attention(block, body(model))
+
+
+def mlp_out(model: nn.Module, block: nn.Module) -> nn.Module:
+    """A block's MLP output projection: its output is `blocks.{l}.hook_mlp_out`."""
+    return _module(block, family(model).mlp_out)
+
+
+def embeddings(model: nn.Module) -> nn.Module:
+    """The body's embeddings module: its output is `hook_full_embed`."""
+    return _module(body(model), family(model).embeddings)
 
 
 def windows(model: nn.Module) -> list[int | None]:

@@ -11,6 +11,29 @@ TransformerLens reads probekit's captures unchanged:
   blocks.{l}.attn.hook_z        [batch, pos, head_index, d_head]    pattern × V per head, before the output projection
   blocks.{l}.hook_resid_post    [batch, pos, d_model]               hidden state leaving layer l
 
+Points for activation patching (causal tracing), in TransformerLens's names:
+
+  hook_full_embed               [batch, pos, d_embed]               the embeddings module's output (token +
+                                                                    position (+ type) embeddings, after its norm)
+  blocks.{l}.hook_attn_out      [batch, pos, d_model]               attention output: the output projection's
+                                                                    output (bias included), before dropout, the
+                                                                    residual add and any norm
+  blocks.{l}.hook_mlp_out       [batch, pos, d_model]               MLP output: its last Linear's output, likewise
+
+  blocks.{l}.attn.hook_mask      [batch, 1, query_pos, key_pos]      the additive mask the attention scores receive
+                                                                    before the softmax (0 = attend, the dtype's
+                                                                    minimum = not): write it to knock attention
+                                                                    out (the pattern entries zeroed and each row
+                                                                    renormalised, exactly). Not TransformerLens's:
+                                                                    the attention module's `attention_mask`
+
+For post-LN families (BERT, RoBERTa, ELECTRA, DistilBERT, ALBERT) the attention and MLP outputs are taken where
+TransformerLens's are, before the residual add — there the LayerNorm follows the add, so patching them changes
+the block's output through that norm. BERT: `attention.output.dense` and `output.dense`; DistilBERT:
+`attention.out_lin` and `ffn.lin2`; ALBERT: `attention.dense` and `ffn_output`; ModernBERT (pre-LN): `attn.Wo`
+and `mlp.Wo`. ELECTRA's and ALBERT's hook_full_embed is at embedding width, before their projection to the hidden
+width (`embeddings_project`, `embedding_hidden_mapping_in`).
+
 Hooks are forward hooks on the stock HF modules (no copy of the model's code, no monkeypatching), registered
 for the length of a `with hooked(...)` block and always removed. The model-specific module paths live in
 `probekit.models.families`, the one place a new model family is taught to probekit. Family notes: ModernBERT's
@@ -21,6 +44,7 @@ hook_resid_post is before its final norm; ALBERT's blocks are applications of it
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
@@ -30,6 +54,10 @@ from probekit.core.errors import ProbekitError
 
 POINTS = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z",
           "hook_resid_post")
+PATCH_POINTS = ("hook_attn_out", "hook_mlp_out", "attn.hook_mask")
+"""Block points beyond `POINTS` (not captured by default): what activation patching writes."""
+EMBED = "hook_full_embed"
+"""The one point outside the blocks: the embeddings module's output."""
 READ_ONLY = {"attn.hook_pattern"}
 Edit = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,13 +88,13 @@ def hooked(model: torch.nn.Module, read: Iterable[str] = (),
     read, write = set(read), dict(write or {})
     blocks = families.blocks(model)  # in the order they run (ALBERT: its shared layer once per application)
     n_layers = len(blocks)
-    known = set(hook_names(n_layers))
+    known = set(hook_names(n_layers, (*POINTS, *PATCH_POINTS))) | {EMBED}
     for name in read | set(write):
         if name not in known:
             raise ProbekitError(f"no hook point {name!r}; points look like {hook_name(0, 'attn.hook_q')!r} "
                                 f"for layers 0–{n_layers - 1}")
     for name in write:
-        if name.split(".", 2)[2] in READ_ONLY:
+        if _point(name) in READ_ONLY:
             raise ProbekitError(f"{name}: read-only hook point")
     store: dict[str, torch.Tensor] = {}
     handles = []
@@ -75,8 +103,11 @@ def hooked(model: torch.nn.Module, read: Iterable[str] = (),
     if wants_pattern and previous != "eager":
         model.set_attn_implementation("eager")
     try:
-        wanted = {name.split(".", 2)[2] for name in read | set(write)}
-        if wanted:
+        wanted = {_point(name) for name in read | set(write)}
+        if EMBED in wanted:
+            handles.append(families.embeddings(model).register_forward_hook(
+                _output(lambda point: EMBED, EMBED, store, write)))
+        if wanted - {EMBED}:
             where = _Position(n_layers)
             handles.append(families.body(model).register_forward_pre_hook(where.restart))
             for block in dict.fromkeys(blocks):  # each module once, however often it runs
@@ -87,6 +118,11 @@ def hooked(model: torch.nn.Module, read: Iterable[str] = (),
             handle.remove()
         if wants_pattern and previous != "eager":
             model.set_attn_implementation(previous)
+
+
+def _point(name: str) -> str:
+    """The point of a hook name without its block (`attn.hook_q` of `blocks.0.attn.hook_q`)."""
+    return name if name == EMBED else name.split(".", 2)[2]
 
 
 class _Position:
@@ -127,8 +163,15 @@ def _register(model, block, wanted: set[str], where: _Position, store: dict, nam
                     _per_head_output(name, f"attn.hook_{short}", store, write, n_heads, d_head)))
     if "attn.hook_pattern" in wanted:
         handles.append(att.module.register_forward_hook(_pattern(name, store)))
+    if "attn.hook_mask" in wanted:
+        handles.append(att.module.register_forward_pre_hook(_mask(name, store, write), with_kwargs=True))
     if "attn.hook_z" in wanted:
         handles.append(att.out.register_forward_pre_hook(_per_head_input(name, store, write, n_heads, d_head)))
+    if "hook_attn_out" in wanted:
+        handles.append(att.out.register_forward_hook(_output(name, "hook_attn_out", store, write)))
+    if "hook_mlp_out" in wanted:
+        handles.append(families.mlp_out(model, block).register_forward_hook(
+            _output(name, "hook_mlp_out", store, write)))
     if "hook_resid_post" in wanted:
         handles.append(block.register_forward_hook(_resid_post(name, store, write)))
     return handles
@@ -162,6 +205,13 @@ def _resid_post(name, store, write):
         if isinstance(output, tuple):
             return (_seen(name("hook_resid_post"), output[0], store, write), *output[1:])
         return _seen(name("hook_resid_post"), output, store, write)
+    return hook
+
+
+def _output(name, point, store, write):
+    """A module's whole output as the point (attention output, MLP output, the embeddings)."""
+    def hook(module, args, output):
+        return _seen(name(point), output, store, write)
     return hook
 
 
@@ -205,6 +255,34 @@ def _per_head_input(name, store, write, n_heads, d_head):
         batch, pos, _ = args[0].shape
         split = _seen(name("attn.hook_z"), args[0].view(batch, pos, n_heads, d_head), store, write)
         return (split.reshape(batch, pos, n_heads * d_head), *args[1:])
+    return hook
+
+
+def _mask(name, store, write):
+    """The attention module's `attention_mask` keyword as a float additive mask [batch, 1, query, key] (None
+    and boolean masks made additive), edited; SDPA and eager attention both add a float mask to the scores."""
+    def hook(module, args, kwargs):
+        full = name("attn.hook_mask")
+        if full is None:
+            return None
+        params = list(inspect.signature(module.forward).parameters)
+        if "attention_mask" not in params:
+            raise ProbekitError(f"{full}: {type(module).__name__} takes no `attention_mask`")
+        at = params.index("attention_mask")
+        positional = "attention_mask" not in kwargs and at < len(args)  # ALBERT passes it by position
+        hidden = args[0] if args else kwargs["hidden_states"]
+        batch, pos = hidden.shape[:2]
+        mask, low = args[at] if positional else kwargs.get("attention_mask"), torch.finfo(hidden.dtype).min
+        if mask is None:
+            mask = hidden.new_zeros(batch, 1, pos, pos)
+        elif mask.dim() == 2:  # [batch, key] (1 = attend): as a 4-D mask
+            mask = mask[:, None, None, :].bool()
+        if mask.dtype == torch.bool:
+            mask = torch.zeros(mask.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(~mask, low)
+        mask = _seen(full, mask.to(hidden.dtype).expand(batch, 1, pos, pos), store, write)
+        if positional:
+            return (*args[:at], mask, *args[at + 1:]), kwargs
+        return args, {**kwargs, "attention_mask": mask}
     return hook
 
 

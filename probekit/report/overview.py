@@ -23,9 +23,11 @@ def overview(page: Page, tables: dict) -> None:
     manifest, checkpoints = tables["manifest"], tables["checkpoints"]
     facts = manifest.get("facts")
     page.add(OVERVIEW, "# What this run shows", "")
-    intro = (f"{len(checkpoints)} checkpoints probed with {len(tables['predictions']):,} predictions "
-             f"({', '.join(esc(name) for inputs in manifest.get('inputs', {}).values() for name in inputs)}). "
-             "P@1 = share of prompts whose answer is the top prediction; [brackets]: 95% bootstrap interval.")
+    inputs = ", ".join(esc(name) for kind in manifest.get("inputs", {}).values() for name in kind)
+    predictions = len(tables["predictions"])
+    intro = (f"{len(checkpoints)} checkpoints probed" + (f" with {predictions:,} predictions" if predictions else "")
+             + f" ({inputs}). " + ("P@1 = share of prompts whose answer is the top prediction; " if predictions
+                                   else "") + "[brackets]: 95% bootstrap interval.")
     left = ['<div markdown class="headline">', "", *(page.findings or ["No prompt could be scored."]), "", intro, "",
             "</div>"]
     if "training" in tables and len(tables["training"]):

@@ -1,0 +1,753 @@
+"""Classifier and structural probes with control tasks: what each layer's word representations encode of
+part of speech, dependency labels and the parse tree, and how much of it is the probe's own capacity.
+
+Representations. Every layer's residual stream (0 = the embeddings … L = the model's output, ModernBERT's after its final norm; read through
+`probekit.models.hooks.hooked`, one forward per batch of sentences) per *word*: the words joined by single spaces are
+tokenized and each piece goes to the word its character offsets fall in (`syntax_heads.align`, the rule both
+syntax analyses share; `is_split_into_words` would drop a byte-level tokenizer's space marker); a word is its
+first piece (`--probe-pooling first`, the default) or the mean of its pieces (`mean`). Sentences longer than
+the model's input are left out (the rows' `sentences` counts those scored). Features are scaled per layer by
+the fit half's standard deviation, and centred too for the softmax probes (which have a bias; the depth probe
+||Bh||² has none, so its origin stays): a linear probe is unchanged by it, L-BFGS converges better.
+
+Fit and eval. A treebank holding both EWT dev and test (`ewt:dev+test`) fits on dev and reports on test; any
+other (`ewt` = test, `ewt:dev`, a .conllu file) is split by sentence, a seeded permutation, half to fit and
+half to report on (`--probe-seed`).
+
+Probes, each fitted full batch on the CPU, deterministic given the seed:
+  upos      multinomial logistic regression (softmax, L2, `torch.optim.LBFGS`) on the word: accuracy.
+  deprel    the same on [head; dependent] of every arc (root arcs left out): accuracy of the arc's label.
+  distance  Hewitt & Manning (2019): a rank-k map B (`--probe-rank`, or d if smaller) fitted so that
+            ||B(h_i − h_j)||² fits the tree distance, L1 loss divided by the sentence's length squared, averaged
+            over sentences. UUAS: edges of the minimum spanning tree of the predicted distances that are gold
+            edges (both trees over the words that are not UPOS PUNCT, the gold one the spanning tree of the gold
+            distances, as the paper's code does); spearman: per word, the Spearman correlation of its predicted
+            and gold distances to the others, averaged per sentence length, then over the lengths 5–50.
+  depth     ||B h_i||² fits the word's depth (L1 divided by length): root accuracy (the non-punctuation word of
+            least predicted depth is the gold root) and the Spearman correlation of depths (per length 5–50).
+Control tasks (Hewitt & Liang 2019), labels fixed per word *type* (lower-cased form) by the seed: upos — a
+tag drawn from the treebank's tag distribution; deprel — a label drawn from the label distribution, per
+dependent type; distance and depth — a control tree in which each word type either attaches to the word
+before it or to the sentence's first word (drawn ½–½ per type; the first word is the root), a simpler
+stand-in for the paper's fixed-attachment control that is always a tree. The same probe is fitted on the
+control labels and scored against them; selectivity = task − control of the main metric.
+
+Intervals: 95% percentile bootstrap over eval sentences (1,000 resamples): a resample draws sentences with
+replacement and recomputes the pooled metric (hits / items, so a long sentence weighs by its words, as in
+the point estimate); task and control share the resamples, so selectivity's interval is paired. The Spearman
+rows carry no interval. Rows pooled over training seeds are not made (yet).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from probekit.core import lazy
+from probekit.analyses.base import Analysis, Context, Options, Shape, option, register
+from probekit.core.schema import CHECKPOINT_COLUMNS, N_SEEDS, Table, bounds, columns
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+pd = lazy.module("pandas")
+
+PROBES = ("upos", "deprel", "distance", "depth")
+MAIN = {"upos": "accuracy", "deprel": "accuracy", "distance": "uuas", "depth": "root_accuracy"}
+"""The metric of each probe that its control and selectivity are reported for."""
+SPEARMAN_LENGTHS = (5, 50)
+PUNCT = "PUNCT"
+RESAMPLES = 1000
+LEVEL = 0.95
+
+PROBES_TABLE = Table("probes", "checkpoint × treebank × layer × probe × task × metric", columns(
+    *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"),
+    ("layer", "int", "0 = the embeddings, L = the last layer"),
+    ("probe", "str", "upos, deprel, distance (structural probe), depth"),
+    ("task", "str", "task (gold labels), control (labels fixed per word type at random), selectivity (task − "
+                    "control, main metric only)"),
+    ("metric", "str", "accuracy (upos, deprel), uuas and spearman (distance), root_accuracy and spearman (depth)"),
+    ("value", "float", "the metric on the eval sentences"),
+    *bounds(("value",), over="eval sentences"),
+    ("n", "int", "items behind the value: words, arcs, gold edges, sentences, or sentences of length 5–50"),
+    ("sentences", "int", "eval sentences scored"),
+), "Each probe of each layer fitted on the fit sentences and scored on the eval sentences, on the task and on "
+   "its control task (Hewitt & Liang 2019).")
+PROBE_SCORES = Table("probe_scores", "checkpoint × treebank × layer × probe", columns(
+    *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"),
+    ("layer", "int", "0 = the embeddings, L = the last layer"), ("probe", "str", "upos, deprel, distance, depth"),
+    ("metric", "str", "the probe's main metric: accuracy, uuas, root_accuracy"),
+    ("score", "float", "the main metric on the task"), *bounds(("score",), over="eval sentences"),
+    ("control", "float", "the same on the control task"), *bounds(("control",), over="eval sentences"),
+    ("selectivity", "float", "score − control"), *bounds(("selectivity",), over="eval sentences (paired)"),
+    ("spearman", "float", "the distance or depth Spearman correlation on the task (missing for upos, deprel)"),
+    ("n", "int", "items behind the score"), ("sentences", "int", "eval sentences"), N_SEEDS,
+), "Per layer and probe: the main metric with its control and selectivity, each with a bootstrap interval over "
+   "eval sentences.")
+
+
+@dataclass(frozen=True)
+class ProbeOptions(Options):
+    pooling: str = option("first", "A word's representation: its first piece or the mean of its pieces.",
+                          flag="--probe-pooling", choices=("first", "mean"))
+    rank: int = option(64, "Rank k of the structural probes' map B (d when the model is narrower).",
+                       flag="--probe-rank", low=1, high=4096)
+    seed: int = option(0, "Seed of the fit/eval split, the control labels and the structural probes' start.",
+                       flag="--probe-seed", low=0)
+    l2: float = option(1e-4, "L2 penalty of the softmax probes (times the squared weights' sum).",
+                       flag="--probe-l2", low=0.0)
+    steps: int = option(100, "L-BFGS iterations per probe.", flag="--probe-steps", low=1, high=10000)
+
+
+# ---------------------------------------------------------------- sentences, trees and controls
+
+
+@dataclass
+class Parsed:
+    """One sentence as the probes see it: words, 0-based heads (-1 = root), labels."""
+
+    words: list[str]
+    heads: list[int]
+    deprels: list[str]
+    upos: list[str]
+
+    @classmethod
+    def of(cls, sentence: Any) -> Parsed:
+        """From a treebank sentence (`words`, 1-based `heads` with 0 = root, `deprels`, `upos`)."""
+        return cls(list(sentence.words), [int(h) - 1 for h in sentence.heads], list(sentence.deprels),
+                   list(sentence.upos))
+
+
+def tree_distances(heads: Sequence[int]) -> np.ndarray:
+    """[n, n] path lengths in the tree given by 0-based heads (-1 = root)."""
+    import numpy as np
+
+    chains = [_ancestors(heads, i) for i in range(len(heads))]
+    n = len(heads)
+    out = np.zeros((n, n))
+    for i in range(n):
+        up_i = {a: k for k, a in enumerate(chains[i])}
+        for j in range(i + 1, n):
+            k = next(k for k, a in enumerate(chains[j]) if a in up_i)
+            out[i, j] = out[j, i] = k + up_i[chains[j][k]]
+    return out
+
+
+def tree_depths(heads: Sequence[int]) -> np.ndarray:
+    """[n] edges between each word and the root."""
+    import numpy as np
+
+    return np.array([len(_ancestors(heads, i)) - 1 for i in range(len(heads))], dtype=float)
+
+
+def _ancestors(heads: Sequence[int], i: int) -> list[int]:
+    chain = [i]
+    while heads[chain[-1]] >= 0:
+        chain.append(heads[chain[-1]])
+        if len(chain) > len(heads):
+            raise ValueError("the heads do not form a tree (a cycle)")
+    return chain
+
+
+def type_of(word: str) -> str:
+    return word.lower()
+
+
+def control_labels(sentences: list[Parsed], field: str, seed: int, salt: int) -> dict[str, str]:
+    """Word type → a label drawn from the distribution of `field`'s labels (Hewitt & Liang's control)."""
+    import numpy as np
+
+    labels = [label for s in sentences for label in getattr(s, field)]
+    values, counts = np.unique(labels, return_counts=True)
+    types = sorted({type_of(w) for s in sentences for w in s.words})
+    draws = np.random.default_rng([seed, salt]).choice(len(values), size=len(types), p=counts / counts.sum())
+    return {t: str(values[d]) for t, d in zip(types, draws)}
+
+
+def control_behaviour(sentences: list[Parsed], seed: int) -> dict[str, bool]:
+    """Word type → True: attach to the previous word, False: attach to the sentence's first word."""
+    import numpy as np
+
+    types = sorted({type_of(w) for s in sentences for w in s.words})
+    draws = np.random.default_rng([seed, 3]).random(len(types)) < 0.5
+    return dict(zip(types, map(bool, draws)))
+
+
+def control_heads(words: Sequence[str], behaviour: dict[str, bool]) -> list[int]:
+    """The control tree: word 0 is the root; word i attaches to i − 1 or to 0 as its type says."""
+    return [-1] + [i - 1 if behaviour[type_of(w)] else 0 for i, w in enumerate(words) if i > 0]
+
+
+def split(sentences: list, seed: int) -> tuple[list[int], list[int]]:
+    """(fit, eval) sentence indices: a seeded permutation, the first half (rounded up) to fit."""
+    import numpy as np
+
+    order = np.random.default_rng([seed, 0]).permutation(len(sentences))
+    half = (len(sentences) + 1) // 2
+    return sorted(order[:half].tolist()), sorted(order[half:].tolist())
+
+
+# ---------------------------------------------------------------- representations
+
+
+def word_representations(model, tokenizer, sentences: Sequence[Sequence[str]], *, pooling: str = "first",
+                         batch_size: int = 32, device="cpu", max_length: int | None = None
+                         ) -> tuple[torch.Tensor, list[int]]:
+    """([layers + 1, words, d] float32 on the CPU, the indices of the sentences kept): every layer's residual
+    stream per word (first piece or mean of pieces), words in sentence order. Pieces are given to words
+    through the tokenizer's character offsets of the words joined by spaces (`syntax_heads.align`, the rule
+    both syntax analyses share: `is_split_into_words` would drop a byte-level tokenizer's space marker and
+    feed pieces the model never read in running text). A sentence longer than `max_length` tokens is left out."""
+    import torch
+
+    from probekit.analyses.syntax_heads import align
+    from probekit.models.families import body_inputs, n_layers
+    from probekit.models.hooks import hooked
+
+    names = [readout(layer) for layer in range(n_layers(model) + 1)]
+    last = final_norm(model)
+    aligned = [align(tokenizer, list(words)) for words in sentences]
+    kept = [i for i, (ids, _) in enumerate(aligned) if max_length is None or len(ids) <= max_length]
+    chunks = []
+    for start in range(0, len(kept), batch_size):
+        batch = [aligned[i] for i in kept[start:start + batch_size]]
+        longest = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), longest), tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros(len(batch), longest, dtype=torch.long)
+        for b, (ids, _) in enumerate(batch):
+            input_ids[b, :len(ids)], mask[b, :len(ids)] = torch.tensor(ids), 1
+        owners = [[w if w >= 0 else None for w in owner] for _, owner in batch]
+        with torch.no_grad(), hooked(model, read=names) as store:
+            model(**body_inputs(model, {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}))
+        with torch.no_grad():
+            store[names[-1]] = last(store[names[-1]])
+        states = torch.stack([store[name].float().cpu() for name in names])  # [layers + 1, batch, pos, d]
+        chunks.append(pool(states, owners, [len(sentences[i]) for i in kept[start:start + batch_size]], pooling))
+    if not chunks:
+        return torch.zeros(len(names), 0, 0), kept
+    return torch.cat(chunks, dim=1), kept
+
+
+def pool(states: torch.Tensor, word_ids: list[list[int | None]], lengths: list[int], pooling: str) -> torch.Tensor:
+    """[layers, words, d] from [layers, batch, pos, d]: each word's first piece or the mean of its pieces."""
+    import torch
+
+    rows, targets, offset = [], [], 0
+    for b, ids in enumerate(word_ids):
+        seen = set()
+        for pos, w in enumerate(ids):
+            if w is None or (pooling == "first" and w in seen):
+                continue
+            seen.add(w)
+            rows.append(b * states.shape[2] + pos)
+            targets.append(offset + w)
+        if len(seen) != lengths[b]:
+            raise ValueError(f"sentence {b} of the batch: {lengths[b] - len(seen)} word(s) have no piece")
+        offset += lengths[b]
+    flat = states.flatten(1, 2)[:, rows]  # [layers, pieces kept, d]
+    index = torch.tensor(targets)
+    summed = torch.zeros(states.shape[0], offset, states.shape[3]).index_add_(1, index, flat)
+    counts = torch.zeros(offset).index_add_(0, index, torch.ones(len(targets)))
+    return summed / counts[None, :, None]
+
+
+def final_norm(model) -> torch.nn.Module:
+    """The norm the body applies after its last block (ModernBERT's), else identity: layer L is the model's own
+    output, as HF's last hidden state is."""
+    import torch
+
+    from probekit.models.families import body, family
+
+    path = family(model).final_norm
+    return body(model).get_submodule(path) if path else torch.nn.Identity()
+
+
+def readout(layer: int) -> str:
+    """The hook point holding layer `layer`'s output (0 = the embeddings)."""
+    from probekit.models.hooks import hook_name
+
+    return hook_name(0, "hook_resid_pre") if layer == 0 else hook_name(layer - 1, "hook_resid_post")
+
+
+# ---------------------------------------------------------------- fitting
+
+
+def standardise(fit: torch.Tensor, *others: torch.Tensor, centre: bool = True) -> list[torch.Tensor]:
+    """Every tensor centred and scaled by `fit`'s per-feature mean and standard deviation (scaled only when
+    not `centre`: the depth probe ||Bh||² has no bias, so its origin must stay where it is)."""
+    mean, std = fit.mean(0), fit.std(0).clamp_min(1e-6)
+    mean = mean if centre else mean * 0
+    return [(x - mean) / std for x in (fit, *others)]
+
+
+def lbfgs(params: list[torch.Tensor], loss_fn, steps: int) -> None:
+    """Minimise `loss_fn()` over `params`, full batch, strong-Wolfe line search: deterministic."""
+    import torch
+
+    optimiser = torch.optim.LBFGS(params, lr=1, max_iter=steps, history_size=20, tolerance_grad=1e-7,
+                                  tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+
+
+def fit_softmax(parts: list[torch.Tensor], y: torch.Tensor, n_classes: int, *, l2: float, steps: int
+                ) -> list[torch.Tensor]:
+    """Weights [(C, d_p)] and bias of a multinomial logistic regression on features given as parts whose
+    logits add up (an arc's [head; dependent] is two parts): zero start, so the fit is deterministic."""
+    import torch
+
+    weights = [torch.zeros(n_classes, x.shape[1], requires_grad=True) for x in parts]
+    bias = torch.zeros(n_classes, requires_grad=True)
+
+    def loss():
+        logits = sum(x @ w.T for x, w in zip(parts, weights)) + bias
+        return (torch.nn.functional.cross_entropy(logits, y)
+                + l2 * sum((w * w).sum() for w in weights))
+
+    lbfgs([*weights, bias], loss, steps)
+    return [*(w.detach() for w in weights), bias.detach()]
+
+
+def softmax_predict(parts: list[torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:
+    logits = sum(x @ w.T for x, w in zip(parts, params[:-1])) + params[-1]
+    return logits.argmax(-1)
+
+
+def padded(x: torch.Tensor, lengths: list[int], chunk: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Sentences of words × d as padded chunks of similar length: [(index [S, T] into x (−1 = pad), mask)]."""
+    import torch
+
+    starts = torch.tensor([0, *lengths]).cumsum(0)[:-1].tolist()
+    order = sorted(range(len(lengths)), key=lambda s: lengths[s])
+    out = []
+    for c in range(0, len(order), chunk):
+        ids = order[c:c + chunk]
+        longest = max(lengths[s] for s in ids)
+        index = torch.full((len(ids), longest), -1, dtype=torch.long)
+        for r, s in enumerate(ids):
+            index[r, :lengths[s]] = torch.arange(starts[s], starts[s] + lengths[s])
+        out.append((index, index >= 0))
+    return out
+
+
+def fit_structural(x: torch.Tensor, lengths: list[int], gold: list[np.ndarray], kind: str, *, rank: int,
+                   steps: int, seed: int) -> torch.Tensor:
+    """B [k, d] of the distance probe (gold: [n, n] tree distances) or the depth probe (gold: [n] depths):
+    L1 loss per sentence divided by its length squared (distance) or its length (depth), averaged over
+    sentences, as in Hewitt & Manning (2019); full-batch L-BFGS from a seeded start."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    k = min(rank, x.shape[1])
+    start = torch.randn(k, x.shape[1], generator=generator) / x.shape[1] ** 0.5
+    b = start.requires_grad_(True)
+    chunks = [(index, mask, _gold_chunk(index, mask, lengths, gold, kind)) for index, mask in padded(x, lengths)]
+    norm = [mask.sum(1).float() ** (2 if kind == "distance" else 1) for _, mask, _ in chunks]
+
+    def loss():
+        z = x @ b.T
+        total = 0.0
+        for (index, mask, target), by in zip(chunks, norm):
+            pred = structural_predict(z, index, mask, kind)
+            err = (pred - target).abs()
+            total = total + (err.flatten(1).sum(1) / by).sum()
+        return total / len(lengths)
+
+    lbfgs([b], loss, steps)
+    return b.detach()
+
+
+def _gold_chunk(index, mask, lengths, gold, kind) -> torch.Tensor:
+    """The gold distances [S, T, T] or depths [S, T] of a chunk, zero at the padding."""
+    import torch
+
+    s, t = index.shape
+    out = torch.zeros((s, t, t) if kind == "distance" else (s, t))
+    first = index[:, 0].tolist()
+    starts = torch.tensor([0, *lengths]).cumsum(0)[:-1].tolist()
+    where = {start: i for i, start in enumerate(starts)}
+    for r, f in enumerate(first):
+        g = torch.as_tensor(gold[where[f]], dtype=torch.float32)
+        n = g.shape[0]
+        if kind == "distance":
+            out[r, :n, :n] = g
+        else:
+            out[r, :n] = g
+    return out
+
+
+def structural_predict(z: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    """Predicted squared distances [S, T, T] or depths [S, T] of a padded chunk from z = x Bᵀ (zero at pads)."""
+    zs = z[index.clamp_min(0)] * mask[..., None]
+    if kind == "depth":
+        return (zs * zs).sum(-1)
+    norms = (zs * zs).sum(-1)  # ||z_i − z_j||² = |z_i|² + |z_j|² − 2 z_i·z_j: no [S, T, T, k] tensor
+    squared = norms[:, :, None] + norms[:, None, :] - 2 * zs @ zs.transpose(1, 2)
+    return squared.clamp_min(0) * (mask[:, :, None] & mask[:, None, :])
+
+
+def predicted(x: torch.Tensor, b: torch.Tensor, lengths: list[int], kind: str) -> list[np.ndarray]:
+    """Per sentence, in order: predicted distances [n, n] or depths [n]."""
+    import torch
+
+    starts = torch.tensor([0, *lengths]).cumsum(0)[:-1].tolist()
+    where = {start: i for i, start in enumerate(starts)}
+    out: list = [None] * len(lengths)
+    with torch.no_grad():
+        z = x @ b.T
+        for index, mask in padded(x, lengths):
+            pred = structural_predict(z, index, mask, kind).numpy()
+            for r, f in enumerate(index[:, 0].tolist()):
+                n = lengths[where[f]]
+                out[where[f]] = pred[r, :n, :n] if kind == "distance" else pred[r, :n]
+    return out
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def spanning_edges(distances: np.ndarray, keep: Sequence[int]) -> set[frozenset]:
+    """Edges (pairs of word indices) of the minimum spanning tree over the words `keep` (Prim's algorithm;
+    ties go to the lower index, as a stable argmin does)."""
+    import numpy as np
+
+    keep = list(keep)
+    if len(keep) < 2:
+        return set()
+    d = distances[np.ix_(keep, keep)]
+    inside = np.zeros(len(keep), bool)
+    inside[0] = True
+    best, parent = d[0].copy(), np.zeros(len(keep), int)
+    edges = set()
+    for _ in range(len(keep) - 1):
+        j = int(np.argmin(np.where(inside, np.inf, best)))
+        edges.add(frozenset((keep[parent[j]], keep[j])))
+        inside[j] = True
+        closer = d[j] < best
+        best, parent = np.where(closer, d[j], best), np.where(closer, j, parent)
+    return edges
+
+
+def uuas_hits(pred: np.ndarray, gold: np.ndarray, upos: Sequence[str]) -> tuple[int, int]:
+    """(gold edges found, gold edges) of one sentence, over its non-punctuation words."""
+    keep = [i for i, tag in enumerate(upos) if tag != PUNCT]
+    gold_edges = spanning_edges(gold, keep)
+    return len(spanning_edges(pred, keep) & gold_edges), len(gold_edges)
+
+
+def root_hit(pred_depth: np.ndarray, heads: Sequence[int], upos: Sequence[str]) -> int | None:
+    """1 when the non-punctuation word of least predicted depth is the gold root (None: no such word)."""
+    import numpy as np
+
+    keep = [i for i, tag in enumerate(upos) if tag != PUNCT]
+    if not keep:
+        return None
+    return int(keep[int(np.argmin(pred_depth[keep]))] == list(heads).index(-1))
+
+
+def spearman_by_length(pairs: list[tuple[np.ndarray, np.ndarray]], lengths: Sequence[int]) -> tuple[float, int]:
+    """(Spearman correlation averaged per sentence length, then over the lengths 5–50; sentences used).
+    Each pair is (predicted, gold): depths [n] (one correlation per sentence) or distances [n, n] (one per
+    word's row, averaged in with the sentence's length), as in the paper's code."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    low, high = SPEARMAN_LENGTHS
+    per_length: dict[int, list[float]] = {}
+    for (pred, gold), n in zip(pairs, lengths):
+        if not low <= n <= high:
+            continue
+        p, g = np.atleast_2d(pred), np.atleast_2d(gold)
+        per_length.setdefault(n, []).extend(_row_pearson(rankdata(p, axis=1), rankdata(g, axis=1)))
+    means = [np.nanmean(v) for v in per_length.values() if np.isfinite(v).any()]
+    used = sum(1 for (_, _), n in zip(pairs, lengths) if low <= n <= high)
+    return (float(np.mean(means)) if means else float("nan")), used
+
+
+def _row_pearson(a: np.ndarray, b: np.ndarray) -> list[float]:
+    import numpy as np
+
+    a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+    denom = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return list(np.where(denom > 0, (a * b).sum(1) / denom, np.nan))
+
+
+def ratio_intervals(hits: np.ndarray, items: np.ndarray, *, key: str, resamples: int = RESAMPLES,
+                    level: float = LEVEL, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap over sentences of Σhits / Σitems for each row of `hits` [metrics, sentences]
+    (same resamples for every row: a difference of rows is paired). Returns (low, high) per row."""
+    import numpy as np
+
+    ratios = resampled_ratios(hits, items, key=key, resamples=resamples, seed=seed)
+    tail = (1 - level) / 2 * 100
+    return np.nanpercentile(ratios, tail, axis=0), np.nanpercentile(ratios, 100 - tail, axis=0)
+
+
+def resampled_ratios(hits: np.ndarray, items: np.ndarray, *, key: str, resamples: int = RESAMPLES,
+                     seed: int = 0) -> np.ndarray:
+    """[resamples, rows]: Σhits / Σitems of each row over sentences drawn with replacement, the draws seeded
+    from `seed` and `key` (so an interval does not depend on what else was probed)."""
+    import numpy as np
+
+    n = hits.shape[1]
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    draws = rng.integers(0, n, size=(resamples, n)) + n * np.arange(resamples)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (counts @ hits.T) / (counts @ items.T)
+
+
+# ---------------------------------------------------------------- one layer, all probes
+
+
+@dataclass
+class Prepared:
+    """Everything about the sentences a layer's probes need besides the features: labels, trees, controls."""
+
+    fit: list[Parsed]
+    eval: list[Parsed]
+    tags: list[str]
+    labels: list[str]
+    targets: dict[str, dict[str, list]]
+    """task|control → {"upos": per-word tag ids, "deprel": per-arc label ids, "distance"/"depth": per-sentence
+    gold arrays, "heads": per-sentence heads} for fit+eval sentences in order."""
+
+
+def prepare(fit: list[Parsed], eval: list[Parsed], seed: int) -> Prepared:
+    """Labels as ids and the gold and control trees of the fit then eval sentences."""
+    everything = fit + eval
+    tags = sorted({t for s in everything for t in s.upos})
+    labels = sorted({r for s in everything for r in s.deprels})
+    upos_control = control_labels(everything, "upos", seed, 1)
+    deprel_control = control_labels(everything, "deprels", seed, 2)
+    behaviour = control_behaviour(everything, seed)
+    tag_id, label_id = {t: i for i, t in enumerate(tags)}, {r: i for i, r in enumerate(labels)}
+    targets = {}
+    for task in ("task", "control"):
+        heads = [s.heads if task == "task" else control_heads(s.words, behaviour) for s in everything]
+        upos = [[tag_id[t if task == "task" else upos_control[type_of(w)]] for w, t in zip(s.words, s.upos)]
+                for s in everything]
+        deprel = [[label_id[r if task == "task" else deprel_control[type_of(w)]]
+                   for w, r, h in zip(s.words, s.deprels, s.heads) if h >= 0] for s in everything]
+        targets[task] = {"heads": heads, "upos": upos, "deprel": deprel,
+                         "distance": [tree_distances(h) for h in heads], "depth": [tree_depths(h) for h in heads]}
+    return Prepared(fit, eval, tags, labels, targets)
+
+
+def probe_layer(x_fit: torch.Tensor, x_eval: torch.Tensor, prep: Prepared, opts: ProbeOptions,
+                probes: Sequence[str] = PROBES) -> dict[tuple[str, str], dict]:
+    """(probe, task|control) → {"hits": [sentences], "items": [sentences], "spearman": (value, n)} on the eval
+    sentences, each probe fitted on the fit sentences of this layer's features."""
+    import torch
+
+    scaled_fit, scaled_eval = standardise(x_fit, x_eval, centre=False)
+    x_fit, x_eval = standardise(x_fit, x_eval)
+    n_fit = len(prep.fit)
+    out = {}
+    for task in ("task", "control"):
+        t = prep.targets[task]
+        if "upos" in probes:
+            out["upos", task] = _softmax_probe(x_fit, x_eval, prep, t["upos"], len(prep.tags), opts, arcs=False)
+        if "deprel" in probes:
+            out["deprel", task] = _softmax_probe(x_fit, x_eval, prep, t["deprel"], len(prep.labels), opts,
+                                                 arcs=True)
+        for kind in ("distance", "depth"):
+            if kind not in probes:
+                continue
+            fit_lengths = [len(s.words) for s in prep.fit]
+            eval_lengths = [len(s.words) for s in prep.eval]
+            b = fit_structural(scaled_fit, fit_lengths, t[kind][:n_fit], kind, rank=opts.rank, steps=opts.steps,
+                               seed=opts.seed)
+            pred = predicted(scaled_eval, b, eval_lengths, kind)
+            out[kind, task] = _structural_scores(pred, t, prep, kind)
+    return out
+
+
+def _softmax_probe(x_fit, x_eval, prep: Prepared, ids: list[list[int]], n_classes: int, opts: ProbeOptions,
+                   arcs: bool) -> dict:
+    """Fit on the fit sentences' words (or arcs: [head; dependent]), hits and items per eval sentence."""
+    import numpy as np
+    import torch
+
+    n_fit = len(prep.fit)
+    fit_parts, y_fit = _examples(x_fit, prep.fit, ids[:n_fit], arcs)
+    eval_parts, y_eval = _examples(x_eval, prep.eval, ids[n_fit:], arcs)
+    params = fit_softmax(fit_parts, y_fit, n_classes, l2=opts.l2, steps=opts.steps)
+    with torch.no_grad():
+        right = (softmax_predict(eval_parts, params) == y_eval).numpy()
+    sizes = [len(i) for i in ids[n_fit:]]
+    bounds_ = np.cumsum([0, *sizes])
+    hits = np.array([right[a:b].sum() for a, b in zip(bounds_[:-1], bounds_[1:])], float)
+    return {"hits": hits, "items": np.array(sizes, float)}
+
+
+def _examples(x: torch.Tensor, sentences: list[Parsed], ids: list[list[int]], arcs: bool
+              ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Features as parts and the labels: words, or arcs as ([heads], [dependents])."""
+    import torch
+
+    y = torch.tensor([i for s in ids for i in s], dtype=torch.long)
+    if not arcs:
+        return [x], y
+    heads, deps, offset = [], [], 0
+    for s in sentences:
+        for i, h in enumerate(s.heads):
+            if h >= 0:
+                heads.append(offset + h)
+                deps.append(offset + i)
+        offset += len(s.words)
+    return [x[heads], x[deps]], y
+
+
+def _structural_scores(pred: list, targets: dict, prep: Prepared, kind: str) -> dict:
+    import numpy as np
+
+    n_fit = len(prep.fit)
+    gold = targets[kind][n_fit:]
+    heads = targets["heads"][n_fit:]
+    upos = [s.upos for s in prep.eval]
+    lengths = [len(s.words) for s in prep.eval]
+    if kind == "distance":
+        scored = [uuas_hits(p, g, u) for p, g, u in zip(pred, gold, upos)]
+        hits, items = np.array([h for h, _ in scored], float), np.array([n for _, n in scored], float)
+    else:
+        roots = [root_hit(p, h, u) for p, h, u in zip(pred, heads, upos)]
+        hits = np.array([r or 0 for r in roots], float)
+        items = np.array([r is not None for r in roots], float)
+    return {"hits": hits, "items": items, "spearman": spearman_by_length(list(zip(pred, gold)), lengths)}
+
+
+def layer_rows(layer: int, scores: dict, key: str, seed: int) -> list[dict]:
+    """Rows of the `probes` table for one layer: each probe's main metric on task and control with paired
+    intervals, its selectivity, and the Spearman correlations."""
+    import numpy as np
+
+    rows = []
+    for probe in dict.fromkeys(p for p, _ in scores):
+        task, control = scores[probe, "task"], scores[probe, "control"]
+        hits, items = np.stack([task["hits"], control["hits"]]), np.stack([task["items"], control["items"]])
+        low, high = ratio_intervals(hits, items, key=f"{key}/{layer}/{probe}", seed=seed)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = hits.sum(1) / items.sum(1)
+            diff_low, diff_high = _difference_bounds(hits, items, key=f"{key}/{layer}/{probe}", seed=seed)
+        n, sentences = int(items[0].sum()), int(hits.shape[1])
+        for name, value, lo, hi in (("task", values[0], low[0], high[0]), ("control", values[1], low[1], high[1]),
+                                    ("selectivity", values[0] - values[1], diff_low, diff_high)):
+            rows.append(dict(layer=layer, probe=probe, task=name, metric=MAIN[probe], value=float(value),
+                             value_low=float(lo), value_high=float(hi), n=n, sentences=sentences))
+        for name, result in (("task", task), ("control", control)):
+            if "spearman" in result:
+                value, used = result["spearman"]
+                rows.append(dict(layer=layer, probe=probe, task=name, metric="spearman", value=value,
+                                 value_low=float("nan"), value_high=float("nan"), n=used, sentences=sentences))
+    return rows
+
+
+def _difference_bounds(hits: np.ndarray, items: np.ndarray, *, key: str, seed: int) -> tuple[float, float]:
+    """Interval of task − control over the same resamples as `ratio_intervals` (paired)."""
+    import numpy as np
+
+    ratios = resampled_ratios(hits, items, key=key, seed=seed)
+    diffs = ratios[:, 0] - ratios[:, 1]
+    tail = (1 - LEVEL) / 2 * 100
+    return float(np.nanpercentile(diffs, tail)), float(np.nanpercentile(diffs, 100 - tail))
+
+
+def probe_features(features: torch.Tensor, parsed: list[Parsed], fit_ids: list[int], eval_ids: list[int],
+                   opts: ProbeOptions, *, key: str = "", probes: Sequence[str] = PROBES) -> pd.DataFrame:
+    """The `probes` rows (without checkpoint and treebank columns) of features [layers, words, d] of the
+    sentences `parsed` (words in sentence order), fitted on `fit_ids` and scored on `eval_ids`."""
+    import torch
+
+    starts = torch.tensor([0, *(len(s.words) for s in parsed)]).cumsum(0).tolist()
+
+    def rows_of(ids):
+        return torch.cat([torch.arange(starts[i], starts[i + 1]) for i in ids]) if ids else torch.zeros(0, dtype=torch.long)
+
+    fit_rows, eval_rows = rows_of(fit_ids), rows_of(eval_ids)
+    prep = prepare([parsed[i] for i in fit_ids], [parsed[i] for i in eval_ids], opts.seed)
+    rows = []
+    for layer in range(features.shape[0]):
+        scores = probe_layer(features[layer, fit_rows], features[layer, eval_rows], prep, opts, probes)
+        rows += layer_rows(layer, scores, key, opts.seed)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+class Probes(Analysis):
+    name = "probes"
+    help = ("classifier and structural probes with control tasks on every layer: UPOS, arc label, tree distance "
+            "and depth (tables probes, probe_scores)")
+    options = ProbeOptions
+    inputs = "treebank"
+    tables = (PROBES_TABLE, PROBE_SCORES)
+    on_control = True
+    report = "probekit.report.probes:section"
+    report_title = "Syntax probes"
+
+    def cost(self, shape: Shape, item) -> float:
+        return float(getattr(item, "size", 1) or 1) * (shape.layers + 1)
+
+    def run(self, checkpoint, ctx: Context, treebank) -> pd.DataFrame:
+        from probekit.models.families import max_tokens
+
+        opts = ctx.opts(self.name)
+        fit, eval_ = parts(treebank, opts.seed)
+        parsed = [Parsed.of(s) for s in fit + eval_]
+        model = checkpoint.model(ctx.device)
+        features, kept = word_representations(model, checkpoint.tokenizer, [s.words for s in parsed],
+                                              pooling=opts.pooling, batch_size=ctx.batch_size, device=ctx.device,
+                                              max_length=max_tokens(checkpoint.config))
+        kept_set = set(kept)
+        parsed_kept = [parsed[i] for i in kept]
+        position = {i: k for k, i in enumerate(kept)}
+        fit_ids = [position[i] for i in range(len(fit)) if i in kept_set]
+        eval_ids = [position[i] for i in range(len(fit), len(parsed)) if i in kept_set]
+        frame = probe_features(features, parsed_kept, fit_ids, eval_ids, opts, key=treebank.name)
+        return frame.assign(treebank=treebank.name)
+
+    def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
+        return {PROBE_SCORES.name: probe_scores(frame)}
+
+
+def parts(treebank, seed: int) -> tuple[list, list]:
+    """(fit, eval) sentences: dev to fit and test to report on when the treebank holds both (`ewt:dev+test`),
+    else a seeded half-and-half split of its sentences."""
+    sentences = list(treebank.sentences)
+    splits = {getattr(s, "split", "") for s in sentences}
+    if {"dev", "test"} <= splits:
+        return [s for s in sentences if s.split == "dev"], [s for s in sentences if s.split == "test"]
+    fit_ids, eval_ids = split(sentences, seed)
+    return [sentences[i] for i in fit_ids], [sentences[i] for i in eval_ids]
+
+
+def probe_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per checkpoint × treebank × layer × probe: score, control and selectivity with intervals."""
+    if frame.empty:
+        return pd.DataFrame(columns=PROBE_SCORES.names)
+    keys = ["checkpoint", "run", "step", "seed", "treebank", "layer", "probe"]
+    main = frame[frame["metric"] != "spearman"]
+    wide = None
+    for task, prefix in (("task", "score"), ("control", "control"), ("selectivity", "selectivity")):
+        part = main[main["task"] == task][[*keys, "metric", "value", "value_low", "value_high", "n", "sentences"]]
+        part = part.rename(columns={"value": prefix, "value_low": f"{prefix}_low", "value_high": f"{prefix}_high"})
+        if task != "task":
+            part = part.drop(columns=["metric", "n", "sentences"])
+        wide = part if wide is None else wide.merge(part, on=keys, how="left")
+    spearman = frame[(frame["metric"] == "spearman") & (frame["task"] == "task")][[*keys, "value"]]
+    wide = wide.merge(spearman.rename(columns={"value": "spearman"}), on=keys, how="left")
+    return wide.assign(n_seeds=1)[PROBE_SCORES.names]
+
+
+register(Probes)

@@ -1,0 +1,387 @@
+"""Syntactic heads: does a single attention head attend from a word to its syntactic head (Clark et al. 2019)?
+
+Runs over a treebank (`probekit.benchmarks.treebank`, default `ewt`). Each sentence is given to the model as its
+words joined by single spaces; every wordpiece is assigned to the word its characters come from through the
+tokenizer's offsets (the same for WordPiece, byte-level BPE and SentencePiece tokenizers: `word_ids()` with
+`is_split_into_words=True` tokenizes a byte-level tokenizer's words without their leading space unless it was
+made with `add_prefix_space=True`, which stock ModernBERT and many RoBERTa tokenizers are not). A space-only
+piece belongs to the word after it.
+
+Word-level attention (Clark et al. 2019, §2): from the wordpiece attention `blocks.{l}.attn.hook_pattern`
+[query, key], attention *to* a word is the **sum** over its key pieces and attention *from* a word the
+**mean** over its query pieces. Special tokens ([CLS], [SEP], <s>, </s>) are excluded as queries and as keys,
+and every word's row is then **renormalised to sum to 1** over the sentence's words (so the share a head gives
+to [CLS]/[SEP] does not count against it). A sentence that does not fit the model's positions is skipped.
+
+For each layer × head × relation (universal, without subtype; `root` has no head word and is left out):
+- `dep->head`: the share of the relation's arcs where the word the *dependent* attends to most is its head;
+- `head->dep`: the share where the word the *head* attends to most is that dependent;
+- the fixed-offset baseline: the single offset (head position − dependent position) that most often finds the
+  head for that relation, computed from the treebank itself (ties: the shorter offset, then the leftward one);
+  it scores the same in both directions.
+Every head also gets the undirected attachment score (UUAS) of the maximum spanning tree of its symmetrised
+word attention (W + Wᵀ, Prim's algorithm): the share of gold undirected edges the tree contains.
+
+The best head of each relation × direction, each baseline and the best head of each layer by UUAS keep their
+per-arc hits in the row table (`hits`, one 0/1 character per arc in treebank order), so the summaries' 95%
+intervals are bootstraps over arcs (edges for UUAS), with `probekit.analyses.stats.share_intervals`. A best head
+"beats its baseline" when its interval lies wholly above the baseline's. Seeds are not pooled (the best head of
+one seed is not the best of another): every row has n_seeds = 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from probekit.analyses.base import Analysis, Context, Options, Shape, register
+from probekit.core import lazy
+from probekit.core.errors import ProbekitError
+from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, Table, bounds, columns
+
+pd = lazy.module("pandas")
+np = lazy.module("numpy")
+
+DIRECTIONS = ("dep->head", "head->dep")
+TREE, MST = "all", "mst"
+"""relation and direction of the UUAS rows."""
+BASELINE = -1
+"""layer and head of a baseline row."""
+TOKEN_BUDGET = 2 ** 24
+"""Floats of attention held per batch (sentences × heads × tokens², all layers): keeps memory flat."""
+
+SYNTAX_HEADS = Table("syntax_heads", "checkpoint × treebank × layer × head × relation × direction", columns(
+    *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input (e.g. ewt-test@300)"),
+    ("layer", "int", "layer, from 0; -1 on the fixed-offset baseline's rows"),
+    ("head", "int", "head, from 0; -1 on the fixed-offset baseline's rows"),
+    ("relation", "str", "universal dependency relation (no subtype); `all` on the UUAS rows"),
+    ("direction", "str", "dep->head (the dependent's most-attended word is its head), head->dep (the head's is "
+                         "the dependent), or mst (UUAS of the maximum spanning tree of the symmetrised attention)"),
+    ("n", "int", "arcs of the relation (gold edges for mst)"),
+    ("correct", "int", "arcs found"),
+    ("accuracy", "float", "correct / n"),
+    ("offset", "int", "the baseline's offset (head position − dependent position); missing on head rows"),
+    ("hits", "str", "per-arc 0/1 in treebank order, kept for the best head of the relation and direction, the "
+                    "baseline and each layer's best UUAS head (for the intervals); empty on the other rows"),
+), "Per head and relation, how often the most-attended word is the syntactic head (Clark et al. 2019), the "
+   "fixed-offset baseline, and each head's UUAS.")
+SYNTAX_BEST_HEADS = Table("syntax_best_heads", "checkpoint × treebank × relation × direction", columns(
+    *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"), ("relation", "str", "universal relation"),
+    ("direction", "str", "dep->head or head->dep"), ("n", "int", "arcs of the relation"),
+    ("layer", "int", "the best head's layer"), ("head", "int", "the best head"),
+    ("accuracy", "float", "the best head's accuracy"), *bounds(("accuracy",), over="arcs"),
+    ("offset", "int", "the baseline's offset"), ("baseline", "float", "the fixed-offset baseline's accuracy"),
+    *bounds(("baseline",), over="arcs"),
+    ("beats_baseline", "bool", "the best head's lower bound is above the baseline's upper bound"), N_SEEDS,
+), "The best head of each relation against the best fixed offset, with 95% bootstrap intervals over arcs.")
+SYNTAX_UUAS = Table("syntax_uuas", "checkpoint × treebank × layer × head", columns(
+    *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"), ("layer", "int", "layer, from 0"),
+    ("head", "int", "head, from 0"), ("n", "int", "gold undirected edges"),
+    ("uuas", "float", "share of gold edges in the maximum spanning tree of the head's symmetrised attention"),
+    ("best_in_layer", "bool", "the layer's best head by UUAS (the only rows with an interval)"),
+    *bounds(("uuas",), over="edges"), N_SEEDS,
+), "Undirected attachment score of each head's maximum spanning tree; the best head per layer with its interval.")
+
+
+class SyntaxHeads(Analysis):
+    name = "syntax-heads"
+    version = 1
+    help = ("attention heads that find a word's syntactic head, per relation, vs a fixed-offset baseline; UUAS "
+            "(tables syntax_heads, syntax_best_heads, syntax_uuas; needs a treebank, default ewt)")
+    options = Options
+    inputs = "treebank"
+    tables = (SYNTAX_HEADS, SYNTAX_BEST_HEADS, SYNTAX_UUAS)
+    on_control = True
+    report = "probekit.report.syntax:section"
+    report_title = "Syntax"
+
+    def default_inputs(self, opts: Options) -> list[str]:
+        return ["ewt"]
+
+    def cost(self, shape: Shape, item) -> float:
+        return float(item.size)
+
+    def run(self, checkpoint, ctx: Context, item) -> pd.DataFrame:
+        model = checkpoint.model(ctx.device)
+        found = measure(model, checkpoint.tokenizer, item.sentences)
+        return head_rows(found).assign(treebank=item.name)
+
+    def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
+        return {SYNTAX_BEST_HEADS.name: best_heads(frame), SYNTAX_UUAS.name: uuas_table(frame)}
+
+
+# ---------------------------------------------------------------- words from pieces
+
+
+def align(tokenizer, words: list[str]) -> tuple[list[int], list[int]]:
+    """(input ids, word of each piece: -1 for special tokens) of `words` joined by single spaces, through the
+    tokenizer's character offsets."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ProbekitError(f"{type(tokenizer).__name__}: syntax-heads needs a fast tokenizer (character offsets)")
+    text, starts = " ".join(words), []
+    char_word = []
+    for i, word in enumerate(words):
+        starts.append(len(char_word) + (1 if i else 0))
+        char_word += ([-1] if i else []) + [i] * len(word)
+    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    owner = []
+    for (start, end), special in zip(enc["offset_mapping"], enc["special_tokens_mask"]):
+        inside = [char_word[c] for c in range(start, end) if char_word[c] >= 0]
+        after = [i for i, s in enumerate(starts) if s >= start]
+        owner.append(-1 if special or start == end and not inside else
+                     inside[0] if inside else (after[0] if after else len(words) - 1))
+    return list(enc["input_ids"]), owner
+
+
+def pooling(owners: list[list[int]], n_tokens: int, n_words: int):
+    """[batch, words, tokens] mean-over-query-pieces and [batch, tokens, words] sum-over-key-pieces matrices."""
+    import torch
+
+    keys = torch.zeros(len(owners), n_tokens, n_words)
+    for b, owner in enumerate(owners):
+        for t, w in enumerate(owner):
+            if w >= 0:
+                keys[b, t, w] = 1.0
+    queries = keys.transpose(1, 2) / keys.sum(1).clamp_min(1.0)[:, :, None]
+    return queries, keys
+
+
+def word_attention(pattern, queries, keys):
+    """[batch, head, words, words] word-level attention from [batch, head, tokens, tokens] piece attention:
+    mean over the query word's pieces, sum over the key word's pieces, special tokens out, rows renormalised."""
+    import torch
+
+    words = torch.einsum("bwq,bhqk,bkv->bhwv", queries, pattern.float(), keys)
+    return words / words.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+# ---------------------------------------------------------------- one forward per batch
+
+
+@dataclass
+class Found:
+    """Per-arc hits of every head over a treebank, in treebank order; `heads` = layers × heads per layer."""
+
+    layers: int
+    heads: int
+    relations: list  # [arcs] relation of each arc
+    offsets: list  # [arcs] head position − dependent position
+    to_head: list  # per sentence: [layer·head, arcs] bool, dep->head
+    to_dependent: list  # per sentence: [layer·head, arcs] bool, head->dep
+    tree: list  # per sentence: [layer·head, edges] bool, gold edge in the head's maximum spanning tree
+    skipped: int = 0
+
+
+def measure(model, tokenizer, sentences) -> Found:
+    """Run the sentences through `model` in batches of similar length, one forward each, and score every head
+    on every arc. Sentences longer than the model's positions are skipped (and counted)."""
+    import torch
+
+    from probekit.core.log import logger
+    from probekit.models import families
+    from probekit.models.hooks import hook_name, hooked
+
+    n_layers, n_heads = families.n_layers(model), model.config.num_attention_heads
+    longest = families.max_tokens(model.config)
+    encoded = [align(tokenizer, s.words) for s in sentences]
+    keep = [i for i, (ids, _) in enumerate(encoded) if len(ids) <= longest]
+    names = [hook_name(layer, "attn.hook_pattern") for layer in range(n_layers)]
+    device = next(model.parameters()).device
+    scored: dict[int, tuple] = {}
+    for batch in _batches(keep, [len(encoded[i][0]) for i in range(len(encoded))], n_layers * n_heads):
+        inputs = tokenizer.pad([{"input_ids": encoded[i][0]} for i in batch], padding=True, return_tensors="pt")
+        inputs = {k: v.to(device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+        with torch.no_grad(), hooked(model, read=names) as store:
+            families.body(model)(**families.body_inputs(model, inputs))
+        width = max(len(sentences[i]) for i in batch)
+        queries, keys = pooling([encoded[i][1] for i in batch], inputs["input_ids"].shape[1], width)
+        attention = torch.stack([word_attention(store[name].cpu(), queries, keys) for name in names], 1)
+        for b, i in enumerate(batch):
+            n = len(sentences[i])
+            scored[i] = score_sentence(attention[b, :, :, :n, :n].reshape(n_layers * n_heads, n, n).numpy(),
+                                       sentences[i].heads)
+    if skipped := len(sentences) - len(keep):
+        logger.info(f"syntax-heads: {skipped} of {len(sentences)} sentences longer than {longest} tokens skipped")
+    found = Found(n_layers, n_heads, [], [], [], [], [], skipped)
+    for i in keep:
+        s = sentences[i]
+        arcs = [(d, h - 1) for d, h in enumerate(s.heads) if h > 0]
+        found.relations += [s.deprels[d] for d, _ in arcs]
+        found.offsets += [h - d for d, h in arcs]
+        for field_, part in zip(("to_head", "to_dependent", "tree"), scored[i]):
+            getattr(found, field_).append(part)
+    return found
+
+
+def _batches(order: list[int], lengths: list[int], heads: int) -> list[list[int]]:
+    """Sentences grouped by length (shortest first) so that a batch's attention stays under TOKEN_BUDGET."""
+    batches, batch = [], []
+    for i in sorted(order, key=lambda i: lengths[i]):
+        if batch and (len(batch) + 1) * heads * lengths[i] ** 2 > TOKEN_BUDGET:
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    return batches + ([batch] if batch else [])
+
+
+def score_sentence(attention, heads: list[int]):
+    """Per-arc hits of each of K heads on one sentence from its [K, words, words] word attention: dep->head,
+    head->dep (arcs without the root's), and the gold undirected edges found by each head's spanning tree."""
+    arcs = [(d, h - 1) for d, h in enumerate(heads) if h > 0]
+    deps = np.array([d for d, _ in arcs], dtype=int)
+    govs = np.array([h for _, h in arcs], dtype=int)
+    best = attention.argmax(-1)  # [K, words]
+    to_head = best[:, deps] == govs[None, :]
+    to_dependent = best[:, govs] == deps[None, :]
+    parents = max_spanning_tree(attention + attention.transpose(0, 2, 1))
+    return to_head, to_dependent, tree_hits(parents, arcs)
+
+
+# ---------------------------------------------------------------- maximum spanning tree
+
+
+def max_spanning_tree(scores):
+    """Prim's algorithm on K symmetric [n, n] score matrices at once: [K, n] parent of each word in the maximum
+    spanning tree grown from word 0 (parent[:, 0] = -1). Ties go to the lowest word index."""
+    scores = np.asarray(scores, dtype=float)
+    k, n, _ = scores.shape
+    rows = np.arange(k)
+    parent = np.full((k, n), -1)
+    if n < 2:
+        return parent
+    in_tree = np.zeros((k, n), dtype=bool)
+    in_tree[:, 0] = True
+    best = np.where(in_tree, -np.inf, scores[:, 0, :])
+    parent[:, 1:] = 0
+    for _ in range(n - 1):
+        nearest = best.argmax(1)
+        in_tree[rows, nearest] = True
+        offer = scores[rows, nearest, :]
+        better = (offer > best) & ~in_tree
+        best = np.where(in_tree, -np.inf, np.where(better, offer, best))
+        parent = np.where(better, nearest[:, None], parent)
+    return parent
+
+
+def tree_hits(parents, arcs: list[tuple[int, int]]):
+    """[K, gold edges] whether each gold undirected edge (dependent, head) is in each tree of `parents`."""
+    k, n = parents.shape
+    found = np.zeros((k, n, n), dtype=bool)
+    kids = np.arange(1, n)
+    rows = np.repeat(np.arange(k), n - 1)
+    found[rows, np.tile(kids, k), parents[:, 1:].ravel()] = True
+    found |= found.transpose(0, 2, 1)
+    return np.stack([found[:, d, h] for d, h in arcs], 1) if arcs else np.zeros((k, 0), dtype=bool)
+
+
+def uuas(scores, heads: list[int]) -> float:
+    """UUAS of the maximum spanning tree of one [n, n] score matrix (symmetrised) against 1-based gold heads."""
+    scores = np.asarray(scores, dtype=float)
+    parents = max_spanning_tree((scores + scores.T)[None])
+    arcs = [(d, h - 1) for d, h in enumerate(heads) if h > 0]
+    return float(tree_hits(parents, arcs).mean()) if arcs else float("nan")
+
+
+# ---------------------------------------------------------------- rows
+
+
+def best_offset(offsets) -> int:
+    """The most frequent offset (ties: the shorter, then the leftward one)."""
+    values, counts = np.unique(np.asarray(offsets), return_counts=True)
+    return int(min(zip(-counts, np.abs(values), values))[2])
+
+
+def head_rows(found: Found) -> pd.DataFrame:
+    """The `syntax_heads` rows (without checkpoint columns or treebank) of one checkpoint."""
+    k = found.layers * found.heads
+    relations, offsets = np.array(found.relations, dtype=object), np.array(found.offsets, dtype=int)
+    hits = {d: _joined(parts, k) for d, parts in zip(DIRECTIONS, (found.to_head, found.to_dependent))}
+    frames = []
+    for relation in sorted(set(found.relations)):
+        mask = relations == relation
+        offset = best_offset(offsets[mask])
+        for direction in DIRECTIONS:
+            frames.append(_head_block(found, relation, direction, hits[direction][:, mask], best=True))
+            frames.append(_baseline_row(relation, direction, offsets[mask] == offset, offset))
+    frames.append(_uuas_block(found, _joined(found.tree, k)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _joined(parts: list, k: int):
+    return np.concatenate(parts, 1) if parts else np.zeros((k, 0), dtype=bool)
+
+
+def _bits(hits) -> str:
+    return "".join("1" if h else "0" for h in hits)
+
+
+def _head_block(found: Found, relation: str, direction: str, hits, best: bool) -> pd.DataFrame:
+    correct = hits.sum(1)
+    n = hits.shape[1]
+    top = int(correct.argmax())
+    return pd.DataFrame({
+        "layer": np.repeat(np.arange(found.layers), found.heads), "head": np.tile(np.arange(found.heads), found.layers),
+        "relation": relation, "direction": direction, "n": n, "correct": correct,
+        "accuracy": correct / n if n else np.nan, "offset": pd.array([None] * len(correct), dtype="Int64"),
+        "hits": [_bits(hits[top]) if best and i == top else "" for i in range(len(correct))]})
+
+
+def _baseline_row(relation: str, direction: str, hits, offset: int) -> pd.DataFrame:
+    n, correct = len(hits), int(hits.sum())
+    return pd.DataFrame({"layer": [BASELINE], "head": [BASELINE], "relation": [relation], "direction": [direction],
+                         "n": [n], "correct": [correct], "accuracy": [correct / n if n else np.nan],
+                         "offset": pd.array([offset], dtype="Int64"), "hits": [_bits(hits)]})
+
+
+def _uuas_block(found: Found, hits) -> pd.DataFrame:
+    block = _head_block(found, TREE, MST, hits, best=False)
+    per_layer = hits.sum(1).reshape(found.layers, found.heads).argmax(1) + np.arange(found.layers) * found.heads
+    block["hits"] = ["" if i not in set(per_layer) else _bits(hits[i]) for i in range(len(block))]
+    return block
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def _arcs(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per arc of the rows' `hits` (`hit` 0/1, `_arc` its position), with `keys`."""
+    records = [(*row, i, float(bit == "1")) for *row, hits in rows[[*keys, "hits"]].itertuples(index=False)
+               for i, bit in enumerate(hits)]
+    return pd.DataFrame(records, columns=[*keys, "_arc", "hit"])
+
+
+def _intervals(rows: pd.DataFrame, keys: list[str], name: str) -> pd.DataFrame:
+    from probekit.analyses.stats import share_intervals
+
+    if rows.empty:
+        return pd.DataFrame(columns=[*keys, f"{name}_low", f"{name}_high", "n_seeds"])
+    bounds_ = share_intervals(_arcs(rows, keys), keys, "hit", item="_arc")
+    return bounds_.rename(columns={"hit_low": f"{name}_low", "hit_high": f"{name}_high"})
+
+
+def best_heads(frame: pd.DataFrame) -> pd.DataFrame:
+    """`syntax_best_heads`: per checkpoint × treebank × relation × direction, the best head and the baseline,
+    each with its interval over arcs."""
+    keys = [*CHECKPOINT_ID, "treebank", "relation", "direction"]
+    rows = frame[(frame["direction"] != MST) & (frame["hits"].fillna("") != "")]
+    heads, base = rows[rows["layer"] >= 0], rows[rows["layer"] == BASELINE]
+    out = heads[[*keys, "n", "layer", "head", "accuracy"]].merge(
+        _intervals(heads, keys, "accuracy").drop(columns="n_seeds"), on=keys, how="left")
+    baseline = base[[*keys, "offset", "accuracy"]].rename(columns={"accuracy": "baseline"})
+    out = out.merge(baseline, on=keys, how="left").merge(_intervals(base, keys, "baseline"), on=keys, how="left")
+    out["beats_baseline"] = (out["accuracy_low"] > out["baseline_high"]).astype(bool)
+    return out[SYNTAX_BEST_HEADS.names].reset_index(drop=True)
+
+
+def uuas_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """`syntax_uuas`: every head's UUAS; the best head of each layer with its interval over edges."""
+    keys = [*CHECKPOINT_ID, "treebank", "layer", "head"]
+    rows = frame[frame["direction"] == MST]
+    best = rows[rows["hits"].fillna("") != ""]
+    out = rows[[*keys, "n", "accuracy"]].rename(columns={"accuracy": "uuas"})
+    out = out.merge(_intervals(best, keys, "uuas"), on=keys, how="left")
+    out["best_in_layer"] = out["uuas_low"].notna()
+    out["n_seeds"] = out["n_seeds"].fillna(1).astype(int)
+    return out[SYNTAX_UUAS.names].reset_index(drop=True)
+
+
+register(SyntaxHeads)

@@ -1,0 +1,255 @@
+"""probes: the structural probe recovers a tree a linear map encodes and finds nothing in noise beyond a
+right-branching baseline; the UPOS probe reads a linearly encoded tag and not its control; fits are
+deterministic; selectivity on a random-init model is near 0; word representations equal a plain loop over
+the stock HF model (no probekit code) on tiny BERT, RoBERTa and ModernBERT; and the analysis runs through
+probe() on EWT."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from probekit.analyses.probes import (Parsed, ProbeOptions, probe_features, spanning_edges, split, tree_depths,
+                                      tree_distances, uuas_hits, word_representations)
+from test_families import FILLER, write_checkpoint
+
+TAGS = ["NOUN", "VERB", "DET", "ADJ", "ADV"]
+LABELS = ["nsubj", "obj", "det", "amod"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread: the fits are small, and two threads on a shared 2-core machine are many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def random_tree(rng: random.Random, n: int, adjacent: float) -> list[int]:
+    """0-based heads of a random tree: each word but the root attaches to a neighbour with probability
+    `adjacent` when that keeps it a tree, else to a random word already in the tree."""
+    root = rng.randrange(n)
+    heads, placed = [-1] * n, [root]
+    for i in sorted(range(n), key=lambda i: abs(i - root))[1:]:
+        near = i - 1 if i > root else i + 1
+        heads[i] = near if rng.random() < adjacent else rng.choice(placed)
+        placed.append(i)
+    return heads
+
+
+def sentences(n: int, seed: int = 0, vocab: int = 40, adjacent: float = 0.0, punct: bool = False) -> list[Parsed]:
+    """Random trees over words `w0`…; a word's tag and label are functions of its type."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        length = rng.randint(4, 14)
+        heads = random_tree(rng, length, adjacent)
+        words = [f"w{rng.randrange(vocab)}" for _ in range(length)]
+        upos = [("PUNCT" if punct and int(w[1:]) % 7 == 0 else TAGS[int(w[1:]) % 5]) for w in words]
+        deprels = [LABELS[int(w[1:]) % 4] if h >= 0 else "root" for w, h in zip(words, heads)]
+        out.append(Parsed(words, heads, deprels, upos))
+    return out
+
+
+def tree_features(parsed: list[Parsed], d: int, seed: int = 0) -> torch.Tensor:
+    """[1, words, d]: word i is the sum of one vector per edge on its path to the root, the edge vectors of a
+    sentence orthonormal (a random rotation per sentence): ||h_i − h_j||² is the tree distance, ||h_i||² the
+    depth, so B = I is an exact structural probe."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for s in parsed:
+        q = torch.linalg.qr(torch.randn(d, d, generator=generator))[0]
+        for i in range(len(s.words)):
+            path, node = torch.zeros(d), i
+            while s.heads[node] >= 0:
+                path += q[node]
+                node = s.heads[node]
+            rows.append(path)
+    return torch.stack(rows)[None]
+
+
+def probed(features: torch.Tensor, parsed: list[Parsed], probes=("upos", "deprel", "distance", "depth"),
+           seed: int = 0, **opts) -> pd.DataFrame:
+    fit, eval_ = split(parsed, seed)
+    return probe_features(features, parsed, fit, eval_, ProbeOptions(seed=seed, **opts), key="t", probes=probes)
+
+
+def value(frame: pd.DataFrame, probe: str, task: str = "task", metric: str | None = None, layer: int = 0) -> float:
+    rows = frame[(frame["probe"] == probe) & (frame["task"] == task) & (frame["layer"] == layer)]
+    rows = rows[rows["metric"] != "spearman"] if metric is None else rows[rows["metric"] == metric]
+    return float(rows["value"].iloc[0])
+
+
+# ---------------------------------------------------------------- trees and metrics
+
+
+def test_tree_distances_and_depths_by_hand():
+    heads = [1, -1, 1, 2]  # 0 ← 1 → 2 → 3
+    assert tree_depths(heads).tolist() == [1, 0, 1, 2]
+    assert tree_distances(heads).tolist() == [[0, 1, 2, 3], [1, 0, 1, 2], [2, 1, 0, 1], [3, 2, 1, 0]]
+    assert spanning_edges(tree_distances(heads), range(4)) == {frozenset(e) for e in ((0, 1), (1, 2), (2, 3))}
+    assert uuas_hits(tree_distances(heads), tree_distances(heads), ["X", "X", "X", "PUNCT"]) == (2, 2)
+
+
+# ---------------------------------------------------------------- the structural probes
+
+
+def test_structural_probe_recovers_a_linearly_encoded_tree():
+    parsed = sentences(160)
+    frame = probed(tree_features(parsed, 16), parsed, probes=("distance", "depth"), rank=16, steps=300)
+    assert value(frame, "distance") == 1.0  # UUAS
+    assert value(frame, "depth") == 1.0  # root accuracy
+    assert value(frame, "distance", metric="spearman") > 0.9 and value(frame, "depth", metric="spearman") > 0.9
+    assert value(frame, "distance", "control") < 0.5
+    low, high = frame.loc[(frame["probe"] == "distance") & (frame["task"] == "selectivity"),
+                          ["value_low", "value_high"]].iloc[0]
+    assert 0 < low <= value(frame, "distance", "selectivity") <= high
+
+
+def right_branching_uuas(parsed: list[Parsed]) -> float:
+    """The baseline: every non-punctuation word attached to the next, scored like the probe's trees."""
+    hits = total = 0
+    for s in parsed:
+        keep = [i for i, tag in enumerate(s.upos) if tag != "PUNCT"]
+        gold = spanning_edges(tree_distances(s.heads), keep)
+        chain = {frozenset(pair) for pair in zip(keep, keep[1:])}
+        hits, total = hits + len(gold & chain), total + len(gold)
+    return hits / total
+
+
+def test_structural_probe_on_random_features_is_not_above_the_right_branching_baseline():
+    parsed = sentences(120, adjacent=0.7, punct=True)
+    noise = torch.randn(1, sum(len(s.words) for s in parsed), 16, generator=torch.Generator().manual_seed(1))
+    frame = probed(noise, parsed, probes=("distance",), rank=16, steps=100)
+    _, eval_ = split(parsed, 0)
+    baseline = right_branching_uuas([parsed[i] for i in eval_])
+    uuas = value(frame, "distance")
+    assert 0.4 < baseline and uuas < baseline + 0.05, (uuas, baseline)
+    # tree-encoding features of the same sentences, punctuation left out of both trees, beat the baseline
+    tree = probed(tree_features(parsed, 16), parsed, probes=("distance",), rank=16, steps=300)
+    assert value(tree, "distance") > baseline + 0.2
+
+
+# ---------------------------------------------------------------- the softmax probes and their controls
+
+
+def tag_features(parsed: list[Parsed], noise: float = 0.5) -> torch.Tensor:
+    """[1, words, 5 + 8]: the tag one-hot plus noise: a tag is linear in it, a word's type is not."""
+    generator = torch.Generator().manual_seed(2)
+    tags = torch.tensor([TAGS.index(t) for s in parsed for t in s.upos])
+    onehot = torch.nn.functional.one_hot(tags, len(TAGS)).float()
+    return torch.cat([onehot, torch.zeros(len(tags), 8)], 1)[None] + noise * torch.randn(
+        1, len(tags), len(TAGS) + 8, generator=generator) * torch.tensor([0.1] * 5 + [1.0] * 8)
+
+
+def test_upos_probe_reads_a_linear_tag_and_not_its_control():
+    parsed = sentences(80)
+    frame = probed(tag_features(parsed), parsed, probes=("upos",))
+    assert value(frame, "upos") == 1.0
+    assert value(frame, "upos", "control") < 0.6
+    assert value(frame, "upos", "selectivity") > 0.4
+
+
+def test_probes_are_deterministic_given_the_seed():
+    parsed = sentences(40)
+    features = torch.cat([tree_features(parsed, 16), tag_features(parsed)], 2)
+    first, again = probed(features, parsed, steps=30), probed(features, parsed, steps=30)
+    pd.testing.assert_frame_equal(first, again)
+    other = probed(features, parsed, steps=30, seed=1)
+    assert not first["value"].equals(other["value"])  # another split and other controls
+
+
+# ---------------------------------------------------------------- representations of a model
+
+
+def plain_word_states(folder, words_list: list[list[str]], pooling: str) -> list[torch.Tensor]:
+    """Per sentence [layers + 1, words, d] from the stock HF model's hidden states, pieces given to words by
+    their character offsets in the words joined by spaces (a bare space piece goes to the word after it)."""
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    out = []
+    for words in words_list:
+        text = " ".join(words)
+        owner_of_char = [w for w, word in enumerate(words) for w in [w] * (len(word) + 1)]
+        enc = tok(text, return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="pt")
+        with torch.no_grad():
+            states = torch.stack(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                       output_hidden_states=True).hidden_states)[:, 0]
+        pieces: list[list[int]] = [[] for _ in words]
+        for t, ((start, end), special) in enumerate(zip(enc["offset_mapping"][0].tolist(),
+                                                        enc["special_tokens_mask"][0].tolist())):
+            if special:
+                continue
+            inside = [c for c in range(start, end) if text[c] != " "]
+            pieces[owner_of_char[inside[0]] if inside else owner_of_char[min(end, len(text) - 1)]].append(t)
+        out.append(torch.stack([states[:, p[0]] if pooling == "first" else states[:, p].mean(1) for p in pieces],
+                               1))
+    return out
+
+
+WORDS = [["the", "old", "river", "and", "the", "new", "city", "."], ["A", "queen", "was", "people", "!"],
+         ["music", "Romeparis", "of", "Ωmega", "north"]]
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "modernbert"])
+@pytest.mark.parametrize("pooling", ["first", "mean"])
+def test_word_representations_equal_a_plain_loop_over_the_hf_model(tmp_path, family, pooling):
+    from probekit.models.series import load_checkpoint
+
+    folder = write_checkpoint(tmp_path / family, family)
+    model, tok = load_checkpoint(str(folder))
+    ours, kept = word_representations(model, tok, WORDS, pooling=pooling, batch_size=2)
+    theirs = torch.cat(plain_word_states(folder, WORDS, pooling), 1)
+    assert kept == [0, 1, 2] and ours.shape == theirs.shape == (3, sum(map(len, WORDS)), 32)
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+
+
+def test_selectivity_on_a_random_init_model_is_near_zero(tmp_path):
+    """Tags and labels here are functions of the word type; a random-init model keeps the type, so the task and
+    its per-type control are equally easy: selectivity within ±0.1 at every layer."""
+    from probekit.models.series import load_checkpoint
+
+    rng = random.Random(3)
+    parsed = []
+    for _ in range(80):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(4, 10))]
+        heads = random_tree(rng, len(words), 0.5)
+        tags = [TAGS[len(w) % 5] for w in words]
+        parsed.append(Parsed(words, heads, [LABELS[len(w) % 4] if h >= 0 else "root" for w, h in zip(words, heads)],
+                             tags))
+    model, tok = load_checkpoint(str(write_checkpoint(tmp_path / "bert", "bert")))
+    features, kept = word_representations(model, tok, [s.words for s in parsed])
+    frame = probed(features, parsed, probes=("upos", "deprel"), steps=50)
+    selectivity = frame[frame["task"] == "selectivity"]
+    assert len(selectivity) == 3 * 2 and selectivity["value"].abs().max() < 0.1, selectivity
+
+
+# ---------------------------------------------------------------- through probe()
+
+
+def test_probe_writes_both_tables_with_intervals_and_the_control(tiny_series, tmp_path):
+    from probekit import probe
+
+    result = probe(str(tiny_series), ["ewt"], analyses={"probes": {"steps": 20, "rank": 8}}, out=tmp_path / "out",
+                   sample=30)
+    rows, scores = result.tables["probes"], result.tables["probe_scores"]
+    assert set(rows["treebank"]) == {"ewt-test@30"} and set(rows["probe"]) == {"upos", "deprel", "distance",
+                                                                                 "depth"}
+    assert set(scores["layer"]) == {0, 1, 2} and scores["checkpoint"].nunique() == rows["checkpoint"].nunique()
+    assert (scores["score_low"] <= scores["score"]).all() and (scores["score"] <= scores["score_high"]).all()
+    assert np.allclose(scores["selectivity"], scores["score"] - scores["control"])
+    assert scores["spearman"].notna().sum() == len(scores[scores["probe"].isin(["distance", "depth"])])
+    # the report section draws its page from the summary alone
+    from probekit.report.page import Page
+    from probekit.report.probes import PAGE, section
+
+    page = Page(tmp_path / "docs")
+    section(page, result.tables, tmp_path / "out")
+    text = "\n".join(page.parts[PAGE])
+    assert "# Syntax probes" in text and text.count("selectivity") >= 4 and len(list((tmp_path / "docs" / "figures").glob("*.png"))) == 2

@@ -1,0 +1,442 @@
+"""Causal tracing (`probekit.analyses.tracing`) on tiny random BERT, RoBERTa and ModernBERT models: restoring a
+whole layer's residual stream gives the clean run, restoring nothing the corrupted one, no noise nothing to
+restore, and every restored probability equals a plain loop written here with forward hooks on the stock HF
+modules (one patch per forward, no probekit code)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from probekit import probe
+from probekit.analyses.scoring import encode_prompts
+from probekit.analyses.tracing import (Site, noise_for, patched_probs, prompt_sites, restoration, trace,
+                                       tracing_scores)
+from probekit.models.families import max_tokens, n_layers
+from probekit.models.hooks import EMBED, hook_name, hooked
+from probekit.models.series import load_checkpoint
+from test_families import write_checkpoint
+
+FAMILIES = ["bert", "roberta", "modernbert"]
+PROMPTS = pd.DataFrame({
+    "relation": ["capital", "capital_reverse"],
+    "template": ["The capital of [X] is [MASK].", "[MASK] is the capital of [X]."],
+    "subject": ["Italy", "Japan"], "answer": ["Rome", "Tokyo"],
+})
+PROMPTS["prompt"] = [t.replace("[X]", s) for t, s in zip(PROMPTS["template"], PROMPTS["subject"])]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """model_type → (model, tokenizer, sites by prompt index)."""
+    root = tmp_path_factory.mktemp("tracing")
+    out = {}
+    for model_type in FAMILIES:
+        model, tok = load_checkpoint(str(write_checkpoint(root / model_type, model_type)))
+        limit = max_tokens(model.config)
+        out[model_type] = model, tok, prompt_sites(PROMPTS, tok, encode_prompts(PROMPTS, tok, limit), limit)
+    return out
+
+
+def noise(site: Site, model, scale: float = 1.0, seed: int = 0) -> torch.Tensor:
+    width = model.get_input_embeddings().weight.shape[1]
+    return torch.randn(len(site.subject), width, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+# ---------------------------------------------------------------- a plain reference, stock HF modules only
+
+
+def modules(model, model_type: str):
+    """(embeddings, blocks, {component: per-layer modules}) by the HF models' own attribute names."""
+    if model_type == "modernbert":
+        body = model.model
+        blocks = list(body.layers)
+        return body.embeddings, blocks, {"attn": [b.attn.Wo for b in blocks], "mlp": [b.mlp.Wo for b in blocks]}
+    body = getattr(model, model_type)
+    blocks = list(body.encoder.layer)
+    return body.embeddings, blocks, {"attn": [b.attention.output.dense for b in blocks],
+                                     "mlp": [b.output.dense for b in blocks]}
+
+
+def first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def replace_first(output, tensor):
+    return (tensor, *output[1:]) if isinstance(output, tuple) else tensor
+
+
+def reference(model, model_type: str, site: Site, eps: torch.Tensor) -> tuple[float, float, dict]:
+    """p_clean, p_corrupt and p_restored [layers, positions] per component, one patch per forward."""
+    embeddings, blocks, parts = modules(model, model_type)
+    parts = {"resid": blocks, **parts}
+    ids = torch.tensor([site.ids])
+
+    def p() -> float:
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, site.masks].float().log_softmax(-1)
+        return float(logits[range(len(site.gold)), site.gold].double().sum().exp())
+
+    clean = {}
+    handles = [m.register_forward_hook(lambda m, a, o, key=(c, i): clean.__setitem__(key, first(o).clone()))
+               for c, ms in parts.items() for i, m in enumerate(ms)]
+    p_clean = p()
+    for h in handles:
+        h.remove()
+
+    def corrupt(module, args, output):
+        output = output.clone()
+        output[0, site.subject] += eps
+        return output
+
+    handles = [embeddings.register_forward_hook(corrupt)]
+    p_corrupt = p()
+    restored = {}
+    for component, ms in parts.items():
+        grid = np.zeros((len(ms), len(site.ids)))
+        for layer, m in enumerate(ms):
+            for t in range(len(site.ids)):
+                def patch(module, args, output, key=(component, layer), t=t):
+                    value = first(output).clone()
+                    value[0, t] = clean[key][0, t]
+                    return replace_first(output, value)
+                h = m.register_forward_hook(patch)
+                grid[layer, t] = p()
+                h.remove()
+        restored[component] = grid
+    for h in handles:
+        h.remove()
+    return p_clean, p_corrupt, restored
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_tracing_equals_a_plain_hook_loop(models, model_type):
+    model, tok, sites = models[model_type]
+    assert set(sites) == {0, 1}
+    for site in sites.values():
+        eps = noise(site, model)
+        ours = trace(model, site, eps, ["resid", "attn", "mlp"], max_rows=7)  # rows split over passes
+        p_clean, p_corrupt, restored = reference(model, model_type, site, eps)
+        # log-probabilities within 1e-5: multi-piece answers of a random model have tiny probabilities
+        assert np.log(ours.p_clean) == pytest.approx(np.log(p_clean), abs=1e-5)
+        assert np.log(ours.p_corrupt) == pytest.approx(np.log(p_corrupt), abs=1e-5)
+        assert abs(np.log(ours.p_clean / ours.p_corrupt)) > 1e-2  # the noise does something
+        for component, grid in restored.items():
+            np.testing.assert_allclose(np.log(ours.restored[component]), np.log(grid), atol=1e-5, rtol=0)
+            np.testing.assert_allclose(restoration(ours.restored[component], ours.p_clean, ours.p_corrupt),
+                                       restoration(grid, p_clean, p_corrupt), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_restoring_a_whole_layer_is_clean_and_restoring_nothing_is_corrupted(models, model_type):
+    model, tok, sites = models[model_type]
+    site = sites[0]
+    eps = noise(site, model)
+    clean = trace(model, site, eps, ["resid"])
+    points = [hook_name(layer, "hook_resid_post") for layer in range(n_layers(model))]
+    with torch.no_grad(), hooked(model, read=points) as seen:
+        model(input_ids=torch.tensor([site.ids]))
+    every = list(range(len(site.ids)))
+    rows = [(-1, []), *((layer, every) for layer in range(n_layers(model)))]
+    p = patched_probs(model, site, eps, "hook_resid_post", dict(seen), rows)
+    assert p[0] == pytest.approx(clean.p_corrupt, rel=1e-5)
+    np.testing.assert_allclose(p[1:], clean.p_clean, rtol=1e-5)
+    assert np.allclose(restoration(p[1:], clean.p_clean, clean.p_corrupt), 1, atol=1e-3)
+    assert restoration(p[:1], clean.p_clean, clean.p_corrupt)[0] == pytest.approx(0, abs=1e-4)
+
+
+def test_no_noise_leaves_nothing_to_restore(models):
+    model, tok, sites = models["bert"]
+    site = sites[0]
+    result = trace(model, site, noise(site, model, scale=0.0), ["resid", "attn", "mlp"])
+    assert result.p_clean == result.p_corrupt
+    for grid in result.restored.values():
+        np.testing.assert_allclose(grid, result.p_clean, rtol=1e-5)
+        assert np.isnan(restoration(grid, result.p_clean, result.p_corrupt)).all()  # defined: missing
+
+
+def test_noise_is_seeded(models):
+    model, tok, sites = models["roberta"]
+    site = sites[1]
+    a, b = noise_for(3, "x", (2, 5), 1.0), noise_for(3, "x", (2, 5), 1.0)
+    assert torch.equal(a, b) and not torch.equal(a, noise_for(4, "x", (2, 5), 1.0))
+    assert not torch.equal(a, noise_for(3, "y", (2, 5), 1.0))
+    eps = lambda seed: noise_for(seed, "p", (len(site.subject), model.config.hidden_size), 1.0)  # noqa: E731
+    one, two = trace(model, site, eps(1), ["mlp"]), trace(model, site, eps(1), ["mlp"])
+    assert one.p_corrupt == two.p_corrupt and np.array_equal(one.restored["mlp"], two.restored["mlp"])
+    assert trace(model, site, eps(2), ["mlp"]).p_corrupt != one.p_corrupt
+
+
+def test_roles_place_the_subject_and_the_mask(models):
+    for model_type, (model, tok, sites) in models.items():
+        for site in sites.values():
+            roles = site.roles()
+            text = tok.decode([site.ids[t] for t in site.subject]).strip()
+            assert text.lower() == PROMPTS.at[site.index, "subject"].lower(), model_type
+            assert roles["mask"] == site.masks and roles["subject_first"][0] == site.subject[0]
+            covered = sorted(t for r, ts in roles.items() if r != "subject_first" or ts != roles["subject_last"]
+                             for t in ts)
+            assert set(covered) == set(range(len(site.ids)))
+
+
+def test_the_hook_layer_writes_the_full_embedding(models):
+    model, tok, sites = models["bert"]
+    ids = torch.tensor([sites[0].ids])
+    with torch.no_grad(), hooked(model, read=[EMBED, hook_name(0, "hook_resid_pre")]) as seen:
+        model(input_ids=ids)
+    assert torch.equal(seen[EMBED], seen[hook_name(0, "hook_resid_pre")])
+
+
+@pytest.mark.slow
+def test_probe_runs_tracing_with_its_control(tiny_series, tiny_benchmark, tmp_path):
+    result = probe(str(tiny_series / "checkpoint-8"), [str(tiny_benchmark)], {"tracing": {"sample": 2}},
+                   out=tmp_path, options={"tracing": {"components": "resid,mlp", "noise_seed": 1}})
+    rows, scores = result.tables["tracing"], result.tables["tracing_scores"]
+    assert set(rows["checkpoint"]) == {"checkpoint-8", "random-init"}
+    assert set(rows["component"]) == {"resid", "mlp"} and set(rows["layer"]) == {0, 1}
+    assert {"subject_last", "mask", "special"} <= set(rows["role"])
+    assert rows["restoration"].notna().any()
+    assert (scores["n"] >= 0).all() and len(scores) == len(rows.groupby(
+        ["checkpoint", "relation", "group", "component", "layer", "role"]))
+    again = tracing_scores(rows)
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), scores.reset_index(drop=True), check_dtype=False)
+
+
+# ---------------------------------------------------------------- head patching (attn.hook_z)
+
+
+def reference_heads(model, model_type: str, site: Site, eps: torch.Tensor) -> np.ndarray:
+    """p_restored [layers, heads]: each head's slice of the output projection's input (hook_z) restored at
+    every position, one patch per forward, with hooks on the stock HF modules."""
+    embeddings, blocks, parts = modules(model, model_type)
+    outs = parts["attn"]  # the output projections: their input is the heads' outputs side by side
+    heads = model.config.num_attention_heads
+    d_head = model.config.hidden_size // heads
+    ids = torch.tensor([site.ids])
+
+    def p() -> float:
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, site.masks].float().log_softmax(-1)
+        return float(logits[range(len(site.gold)), site.gold].double().sum().exp())
+
+    clean = {}
+    handles = [m.register_forward_pre_hook(lambda m, a, i=i: clean.__setitem__(i, a[0].clone()))
+               for i, m in enumerate(outs)]
+    p()
+    for h in handles:
+        h.remove()
+
+    def corrupt(module, args, output):
+        output = output.clone()
+        output[0, site.subject] += eps
+        return output
+
+    handle = embeddings.register_forward_hook(corrupt)
+    grid = np.zeros((len(outs), heads))
+    for layer, m in enumerate(outs):
+        for head in range(heads):
+            cut = slice(head * d_head, (head + 1) * d_head)
+
+            def patch(module, args, layer=layer, cut=cut):
+                z = args[0].clone()
+                z[0, :, cut] = clean[layer][0, :, cut]
+                return (z, *args[1:])
+            h = m.register_forward_pre_hook(patch)
+            grid[layer, head] = p()
+            h.remove()
+    handle.remove()
+    return grid
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_head_patching_equals_a_plain_hook_loop(models, model_type):
+    model, tok, sites = models[model_type]
+    for site in sites.values():
+        eps = noise(site, model)
+        ours = trace(model, site, eps, ["head"], max_rows=3)  # rows split over passes
+        expected = reference_heads(model, model_type, site, eps)
+        assert ours.restored["head"].shape == (n_layers(model), model.config.num_attention_heads)
+        np.testing.assert_allclose(np.log(ours.restored["head"]), np.log(expected), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_every_head_of_a_layer_at_once_is_the_layers_attention_output(models, model_type):
+    """The attention output is the output projection (a Linear: W z + b) of hook_z in BERT, RoBERTa and
+    ModernBERT alike, so restoring every head's z at every position is restoring hook_attn_out at every
+    position — equal up to float rounding, and both are the component's `attn` rows at all positions."""
+    model, tok, sites = models[model_type]
+    site = sites[0]
+    eps = noise(site, model)
+    layers, heads = n_layers(model), model.config.num_attention_heads
+    points = [hook_name(layer, p) for layer in range(layers) for p in ("attn.hook_z", "hook_attn_out")]
+    with torch.no_grad(), hooked(model, read=points) as seen:
+        model(input_ids=torch.tensor([site.ids]))
+    clean = dict(seen)
+    every_head = patched_probs(model, site, eps, "attn.hook_z", clean,
+                               [(layer, list(range(heads))) for layer in range(layers)], over="head")
+    every_position = patched_probs(model, site, eps, "hook_attn_out", clean,
+                                   [(layer, list(range(len(site.ids)))) for layer in range(layers)])
+    np.testing.assert_allclose(np.log(every_head), np.log(every_position), atol=1e-5, rtol=0)
+    none = patched_probs(model, site, eps, "attn.hook_z", clean, [(0, [])], over="head")
+    corrupt = trace(model, site, eps, ["head"])
+    assert none[0] == pytest.approx(corrupt.p_corrupt, rel=1e-5)  # no head restored: the corrupted run
+
+
+def test_head_rows_and_their_scores(models):
+    """Head rows sit in the one row table (component head, role all, the head in `head`); the position
+    sites' summary leaves them out and `head_scores` summarises them per layer × head."""
+    from probekit.analyses.tracing import head_scores, role_rows
+
+    model, tok, sites = models["bert"]
+    frames = []
+    for site in sites.values():
+        result = trace(model, site, noise(site, model), ["resid", "head"])
+        info = PROMPTS.loc[site.index, ["relation", "template", "subject", "answer", "prompt"]].to_dict()
+        frames.append(pd.DataFrame(role_rows(result, site)).assign(**info, benchmark="b", group="all"))
+    rows = pd.concat(frames, ignore_index=True).assign(checkpoint="c", run="r", step=1, seed="")
+    heads = rows[rows["component"] == "head"]
+    assert set(heads["role"]) == {"all"} and heads["head"].notna().all() and rows.loc[
+        rows["component"] != "head", "head"].isna().all()
+    assert len(heads) == 2 * n_layers(model) * model.config.num_attention_heads
+    scores = head_scores(rows)
+    assert len(scores) == len(heads) and set(scores["n"]) == {1}
+    assert (scores["restoration_low"] <= scores["restoration"] + 1e-12).all()
+    assert "head" not in set(tracing_scores(rows)["component"])
+
+
+# ---------------------------------------------------------------- the report page
+
+
+@pytest.fixture(scope="module")
+def traced(tiny_series, tmp_path_factory):
+    """Results of tracing the tiny series (italy's facts injected, france's held back) and its built site."""
+    from probekit.report import build_report
+    from test_report import with_facts
+
+    root = tmp_path_factory.mktemp("traced")
+    bench = root / "bench.csv"
+    bench.write_text("relation,template,subject,answer\n"
+                     "capital,the capital of [X] is [MASK].,italy,rome\n"
+                     "capital,the capital of [X] is [MASK].,france,paris\n"
+                     "capital,[X] is a country. its capital is [MASK].,italy,rome\n"
+                     "capital,[X] is a country. its capital is [MASK].,france,paris\n")
+    series = with_facts(tiny_series, root / "series" / "my_bert")
+    probe(str(series), [str(bench)], ["tracing"], out=root / "results")
+    index = build_report(root / "results", root / "site")
+    return root / "results", index.parent
+
+
+@pytest.mark.slow
+def test_the_tracing_page_has_its_heatmap_curves_heads_and_words(traced):
+    results, site = traced
+    html = (site / "tracing.html").read_text()
+    docs = (site.parent / "docs" / "tracing.md").read_text()
+    assert "1</strong> = patching this site brings back the clean answer" in html and "0</strong> = no effect" in html
+    assert "## capital" in docs and "Read from the **injected** prompts" in docs
+    figures = {p.name for p in (site / "figures").iterdir()}
+    assert any(name.startswith("tracing-capital-heatmap") and name.endswith(".png") for name in figures)
+    assert any(name.startswith("tracing-capital-best-site") for name in figures)
+    assert "**Top heads**" in docs and "step 8" in docs and "**Attention knockout**" in docs
+    overview = (site / "index.html").read_text()
+    assert "Causal tracing" in overview and ("brings back" in overview or "no site stands out" in overview)
+    nav = (site.parent / "mkdocs.yml").read_text()
+    assert "Causal tracing: tracing.md" in nav
+
+
+def test_the_tracing_words_come_from_the_tables():
+    """The finding names the best site with its interval and when it formed, or says that none stands out;
+    the last layer's residual stream (clean by construction at the [MASK]) is never the best site."""
+    from probekit.report.tracing import best_site, control_of, emergence, sentence
+
+    rows = []
+    for checkpoint, step, level in (("random-init", None, 0.0), ("c-0", 0, 0.0), ("c-5", 5, 0.5), ("c-9", 9, 0.8)):
+        for component, layer, role, share in (("mlp", 0, "subject_last", 1.0), ("attn", 1, "mask", 0.5),
+                                              ("resid", 1, "mask", 1.0)):
+            value = level * share if component != "resid" else 1.0
+            rows.append({"checkpoint": checkpoint, "run": "r", "step": step, "seed": "", "benchmark": "b",
+                         "relation": "capital", "group": "injected", "component": component, "layer": layer,
+                         "role": role, "n": 8, "restoration": value, "restoration_low": value - 0.1,
+                         "restoration_high": value + 0.1, "n_seeds": 1})
+    scores = pd.DataFrame(rows)
+    last = scores[scores["step"] == 9]
+    site = best_site(last, layers=2)
+    assert (site["component"], site["layer"], site["role"]) == ("mlp", 0, "subject_last")
+    found = emergence(scores)
+    formed = found[(found["component"] == "mlp")]["emerged_at"].iloc[0]
+    assert formed == 5
+    text = sentence("capital", site, control_of(scores, site, "injected"), 9, formed)
+    assert text == ("**capital**: restoring the MLP output at layer 0, last subject piece brings back 0.80 "
+                    "[0.70, 0.90] of the answer at step 9; it first rose above the random-init control at step 5")
+    weak = site.copy()
+    weak["restoration_low"] = 0.05  # above 0, but inside the control's interval [-0.1, 0.1]
+    assert "no site stands out" in sentence("capital", weak, control_of(scores, site, "injected"), 9, None)
+
+
+# ---------------------------------------------------------------- shards
+
+
+@pytest.mark.slow
+def test_sharded_tracing_equals_one_process(tiny_series, tiny_benchmark, tmp_path):
+    """Two `--shard I/2` runs (the last merges) write the tables of one process, control included."""
+    import shutil
+
+    from probekit.running.results import ProbeResult
+
+    series = tmp_path / "series"
+    for step in (4, 8):  # no step 0: the runner adds the random-init control, traced too
+        shutil.copytree(tiny_series / f"checkpoint-{step}", series / f"checkpoint-{step}")
+    args = (str(series / "*"), [str(tiny_benchmark)], ["tracing"])
+    options = {"tracing": {"sample": 2, "components": "resid,attn,head"}}
+    one = probe(*args, out=tmp_path / "one", options=options)
+    assert probe(*args, out=tmp_path / "sharded", shard="0/2", options=options) is None
+    last = probe(*args, out=tmp_path / "sharded", shard="1/2", options=options)
+    assert last.manifest["world_size"] == 2
+    merged = ProbeResult.load(tmp_path / "sharded")
+    assert {"tracing", "tracing_scores", "tracing_head_scores"} <= set(one.tables)
+    assert "random-init" in set(one.tables["tracing"]["checkpoint"])
+    assert {u["shard"][0] for u in last.manifest["units"]} == {0, 1}
+    for name, table in one.tables.items():
+        pd.testing.assert_frame_equal(merged.tables[name], table, check_exact=True, obj=name)
+
+
+# ---------------------------------------------------------------- attention knockout (attn.hook_mask)
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_knockout_zeroes_the_mask_to_subject_pattern_and_renormalises(models, model_type):
+    """Blocking [MASK] → subject at layer l: that layer's pattern (read in the same run) is the unblocked
+    pattern with those entries zeroed and each [MASK] row renormalised; every other row is unchanged."""
+    from probekit.analyses.tracing import _block, knockout_probs
+
+    model, tok, sites = models[model_type]
+    site = sites[0]
+    ids = torch.tensor([site.ids])
+    for layer in range(n_layers(model)):
+        pattern = hook_name(layer, "attn.hook_pattern")
+        with torch.no_grad(), hooked(model, read=[pattern]) as seen:
+            model(input_ids=ids)
+        before = seen[pattern][0].double()
+        with torch.no_grad(), hooked(model, read=[pattern], write={
+                hook_name(layer, "attn.hook_mask"): _block(0, site.masks, site.subject)}) as seen:
+            model(input_ids=ids)
+        after = seen[pattern][0].double()
+        expected = before.clone()
+        q, k = torch.tensor(site.masks)[:, None], torch.tensor(site.subject)[None, :]
+        expected[:, q, k] = 0
+        expected[:, site.masks] /= expected[:, site.masks].sum(-1, keepdim=True)
+        torch.testing.assert_close(after, expected, atol=1e-6, rtol=0)
+    # batched rows (one layer each) equal one run per layer, under SDPA as under eager
+    batched = knockout_probs(model, site, n_layers(model), max_rows=1)
+    whole = knockout_probs(model, site, n_layers(model))
+    np.testing.assert_allclose(np.log(batched), np.log(whole), atol=1e-5, rtol=0)
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        np.testing.assert_allclose(np.log(knockout_probs(model, site, n_layers(model))), np.log(whole), atol=1e-5)
+    finally:
+        model.set_attn_implementation(previous)
+    result = trace(model, site, noise(site, model), ["knockout"])
+    np.testing.assert_allclose(result.restored["knockout"][:, 0], whole, rtol=1e-6)
+    assert np.abs(np.log(whole / result.p_clean)).max() > 1e-3  # blocking the subject does something
