@@ -68,6 +68,13 @@ def replace_first(output, tensor):
     return (tensor, *output[1:]) if isinstance(output, tuple) else tensor
 
 
+def gold_probability(model, ids: torch.Tensor, site: Site) -> float:
+    """The gold answer's probability in one plain forward: the product over its masked pieces."""
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, site.masks].float().log_softmax(-1)
+    return float(logits[range(len(site.gold)), site.gold].double().sum().exp())
+
+
 def reference(model, model_type: str, site: Site, eps: torch.Tensor) -> tuple[float, float, dict]:
     """p_clean, p_corrupt and p_restored [layers, positions] per component, one patch per forward."""
     embeddings, blocks, parts = modules(model, model_type)
@@ -75,9 +82,7 @@ def reference(model, model_type: str, site: Site, eps: torch.Tensor) -> tuple[fl
     ids = torch.tensor([site.ids])
 
     def p() -> float:
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0, site.masks].float().log_softmax(-1)
-        return float(logits[range(len(site.gold)), site.gold].double().sum().exp())
+        return gold_probability(model, ids, site)
 
     clean = {}
     handles = [m.register_forward_hook(lambda m, a, o, key=(c, i): clean.__setitem__(key, first(o).clone()))
@@ -217,9 +222,7 @@ def reference_heads(model, model_type: str, site: Site, eps: torch.Tensor) -> np
     ids = torch.tensor([site.ids])
 
     def p() -> float:
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0, site.masks].float().log_softmax(-1)
-        return float(logits[range(len(site.gold)), site.gold].double().sum().exp())
+        return gold_probability(model, ids, site)
 
     clean = {}
     handles = [m.register_forward_pre_hook(lambda m, a, i=i: clean.__setitem__(i, a[0].clone()))

@@ -473,34 +473,26 @@ def _embed_width(model) -> int:
 
 
 def tracing_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean restoration per checkpoint × relation × group × component × layer × role, with its bootstrap
-    interval over prompts (and seeds, on rows pooled over seeds)."""
-    from probekit.analyses.stats import share_intervals, with_pooled_seeds
-
-    frame = frame[frame["component"] != HEAD]
-    if frame.empty:
-        return pd.DataFrame(columns=TRACING_SCORES.names)
-    work = with_pooled_seeds(frame)
-    grouped = work.groupby(TRACING_ID, sort=False, dropna=False)["restoration"]
-    out = grouped.agg(n="count", restoration="mean").reset_index()
-    out = out.merge(share_intervals(work, TRACING_ID, "restoration", item="prompt"), on=TRACING_ID, how="left")
-    return out[TRACING_SCORES.names]
-
+    """Mean restoration per checkpoint × relation × group × component × layer × role (all but the head rows)."""
+    return _mean_restoration(frame[frame["component"] != HEAD], TRACING_ID, TRACING_SCORES)
 
 
 def head_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean restoration per checkpoint × relation × group × layer × head (the `head` rows), with its bootstrap
-    interval over prompts (and seeds, on rows pooled over seeds)."""
+    """Mean restoration per checkpoint × relation × group × layer × head (the `head` rows)."""
+    return _mean_restoration(frame[frame["component"] == HEAD], HEAD_ID, TRACING_HEAD_SCORES)
+
+
+def _mean_restoration(frame: pd.DataFrame, keys: list[str], table: Table) -> pd.DataFrame:
+    """Mean restoration per group of `keys` with its bootstrap interval over prompts (and over seeds, on rows
+    pooled over seeds), as `table`'s columns."""
     from probekit.analyses.stats import share_intervals, with_pooled_seeds
 
-    frame = frame[frame["component"] == HEAD]
     if frame.empty:
-        return pd.DataFrame(columns=TRACING_HEAD_SCORES.names)
+        return pd.DataFrame(columns=table.names)
     work = with_pooled_seeds(frame)
-    grouped = work.groupby(HEAD_ID, sort=False, dropna=False)["restoration"]
-    out = grouped.agg(n="count", restoration="mean").reset_index()
-    out = out.merge(share_intervals(work, HEAD_ID, "restoration", item="prompt"), on=HEAD_ID, how="left")
-    return out[TRACING_HEAD_SCORES.names]
+    out = work.groupby(keys, sort=False, dropna=False)["restoration"].agg(n="count", restoration="mean").reset_index()
+    out = out.merge(share_intervals(work, keys, "restoration", item="prompt"), on=keys, how="left")
+    return out[table.names]
 
 
 register(Tracing)
