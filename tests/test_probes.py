@@ -14,7 +14,8 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from probekit.analyses.probes import (Parsed, ProbeOptions, probe_features, spanning_edges, split, tree_depths,
+from probekit.analyses.probes import (Parsed, ProbeOptions, _ancestors, control_behaviour, control_heads,
+                                      control_root, probe_features, spanning_edges, split, tree_depths,
                                       tree_distances, uuas_hits, word_representations)
 from test_families import FILLER, write_checkpoint
 
@@ -95,6 +96,53 @@ def test_tree_distances_and_depths_by_hand():
     assert tree_distances(heads).tolist() == [[0, 1, 2, 3], [1, 0, 1, 2], [2, 1, 0, 1], [3, 2, 1, 0]]
     assert spanning_edges(tree_distances(heads), range(4)) == {frozenset(e) for e in ((0, 1), (1, 2), (2, 3))}
     assert uuas_hits(tree_distances(heads), tree_distances(heads), ["X", "X", "X", "PUNCT"]) == (2, 2)
+
+
+# ---------------------------------------------------------------- the control tree
+
+
+def is_tree(heads: list[int]) -> bool:
+    try:
+        return heads.count(-1) == 1 and all(_ancestors(heads, i)[-1] == heads.index(-1) for i in range(len(heads)))
+    except ValueError:
+        return False
+
+
+def test_control_tree_is_always_a_tree():
+    parsed = sentences(300, seed=5, vocab=25)
+    for seed in (0, 1):
+        behaviour = control_behaviour(parsed, seed)
+        for s in parsed:
+            heads = control_heads(s.words, behaviour, seed)
+            assert is_tree(heads), (s.words, heads)
+            root = heads.index(-1)
+            # each word attaches to its neighbour towards the root or to the root
+            assert all(h == root or h == (i - 1 if i > root else i + 1) for i, h in enumerate(heads) if h >= 0)
+
+
+def test_control_tree_depends_only_on_word_types():
+    parsed = sentences(50, seed=7, vocab=30)
+    behaviour = control_behaviour(parsed, 0)
+    for s in parsed:
+        heads = control_heads(s.words, behaviour, 0)
+        # same types (case differs) → the same structure
+        assert control_heads([w.upper() for w in s.words], behaviour, 0) == heads
+        # permuting the positions moves the root with its type
+        order = list(range(len(s.words)))
+        random.Random(len(s.words)).shuffle(order)
+        permuted = [s.words[i] for i in order]
+        assert permuted[control_root(permuted, 0)].lower() == s.words[control_root(s.words, 0)].lower()
+
+
+def test_control_root_is_not_positionally_trivial_on_ewt():
+    from probekit.benchmarks.treebank import load_treebank
+
+    dev = list(load_treebank("ewt:dev").sentences)[:200]
+    for seed in (0, 1):
+        behaviour = control_behaviour([Parsed.of(s) for s in dev], seed)
+        first = sum(control_heads(list(s.words), behaviour, seed)[0] == -1 for s in dev)
+        # measured: 6 / 200 (seed 0), 2 / 200 (seed 1); the old control had the first word as root in all 200
+        assert first < 0.15 * len(dev), first
 
 
 # ---------------------------------------------------------------- the structural probes

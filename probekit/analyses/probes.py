@@ -27,9 +27,10 @@ Probes, each fitted full batch on the CPU, deterministic given the seed:
             least predicted depth is the gold root) and the Spearman correlation of depths (per length 5–50).
 Control tasks (Hewitt & Liang 2019), labels fixed per word *type* (lower-cased form) by the seed: upos — a
 tag drawn from the treebank's tag distribution; deprel — a label drawn from the label distribution, per
-dependent type; distance and depth — a control tree in which each word type either attaches to the word
-before it or to the sentence's first word (drawn ½–½ per type; the first word is the root), a simpler
-stand-in for the paper's fixed-attachment control that is always a tree. The same probe is fitted on the
+dependent type; distance and depth — a control tree that is a function of the word types only: its root is
+the word whose type has the smallest seeded hash in the sentence (not a fixed position), and every other word
+attaches, by a seeded ½–½ choice per type, either to its neighbour on the side towards the root or directly
+to the root (always a tree; both probes use the same tree), a simpler stand-in for the paper's control. The same probe is fitted on the
 control labels and scored against them; selectivity = task − control of the main metric.
 
 Intervals: 95% percentile bootstrap over eval sentences (1,000 resamples): a resample draws sentences with
@@ -167,7 +168,7 @@ def control_labels(sentences: list[Parsed], field: str, seed: int, salt: int) ->
 
 
 def control_behaviour(sentences: list[Parsed], seed: int) -> dict[str, bool]:
-    """Word type → True: attach to the previous word, False: attach to the sentence's first word."""
+    """Word type → True: attach to the neighbour towards the control root, False: attach to the root."""
     import numpy as np
 
     types = sorted({type_of(w) for s in sentences for w in s.words})
@@ -175,9 +176,26 @@ def control_behaviour(sentences: list[Parsed], seed: int) -> dict[str, bool]:
     return dict(zip(types, map(bool, draws)))
 
 
-def control_heads(words: Sequence[str], behaviour: dict[str, bool]) -> list[int]:
-    """The control tree: word 0 is the root; word i attaches to i − 1 or to 0 as its type says."""
-    return [-1] + [i - 1 if behaviour[type_of(w)] else 0 for i, w in enumerate(words) if i > 0]
+def type_rank(word: str, seed: int) -> int:
+    """A seeded hash of the word's type: the control root is the word of least rank."""
+    return zlib.crc32(f"{seed}\x00{type_of(word)}".encode())
+
+
+def control_root(words: Sequence[str], seed: int) -> int:
+    """The control tree's root: the word whose type has the smallest seeded hash (the first such word when
+    that type repeats), so the root is chosen by type, not by position."""
+    return min(range(len(words)), key=lambda i: (type_rank(words[i], seed), i))
+
+
+def control_heads(words: Sequence[str], behaviour: dict[str, bool], seed: int = 0) -> list[int]:
+    """The control tree (Hewitt & Liang's control: structure fixed by the word types alone): the root is
+    `control_root`; every other word attaches, as its type says in `behaviour`, to its neighbour on the side
+    towards the root (True) or to the root itself (False). Heads only point towards the root, so it is a tree."""
+    if not words:
+        return []
+    root = control_root(words, seed)
+    return [-1 if i == root else (i - 1 if i > root else i + 1) if behaviour[type_of(w)] else root
+            for i, w in enumerate(words)]
 
 
 def split(sentences: list, seed: int) -> tuple[list[int], list[int]]:
@@ -533,7 +551,7 @@ def prepare(fit: list[Parsed], eval: list[Parsed], seed: int) -> Prepared:
     tag_id, label_id = {t: i for i, t in enumerate(tags)}, {r: i for i, r in enumerate(labels)}
     targets = {}
     for task in ("task", "control"):
-        heads = [s.heads if task == "task" else control_heads(s.words, behaviour) for s in everything]
+        heads = [s.heads if task == "task" else control_heads(s.words, behaviour, seed) for s in everything]
         upos = [[tag_id[t if task == "task" else upos_control[type_of(w)]] for w, t in zip(s.words, s.upos)]
                 for s in everything]
         deprel = [[label_id[r if task == "task" else deprel_control[type_of(w)]]
@@ -687,6 +705,7 @@ def probe_features(features: torch.Tensor, parsed: list[Parsed], fit_ids: list[i
 
 class Probes(Analysis):
     name = "probes"
+    version = 2  # 2: the control tree's root is chosen by word type, not the first word
     help = ("classifier and structural probes with control tasks on every layer: UPOS, arc label, tree distance "
             "and depth (tables probes, probe_scores)")
     options = ProbeOptions
