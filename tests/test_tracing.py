@@ -75,6 +75,15 @@ def gold_probability(model, ids: torch.Tensor, site: Site) -> float:
     return float(logits[range(len(site.gold)), site.gold].double().sum().exp())
 
 
+def noising(site: Site, eps: torch.Tensor):
+    """A forward hook for the embeddings module that adds `eps` at the subject's positions (the corruption)."""
+    def corrupt(module, args, output):
+        output = output.clone()
+        output[0, site.subject] += eps
+        return output
+    return corrupt
+
+
 def reference(model, model_type: str, site: Site, eps: torch.Tensor) -> tuple[float, float, dict]:
     """p_clean, p_corrupt and p_restored [layers, positions] per component, one patch per forward."""
     embeddings, blocks, parts = modules(model, model_type)
@@ -91,12 +100,7 @@ def reference(model, model_type: str, site: Site, eps: torch.Tensor) -> tuple[fl
     for h in handles:
         h.remove()
 
-    def corrupt(module, args, output):
-        output = output.clone()
-        output[0, site.subject] += eps
-        return output
-
-    handles = [embeddings.register_forward_hook(corrupt)]
+    handles = [embeddings.register_forward_hook(noising(site, eps))]
     p_corrupt = p()
     restored = {}
     for component, ms in parts.items():
@@ -231,12 +235,7 @@ def reference_heads(model, model_type: str, site: Site, eps: torch.Tensor) -> np
     for h in handles:
         h.remove()
 
-    def corrupt(module, args, output):
-        output = output.clone()
-        output[0, site.subject] += eps
-        return output
-
-    handle = embeddings.register_forward_hook(corrupt)
+    handle = embeddings.register_forward_hook(noising(site, eps))
     grid = np.zeros((len(outs), heads))
     for layer, m in enumerate(outs):
         for head in range(heads):
