@@ -222,6 +222,17 @@ def _analyses_epilog() -> str:
     return "\b\nAnalyses (--with NAME; their options are the flags above marked with the name):\n" + "\n".join(lines)
 
 
+def _steps_at(values: tuple[str, ...]) -> dict[str, str]:
+    """--at NAME=STEPS options as {name: steps}."""
+    found = {}
+    for value in values:
+        name, sep, steps = value.partition("=")
+        if not sep or not name.strip() or not steps.strip():
+            raise click.BadParameter(f"{value!r} is not NAME=STEPS (e.g. ablation=0,2000,8000)", param_hint="--at")
+        found[name.strip()] = steps.strip()
+    return found
+
+
 @main.command(epilog=_analyses_epilog())
 @click.argument("paths", nargs=-1, metavar="[CHECKPOINT]...")
 @click.option("--checkpoints", "-c", multiple=True,
@@ -260,6 +271,10 @@ def _analyses_epilog() -> str:
               help="Same as --with capture; with FILE, the same as --sentences FILE too.")
 @click.option("--lens", is_flag=True, help="Same as --with lens.")
 @click.option("--ablate", is_flag=True, help="Same as --with ablation.")
+@click.option("--at", "at", metavar="NAME=STEPS", multiple=True, callback=lambda ctx, param, value: _steps_at(value),
+              help="Run analysis NAME only at these steps (comma-separated numbers, first, last), e.g. "
+                   "--at ablation=0,2000,8000 --at tracing=last; repeat for several. The others, and the "
+                   "random-init control, run at every checkpoint.")
 @click.option("--shard", metavar="I/N", default=None,
               help="Compute only shard I of N (0 to N-1) into the shared OUT and exit; the last shard to finish "
                    "(or --merge) writes the tables. For jobs without torchrun, e.g. a Slurm array.")
@@ -272,7 +287,7 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
           out: str, with_: tuple[str, ...], tokenizer: str | None, allow_pickle: bool, batch_size: int,
           control: bool, device: str | None, capture_file: str | None, lens: bool, ablate: bool,
           options: dict[str, dict], shard: str | None = None, merge: bool = False, step_from: str | None = None,
-          evict: bool = False) -> None:
+          evict: bool = False, at: dict[str, str] | None = None) -> None:
     """Score every benchmark prompt on every checkpoint; write tidy tables to OUT.
 
     Exits with status 1 when a checkpoint was skipped (after writing the results of the others).
@@ -290,7 +305,8 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
         options.setdefault("capture", {})["sentences"] = capture_file
     result = run_probe(specs, benchmarks, analyses=analyses, out=out, tokenizer=tokenizer,
                        allow_pickle=allow_pickle, batch_size=batch_size, control=control, device=device,
-                       sample=sample, step_from=step_from, evict=evict, shard=shard, merge=merge, options=options)
+                       sample=sample, step_from=step_from, evict=evict, shard=shard, merge=merge, options=options,
+                       at=at)
     if result is None:  # a rank or shard that leaves the tables to another process
         return
     if len(result.predictions):  # none when only minimal pairs were scored
@@ -373,13 +389,21 @@ def diff(results, a, b, csv_file, rows):
 @click.option("--max-steps", type=int, default=None,
               help="Training steps.  [default: 8000 on CPU, 40000 on a GPU]")
 @click.option("--corpus", default="wiki-leads+facts:0.7", help="As for `probekit train`.")
+@click.option("--verbose", is_flag=True, help="Also print P@1 of every checkpoint × relation (a wide table).")
 @one_line_errors
-def demo(out, max_steps, corpus):
+def demo(out, max_steps, corpus, verbose):
     """The whole job offline: train on the embedded corpus, probe every checkpoint, build the site."""
-    from probekit.demo import demo as run_demo
+    from probekit.demo import demo as run_demo, summary
 
     result = run_demo(out, max_steps=max_steps, corpus=corpus)
-    click.echo(f"\nopen {result.site.resolve()}")
+    if result.probing is None:  # a torchrun rank other than the first
+        return
+    if verbose:
+        click.echo("\nP@1 [95% bootstrap interval] by checkpoint and relation:")
+        click.echo(result.probing.summary(intervals=True).to_string())
+    click.echo("")
+    click.echo("\n".join(summary(result.probing)))
+    click.echo(f"\nThe report: {result.site.resolve()}")
 
 
 if __name__ == "__main__":

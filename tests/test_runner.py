@@ -357,3 +357,35 @@ def test_options_by_dict_and_by_the_earlier_keywords_agree(tiny_series, tiny_ben
     pd.testing.assert_frame_equal(by_dict.predictions.drop(columns="fingerprint"),
                                   by_keyword.predictions.drop(columns="fingerprint"))
     assert by_dict.manifest["options"]["predictions"] == {"top_k": 3, "bf16": False}
+
+
+def test_analyses_run_only_at_the_steps_asked_and_shards_agree(tiny_series, tiny_benchmark, tmp_path):
+    series, bench = str(tiny_series), [str(tiny_benchmark)]
+    result = probe(series, bench, ["lens", "ablation"], out=tmp_path / "one", at={"ablation": "0,last", "lens": [4]})
+    assert sorted(result.tables["ablation"]["step"].unique()) == [0, 8]
+    assert sorted(result.tables["lens"]["step"].unique()) == [4]
+    assert sorted(result.predictions["step"].unique()) == [0, 1, 2, 4, 8]  # the others at every checkpoint
+    assert result.manifest["at"] == {"ablation": [0, 8], "lens": [4]}
+    full = probe(series, bench, ["ablation"])
+    asked = full.tables["ablation"][full.tables["ablation"]["step"].isin([0, 8])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(result.tables["ablation"].reset_index(drop=True), asked)
+    assert probe(series, bench, ["ablation"], out=tmp_path / "sharded", shard="0/2", at={"ablation": "0,last"}) is None
+    sharded = probe(series, bench, ["ablation"], out=tmp_path / "sharded", shard="1/2", at={"ablation": "0,last"})
+    pd.testing.assert_frame_equal(sharded.tables["ablation"], result.tables["ablation"])
+
+
+def test_at_names_a_bad_analysis_or_step_in_one_line(tiny_series, tiny_benchmark, tmp_path, caplog):
+    series, bench = str(tiny_series), [str(tiny_benchmark)]
+    with pytest.raises(ProbekitError, match="at: 'lens' is not an analysis of this run"):
+        probe(series, bench, ["ablation"], at={"lens": "last"})
+    with pytest.raises(ProbekitError, match="'soon' is not a step"):
+        probe(series, bench, ["ablation"], at={"ablation": "soon"})
+    probe(series, bench, ["ablation"], at={"ablation": "3000"})
+    assert "asks for step(s) 3000, which no checkpoint of the series has" in caplog.text
+    out = CliRunner().invoke(main, ["probe", series, "-b", bench[0], "--with", "ablation", "--at", "ablation",
+                                    "-o", str(tmp_path / "cli")])
+    assert out.exit_code == 2 and "'ablation' is not NAME=STEPS" in out.output
+    out = CliRunner().invoke(main, ["probe", series, "-b", bench[0], "--with", "ablation", "--at", "ablation=8",
+                                    "-o", str(tmp_path / "cli")])
+    assert out.exit_code == 0, out.output
+    assert pd.read_parquet(tmp_path / "cli" / "ablation.parquet")["step"].unique().tolist() == [8]

@@ -82,6 +82,8 @@ class Context:
     """analysis name → {checkpoint label → file under `out`} that it wrote (listed in the manifest)."""
     state: dict = field(default_factory=dict)
     """Per-analysis working state between `run` and `finish`, keyed by analysis name."""
+    at: dict[str, frozenset[int]] = field(default_factory=dict)
+    """analysis name → the only steps it runs at (`probe(at=...)`); an analysis not named runs at every step."""
     _encodings: dict = field(default_factory=dict)
 
     def of(self, kind: str) -> list:
@@ -90,6 +92,11 @@ class Context:
 
     def opts(self, analysis: str) -> Options:
         return self.options[analysis]
+
+    def runs_at(self, analysis: str, step: int | None) -> bool:
+        """Whether `analysis` runs on a checkpoint of this step (the random-init control is always run)."""
+        steps = self.at.get(analysis)
+        return steps is None or step in steps
 
     def encoded(self, checkpoint: Checkpoint, bench) -> dict:
         """A prompts input tokenized for this checkpoint, once per tokenizer and length (shared by every

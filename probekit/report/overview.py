@@ -28,6 +28,7 @@ def overview(page: Page, tables: dict) -> None:
     intro = (f"{len(checkpoints)} checkpoints probed" + (f" with {predictions:,} predictions" if predictions else "")
              + f" ({inputs}). " + ("P@1 = share of prompts whose answer is the top prediction; " if predictions
                                    else "") + "[brackets]: 95% bootstrap interval.")
+    intro += only_at(manifest.get("at", {}))
     left = ['<div markdown class="headline">', "", *(page.findings or ["No prompt could be scored."]), "", intro, "",
             "</div>"]
     if "training" in tables and len(tables["training"]):
@@ -59,6 +60,16 @@ def overview(page: Page, tables: dict) -> None:
                                "value": [*versions.values(), manifest.get("created"), manifest.get("command")]})
     page.add(OVERVIEW, *collapsible("note", "Provenance", page.table(provenance, ("provenance",))))
     page.configure(OVERVIEW, title="Overview", hide_toc=True)
+
+
+def only_at(at: dict[str, list[int]]) -> str:
+    """The sentence saying which analyses ran at some steps only (`probe(at=...)`), or nothing."""
+    if not at:
+        return ""
+    parts = [f"{esc(name)} at step{'s' if len(steps) != 1 else ''} {', '.join(f'{s:,}' for s in steps)}"
+             for name, steps in at.items()]
+    return (" Run at some steps only (the others at every checkpoint; the random-init control always): "
+            + "; ".join(parts) + ".")
 
 
 def injection_details(facts: dict) -> list[str]:

@@ -22,7 +22,7 @@ from probekit.benchmarks.kinds import load_input, load_inputs
 from probekit.models.checkpoints import Checkpoint, RandomInit
 from probekit.core.errors import ProbekitError
 from probekit.training.facts import FactRecord, fact_groups
-from probekit.training.folders import TRAINER_STATE, seed_of
+from probekit.training.folders import BARE_COUNT, TRAINER_STATE, count_value, seed_of
 from probekit.core.log import logger, progress
 from probekit.running.results import ProbeResult
 from probekit.models.series import resolve_checkpoints
@@ -79,6 +79,7 @@ def probe(
     step_from: str | None = None,
     evict: bool = False,
     options: dict[str, dict] | None = None,
+    at: dict[str, str | list[int]] | None = None,
     **legacy,
 ) -> ProbeResult | None:
     """Run `analyses` on every checkpoint of a series over the benchmarks' inputs; returns the tidy tables.
@@ -92,6 +93,9 @@ def probe(
         for minimal pairs, choice for prompts with foils). `probekit probe --help` lists them and their options.
     options: {name: {option: value}} for analyses that run without being named, e.g. {"pairs": {"metric":
         "original"}, "predictions": {"top_k": 5}}.
+    at: {name: steps} for analyses that need only some steps of the series, e.g. {"ablation": "0,2000,8000",
+        "tracing": "last"}: steps as a list or comma-separated ("first", "last", 20k); the others, and the
+        random-init control, run at every checkpoint.
     out: a results folder; with it, results are cached and the run's tables written there as one set.
     control: add a random-initialisation row when the series has no step 0.
     sample: keep at most N items per group of the inputs that can be sampled (pairs per paradigm; seeded).
@@ -110,7 +114,7 @@ def probe(
     benchmarks, requested, given = _legacy(list(benchmarks), requested, _merged(given, options or {}), legacy)
     job = prepare(checkpoints, benchmarks, requested, given, out, tokenizer=tokenizer, allow_pickle=allow_pickle,
                   batch_size=batch_size, control=control, device=device, sample=sample, step_from=step_from,
-                  evict=evict, sharded=shard is not None or merge)
+                  evict=evict, sharded=shard is not None or merge, at=at)
     from probekit.running import shards
 
     if shard is not None or merge or shards.under_torchrun():
@@ -150,7 +154,7 @@ def _legacy(benchmarks: list, requested: list[str], options: dict[str, dict],
 
 def prepare(checkpoints, benchmarks, requested: list[str], options: dict[str, dict], out, *, tokenizer=None, allow_pickle=False,
             batch_size=128, control=True, device=None, sample=None, step_from=None, evict=False,
-            sharded: bool = False) -> Job:
+            sharded: bool = False, at: dict | None = None) -> Job:
     """Everything `probe` needs before the first checkpoint is read: no weights are loaded here.
 
     sharded: one shard (or the merge) of a split run, which needs only some checkpoints, or none: hub
@@ -172,12 +176,39 @@ def prepare(checkpoints, benchmarks, requested: list[str], options: dict[str, di
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     refs = resolve_checkpoints(checkpoints, allow_pickle, tok, step_from=step_from, evict=evict,
                                check_cached=not sharded)
+    ctx.at = steps_at(at or {}, refs, chosen)
     facts = _fact_record(refs)
     for bench in ctx.of("prompts"):
         bench.groups = fact_groups(bench.prompts, facts)
     if auto:
         ctx.state[AUTO_BATCH] = True
     return Job(refs, chosen, ctx, facts, control, tok, allow_pickle)
+
+
+def steps_at(at: dict, refs: list[Checkpoint], chosen: list[Analysis]) -> dict[str, frozenset[int]]:
+    """`probe(at=...)` resolved against the series: {analysis: its steps}; one-line errors for an analysis not
+    in the run or a step that is not a number, a warning for steps no checkpoint has."""
+    names = [a.name for a in chosen]
+    steps = sorted({r.step for r in refs if r.step is not None})
+    resolved = {}
+    for name, spec in at.items():
+        if name not in names:
+            raise ProbekitError(f"at: {name!r} is not an analysis of this run (it runs {', '.join(names)})")
+        words = [w.strip() for w in spec.split(",")] if isinstance(spec, str) else list(spec)
+        wanted = set()
+        for word in words:
+            if word in ("first", "last"):
+                wanted.update(steps[:1] if word == "first" else steps[-1:])
+            elif isinstance(word, int) or (isinstance(word, str) and BARE_COUNT.match(word)):
+                wanted.add(word if isinstance(word, int) else count_value(*BARE_COUNT.match(word).groups()))
+            else:
+                raise ProbekitError(f"at: {name}={spec!r}: {word!r} is not a step (steps are numbers such as "
+                                    "2000 or 2k, or first, last)")
+        if absent := sorted(wanted - set(steps)):
+            logger.warning(f"at: {name} asks for step(s) {', '.join(map(str, absent))}, which no checkpoint of "
+                           "the series has")
+        resolved[name] = frozenset(wanted)
+    return resolved
 
 
 def run_job(job: Job, manifest: dict | None = None) -> ProbeResult:
@@ -241,7 +272,9 @@ def _analyse(ref: Checkpoint, chosen: list[Analysis], ctx: Context, reuse) -> di
     """Every chosen analysis on one checkpoint (from the cache where possible), with its columns added."""
     results: dict[str, list[pd.DataFrame]] = {}
     for analysis in chosen:
-        if reuse is not None and analysis.cached:
+        if not ctx.runs_at(analysis.name, ref.step):
+            continue
+        if reuse is not None and analysis.cached and analysis.name in reuse[1]:
             results[analysis.name] = [_label(f, ref) for f in reuse[1][analysis.name]]
             continue
         items = ctx.of(analysis.inputs) if analysis.inputs else [None]
@@ -313,6 +346,7 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
         inputs={kind: {i.name: i.describe() for i in items} for kind, items in ctx.inputs.items()},
         analyses=[a.name for a in chosen],
         options={a.name: ctx.opts(a.name).key() for a in chosen},
+        at={name: sorted(steps) for name, steps in ctx.at.items()},
         settings={"batch_size": ctx.batch_size, "batch_size_auto": bool(ctx.state.get(AUTO_BATCH))},
         statistics=stats_settings(),
         device=str(ctx.device), checkpoints=len(refs), skipped=sum(r["status"] == "skipped" for r in records),

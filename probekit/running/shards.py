@@ -134,7 +134,8 @@ def plan_units(job: Job) -> list[Unit]:
     specs: list[tuple[int | None, Analysis, int | None]] = []
     if job.control and job.refs and not any(ref.step == 0 for ref in job.refs):
         specs += [(None, a, b) for a in job.chosen if a.on_control for b in _bench_positions(job, a)]
-    specs += [(i, a, b) for i in range(len(job.refs)) for a in job.chosen for b in _bench_positions(job, a)]
+    specs += [(i, a, b) for i in range(len(job.refs)) for a in job.chosen if job.ctx.runs_at(a.name, job.refs[i].step)
+              for b in _bench_positions(job, a)]
     return [Unit(n, i, a.name, b, _unit_name(job, i, a, b), _cost(job, i, a, b)) for n, (i, a, b) in enumerate(specs)]
 
 
