@@ -29,6 +29,9 @@ GPU_SEEDS = (0, 1, 2)
 BLIMP_SAMPLE = 4  # pairs per paradigm (268 in all): enough to tell chance from a rise, cheap on 2 CPU cores
 
 
+GROUPS = {"injected": "injected", "held_back": "held back"}
+
+
 @dataclass
 class DemoResult:
     training: list[TrainResult]
@@ -70,7 +73,46 @@ def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: s
                     sample=blimp_sample)
     if probing is None:  # a torchrun rank other than the first: its share is done, rank 0 writes the rest
         return DemoResult(training, None, out / "site" / "index.html")
-    logger.info(probing.summary().to_string(float_format=lambda v: f"{v:.2f}"))
     logger.info("[3/3] building the report")
     site = build_report(out / "probe", out / "site")
     return DemoResult(training, probing, site)
+
+
+def summary(probing: ProbeResult) -> list[str]:
+    """What the demo found, in lines a person reads in ten seconds: per relation the last step's P@1 of the
+    injected and the held-back facts with their 95% intervals, and the minimal pairs' accuracy against chance."""
+    from probekit.analyses.stats import group_differences
+    from probekit.report.findings import main_rows
+
+    scores = main_rows(probing.scores)
+    if scores.empty:
+        return ["no prompt could be scored"]
+    last = scores[scores["step"] == scores["step"].max()]
+    step = int(last["step"].iloc[0])
+    width = max(map(len, last["relation"]))
+    lines = [f"P@1 at step {step:,} [95% bootstrap interval over prompts]:"]
+    found = group_differences(probing.predictions).set_index("relation") if probing.manifest.get("facts") else None
+    for relation, rows in last.groupby("relation", sort=False):
+        rows = rows.set_index("group")
+        cells = [f"{GROUPS.get(g, g)} {_interval(rows.loc[g], 'p_at_1')}" for g in (*GROUPS, "all")
+                 if g in rows.index]
+        line = f"  {relation:<{width}}  " + "  vs  ".join(cells)
+        if found is not None and relation in found.index:
+            d = found.loc[relation]
+            line += ("  (injected above held back)" if d["low"] > 0 else "  (no difference shown)"
+                     if d["high"] >= 0 else "  (held back above injected)")
+        lines.append(line)
+    accuracy = probing.tables.get("pair_accuracy")
+    if accuracy is not None and len(accuracy):
+        overall = main_rows(accuracy[accuracy["level"] == "all"])
+        for bench, rows in overall.groupby("benchmark", sort=False):
+            end = rows.loc[rows["step"].idxmax()]
+            verdict = ("above chance" if end["accuracy_low"] > 0.5 else "below chance" if end["accuracy_high"] < 0.5
+                       else "not distinguishable from chance (0.5)")
+            lines.append(f"Minimal pairs ({bench}, {int(end['n']):,} pairs): accuracy {_interval(end, 'accuracy')} "
+                         f"at step {int(end['step']):,}, {verdict}.")
+    return lines
+
+
+def _interval(row, metric: str) -> str:
+    return f"{row[metric]:.2f} [{row[f'{metric}_low']:.2f}, {row[f'{metric}_high']:.2f}]"
