@@ -1,76 +1,119 @@
-"""Seconds per checkpoint for every probe of `--with probes` on every layer, the forward excluded.
+"""Seconds per checkpoint for every probe of `--with probes` on every layer, the forward excluded, for two
+settings of the fits measured in the same run: the previous defaults (`--baseline`, 100 L-BFGS iterations run
+to the end) and the current ones (`--options`, default: `ProbeOptions()`), with the ratio and the largest change
+of any probe's main metric between them (task and control).
 
 Features are random (the fits' cost depends on the sentences' lengths, the width and the layers, not on what
-the features hold), the sentences and trees are UD English EWT's (dev + test: dev to fit, test to report, as
-`ewt:dev+test` does). Two sizes: the demo model's (d 64, 2 layers + embeddings) and BERT-base's (d 768, 12 +
-1). Baseline measured in the same run: the UPOS probe fitted in closed form (ridge regression on one-hot
-tags, one solve) against the L-BFGS softmax probe, on the same features — its ratio and both accuracies.
+the features hold) at two sizes — the demo model's (d 64, 2 layers + embeddings) and BERT-base's (d 768, 12 +
+1) — or, with `--checkpoint PATH`, that checkpoint's own word representations (every layer; their forward is
+not timed). The sentences and trees are UD English EWT's (dev + test: dev to fit, test to report, as
+`ewt:dev+test` does). With random features one layer is timed and multiplied by the layers.
 
-    python scripts/bench_probes.py --threads 2 [--sample N] [--steps 100]
+    python scripts/bench_probes.py --threads 2 [--sample N] [--sizes demo,bert-base]
+        [--checkpoint local/demo/my_bert/checkpoint-8000] [--baseline steps=100,tolerance=1e-10]
+        [--options tolerance=1e-4]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
 
-from probekit.analyses.probes import PROBES, Parsed, ProbeOptions, prepare, probe_layer, standardise
+from probekit.analyses.probes import MAIN, PROBES, Parsed, ProbeOptions, prepare, probe_layer
 from probekit.benchmarks.treebank import load_treebank
 
 SIZES = {"demo": (64, 3), "bert-base": (768, 13)}
 
 
-def closed_form_upos(x_fit: torch.Tensor, y_fit: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor,
-                     n_classes: int, l2: float = 1.0) -> float:
-    """Accuracy of a ridge regression on one-hot tags (argmax of the fitted scores): one linear solve."""
-    x_fit, x_eval = standardise(x_fit, x_eval)
-    ones = torch.ones(len(x_fit), 1)
-    a = torch.cat([x_fit, ones], 1)
-    w = torch.linalg.solve(a.T @ a + l2 * torch.eye(a.shape[1]), a.T @ torch.nn.functional.one_hot(y_fit, n_classes).float())
-    pred = (torch.cat([x_eval, torch.ones(len(x_eval), 1)], 1) @ w).argmax(1)
-    return float((pred == y_eval).float().mean())
+def settings(text: str) -> ProbeOptions:
+    """ProbeOptions from `name=value,…` (the other fields at their defaults)."""
+    fields = {f.name: f.type for f in dataclasses.fields(ProbeOptions)}
+    values = {}
+    for part in filter(None, text.split(",")):
+        name, value = part.split("=")
+        values[name] = (float if "float" in str(fields[name]) else int if "int" in str(fields[name]) else str)(value)
+    return ProbeOptions(**values)
+
+
+def run(layers: list[tuple[torch.Tensor, torch.Tensor]], prep, opts: ProbeOptions) -> tuple[dict, dict]:
+    """(seconds per probe summed over `layers`, main metric per (layer, probe, task))."""
+    seconds, values = dict.fromkeys(PROBES, 0.0), {}
+    for k, (x_fit, x_eval) in enumerate(layers):
+        for probe in PROBES:
+            start = time.perf_counter()
+            found = probe_layer(x_fit, x_eval, prep, opts, probes=(probe,))
+            seconds[probe] += time.perf_counter() - start
+            for (name, task), result in found.items():
+                values[k, name, task] = float(result["hits"].sum() / max(result["items"].sum(), 1))
+    return seconds, values
+
+
+def features(checkpoint: str, fit: list[Parsed], eval_: list[Parsed]
+             ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[Parsed], list[Parsed]]:
+    """Every layer's word representations of a checkpoint (fit words, eval words), and the fit and eval
+    sentences that fit the model's positions."""
+    from probekit.analyses.probes import word_representations
+    from probekit.models.families import max_tokens
+    from probekit.models.series import load_checkpoint
+
+    model, tok = load_checkpoint(checkpoint)
+    x, kept = word_representations(model.eval(), tok, [s.words for s in fit + eval_],
+                                   max_length=max_tokens(model.config))
+    kept_set, offset = set(kept), len(fit)
+    fit = [s for i, s in enumerate(fit) if i in kept_set]
+    eval_ = [s for i, s in enumerate(eval_, offset) if i in kept_set]
+    n_fit = sum(len(s.words) for s in fit)
+    return [(x[layer, :n_fit], x[layer, n_fit:]) for layer in range(x.shape[0])], fit, eval_
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sample", type=int, default=None, help="sentences of each of dev and test (all: none)")
-    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--sizes", default="demo,bert-base")
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint's own features instead of random ones")
+    parser.add_argument("--baseline", default="steps=100,tolerance=1e-10", help="the previous settings")
+    parser.add_argument("--options", default="", help="the current settings (default: ProbeOptions()); several "
+                                                      "separated by ';' are each compared with the previous")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bank = load_treebank("ewt:dev+test", sample=args.sample)
     fit = [Parsed.of(s) for s in bank.sentences if s.split == "dev"]
     eval_ = [Parsed.of(s) for s in bank.sentences if s.split == "test"]
+    cases = []
+    if args.checkpoint:
+        layers, fit, eval_ = features(args.checkpoint, fit, eval_)
+        cases.append((f"{args.checkpoint} ({layers[0][0].shape[1]} wide, {len(layers)} layers)", layers, 1))
     n_fit, n_eval = sum(len(s.words) for s in fit), sum(len(s.words) for s in eval_)
+    before, currents = settings(args.baseline), [(text or "ProbeOptions()", settings(text))
+                                                 for text in args.options.split(";")]
     print(f"EWT: {len(fit)} fit sentences ({n_fit} words), {len(eval_)} eval sentences ({n_eval} words); "
-          f"{args.threads} threads, {args.steps} L-BFGS steps")
+          f"{args.threads} threads; previous: {args.baseline}")
     t = time.perf_counter()
     prep = prepare(fit, eval_, 0)
     print(f"labels, trees and controls: {time.perf_counter() - t:.1f} s (once per treebank)")
-    opts = ProbeOptions(steps=args.steps)
-    for size in args.sizes.split(","):
+    for size in ([] if args.checkpoint else args.sizes.split(",")):
         d, layers = SIZES[size]
         generator = torch.Generator().manual_seed(0)
-        x_fit, x_eval = torch.randn(n_fit, d, generator=generator), torch.randn(n_eval, d, generator=generator)
-        per_probe = {}
-        for probe in PROBES:
-            t = time.perf_counter()
-            probe_layer(x_fit, x_eval, prep, opts, probes=(probe,))
-            per_probe[probe] = time.perf_counter() - t
-        one_layer = sum(per_probe.values())
-        y_fit = torch.tensor([i for s in prep.targets["task"]["upos"][:len(fit)] for i in s])
-        y_eval = torch.tensor([i for s in prep.targets["task"]["upos"][len(fit):] for i in s])
-        t = time.perf_counter()
-        closed = closed_form_upos(x_fit, y_fit, x_eval, y_eval, len(prep.tags))
-        closed_s = time.perf_counter() - t
-        print(f"{size} (d {d}, {layers} layers): {one_layer:.1f} s per layer (task + control), "
-              f"≈{one_layer * layers:.0f} s per checkpoint; "
-              + ", ".join(f"{p} {s:.1f} s" for p, s in per_probe.items())
-              + f"; UPOS closed form {closed_s:.2f} s (L-BFGS/closed form {per_probe['upos'] / 2 / closed_s:.1f}×, "
-                f"accuracy on random features {closed:.2f})")
+        cases.append((f"{size} (d {d}, {layers} layers, random features)",
+                      [(torch.randn(n_fit, d, generator=generator), torch.randn(n_eval, d, generator=generator))],
+                      layers))
+    run(cases[0][1][:1], prep, dataclasses.replace(before, steps=1))  # first calls' imports, outside the timings
+    for name, layers, times in cases:
+        old_s, old_v = run(layers, prep, before)
+        old_total = sum(old_s.values()) * times
+        for label, now in currents:
+            new_s, new_v = run(layers, prep, now)
+            new_total = sum(new_s.values()) * times
+            change = {p: max(abs(new_v[k] - old_v[k]) for k in old_v if k[1] == p) for p in PROBES}
+            print(f"{name}: previous {old_total:.1f} s per checkpoint, current ({label}) {new_total:.1f} s "
+                  f"(×{old_total / new_total:.2f} faster); per probe (previous → current, largest change of "
+                  f"{'/'.join(sorted(set(MAIN.values())))} over layers, task and control): "
+                  + "; ".join(f"{p} {old_s[p] * times:.1f} → {new_s[p] * times:.1f} s, Δ {change[p]:.3f}"
+                              for p in PROBES), flush=True)
 
 
 if __name__ == "__main__":

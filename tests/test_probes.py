@@ -281,15 +281,33 @@ def test_selectivity_on_a_random_init_model_is_near_zero(tmp_path):
 # ---------------------------------------------------------------- through probe()
 
 
+def two_seeds(series, root):
+    """The series copied as two seeds (`seed-0/`, `seed-1/`, the same weights): the pooled rows must equal each."""
+    import shutil
+
+    for seed in ("seed-0", "seed-1"):
+        shutil.copytree(series, root / seed)
+    return str(root / "seed-*" / "checkpoint-*")
+
+
 def test_probe_writes_both_tables_with_intervals_and_the_control(tiny_series, tmp_path):
     from probekit import probe
 
-    result = probe(str(tiny_series), ["ewt"], analyses={"probes": {"steps": 20, "rank": 8}}, out=tmp_path / "out",
-                   sample=30)
-    rows, scores = result.tables["probes"], result.tables["probe_scores"]
+    result = probe(two_seeds(tiny_series, tmp_path / "runs"), ["ewt"],
+                   analyses={"probes": {"steps": 20, "rank": 8}}, out=tmp_path / "out", sample=30)
+    rows, all_scores = result.tables["probes"], result.tables["probe_scores"]
+    scores = all_scores[all_scores["run"] == "seed-0"]
+    pooled = all_scores[all_scores["run"] == "all-seeds"]
+    assert len(pooled) == len(scores) and (pooled["n_seeds"] == 2).all() and (scores["n_seeds"] == 1).all()
+    same = ["layer", "probe", "step"]
+    merged = pooled.merge(scores, on=same, suffixes=("", "_one"))
+    for column in ("score", "score_low", "score_high", "control", "selectivity_low", "selectivity_high"):
+        assert np.allclose(merged[column], merged[f"{column}_one"]), column  # identical seeds add nothing
+    rows = rows[rows["run"] == "seed-0"]
     assert set(rows["treebank"]) == {"ewt-test@30"} and set(rows["probe"]) == {"upos", "deprel", "distance",
                                                                                  "depth"}
     assert set(scores["layer"]) == {0, 1, 2} and scores["checkpoint"].nunique() == rows["checkpoint"].nunique()
+    assert rows.loc[rows["task"].isin(["task", "control"]) & (rows["metric"] != "spearman"), "hits"].str.len().gt(0).all()
     assert (scores["score_low"] <= scores["score"]).all() and (scores["score"] <= scores["score_high"]).all()
     assert np.allclose(scores["selectivity"], scores["score"] - scores["control"])
     assert scores["spearman"].notna().sum() == len(scores[scores["probe"].isin(["distance", "depth"])])
@@ -300,4 +318,70 @@ def test_probe_writes_both_tables_with_intervals_and_the_control(tiny_series, tm
     page = Page(tmp_path / "docs")
     section(page, result.tables, tmp_path / "out")
     text = "\n".join(page.parts[PAGE])
-    assert "# Syntax probes" in text and text.count("selectivity") >= 4 and len(list((tmp_path / "docs" / "figures").glob("*.png"))) == 2
+    assert "# Syntax probes" in text and text.count("selectivity") >= 4
+    assert len(list((tmp_path / "docs" / "figures").glob("probes-*.png"))) == 3
+    assert "## When each probe becomes selective" in text
+
+
+# ---------------------------------------------------------------- seeds and emergence
+
+
+def series(parsed: list[Parsed], noise_of: dict) -> pd.DataFrame:
+    """`probes` rows of a constructed series: noise_of[(run, step)] = the tag features' noise."""
+    from probekit.core.schema import CONTROL
+
+    frames = []
+    for (run, step), noise in noise_of.items():
+        frame = probed(tag_features(parsed, noise=noise), parsed, probes=("upos",), steps=20)
+        frames.append(frame.assign(checkpoint=CONTROL if run == CONTROL else f"{run}/checkpoint-{step}", run=run,
+                                   step=step, seed=run.removeprefix("seed-"), treebank="t"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_scores_pool_seeds_with_a_multi_bootstrap_over_seeds_and_sentences():
+    from probekit.analyses.probes import probe_scores
+
+    parsed = sentences(60)
+    frame = series(parsed, {("seed-0", 0): 10.0, ("seed-0", 100): 0.5, ("seed-1", 0): 10.0, ("seed-1", 100): 4.0})
+    scores = probe_scores(frame).set_index("checkpoint")
+    one, other, pooled = (scores.loc[c] for c in ("seed-0/checkpoint-100", "seed-1/checkpoint-100",
+                                                   "all-seeds/step-100"))
+    assert pooled["run"] == "all-seeds" and pooled["n_seeds"] == 2 and one["n_seeds"] == 1
+    assert pooled["score"] == pytest.approx((one["score"] + other["score"]) / 2)  # the same words in each seed
+    assert pooled["selectivity"] == pytest.approx(pooled["score"] - pooled["control"])
+    # a plain Multi-Bootstrap over seeds and sentences of Σhits / Σitems, from the rows' per-sentence counts
+    main = frame[(frame["step"] == 100) & (frame["task"] == "task")].sort_values("run")
+    hits = np.array([[float(v) for v in h.split()] for h in main["hits"]])
+    items = np.array([[float(v) for v in i.split()] for i in main["items"]])
+    assert (hits.sum(1) / items.sum(1)).tolist() == pytest.approx([one["score"], other["score"]])
+    rng = np.random.default_rng(7)
+    ratios = []
+    for _ in range(2000):
+        s, w = rng.integers(0, 2, 2), rng.integers(0, hits.shape[1], hits.shape[1])
+        ratios.append(hits[s][:, w].sum() / items[s][:, w].sum())
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    assert abs(pooled["score_low"] - low) < 0.02 and abs(pooled["score_high"] - high) < 0.02, (low, high)
+    assert pooled["score_high"] - pooled["score_low"] > one["score_high"] - one["score_low"]
+    # identical seeds add nothing: the pooled interval is the single seed's
+    start = scores.loc["all-seeds/step-0"]
+    assert (start["score_low"], start["score_high"]) == (scores.loc["seed-0/checkpoint-0", "score_low"],
+                                                          scores.loc["seed-0/checkpoint-0", "score_high"])
+
+
+def test_emergence_is_the_first_step_selectivity_clears_zero_and_the_control():
+    from probekit.analyses.probes import probe_emergence, probe_scores
+    from probekit.core.schema import CONTROL
+
+    parsed = sentences(60)
+    scores = probe_scores(series(parsed, {(CONTROL, None): 10.0, ("seed-0", 0): 10.0, ("seed-0", 10): 8.0,
+                                          ("seed-0", 20): 0.5, ("seed-0", 30): 10.0, ("seed-0", 40): 0.5}))
+    found = probe_emergence(scores).iloc[0]
+    line = scores[scores["checkpoint"] != CONTROL].sort_values("step")
+    control_high = float(scores.loc[scores["checkpoint"] == CONTROL, "selectivity_high"].iloc[0])
+    # plain loops over the table's own bounds
+    above_zero = line.loc[line["selectivity_low"] > 0, "step"].tolist()
+    above_init = line.loc[(line["step"] > 0) & (line["selectivity_low"] > control_high), "step"].tolist()
+    assert found["selective_at"] == above_zero[0] and found["selectivity_above_init_at"] == above_init[0] == 20
+    flags = (line["selectivity_low"] > 0).tolist()
+    stays = next(s for k, s in enumerate(line["step"]) if all(flags[k:]))
+    assert found["selective_from"] == stays and found["selective_at_last"] and found["steps"] == 5

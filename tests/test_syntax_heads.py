@@ -14,6 +14,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from probekit.analyses.syntax_heads import (Found, align, best_offset, head_rows, max_spanning_tree, measure,
                                             pooling, score_sentence, uuas, word_attention)
 from probekit.benchmarks.treebank import Sentence, load_treebank
+from probekit.core.schema import CONTROL
 from test_families import write_checkpoint
 
 
@@ -208,8 +209,23 @@ def test_equal_to_a_plain_loop_over_the_stock_model(tmp_path, bank, family):
 def test_probe_writes_the_three_tables_with_intervals_and_the_control(tiny_series, tmp_path):
     from probekit import probe
 
-    result = probe(str(tiny_series), ["ewt"], analyses=["syntax-heads"], out=tmp_path / "out", sample=20)
+    import shutil
+
+    for seed in ("seed-0", "seed-1"):  # two seeds of the same weights: the pooled rows must equal each
+        shutil.copytree(tiny_series, tmp_path / "runs" / seed)
+    result = probe(str(tmp_path / "runs" / "seed-*" / "checkpoint-*"), ["ewt"], analyses=["syntax-heads"],
+                   out=tmp_path / "out", sample=20)
     rows, best, tree = (result.tables[t] for t in ("syntax_heads", "syntax_best_heads", "syntax_uuas"))
+    pooled = best[best["run"] == "all-seeds"].merge(best[best["run"] == "seed-0"], on=["step", "relation", "direction"],
+                                                    suffixes=("", "_one"))
+    assert len(pooled) and (pooled["n_seeds"] == 2).all()
+    assert np.allclose(pooled["accuracy"], pooled["accuracy_one"]) and np.allclose(pooled["baseline"],
+                                                                                  pooled["baseline_one"])
+    for column in ("accuracy_low", "accuracy_high", "baseline_high"):  # other draws (seeded by the row's key)
+        assert (pooled[column] - pooled[f"{column}_one"]).abs().max() < 0.15, column
+    assert (pooled[["layer", "head"]].to_numpy() == pooled[["layer_one", "head_one"]].to_numpy()).all()
+    assert (tree.loc[tree["run"] == "all-seeds", "n_seeds"] == 2).all()
+    rows, best, tree = (t[t["run"].isin(["seed-0", ""])] for t in (rows, best, tree))
     assert 0 in set(rows["step"]) and set(rows["treebank"]) == {"ewt-test@20"}  # checkpoint-0 is the control here
     assert (best["accuracy_low"] <= best["accuracy"]).all() and (best["accuracy"] <= best["accuracy_high"]).all()
     assert (best["baseline_low"] <= best["baseline"]).all() and best["beats_baseline"].dtype == bool
@@ -223,4 +239,92 @@ def test_probe_writes_the_three_tables_with_intervals_and_the_control(tiny_serie
     section(page, result.tables, tmp_path / "out")
     text = "\n".join(page.parts["syntax.md"])
     assert text.startswith("# Syntax") and "fixed-offset baseline" in text and len(page.findings) == 1
-    assert len(list((tmp_path / "docs" / "figures").glob("*.png"))) == 2
+    steps = rows.loc[rows["checkpoint"] != "random-init", "step"].nunique()
+    # the best heads' curves and, behind the step slider, one relation × layer map per step
+    assert len(list((tmp_path / "docs" / "figures").glob("syntax-*.png"))) == 1 + steps
+    assert text.count('class="probekit-step"') == steps and 'type="range"' in text
+    assert "## When each relation's best head beats its baseline" in text
+
+
+# ---------------------------------------------------------------- seeds and emergence
+
+
+def series_rows(bank, heads_of: dict) -> "pd.DataFrame":
+    """`syntax_heads` rows of a constructed series: heads_of[(run, step)] = attend(sentence) → [K, n, n]."""
+    import pandas as pd
+
+    frames = []
+    for (run, step), attend in heads_of.items():
+        rows = head_rows(found_from(bank.sentences, attend))
+        frames.append(rows.assign(checkpoint=f"{run}/checkpoint-{step}" if run != CONTROL else CONTROL, run=run,
+                                  step=step if run != CONTROL else None, seed=run.removeprefix("seed-"),
+                                  treebank="t"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def gold(s: Sentence):
+    return one_hot([h - 1 if h else i for i, h in enumerate(s.heads)], len(s))
+
+
+def noisy(rate: float, seed: int):
+    """Attends to the gold head, except a share `rate` of words attend to a word drawn at random."""
+    def attend(s: Sentence):
+        rng = np.random.default_rng([seed, len(s), sum(s.heads)])
+        targets = [h - 1 if h else i for i, h in enumerate(s.heads)]
+        return one_hot([int(rng.integers(len(s))) if rng.random() < rate else t for t in targets], len(s))
+    return attend
+
+
+def previous(s: Sentence):
+    return one_hot([max(i - 1, 0) for i in range(len(s))], len(s))
+
+
+def test_best_heads_pool_seeds_with_a_multi_bootstrap_over_seeds_and_arcs(bank):
+    from probekit.analyses.syntax_heads import best_heads, head_emergence, uuas_table
+
+    runs = {("seed-0", 0): previous, ("seed-0", 100): gold, ("seed-1", 0): previous, ("seed-1", 100): noisy(0.6, 1)}
+    best = best_heads(series_rows(bank, runs))
+    det = best[(best["relation"] == "det") & (best["direction"] == "dep->head")].set_index("checkpoint")
+    one, other, pooled = (det.loc[c] for c in ("seed-0/checkpoint-100", "seed-1/checkpoint-100",
+                                                 "all-seeds/step-100"))
+    assert one["accuracy"] == 1.0 and other["accuracy"] < 0.7 and pooled["n_seeds"] == 2 and one["n_seeds"] == 1
+    assert pooled["accuracy"] == pytest.approx((one["accuracy"] + other["accuracy"]) / 2)
+    assert pooled["run"] == "all-seeds" and pooled["layer"] == 0 and pooled["baseline"] == one["baseline"]
+    # a plain Multi-Bootstrap: seeds and arcs drawn with replacement together
+    hits = np.array([[float(b) for b in row["hits"]] for row in (
+        series_rows(bank, runs).query("relation == 'det' and direction == 'dep->head' and layer == 0 and step == 100"
+                                      " and hits != ''").sort_values("run").to_dict("records"))])
+    rng = np.random.default_rng(5)
+    means = [hits[rng.integers(0, 2, 2)][:, rng.integers(0, hits.shape[1], hits.shape[1])].mean()
+             for _ in range(2000)]
+    low, high = np.percentile(means, [2.5, 97.5])
+    assert abs(pooled["accuracy_low"] - low) < 0.04 and abs(pooled["accuracy_high"] - high) < 0.04, (low, high)
+    # the spread over seeds widens the interval beyond either seed's own
+    assert pooled["accuracy_high"] - pooled["accuracy_low"] > other["accuracy_high"] - other["accuracy_low"]
+    tree = uuas_table(series_rows(bank, runs))
+    pooled_tree = tree[tree["checkpoint"] == "all-seeds/step-100"]
+    assert len(pooled_tree) == 1 and pooled_tree["best_in_layer"].all() and (pooled_tree["n_seeds"] == 2).all()
+    found = head_emergence(best).set_index(["run", "relation", "direction"])
+    assert found.loc[("seed-0", "det", "dep->head"), "beats_baseline_at"] == 100
+    assert np.isnan(found.loc[("seed-1", "det", "dep->head"), "beats_baseline_at"])  # 0.4 hits vs baseline ≈0.6
+
+
+def test_emergence_is_the_first_step_a_best_head_beats_its_baseline(bank):
+    from probekit.analyses.syntax_heads import best_heads, head_emergence
+
+    def following(s: Sentence):  # det's best offset: the random-init control's best head is as good as it
+        return one_hot([min(i + 1, len(s) - 1) for i in range(len(s))], len(s))
+
+    runs = {(CONTROL, None): following, ("seed-0", 0): previous, ("seed-0", 10): noisy(0.9, 0),
+            ("seed-0", 20): gold, ("seed-0", 30): noisy(0.9, 3), ("seed-0", 40): gold}
+    best = best_heads(series_rows(bank, runs))
+    found = head_emergence(best).set_index(["relation", "direction"])
+    det = found.loc["det", "dep->head"]
+    assert det["beats_baseline_at"] == 20 and det["beats_baseline_from"] == 40 and det["beats_at_last"]
+    assert det["above_init_at"] == 20 and det["steps"] == 5
+    # a plain loop over the summary's own flags
+    for (relation, direction), row in found.iterrows():
+        line = best[(best["relation"] == relation) & (best["direction"] == direction)
+                    & (best["checkpoint"] != CONTROL)].sort_values("step")
+        beats = line.loc[line["beats_baseline"], "step"]
+        assert (row["beats_baseline_at"] == beats.iloc[0]) if len(beats) else np.isnan(row["beats_baseline_at"])

@@ -36,7 +36,15 @@ control labels and scored against them; selectivity = task − control of the ma
 Intervals: 95% percentile bootstrap over eval sentences (1,000 resamples): a resample draws sentences with
 replacement and recomputes the pooled metric (hits / items, so a long sentence weighs by its words, as in
 the point estimate); task and control share the resamples, so selectivity's interval is paired. The Spearman
-rows carry no interval. Rows pooled over training seeds are not made (yet).
+rows carry no interval. The task and control rows keep their per-sentence hits and items (`hits`, `items`), so
+that with several training seeds (`probekit.analyses.stats.seeds_of`) `probe_scores` also holds, per step the
+seeds share, a row pooled over them (run `all-seeds`): Σhits / Σitems over seeds and sentences, its interval a
+Multi-Bootstrap (seeds and eval sentences drawn together, task and control on the same draws); its Spearman
+is the seeds' mean.
+
+Over the series (`probe_emergence`): per probe and layer, the first step whose selectivity's interval lies above
+0, and the first steps whose score's and selectivity's intervals lie above the random-init control's
+(`probekit.analyses.stats.emergence_steps`, the rule the facts use).
 """
 
 from __future__ import annotations
@@ -74,6 +82,9 @@ PROBES_TABLE = Table("probes", "checkpoint × treebank × layer × probe × task
     *bounds(("value",), over="eval sentences"),
     ("n", "int", "items behind the value: words, arcs, gold edges, sentences, or sentences of length 5–50"),
     ("sentences", "int", "eval sentences scored"),
+    ("hits", "str", "per eval sentence, in order, the items it got right (space-separated; main metric's task and "
+                    "control rows only, empty on the others): what the intervals pooled over seeds resample"),
+    ("items", "str", "per eval sentence the items behind `hits` (words, arcs, gold edges, 0/1 for the root)"),
 ), "Each probe of each layer fitted on the fit sentences and scored on the eval sentences, on the task and on "
    "its control task (Hewitt & Liang 2019).")
 PROBE_SCORES = Table("probe_scores", "checkpoint × treebank × layer × probe", columns(
@@ -99,7 +110,9 @@ class ProbeOptions(Options):
                        flag="--probe-seed", low=0)
     l2: float = option(1e-4, "L2 penalty of the softmax probes (times the squared weights' sum).",
                        flag="--probe-l2", low=0.0)
-    steps: int = option(100, "L-BFGS iterations per probe.", flag="--probe-steps", low=1, high=10000)
+    steps: int = option(100, "L-BFGS iterations per probe (at most).", flag="--probe-steps", low=1, high=10000)
+    tolerance: float = option(1e-10, "Stop a probe's L-BFGS once an iteration changes its loss (or its weights) by "
+                              "less than this; the losses are O(1) means.", flag="--probe-tolerance", low=0.0)
 
 
 # ---------------------------------------------------------------- sentences, trees and controls
@@ -300,12 +313,13 @@ def standardise(fit: torch.Tensor, *others: torch.Tensor, centre: bool = True) -
     return [(x - mean) / std for x in (fit, *others)]
 
 
-def lbfgs(params: list[torch.Tensor], loss_fn, steps: int) -> None:
-    """Minimise `loss_fn()` over `params`, full batch, strong-Wolfe line search: deterministic."""
+def lbfgs(params: list[torch.Tensor], loss_fn, steps: int, tolerance: float = 1e-10) -> None:
+    """Minimise `loss_fn()` over `params`, full batch, strong-Wolfe line search, at most `steps` iterations, fewer
+    once an iteration changes the loss or the weights by less than `tolerance`: deterministic."""
     import torch
 
     optimiser = torch.optim.LBFGS(params, lr=1, max_iter=steps, history_size=20, tolerance_grad=1e-7,
-                                  tolerance_change=1e-10, line_search_fn="strong_wolfe")
+                                  tolerance_change=tolerance, line_search_fn="strong_wolfe")
 
     def closure():
         optimiser.zero_grad()
@@ -316,8 +330,8 @@ def lbfgs(params: list[torch.Tensor], loss_fn, steps: int) -> None:
     optimiser.step(closure)
 
 
-def fit_softmax(parts: list[torch.Tensor], y: torch.Tensor, n_classes: int, *, l2: float, steps: int
-                ) -> list[torch.Tensor]:
+def fit_softmax(parts: list[torch.Tensor], y: torch.Tensor, n_classes: int, *, l2: float, steps: int,
+                tolerance: float = 1e-10) -> list[torch.Tensor]:
     """Weights [(C, d_p)] and bias of a multinomial logistic regression on features given as parts whose
     logits add up (an arc's [head; dependent] is two parts): zero start, so the fit is deterministic."""
     import torch
@@ -330,7 +344,7 @@ def fit_softmax(parts: list[torch.Tensor], y: torch.Tensor, n_classes: int, *, l
         return (torch.nn.functional.cross_entropy(logits, y)
                 + l2 * sum((w * w).sum() for w in weights))
 
-    lbfgs([*weights, bias], loss, steps)
+    lbfgs([*weights, bias], loss, steps, tolerance)
     return [*(w.detach() for w in weights), bias.detach()]
 
 
@@ -357,7 +371,7 @@ def padded(x: torch.Tensor, lengths: list[int], chunk: int = 64) -> list[tuple[t
 
 
 def fit_structural(x: torch.Tensor, lengths: list[int], gold: list[np.ndarray], kind: str, *, rank: int,
-                   steps: int, seed: int) -> torch.Tensor:
+                   steps: int, seed: int, tolerance: float = 1e-10) -> torch.Tensor:
     """B [k, d] of the distance probe (gold: [n, n] tree distances) or the depth probe (gold: [n] depths):
     L1 loss per sentence divided by its length squared (distance) or its length (depth), averaged over
     sentences, as in Hewitt & Manning (2019); full-batch L-BFGS from a seeded start."""
@@ -379,7 +393,7 @@ def fit_structural(x: torch.Tensor, lengths: list[int], gold: list[np.ndarray], 
             total = total + (err.flatten(1).sum(1) / by).sum()
         return total / len(lengths)
 
-    lbfgs([b], loss, steps)
+    lbfgs([b], loss, steps, tolerance)
     return b.detach()
 
 
@@ -584,7 +598,7 @@ def probe_layer(x_fit: torch.Tensor, x_eval: torch.Tensor, prep: Prepared, opts:
             fit_lengths = [len(s.words) for s in prep.fit]
             eval_lengths = [len(s.words) for s in prep.eval]
             b = fit_structural(scaled_fit, fit_lengths, t[kind][:n_fit], kind, rank=opts.rank, steps=opts.steps,
-                               seed=opts.seed)
+                               seed=opts.seed, tolerance=opts.tolerance)
             pred = predicted(scaled_eval, b, eval_lengths, kind)
             out[kind, task] = _structural_scores(pred, t, prep, kind)
     return out
@@ -599,7 +613,7 @@ def _softmax_probe(x_fit, x_eval, prep: Prepared, ids: list[list[int]], n_classe
     n_fit = len(prep.fit)
     fit_parts, y_fit = _examples(x_fit, prep.fit, ids[:n_fit], arcs)
     eval_parts, y_eval = _examples(x_eval, prep.eval, ids[n_fit:], arcs)
-    params = fit_softmax(fit_parts, y_fit, n_classes, l2=opts.l2, steps=opts.steps)
+    params = fit_softmax(fit_parts, y_fit, n_classes, l2=opts.l2, steps=opts.steps, tolerance=opts.tolerance)
     with torch.no_grad():
         right = (softmax_predict(eval_parts, params) == y_eval).numpy()
     sizes = [len(i) for i in ids[n_fit:]]
@@ -658,16 +672,23 @@ def layer_rows(layer: int, scores: dict, key: str, seed: int) -> list[dict]:
             values = hits.sum(1) / items.sum(1)
             diff_low, diff_high = _difference_bounds(hits, items, key=f"{key}/{layer}/{probe}", seed=seed)
         n, sentences = int(items[0].sum()), int(hits.shape[1])
-        for name, value, lo, hi in (("task", values[0], low[0], high[0]), ("control", values[1], low[1], high[1]),
-                                    ("selectivity", values[0] - values[1], diff_low, diff_high)):
+        kept = [(_ints(hits[0]), _ints(items[0])), (_ints(hits[1]), _ints(items[1])), ("", "")]
+        for (name, value, lo, hi), (h, i) in zip((("task", values[0], low[0], high[0]),
+                                                  ("control", values[1], low[1], high[1]),
+                                                  ("selectivity", values[0] - values[1], diff_low, diff_high)), kept):
             rows.append(dict(layer=layer, probe=probe, task=name, metric=MAIN[probe], value=float(value),
-                             value_low=float(lo), value_high=float(hi), n=n, sentences=sentences))
+                             value_low=float(lo), value_high=float(hi), n=n, sentences=sentences, hits=h, items=i))
         for name, result in (("task", task), ("control", control)):
             if "spearman" in result:
                 value, used = result["spearman"]
                 rows.append(dict(layer=layer, probe=probe, task=name, metric="spearman", value=value,
-                                 value_low=float("nan"), value_high=float("nan"), n=used, sentences=sentences))
+                                 value_low=float("nan"), value_high=float("nan"), n=used, sentences=sentences,
+                                 hits="", items=""))
     return rows
+
+
+def _ints(values: np.ndarray) -> str:
+    return " ".join(str(int(v)) for v in values)
 
 
 def _difference_bounds(hits: np.ndarray, items: np.ndarray, *, key: str, seed: int) -> tuple[float, float]:
@@ -705,7 +726,7 @@ def probe_features(features: torch.Tensor, parsed: list[Parsed], fit_ids: list[i
 
 class Probes(Analysis):
     name = "probes"
-    version = 2  # 2: the control tree's root is chosen by word type, not the first word
+    version = 3  # 2: the control tree's root is chosen by word type, not the first word; 3: per-sentence hits
     help = ("classifier and structural probes with control tasks on every layer: UPOS, arc label, tree distance "
             "and depth (tables probes, probe_scores)")
     options = ProbeOptions
@@ -751,11 +772,15 @@ def parts(treebank, seed: int) -> tuple[list, list]:
     return [sentences[i] for i in fit_ids], [sentences[i] for i in eval_ids]
 
 
+SCORE_KEYS = ["checkpoint", "run", "step", "seed", "treebank", "layer", "probe"]
+
+
 def probe_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per checkpoint × treebank × layer × probe: score, control and selectivity with intervals."""
+    """One row per checkpoint × treebank × layer × probe: score, control and selectivity with intervals; with
+    several training seeds also per shared step pooled over them (`pooled_scores`)."""
     if frame.empty:
         return pd.DataFrame(columns=PROBE_SCORES.names)
-    keys = ["checkpoint", "run", "step", "seed", "treebank", "layer", "probe"]
+    keys = SCORE_KEYS
     main = frame[frame["metric"] != "spearman"]
     wide = None
     for task, prefix in (("task", "score"), ("control", "control"), ("selectivity", "selectivity")):
@@ -765,8 +790,104 @@ def probe_scores(frame: pd.DataFrame) -> pd.DataFrame:
             part = part.drop(columns=["metric", "n", "sentences"])
         wide = part if wide is None else wide.merge(part, on=keys, how="left")
     spearman = frame[(frame["metric"] == "spearman") & (frame["task"] == "task")][[*keys, "value"]]
-    wide = wide.merge(spearman.rename(columns={"value": "spearman"}), on=keys, how="left")
-    return wide.assign(n_seeds=1)[PROBE_SCORES.names]
+    wide = wide.merge(spearman.rename(columns={"value": "spearman"}), on=keys, how="left").assign(n_seeds=1)
+    pooled = pooled_scores(frame)
+    out = pd.concat([wide, pooled], ignore_index=True) if len(pooled) else wide
+    return out[PROBE_SCORES.names]
+
+
+def pooled_scores(frame: pd.DataFrame, *, resamples: int = RESAMPLES, level: float = LEVEL,
+                  seed: int = 0) -> pd.DataFrame:
+    """The `probe_scores` rows pooled over the training seeds of a series (run `all-seeds`, one per step the
+    seeds share; empty with one seed): Σhits / Σitems over seeds and eval sentences, each interval a
+    Multi-Bootstrap — every resample draws seeds and sentences with replacement, task and control on the same
+    draws (selectivity paired) — seeded from `seed` and the treebank, layer and probe (the same draws at every
+    step). The Spearman correlation is the seeds' mean."""
+    import numpy as np
+
+    from probekit.analyses.stats import with_pooled_seeds
+
+    columns = PROBE_SCORES.names
+    if "hits" not in frame.columns or frame.empty:
+        return pd.DataFrame(columns=columns)
+    work = with_pooled_seeds(frame)
+    work = work[work["_seed"] != ""]
+    if work.empty:
+        return pd.DataFrame(columns=columns)
+    tail = (1 - level) / 2 * 100
+    records = []
+    for key, rows in work.groupby(SCORE_KEYS, sort=False):
+        row = dict(zip(SCORE_KEYS, key))
+        main = rows[(rows["metric"] != "spearman") & rows["task"].isin(["task", "control"])]
+        seeds = sorted(main["_seed"].unique())
+        hits, items = (np.stack([[np.array(main.loc[(main["_seed"] == s) & (main["task"] == t), column].iloc[0]
+                                            .split(), float) for t in ("task", "control")] for s in seeds])
+                        for column in ("hits", "items"))  # [seeds, task|control, sentences]
+        ratios = seed_resampled_ratios(hits, items, key=f"{row['treebank']}/{row['layer']}/{row['probe']}",
+                                       resamples=resamples, seed=seed)  # [resamples, 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score, control = hits.sum((0, 2)) / items.sum((0, 2))
+            low, high = np.nanpercentile(ratios, [tail, 100 - tail], axis=0)
+            diff_low, diff_high = np.nanpercentile(ratios[:, 0] - ratios[:, 1], [tail, 100 - tail])
+        spearman = rows[(rows["metric"] == "spearman") & (rows["task"] == "task")]["value"]
+        records.append({**row, "metric": main["metric"].iloc[0], "score": score, "score_low": low[0],
+                        "score_high": high[0], "control": control, "control_low": low[1], "control_high": high[1],
+                        "selectivity": score - control, "selectivity_low": diff_low, "selectivity_high": diff_high,
+                        "spearman": spearman.mean() if len(spearman) else float("nan"),
+                        "n": int(items[0, 0].sum()), "sentences": hits.shape[2], "n_seeds": len(seeds)})
+    return pd.DataFrame(records, columns=columns)
+
+
+def seed_resampled_ratios(hits: np.ndarray, items: np.ndarray, *, key: str, resamples: int = RESAMPLES,
+                          seed: int = 0) -> np.ndarray:
+    """[resamples, rows]: Σhits / Σitems of hits and items [seeds, rows, sentences] over seeds and sentences drawn
+    with replacement together (Multi-Bootstrap); the sentence draws are those of `resampled_ratios`."""
+    import numpy as np
+
+    n_seeds, _, n = hits.shape
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    draws = rng.integers(0, n, size=(resamples, n)) + n * np.arange(resamples)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
+    picks = rng.integers(0, n_seeds, size=(resamples, n_seeds)) + n_seeds * np.arange(resamples)[:, None]
+    seed_counts = np.bincount(picks.ravel(), minlength=resamples * n_seeds).reshape(resamples, n_seeds)
+    num = np.einsum("bs,srb->br", seed_counts, hits @ counts.T)
+    den = np.einsum("bs,srb->br", seed_counts, items @ counts.T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+def probe_emergence(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per treebank × probe × layer × run (`all-seeds`: pooled over seeds): the first step whose selectivity's
+    interval lies above 0 and the step from which it stays there to the last; the first step whose selectivity's
+    interval, and whose score's, lies above the random-init control's (or the run's step 0;
+    `probekit.analyses.stats.emergence_steps`)."""
+    from probekit.analyses.stats import emergence_steps
+    from probekit.analyses.syntax_heads import first_and_last
+    from probekit.core.schema import CONTROL
+
+    keys = ["treebank", "probe", "layer"]
+    columns = [*keys, "run", "n_seeds", "steps", "selective_at", "selective_from", "selective_at_last",
+               "selectivity_above_init_at", "score_above_init_at"]
+    rows = scores[scores["checkpoint"] != CONTROL].dropna(subset=["step"])
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    records = []
+    for (treebank, probe, layer, run), line in rows.groupby([*keys, "run"], sort=False):
+        line = line.sort_values("step", kind="stable")
+        above = (line["selectivity_low"] > 0).to_numpy()
+        first, stays = first_and_last(line["step"], above)
+        records.append({"treebank": treebank, "probe": probe, "layer": layer, "run": run,
+                        "n_seeds": int(line["n_seeds"].max()), "steps": len(line), "selective_at": first,
+                        "selective_from": stays, "selective_at_last": bool(above[-1])})
+    out = pd.DataFrame(records)
+    for metric in ("selectivity", "score"):
+        found = emergence_steps(scores, metric=metric, keys=tuple(keys))[[*keys, "run", "emerged_at"]]
+        out = out.merge(found.rename(columns={"emerged_at": f"{metric}_above_init_at"}), on=[*keys, "run"],
+                        how="left")
+    order = {p: i for i, p in enumerate(PROBES)}
+    out = out.sort_values(["treebank", "run", "probe", "layer"], key=lambda c: c.map(order) if c.name == "probe"
+                          else c, kind="stable", ignore_index=True)
+    return out[columns]
 
 
 register(Probes)

@@ -25,8 +25,16 @@ word attention (W + Wᵀ, Prim's algorithm): the share of gold undirected edges 
 The best head of each relation × direction, each baseline and the best head of each layer by UUAS keep their
 per-arc hits in the row table (`hits`, one 0/1 character per arc in treebank order), so the summaries' 95%
 intervals are bootstraps over arcs (edges for UUAS), with `probekit.analyses.stats.share_intervals`. A best head
-"beats its baseline" when its interval lies wholly above the baseline's. Seeds are not pooled (the best head of
-one seed is not the best of another): every row has n_seeds = 1.
+"beats its baseline" when its interval lies wholly above the baseline's.
+
+Seeds: when the series holds several training seeds (`probekit.analyses.stats.seeds_of`), the summaries also hold,
+per step the seeds share, a row pooled over them (run `all-seeds`): the accuracy of *each seed's own* best head
+(the best head of one seed is not the best of another), averaged over seeds, its interval a Multi-Bootstrap over
+seeds and arcs together (the arcs are the same sentences in every seed); layer and head are missing there.
+
+Over the series (`head_emergence`): per relation, the first step whose best head beats its baseline, whether
+it still does at the last step, and the first step its interval lies above the random-init control's best head
+(`probekit.analyses.stats.emergence_steps`, the rule the facts use).
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from dataclasses import dataclass
 from probekit.analyses.base import Analysis, Context, Options, Shape, register
 from probekit.core import lazy
 from probekit.core.errors import ProbekitError
-from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, Table, bounds, columns
+from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_SEEDS, Table, bounds, columns
 
 pd = lazy.module("pandas")
 np = lazy.module("numpy")
@@ -343,7 +351,8 @@ def _uuas_block(found: Found, hits) -> pd.DataFrame:
 
 
 def _arcs(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """One row per arc of the rows' `hits` (`hit` 0/1, `_arc` its position), with `keys`."""
+    """One row per arc of the rows' `hits` (`hit` 0/1, `_arc` its position), with `keys` (and `_seed`)."""
+    keys = [*keys, "_seed"] if "_seed" in rows.columns else keys
     records = [(*row, i, float(bit == "1")) for *row, hits in rows[[*keys, "hits"]].itertuples(index=False)
                for i, bit in enumerate(hits)]
     return pd.DataFrame(records, columns=[*keys, "_arc", "hit"])
@@ -358,30 +367,100 @@ def _intervals(rows: pd.DataFrame, keys: list[str], name: str) -> pd.DataFrame:
     return bounds_.rename(columns={"hit_low": f"{name}_low", "hit_high": f"{name}_high"})
 
 
+def _pooled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows with `_seed` and, with several seeds, their copies pooled per shared step (`all-seeds`)."""
+    from probekit.analyses.stats import with_pooled_seeds
+
+    return with_pooled_seeds(frame)
+
+
+def _one_per_key(rows: pd.DataFrame, keys: list[str], value: str, ids: tuple[str, ...]) -> pd.DataFrame:
+    """One row per key: `value` averaged over the seeds of a pooled key, `n` their maximum, and the `ids`
+    (layer, head) kept where every seed agrees, else missing."""
+    grouped = rows.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(n=("n", "max"), **{value: (value, "mean")},
+                      **{c: (c, "first") for c in ids}, **{f"_{c}": (c, "nunique") for c in ids}).reset_index()
+    for c in ids:
+        out[c] = out[c].astype("Int64").mask(out.pop(f"_{c}") > 1)
+    return out
+
+
 def best_heads(frame: pd.DataFrame) -> pd.DataFrame:
     """`syntax_best_heads`: per checkpoint × treebank × relation × direction, the best head and the baseline,
-    each with its interval over arcs."""
+    each with its interval over arcs; with several seeds also per shared step pooled over them."""
     keys = [*CHECKPOINT_ID, "treebank", "relation", "direction"]
+    frame = _pooled(frame)
     rows = frame[(frame["direction"] != MST) & (frame["hits"].fillna("") != "")]
     heads, base = rows[rows["layer"] >= 0], rows[rows["layer"] == BASELINE]
-    out = heads[[*keys, "n", "layer", "head", "accuracy"]].merge(
+    out = _one_per_key(heads, keys, "accuracy", ("layer", "head")).merge(
         _intervals(heads, keys, "accuracy").drop(columns="n_seeds"), on=keys, how="left")
-    baseline = base[[*keys, "offset", "accuracy"]].rename(columns={"accuracy": "baseline"})
-    out = out.merge(baseline, on=keys, how="left").merge(_intervals(base, keys, "baseline"), on=keys, how="left")
+    baseline = _one_per_key(base, keys, "accuracy", ("offset",)).drop(columns="n")
+    out = out.merge(baseline.rename(columns={"accuracy": "baseline"}), on=keys, how="left")
+    out = out.merge(_intervals(base, keys, "baseline"), on=keys, how="left")
     out["beats_baseline"] = (out["accuracy_low"] > out["baseline_high"]).astype(bool)
     return out[SYNTAX_BEST_HEADS.names].reset_index(drop=True)
 
 
 def uuas_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """`syntax_uuas`: every head's UUAS; the best head of each layer with its interval over edges."""
+    """`syntax_uuas`: every head's UUAS; the best head of each layer with its interval over edges. With several
+    seeds also, per shared step, each layer's best head pooled over them (head missing)."""
     keys = [*CHECKPOINT_ID, "treebank", "layer", "head"]
+    frame = _pooled(frame)
     rows = frame[frame["direction"] == MST]
-    best = rows[rows["hits"].fillna("") != ""]
-    out = rows[[*keys, "n", "accuracy"]].rename(columns={"accuracy": "uuas"})
+    single = rows[rows["_seed"] == ""]
+    best = single[single["hits"].fillna("") != ""]
+    out = single[[*keys, "n", "accuracy"]].rename(columns={"accuracy": "uuas"})
     out = out.merge(_intervals(best, keys, "uuas"), on=keys, how="left")
     out["best_in_layer"] = out["uuas_low"].notna()
+    pooled = rows[(rows["_seed"] != "") & (rows["hits"].fillna("") != "")]
+    if len(pooled):
+        layer_keys = [k for k in keys if k != "head"]
+        merged = _one_per_key(pooled.rename(columns={"accuracy": "uuas"}), layer_keys, "uuas", ("head",))
+        merged = merged.merge(_intervals(pooled, layer_keys, "uuas"), on=layer_keys, how="left")
+        out = pd.concat([out, merged.assign(best_in_layer=True)], ignore_index=True)
     out["n_seeds"] = out["n_seeds"].fillna(1).astype(int)
     return out[SYNTAX_UUAS.names].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- over the series
+
+
+def first_and_last(steps, flags) -> tuple[float, float]:
+    """(the first step a flag is set, the step from which it stays set to the last): NaN for never."""
+    steps, flags = np.asarray(steps, dtype=float), np.asarray(flags, dtype=bool)
+    if not flags.any():
+        return float("nan"), float("nan")
+    misses = (~flags).nonzero()[0]
+    stays = float("nan") if not flags[-1] else float(steps[misses[-1] + 1]) if len(misses) else float(steps[0])
+    return float(steps[flags.argmax()]), stays
+
+
+def head_emergence(best: pd.DataFrame) -> pd.DataFrame:
+    """Per treebank × relation × direction × run (`all-seeds`: pooled over seeds): the first step whose best
+    head beats its fixed-offset baseline (intervals apart), the step from which it beats it to the last step,
+    and the first step the best head's interval lies above the random-init control's best head (or the run's
+    step 0; `probekit.analyses.stats.emergence_steps`)."""
+    from probekit.analyses.stats import emergence_steps
+
+    keys = ["treebank", "relation", "direction"]
+    columns = [*keys, "run", "n_seeds", "n", "steps", "beats_baseline_at", "beats_baseline_from",
+               "beats_at_last", "above_init_at"]
+    rows = best[best["checkpoint"] != CONTROL].dropna(subset=["step"])
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    records = []
+    for (treebank, relation, direction, run), line in rows.groupby([*keys, "run"], sort=False):
+        line = line.sort_values("step", kind="stable")
+        first, stays = first_and_last(line["step"], line["beats_baseline"])
+        records.append({"treebank": treebank, "relation": relation, "direction": direction, "run": run,
+                        "n_seeds": int(line["n_seeds"].max()), "n": int(line["n"].iloc[-1]), "steps": len(line),
+                        "beats_baseline_at": first, "beats_baseline_from": stays,
+                        "beats_at_last": bool(line["beats_baseline"].iloc[-1])})
+    out = pd.DataFrame(records)
+    init = emergence_steps(best, metric="accuracy", keys=tuple(keys))[[*keys, "run", "emerged_at"]]
+    out = out.merge(init.rename(columns={"emerged_at": "above_init_at"}), on=[*keys, "run"], how="left")
+    return out[columns].sort_values(["treebank", "direction", "n", "relation"], ascending=[True, True, False, True],
+                                    kind="stable", ignore_index=True)
 
 
 register(SyntaxHeads)

@@ -4,7 +4,9 @@ training step, and the structural probe's UUAS against step beside its control.
 Made from the `probe_scores` table only, with its own 95% bootstrap intervals over eval sentences. The page
 says in words, for the last checkpoint, which layer each probe reads best and whether its selectivity's
 interval excludes 0 — a probe that does as well on its control task has shown the probe's capacity, not the
-model's knowledge (Hewitt & Liang 2019).
+model's knowledge (Hewitt & Liang 2019) — and over the series, per probe, the first step its selectivity's
+interval lies above 0 and above the random-init control's (`probe_emergence`); score and selectivity per layer
+× step as heatmaps. With several seeds, the rows pooled over them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from probekit.core.schema import CONTROL
+from probekit.core.schema import CONTROL, POOLED
 from probekit.figures import plain, step_axis, subplots
 from probekit.report.markdown import esc
 from probekit.report.page import Page
@@ -24,6 +26,7 @@ NAMES = {"upos": "UPOS", "deprel": "arc label", "distance": "structural (UUAS)",
 def _series(scores: pd.DataFrame) -> pd.DataFrame:
     """Rows drawn against step: the random-init control and rows without a step left out."""
     rows = scores[scores["checkpoint"] != CONTROL].dropna(subset=["step"])
+    rows = rows[rows["run"] == POOLED] if (rows["run"] == POOLED).any() else rows
     return rows.assign(step=rows["step"].astype(int)).sort_values(["probe", "layer", "step"], kind="stable")
 
 
@@ -72,6 +75,58 @@ def uuas_curve(scores: pd.DataFrame) -> Figure:
     return fig
 
 
+@plain
+def layer_step_heatmaps(scores: pd.DataFrame) -> Figure:
+    """Per probe (columns), its score (top row) and selectivity (bottom row) for every layer (y) × step (x);
+    the selectivity's colours centred on 0. Of the first run drawn (pooled over seeds where there are several)."""
+    rows = _series(scores)
+    rows = rows[rows["run"] == rows["run"].iloc[0]] if len(rows) else rows
+    probes = [p for p in NAMES if p in set(rows["probe"])] or ["upos"]
+    fig, axes = subplots(2, len(probes), figsize=(3.4 * len(probes) + 1, 5.6), squeeze=False)
+    reach = max(float(rows["selectivity"].abs().max()) if len(rows) else 0.0, 0.05)
+    for k, probe in enumerate(probes):
+        mine = rows[rows["probe"] == probe]
+        for r, (column, cmap, low, high) in enumerate((("score", "viridis", 0, 1),
+                                                       ("selectivity", "RdBu", -reach, reach))):
+            ax = axes[r][k]
+            grid = mine.pivot_table(index="layer", columns="step", values=column)
+            image = ax.imshow(grid.to_numpy(float), origin="lower", aspect="auto", cmap=cmap, vmin=low, vmax=high)
+            ax.grid(False)
+            ticks = list(range(0, grid.shape[1], max(1, grid.shape[1] // 6)))
+            ax.set_xticks(ticks, [f"{grid.columns[t]:,.0f}" for t in ticks], fontsize=7, rotation=45)
+            ax.set_yticks(range(grid.shape[0]), [str(layer) for layer in grid.index], fontsize=7)
+            ax.set_title(f"{NAMES[probe]}: {column}", fontsize=9)
+            if k == 0:
+                ax.set_ylabel("layer")
+            if r == 1:
+                ax.set_xlabel("training step")
+            if k == len(probes) - 1:
+                fig.colorbar(image, ax=ax, label=column)
+    fig.tight_layout()
+    return fig
+
+
+def emergence_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per probe (the main line's run): its earliest layer-wise arrivals over the series — the first step some
+    layer's selectivity interval lies above 0 (and which layer), and above the random-init control's."""
+    from probekit.analyses.probes import probe_emergence
+
+    found = probe_emergence(scores)
+    main = _series(scores)
+    found = found[found["run"].isin(set(main["run"][:1]))]
+    step = lambda s: "never" if pd.isna(s) else f"{s:,.0f}"  # noqa: E731
+    out = []
+    for probe, rows in found.groupby("probe", sort=False):
+        zero, init = rows["selective_at"], rows["selectivity_above_init_at"]
+        out.append({"probe": NAMES.get(probe, probe),
+                    "selectivity above 0 from": step(zero.min()),
+                    "first layer": "" if zero.isna().all() else int(rows.loc[zero.idxmin(), "layer"]),
+                    "layers selective at the last step": f"{int(rows['selective_at_last'].sum())} of {len(rows)}",
+                    "selectivity above random init from": step(init.min()),
+                    "its layer": "" if init.isna().all() else int(rows.loc[init.idxmin(), "layer"])})
+    return pd.DataFrame(out)
+
+
 def last_step_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Per probe, at the last step: the best layer's score, control and selectivity with intervals."""
     rows = _series(scores)
@@ -111,7 +166,21 @@ def section(page: Page, tables: dict, results) -> None:
     page.add(PAGE, "")
     page.figure(PAGE, ("probes", "layers"), layer_curves(scores),
                 "Each probe's score (solid, band: 95% interval) and selectivity (dashed) per layer against step")
+    page.figure(PAGE, ("probes", "heatmaps"), layer_step_heatmaps(scores),
+                "Score and selectivity of every probe per layer × step")
+    arrivals = emergence_table(scores)
+    if len(arrivals):
+        page.add(PAGE, "## When each probe becomes selective", "",
+                 "Over the series: the first step some layer's selectivity interval lies above 0, and the first it "
+                 "lies above the random-init control's selectivity (or step 0's) — a probe that is selective on the "
+                 "untrained model reads word identity, not what training added.", "",
+                 *page.table(arrivals, ("probes", "emergence")))
     page.figure(PAGE, ("probes", "uuas"), uuas_curve(scores),
                 "Structural probe: UUAS against training step at the best layer, with its control task")
     page.add(PAGE, *page.table(found.round(3), ("probes", "last")))
     page.configure(PAGE, title=TITLE)
+    best = tables.get("syntax_best_heads")
+    if best is None or best.empty:  # else the Syntax page's section adds it
+        from probekit.report import timeline
+
+        timeline.section(page, tables)
