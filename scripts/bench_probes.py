@@ -1,7 +1,8 @@
-"""Seconds per checkpoint for every probe of `--with probes` on every layer, the forward excluded, for two
-settings of the fits measured in the same run: the previous defaults (`--baseline`, 100 L-BFGS iterations run
-to the end) and the current ones (`--options`, default: `ProbeOptions()`), with the ratio and the largest change
-of any probe's main metric between them (task and control).
+"""Seconds per checkpoint for every probe of `--with probes` on every layer, the forward excluded, for the
+previous version measured in the same run — its structural fit (the loss over padded chunks, kept here as
+`previous_fit_structural`) with its settings (`--baseline`: 100 L-BFGS iterations run to the end) — and the
+current one (`--options`, default: `ProbeOptions()`; several to compare), with the ratio and the largest change
+of any probe's main metric between them (task and control, any layer).
 
 Features are random (the fits' cost depends on the sentences' lengths, the width and the layers, not on what
 the features hold) at two sizes — the demo model's (d 64, 2 layers + embeddings) and BERT-base's (d 768, 12 +
@@ -38,8 +39,21 @@ def settings(text: str) -> ProbeOptions:
     return ProbeOptions(**values)
 
 
-def run(layers: list[tuple[torch.Tensor, torch.Tensor]], prep, opts: ProbeOptions) -> tuple[dict, dict]:
-    """(seconds per probe summed over `layers`, main metric per (layer, probe, task))."""
+def run(layers: list[tuple[torch.Tensor, torch.Tensor]], prep, opts: ProbeOptions, previous: bool = False
+        ) -> tuple[dict, dict]:
+    """(seconds per probe summed over `layers`, main metric per (layer, probe, task)); `previous`: with the
+    previous version's structural fit."""
+    import probekit.analyses.probes as probes
+
+    current = probes.fit_structural
+    probes.fit_structural = previous_fit_structural if previous else current
+    try:
+        return _run(layers, prep, opts)
+    finally:
+        probes.fit_structural = current
+
+
+def _run(layers: list[tuple[torch.Tensor, torch.Tensor]], prep, opts: ProbeOptions) -> tuple[dict, dict]:
     seconds, values = dict.fromkeys(PROBES, 0.0), {}
     for k, (x_fit, x_eval) in enumerate(layers):
         for probe in PROBES:
@@ -49,6 +63,46 @@ def run(layers: list[tuple[torch.Tensor, torch.Tensor]], prep, opts: ProbeOption
             for (name, task), result in found.items():
                 values[k, name, task] = float(result["hits"].sum() / max(result["items"].sum(), 1))
     return seconds, values
+
+
+def previous_fit_structural(x: torch.Tensor, lengths: list[int], gold: list, kind: str, *, rank: int, steps: int,
+                            seed: int, tolerance: float = 1e-10) -> torch.Tensor:
+    """The structural fit of the previous version (probes version 2), kept to time it in the same run: the loss
+    over padded chunks of 64 sentences (autograd through [S, T, T] tensors), otherwise the same loss and start."""
+    from probekit.analyses.probes import lbfgs, padded, structural_predict
+
+    generator = torch.Generator().manual_seed(seed)
+    k = min(rank, x.shape[1])
+    b = (torch.randn(k, x.shape[1], generator=generator) / x.shape[1] ** 0.5).requires_grad_(True)
+    chunks = [(index, mask, gold_chunk(index, lengths, gold, kind)) for index, mask in padded(x, lengths)]
+    norm = [mask.sum(1).float() ** (2 if kind == "distance" else 1) for _, mask, _ in chunks]
+
+    def loss():
+        z = x @ b.T
+        total = 0.0
+        for (index, mask, target), by in zip(chunks, norm):
+            err = (structural_predict(z, index, mask, kind) - target).abs()
+            total = total + (err.flatten(1).sum(1) / by).sum()
+        return total / len(lengths)
+
+    lbfgs([b], loss, steps, tolerance)
+    return b.detach()
+
+
+def gold_chunk(index: torch.Tensor, lengths: list[int], gold: list, kind: str) -> torch.Tensor:
+    """The gold distances [S, T, T] or depths [S, T] of a padded chunk, zero at the padding."""
+    s, t = index.shape
+    out = torch.zeros((s, t, t) if kind == "distance" else (s, t))
+    starts = torch.tensor([0, *lengths]).cumsum(0)[:-1].tolist()
+    where = {start: i for i, start in enumerate(starts)}
+    for r, f in enumerate(index[:, 0].tolist()):
+        g = torch.as_tensor(gold[where[f]], dtype=torch.float32)
+        n = g.shape[0]
+        if kind == "distance":
+            out[r, :n, :n] = g
+        else:
+            out[r, :n] = g
+    return out
 
 
 def features(checkpoint: str, fit: list[Parsed], eval_: list[Parsed]
@@ -103,7 +157,7 @@ def main() -> None:
                       layers))
     run(cases[0][1][:1], prep, dataclasses.replace(before, steps=1))  # first calls' imports, outside the timings
     for name, layers, times in cases:
-        old_s, old_v = run(layers, prep, before)
+        old_s, old_v = run(layers, prep, before, previous=True)
         old_total = sum(old_s.values()) * times
         for label, now in currents:
             new_s, new_v = run(layers, prep, now)

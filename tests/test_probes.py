@@ -160,6 +160,34 @@ def test_structural_probe_recovers_a_linearly_encoded_tree():
     assert 0 < low <= value(frame, "distance", "selectivity") <= high
 
 
+@pytest.mark.parametrize("kind", ["distance", "depth"])
+def test_the_flat_structural_loss_equals_the_papers_per_sentence_loss(kind):
+    """Σ over sentences of |predicted − gold| over every ordered word pair (or word) / n² (or n), averaged over
+    sentences, written as a plain loop over full matrices: the same value and gradient."""
+    from probekit.analyses.probes import structural_loss, structural_terms
+
+    parsed = sentences(30, seed=4)
+    lengths = [len(s.words) for s in parsed]
+    gold = [tree_distances(s.heads) if kind == "distance" else tree_depths(s.heads) for s in parsed]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(sum(lengths), 12, generator=generator)
+    b = torch.randn(5, 12, generator=generator, requires_grad=True)
+    flat = structural_loss(x @ b.T, structural_terms(lengths, gold, kind), kind)
+    (flat_grad,) = torch.autograd.grad(flat, b)
+    plain, start = 0.0, 0
+    for n, g in zip(lengths, gold):
+        z = x[start:start + n] @ b.T
+        start += n
+        if kind == "distance":
+            pred = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+            plain = plain + (pred - torch.as_tensor(g, dtype=torch.float32)).abs().sum() / n ** 2
+        else:
+            plain = plain + ((z * z).sum(-1) - torch.as_tensor(g, dtype=torch.float32)).abs().sum() / n
+    plain = plain / len(lengths)
+    (plain_grad,) = torch.autograd.grad(plain, b)
+    assert torch.allclose(flat, plain, rtol=1e-5) and torch.allclose(flat_grad, plain_grad, rtol=1e-4, atol=1e-6)
+
+
 def right_branching_uuas(parsed: list[Parsed]) -> float:
     """The baseline: every non-punctuation word attached to the next, scored like the probe's trees."""
     hits = total = 0

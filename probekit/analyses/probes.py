@@ -381,39 +381,46 @@ def fit_structural(x: torch.Tensor, lengths: list[int], gold: list[np.ndarray], 
     k = min(rank, x.shape[1])
     start = torch.randn(k, x.shape[1], generator=generator) / x.shape[1] ** 0.5
     b = start.requires_grad_(True)
-    chunks = [(index, mask, _gold_chunk(index, mask, lengths, gold, kind)) for index, mask in padded(x, lengths)]
-    norm = [mask.sum(1).float() ** (2 if kind == "distance" else 1) for _, mask, _ in chunks]
-
-    def loss():
-        z = x @ b.T
-        total = 0.0
-        for (index, mask, target), by in zip(chunks, norm):
-            pred = structural_predict(z, index, mask, kind)
-            err = (pred - target).abs()
-            total = total + (err.flatten(1).sum(1) / by).sum()
-        return total / len(lengths)
-
-    lbfgs([b], loss, steps, tolerance)
+    terms = structural_terms(lengths, gold, kind)
+    lbfgs([b], lambda: structural_loss(x @ b.T, terms, kind), steps, tolerance)
     return b.detach()
 
 
-def _gold_chunk(index, mask, lengths, gold, kind) -> torch.Tensor:
-    """The gold distances [S, T, T] or depths [S, T] of a chunk, zero at the padding."""
+def structural_terms(lengths: list[int], gold: list[np.ndarray], kind: str) -> dict[str, torch.Tensor]:
+    """The flat targets of the structural loss, made once per fit: for the distance probe every pair i < j of
+    words of a sentence (`first`, `second` word rows, its gold distance, weight 2 / (n² · sentences): both orders
+    of the pair), for the depth probe every word (its depth, weight 1 / (n · sentences))."""
+    import numpy as np
     import torch
 
-    s, t = index.shape
-    out = torch.zeros((s, t, t) if kind == "distance" else (s, t))
-    first = index[:, 0].tolist()
-    starts = torch.tensor([0, *lengths]).cumsum(0)[:-1].tolist()
-    where = {start: i for i, start in enumerate(starts)}
-    for r, f in enumerate(first):
-        g = torch.as_tensor(gold[where[f]], dtype=torch.float32)
-        n = g.shape[0]
-        if kind == "distance":
-            out[r, :n, :n] = g
-        else:
-            out[r, :n] = g
-    return out
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+    if kind == "depth":
+        weight = np.concatenate([np.full(n, 1.0 / n) for n in lengths]) / len(lengths)
+        target = np.concatenate([np.asarray(g, dtype=float) for g in gold])
+        return {"target": torch.as_tensor(target, dtype=torch.float32),
+                "weight": torch.as_tensor(weight, dtype=torch.float32)}
+    first, second, target, weight = [], [], [], []
+    for start, n, g in zip(starts, lengths, gold):
+        i, j = np.triu_indices(n, 1)
+        first.append(start + i)
+        second.append(start + j)
+        target.append(np.asarray(g, dtype=float)[i, j])
+        weight.append(np.full(len(i), 2.0 / n ** 2))
+    cat = lambda parts, dtype: torch.as_tensor(np.concatenate(parts) if parts else np.zeros(0), dtype=dtype)  # noqa: E731
+    return {"first": cat(first, torch.long), "second": cat(second, torch.long), "target": cat(target, torch.float32),
+            "weight": cat(weight, torch.float32) / len(lengths)}
+
+
+def structural_loss(z: torch.Tensor, terms: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+    """The structural probe's loss from z = x Bᵀ [words, k] and `structural_terms`: Σ weight · |pred − gold| with
+    pred the squared distance ||z_i − z_j||² of each pair (distance) or the squared norm ||z_i||² (depth), flat over
+    all sentences (no padding)."""
+    if kind == "depth":
+        pred = (z * z).sum(1)
+    else:
+        diff = z.index_select(0, terms["first"]) - z.index_select(0, terms["second"])
+        pred = (diff * diff).sum(1)
+    return (terms["weight"] * (pred - terms["target"]).abs()).sum()
 
 
 def structural_predict(z: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
