@@ -103,3 +103,12 @@ def test_the_page_figure_and_sentence_come_from_the_tables(tmp_path):
     assert len(page.findings) == 1 and page.findings[0].startswith("Which arrives first: first syntactic heads")
     shown = pd.read_csv(next((tmp_path / "docs" / "data").glob("table-timeline*.csv")))
     assert shown.loc[shown["signal"] == "depth probe", "arrives_at"].iloc[0] == "never"
+
+
+def test_a_signal_that_falls_back_is_said_so():
+    pairs = made_tables()["pair_accuracy"]
+    pairs = pairs.assign(accuracy_low=[0.4, 0.4, 0.55, 0.45, 0.45, 0.45])  # above chance at step 100 only
+    found = arrival_table({"pair_accuracy": pairs}).iloc[0]
+    assert found["arrives_at"] == 100 and not found["at_last"] and np.isnan(found["stays_from"])
+    assert which_first(arrival_table({"pair_accuracy": pairs})).startswith(
+        "first grammar: blimp (no longer at the last checkpoint) at step 100")

@@ -181,7 +181,9 @@ def which_first(arrival: pd.DataFrame) -> str:
     never = arrival[arrival["arrives_at"].isna()]["signal"].tolist()
     parts = []
     for step, rows in came.groupby("arrives_at", sort=True):
-        parts.append(f"{' and '.join(rows['signal'])} at step {step:,.0f}")
+        names = [name if last else f"{name} (no longer at the last checkpoint)"
+                 for name, last in zip(rows["signal"], rows["at_last"])]
+        parts.append(f"{' and '.join(names)} at step {step:,.0f}")
     text = ("first " + ", then ".join(parts)) if parts else "no signal clears its bar at any checkpoint"
     if never and parts:
         text += f"; never within these checkpoints: {', '.join(never)}"
@@ -233,11 +235,11 @@ def section(page: Page, tables: dict) -> None:
         return
     sentence = which_first(arrival)
     page.add(PAGE, f"# {TITLE}: facts, grammar, syntax", "",
-             "Each signal against its own bar — facts: a relation's P@1 above the random-init control's; grammar: "
-             "minimal-pair accuracy above chance; syntactic heads: the best head's UUAS above the random-init "
-             "control's, and a relation's best head above its fixed-offset baseline; probes: selectivity above the "
-             "random-init control's — all by 95% intervals that do not overlap. With several seeds, the rows pooled "
-             "over them.", "", f"**{esc(sentence[0].upper() + sentence[1:])}.**", "")
+             "Each signal against its own bar — facts: a relation's P@1 above the random-init control's (step 0's "
+             "where the series starts at step 0); grammar: minimal-pair accuracy above chance; syntactic heads: the "
+             "best head's UUAS above the random-init control's (or step 0's), and a relation's best head above its "
+             "fixed-offset baseline; probes: selectivity above the random-init control's (or step 0's) — all by 95% "
+             "intervals that do not overlap. With several seeds, the rows pooled over them.", "", f"**{esc(sentence[0].upper() + sentence[1:])}.**", "")
     page.finding(f"Which arrives first: {esc(sentence)}.")
     page.figure(PAGE, ("timeline",), timeline(tables),
                 "Facts, grammar, syntactic heads and probes on one step axis (raw values, 95% bands; dotted: arrival)")
