@@ -56,9 +56,10 @@ def plain(plot):
     return wrapper
 
 
-def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **kwargs):
+def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, layout: str | None = None,
+             **kwargs):
     """A `ShownFigure` and its axes (as `pyplot.subplots`, without pyplot)."""
-    fig = ShownFigure(figsize=figsize)
+    fig = ShownFigure(figsize=figsize, layout=layout)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
@@ -83,10 +84,11 @@ def token_ticks(ax, tokens: list[str], length: int) -> None:
 
 @plain
 def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> Figure:
-    """Every layer × head's attention for one sentence of a capture."""
+    """Every layer × head's attention for one sentence of a capture (tokens on the outer axes only: the maps
+    of one figure share them)."""
     length = int(cap.attention_mask[sentence].sum())
     tokens = cap.tokens[sentence]
-    fig, axes = subplots(cap.n_layers, cap.n_heads, squeeze=False,
+    fig, axes = subplots(cap.n_layers, cap.n_heads, squeeze=False, sharex=True, sharey=True, layout="constrained",
                          figsize=(2.6 * cap.n_heads + 1, 2.6 * cap.n_layers + 0.6))
     for layer in range(cap.n_layers):
         for head in range(cap.n_heads):
@@ -95,10 +97,10 @@ def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> Figure:
                               vmin=0, vmax=1)
             ax.set_title(f"layer {layer}, head {head}", fontsize=8)
             token_ticks(ax, tokens, length)
-            ax.set_xlabel("key (attended to)", fontsize=7)
-            ax.set_ylabel("query", fontsize=7)
+            ax.label_outer()
+    fig.supxlabel("key (attended to)", fontsize=8)
+    fig.supylabel("query", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
     fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, label="attention weight")
     return fig
 

@@ -72,7 +72,7 @@ def step_slider(page: Page, captures: list, sentence: int) -> list[str]:
         html = head_view(cap, sentence=sentence, html_action="return", asset_prefix="assets/").data
         stem = page.unique("maps", name)
         attention_maps(cap, sentence, f"{name} (step {step:,})").savefig(
-            page.docs / "figures" / f"{stem}.png", dpi=90, bbox_inches="tight")
+            page.docs / "figures" / f"{stem}.png", dpi=90)  # laid out already (constrained)
         label = f"{esc(name)} (step {step:,})"
         panes.append(f'<div class="probekit-step" data-label="{label}"><div class="probekit-headview">{html}</div>'
                      f'<p><a class="glightbox" href="figures/{stem}.png"><img src="figures/{stem}.png" '
