@@ -49,6 +49,7 @@ Over the series (`probe_emergence`): per probe and layer, the first step whose s
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -407,20 +408,51 @@ def structural_terms(lengths: list[int], gold: list[np.ndarray], kind: str) -> d
         target.append(np.asarray(g, dtype=float)[i, j])
         weight.append(np.full(len(i), 2.0 / n ** 2))
     cat = lambda parts, dtype: torch.as_tensor(np.concatenate(parts) if parts else np.zeros(0), dtype=dtype)  # noqa: E731
-    return {"first": cat(first, torch.long), "second": cat(second, torch.long), "target": cat(target, torch.float32),
-            "weight": cat(weight, torch.float32) / len(lengths)}
+    first, second, n = cat(first, torch.long), cat(second, torch.long), int(sum(lengths))
+    words = torch.arange(n)
+    index = torch.stack([torch.cat([first, second, words]), torch.cat([second, first, words])])
+    order = torch.argsort(index[0] * n + index[1])
+    return {"first": first, "second": second, "target": cat(target, torch.float32),
+            "weight": cat(weight, torch.float32) / len(lengths), "laplacian": index[:, order], "order": order}
 
 
 def structural_loss(z: torch.Tensor, terms: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
     """The structural probe's loss from z = x Bᵀ [words, k] and `structural_terms`: Σ weight · |pred − gold| with
     pred the squared distance ||z_i − z_j||² of each pair (distance) or the squared norm ||z_i||² (depth), flat over
-    all sentences (no padding)."""
+    all sentences (no padding); the distance's gradient through the pairs' Laplacian (`_pair_loss`)."""
     if kind == "depth":
-        pred = (z * z).sum(1)
-    else:
-        diff = z.index_select(0, terms["first"]) - z.index_select(0, terms["second"])
-        pred = (diff * diff).sum(1)
-    return (terms["weight"] * (pred - terms["target"]).abs()).sum()
+        return (terms["weight"] * ((z * z).sum(1) - terms["target"]).abs()).sum()
+    return _pair_loss().apply(z, terms)
+
+
+@functools.cache
+def _pair_loss():
+    """The distance loss as an autograd Function (made on first use: torch is imported lazily)."""
+    import torch
+
+    class PairLoss(torch.autograd.Function):
+        """Σ_p w_p |‖z_i − z_j‖² − d_p| over the pairs p = (i, j), with its gradient 2 L z, L the graph Laplacian
+        of the pairs weighted by w_p · sign(error): one sparse product instead of scattering [pairs, k] rows back
+        (as autograd through the gathers would)."""
+
+        @staticmethod
+        def forward(ctx, z, terms):
+            diff = z.index_select(0, terms["first"]) - z.index_select(0, terms["second"])
+            err = (diff * diff).sum(1) - terms["target"]
+            g = terms["weight"] * torch.sign(err)
+            n = z.shape[0]
+            degree = torch.zeros(n, dtype=z.dtype).index_add_(0, terms["first"], g).index_add_(0, terms["second"], g)
+            ctx.laplacian = torch.sparse_coo_tensor(terms["laplacian"], torch.cat([-g, -g, degree])[terms["order"]],
+                                                    (n, n), is_coalesced=True, check_invariants=False)
+            ctx.z = z.detach()
+            return (terms["weight"] * err.abs()).sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return 2 * grad * torch.sparse.mm(ctx.laplacian, ctx.z), None
+
+    return PairLoss
+
 
 
 def structural_predict(z: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
