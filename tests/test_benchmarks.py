@@ -54,3 +54,20 @@ def test_malformed_file_shapes_are_one_line(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(ProbekitError, match=message):
         load_benchmark(tmp_path / name)
+
+
+def test_a_spec_at_n_samples_that_input_only(tmp_path):
+    from probekit.analyses import load_builtins
+    from probekit.benchmarks.kinds import load_input, load_inputs
+
+    load_builtins()
+    inputs = load_inputs(["blimp@2", "ewt:dev+test@30"], sample=5)
+    (pairs,), (treebank,) = inputs["pairs"], inputs["treebank"]
+    assert pairs.name == "blimp@2" and len(pairs.pairs) == 2 * 67
+    assert treebank.name == "ewt-dev+test@30" and len(treebank.sentences) == 60  # 30 of each file
+    assert len(load_input("blimp", 5)[1].pairs) == 5 * 67  # no suffix: the run's sample
+    odd = tmp_path / "mine@2.csv"
+    odd.write_text("relation,template,subject,answer\ncapital,The capital of [X] is [MASK].,Italy,Rome\n")
+    assert len(load_input(str(odd))[1].prompts) == 1  # a file of that name is read as the file
+    with pytest.raises(ProbekitError, match="blimp@0: a sample must keep at least 1 item"):
+        load_input("blimp@0")

@@ -9,8 +9,10 @@ consumes (`Analysis.inputs`); a user kind registers its loader beside its analys
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from probekit.core.errors import ProbekitError
@@ -52,9 +54,18 @@ def register_kind(kind: str, doc: str, claims: Callable[[str], bool], load: Call
     return loader
 
 
+SAMPLED = re.compile(r"(?P<spec>.+)@(?P<n>\d+)")
+"""`SPEC@N`: the spec sampled to N items per group, whatever the run's `sample` (`blimp@4`, `ewt:dev+test@300`)."""
+
+
 def load_input(spec: str | list, sample: int | None = None) -> tuple[str, Any]:
-    """(kind, input) of a benchmark spec, read by the first loader that claims it."""
+    """(kind, input) of a benchmark spec, read by the first loader that claims it; `SPEC@N` (unless a file of
+    that name exists) samples that input to N items per group instead of the run's `sample`."""
     spec = spec if isinstance(spec, list) else str(spec)
+    if isinstance(spec, str) and (found := SAMPLED.fullmatch(spec)) and not Path(spec).exists():
+        spec, sample = found["spec"], int(found["n"])
+        if sample < 1:
+            raise ProbekitError(f"{spec}@{sample}: a sample must keep at least 1 item")
     for loader in LOADERS:
         if loader.claims(spec):
             return loader.kind, loader.load(spec, sample)
