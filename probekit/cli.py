@@ -244,7 +244,8 @@ def _steps_at(values: tuple[str, ...]) -> dict[str, str]:
                    "with good, bad columns (OUT/pairs.parquet, OUT/pair_accuracy.parquet). Choices: "
                    "choice:blimp, choice:blimp:SELECTOR or choice:PAIRS.csv — one-word minimal pairs as prompts "
                    "with a foil (OUT/choices.parquet, OUT/choice_accuracy.parquet). Any input kind a registered "
-                   "analysis reads (sentences:FILE, …).")
+                   "analysis reads (sentences:FILE, ewt, …). SPEC@N samples that input to N items per group "
+                   "(blimp@4, ewt:dev+test@300), whatever --sample says.")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
               help="Score at most N pairs per paradigm of the minimal-pair benchmarks (seeded: the same N each "
                    "run); all of BLiMP is 134,000 sentences per checkpoint.")
