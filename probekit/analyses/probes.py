@@ -454,7 +454,6 @@ def _pair_loss():
     return PairLoss
 
 
-
 def structural_predict(z: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
     """Predicted squared distances [S, T, T] or depths [S, T] of a padded chunk from z = x Bᵀ (zero at pads)."""
     zs = z[index.clamp_min(0)] * mask[..., None]
