@@ -1,4 +1,11 @@
-"""Open pages in headless Chromium (Debian's package) the way a person would, and report what happened."""
+"""Open pages in headless Chromium (Debian's package) the way a person would, and report what happened.
+
+One Chromium serves every page of a test module (each page in a fresh browser context: no storage, cache or
+handlers shared between pages); conftest closes it when the module ends. Starting Chromium takes about a
+second, and the report's pages are opened some thirty times. Playwright's sync API marks its asyncio loop
+as running in this thread while it is open: code that runs its own loop (a notebook client) calls
+`close_shared()` first.
+"""
 
 from __future__ import annotations
 
@@ -35,26 +42,50 @@ def opened(url: str, width: int = 1300, height: int = 900) -> Iterator[tuple[obj
     console errors, page errors, requests leaving file://, failed requests, dialogs."""
     if CHROMIUM is None:
         pytest.fail("chromium is not installed (apt-get install chromium; .ci/run does this)")
+    seen = Visit()
+    context = _browser().new_context(viewport={"width": width, "height": height})
+    try:
+        page = context.new_page()
+        page.on("console", lambda m: seen.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: seen.page_errors.append(str(e)))
+        page.on("request", lambda r: seen.outside_requests.append(r.url) if not r.url.startswith(LOCAL) else None)
+        page.on("requestfailed", lambda r: seen.failed_requests.append(r.url))
+        page.on("dialog", lambda d: (seen.dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(800)
+        yield page, seen
+    finally:
+        context.close()
+
+
+_shared: dict = {}
+
+
+def _browser():
+    """The module's Chromium, started on first use (or again if it has gone)."""
+    browser = _shared.get("browser")
+    if browser is not None and browser.is_connected():
+        return browser
+    close_shared()
     from playwright.sync_api import sync_playwright
 
-    seen = Visit()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.on("console", lambda m: seen.console_errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: seen.page_errors.append(str(e)))
-            page.on("request", lambda r: seen.outside_requests.append(r.url) if not r.url.startswith(LOCAL) else None)
-            page.on("requestfailed", lambda r: seen.failed_requests.append(r.url))
-            page.on("dialog", lambda d: (seen.dialogs.append(d.message), d.dismiss()))
-            page.goto(url)
-            page.wait_for_load_state("load")
-            page.wait_for_timeout(800)
-            yield page, seen
-        finally:
+    _shared["playwright"] = playwright = sync_playwright().start()
+    _shared["browser"] = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+    return _shared["browser"]
+
+
+def close_shared() -> None:
+    """Close the shared Chromium and stop Playwright (nothing when none was started)."""
+    browser, playwright = _shared.pop("browser", None), _shared.pop("playwright", None)
+    try:
+        if browser is not None and browser.is_connected():
             browser.close()
+    finally:
+        if playwright is not None:
+            playwright.stop()
 
 
 def visit(url: str, screenshot: Path | None = None, svg_selector: str = "svg *") -> Visit:

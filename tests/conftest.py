@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,11 @@ def tiny_benchmark(tmp_path) -> Path:
         "plural,the [X] of the [MASK].,king,kings\n"
     )
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_the_shared_browser():
+    """browser.py keeps one Chromium for the pages of a module; it is closed when the module ends."""
+    yield
+    if (browser := sys.modules.get("browser")) is not None:
+        browser.close_shared()

@@ -40,8 +40,15 @@ def test_missing_and_empty_corpus(tmp_path):
 
 
 def test_unreachable_hub_dataset_is_one_clear_error(monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # datasets and huggingface_hub read these variables once, at import: once another test has imported them,
+    # only their constants make load_dataset offline (else it retries the hub for 23 s before failing)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ProbekitError, match="corpus 'no-such-dataset-xyz': not a local file"):
         load_corpus("no-such-dataset-xyz")
 

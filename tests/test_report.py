@@ -39,9 +39,10 @@ def with_facts(series: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def site(tiny_series, tmp_path_factory):
-    """A site built from results produced here: a tiny series with an injected and a held-back country,
-    a benchmark with a hostile prompt, captured attention, the logit lens and head ablation."""
+def report_command(tiny_series, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`probekit report`, in a process of its own, on results produced here: a tiny series with an injected and
+    a held-back country, a benchmark with a hostile prompt, captured attention, the logit lens and head
+    ablation. Returns the folder holding results/ and site/, and the finished command."""
     root = tmp_path_factory.mktemp("report")
     bench = root / "bench.csv"
     bench.write_text("relation,template,subject,answer\n"
@@ -56,8 +57,17 @@ def site(tiny_series, tmp_path_factory):
     sentences.write_text(f"the capital of italy is rome.\n{EVIL} the king.\nparis is a city.\tthe queen.\n")
     series = with_facts(tiny_series, root / "series" / "my_bert")
     probe(str(series), [str(bench)], ["lens", "ablation"], out=root / "results", sentences=str(sentences))
-    index = build_report(root / "results", root / "site")
-    return index.parent
+    proc = subprocess.run([sys.executable, "-m", "probekit", "report", str(root / "results"), "--site",
+                           str(root / "site")], capture_output=True, text=True)
+    return root, proc
+
+
+@pytest.fixture(scope="module")
+def site(report_command) -> Path:
+    """The built site (its index.html's folder) every test of this module reads; built once, by the CLI."""
+    root, proc = report_command
+    assert proc.returncode == 0, proc.stderr
+    return root / "site" / "build"
 
 
 def test_site_has_the_pages_and_figures(site):
@@ -216,12 +226,12 @@ def test_an_interrupted_results_folder_is_refused_in_one_line(results, tmp_path)
         build_report(tmp_path / "cut", tmp_path / "site")
 
 
-def test_cli_report(site, tmp_path):
-    results = site.parent.parent / "results"
-    proc = subprocess.run([sys.executable, "-m", "probekit", "report", str(results), "--site", str(tmp_path)],
-                          capture_output=True, text=True)
+def test_cli_report(report_command):
+    """`probekit report RESULTS --site FOLDER` builds the site (the one the other tests read) and prints its
+    index.html."""
+    root, proc = report_command
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("index.html")
+    assert proc.stdout.strip().endswith("index.html") and (root / "site" / "build" / "index.html").is_file()
 
 
 # ------------------------------------------------ issue 19: hostile names, site folders, serve
@@ -282,9 +292,8 @@ def test_a_folder_probekit_did_not_make_is_refused_and_kept(results, tmp_path):
     assert _files(theirs) == before
 
 
-def test_a_failed_build_leaves_the_previous_site_as_it_was(results, tmp_path, monkeypatch):
-    site_dir = tmp_path / "site"
-    build_report(results, site_dir)
+def test_a_failed_build_leaves_the_previous_site_as_it_was(results, site, tmp_path, monkeypatch):
+    site_dir = shutil.copytree(site.parent, tmp_path / "site")  # a copy of the module's site: built by probekit
     (site_dir / "notes.txt").write_text("mine\n")
     before = _files(site_dir)
     monkeypatch.setattr("probekit.report.site._mkdocs_config",

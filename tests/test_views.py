@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 import probekit
+import browser
 from browser import visit
 from probekit import ProbekitError
 
@@ -114,8 +115,9 @@ def test_example_notebook_executes(tiny_dir, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
+    browser.close_shared()  # Playwright's open loop would be taken for the notebook client's own
     monkeypatch.setenv("PROBEKIT_EXAMPLE_OUT", str(tmp_path))
-    monkeypatch.setenv("PROBEKIT_EXAMPLE_STEPS", "8")
+    monkeypatch.setenv("PROBEKIT_EXAMPLE_STEPS", "2")  # checkpoint-0, 1, 2: every cell has a first and a last step
     monkeypatch.setenv("PROBEKIT_EXAMPLE_HIDDEN", "32")
     monkeypatch.setenv("PROBEKIT_EXAMPLE_CORPUS", str(tiny_dir / "corpus.txt") + "+facts")
     monkeypatch.setenv("PROBEKIT_EXAMPLE_TOKENIZER", str(tiny_dir / "vocab.txt"))
