@@ -45,21 +45,34 @@ def run(layers: list[tuple[torch.Tensor, torch.Tensor]], prep, opts: ProbeOption
     previous version's structural fit."""
     import probekit.analyses.probes as probes
 
-    current = probes.fit_structural
+    current, plain_lbfgs = probes.fit_structural, probes.lbfgs
+
+    def counted(params, loss_fn, *args):
+        def loss():
+            EVALS[0] += 1
+            return loss_fn()
+        plain_lbfgs(params, loss, *args)
+
     probes.fit_structural = previous_fit_structural if previous else current
+    probes.lbfgs = counted
     try:
         return _run(layers, prep, opts)
     finally:
-        probes.fit_structural = current
+        probes.fit_structural, probes.lbfgs = current, plain_lbfgs
+
+
+EVALS = [0]
+"""Loss evaluations of the fits (L-BFGS iterations and line-search steps), counted by `run`."""
 
 
 def _run(layers: list[tuple[torch.Tensor, torch.Tensor]], prep, opts: ProbeOptions) -> tuple[dict, dict]:
     seconds, values = dict.fromkeys(PROBES, 0.0), {}
     for k, (x_fit, x_eval) in enumerate(layers):
         for probe in PROBES:
-            start = time.perf_counter()
+            start, evals = time.perf_counter(), EVALS[0]
             found = probe_layer(x_fit, x_eval, prep, opts, probes=(probe,))
             seconds[probe] += time.perf_counter() - start
+            values[k, probe, "evals"] = EVALS[0] - evals
             for (name, task), result in found.items():
                 values[k, name, task] = float(result["hits"].sum() / max(result["items"].sum(), 1))
     return seconds, values
@@ -162,11 +175,16 @@ def main() -> None:
         for label, now in currents:
             new_s, new_v = run(layers, prep, now)
             new_total = sum(new_s.values()) * times
-            change = {p: max(abs(new_v[k] - old_v[k]) for k in old_v if k[1] == p) for p in PROBES}
+            change = {p: max(abs(new_v[k] - old_v[k]) for k in old_v if k[1] == p and k[2] != "evals")
+                      for p in PROBES}
+            evals = {p: (sum(v for k, v in old_v.items() if k[1:] == (p, "evals")),
+                         sum(v for k, v in new_v.items() if k[1:] == (p, "evals"))) for p in PROBES}
             print(f"{name}: previous {old_total:.1f} s per checkpoint, current ({label}) {new_total:.1f} s "
                   f"(×{old_total / new_total:.2f} faster); per probe (previous → current, largest change of "
                   f"{'/'.join(sorted(set(MAIN.values())))} over layers, task and control): "
-                  + "; ".join(f"{p} {old_s[p] * times:.1f} → {new_s[p] * times:.1f} s, Δ {change[p]:.3f}"
+                  + "; ".join(f"{p} {old_s[p] * times:.1f} → {new_s[p] * times:.1f} s ({evals[p][0]} → "
+                              f"{evals[p][1]} loss evaluations, {1000 * old_s[p] / max(evals[p][0], 1):.0f} → "
+                              f"{1000 * new_s[p] / max(evals[p][1], 1):.0f} ms each), Δ {change[p]:.3f}"
                               for p in PROBES), flush=True)
 
 
