@@ -83,14 +83,14 @@ def test_probe_passes_every_option_to_the_runner(runner_calls, tmp_path):
     result = invoke("probe", "ck/a", "-c", "ck/b", "-b", "countries", "-b", "mine.csv", "-o", str(tmp_path),
                     "--top-k", "5", "--batch-size", "7", "--no-control", "--device", "cpu", "--bf16",
                     "--tokenizer", "vocab.txt", "--allow-pickle", "--sample", "3", "--pll-metric", "original",
-                    "--step-from", r"s(\d+k?)", "--evict")
+                    "--step-from", r"s(\d+k?)", "--evict", "--at", "ablation=0,8")
     assert result.exit_code == 0, result.output
     (call,) = runner_calls
     assert call == dict(checkpoints=["ck/b", "ck/a"], benchmarks=("countries", "mine.csv"),
                         analyses=("predictions",), out=str(tmp_path), tokenizer="vocab.txt", allow_pickle=True,
                         batch_size=7, control=False, device="cpu", sample=3, step_from=r"s(\d+k?)", evict=True,
                         shard=None, merge=False, options={"predictions": {"top_k": 5, "bf16": True},
-                                                          "pairs": {"metric": "original"}})
+                                                          "pairs": {"metric": "original"}}, at={"ablation": "0,8"})
     assert "SUMMARY-TABLE" in result.output and "12 predictions from 3 checkpoints" in result.output
 
 
