@@ -388,7 +388,7 @@ def diff(results, a, b, csv_file, rows):
 @main.command()
 @click.option("--out", default="local/demo", help="Folder for the checkpoints and everything made from them.")
 @click.option("--max-steps", type=int, default=None,
-              help="Training steps.  [default: 8000 on CPU, 40000 on a GPU]")
+              help="Training steps.  [default: 5000 on CPU, 40000 on a GPU]")
 @click.option("--corpus", default="wiki-leads+facts:0.7", help="As for `probekit train`.")
 @click.option("--verbose", is_flag=True, help="Also print P@1 of every checkpoint × relation (a wide table).")
 @one_line_errors

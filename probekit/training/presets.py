@@ -164,7 +164,7 @@ PRESETS: dict[str, Recipe] = {
     # corpus-trained vocabulary (`--tokenizer wordpiece:8192`): with bert-base-uncased's 30,522 tokens a tiny
     # BERT is still predicting word frequencies after minutes on a CPU.
     "demo": Recipe(name="demo", hidden_size=64, num_heads=4, intermediate_size=256, block_size=32, lr=3e-3,
-                   epochs=1.0, max_steps=8000, mlm_probability=0.4, log_until=64, save_every=1000),
+                   epochs=1.0, max_steps=5000, mlm_probability=0.4, log_until=64, save_every=500),
 }
 
 
