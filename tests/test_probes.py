@@ -161,7 +161,7 @@ def test_structural_probe_recovers_a_linearly_encoded_tree():
 
 
 @pytest.mark.parametrize("kind", ["distance", "depth"])
-def test_the_flat_structural_loss_equals_the_papers_per_sentence_loss(kind):
+def test_the_structural_loss_equals_the_papers_per_sentence_loss(kind):
     """Σ over sentences of |predicted − gold| over every ordered word pair (or word) / n² (or n), averaged over
     sentences, written as a plain loop over full matrices: the same value and gradient."""
     from probekit.analyses.probes import structural_loss, structural_terms
@@ -172,7 +172,7 @@ def test_the_flat_structural_loss_equals_the_papers_per_sentence_loss(kind):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(sum(lengths), 12, generator=generator)
     b = torch.randn(5, 12, generator=generator, requires_grad=True)
-    flat = structural_loss(x @ b.T, structural_terms(lengths, gold, kind), kind)
+    flat = structural_loss(x @ b.T, structural_terms(x, lengths, gold, kind), kind)
     (flat_grad,) = torch.autograd.grad(flat, b)
     plain, start = 0.0, 0
     for n, g in zip(lengths, gold):

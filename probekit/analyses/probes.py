@@ -49,7 +49,6 @@ Over the series (`probe_emergence`): per probe and layer, the first step whose s
 
 from __future__ import annotations
 
-import functools
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -382,76 +381,53 @@ def fit_structural(x: torch.Tensor, lengths: list[int], gold: list[np.ndarray], 
     k = min(rank, x.shape[1])
     start = torch.randn(k, x.shape[1], generator=generator) / x.shape[1] ** 0.5
     b = start.requires_grad_(True)
-    terms = structural_terms(lengths, gold, kind)
+    terms = structural_terms(x, lengths, gold, kind)
     lbfgs([b], lambda: structural_loss(x @ b.T, terms, kind), steps, tolerance)
     return b.detach()
 
 
-def structural_terms(lengths: list[int], gold: list[np.ndarray], kind: str) -> dict[str, torch.Tensor]:
-    """The flat targets of the structural loss, made once per fit: for the distance probe every pair i < j of
-    words of a sentence (`first`, `second` word rows, its gold distance, weight 2 / (n² · sentences): both orders
-    of the pair), for the depth probe every word (its depth, weight 1 / (n · sentences))."""
+def structural_terms(x: torch.Tensor, lengths: list[int], gold: list[np.ndarray], kind: str) -> dict:
+    """What the structural loss needs besides z, made once per fit. Depth: every word's depth and weight
+    1 / (n · sentences), flat. Distance: the sentences as padded chunks of similar length (`padded`) with their
+    gold distances [S, T, T] and 1 / n² (padded chunks measured faster than a flat list of word pairs, whose
+    gathers and scatters cost more than the small batched products)."""
     import numpy as np
     import torch
 
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
     if kind == "depth":
         weight = np.concatenate([np.full(n, 1.0 / n) for n in lengths]) / len(lengths)
         target = np.concatenate([np.asarray(g, dtype=float) for g in gold])
         return {"target": torch.as_tensor(target, dtype=torch.float32),
                 "weight": torch.as_tensor(weight, dtype=torch.float32)}
-    first, second, target, weight = [], [], [], []
-    for start, n, g in zip(starts, lengths, gold):
-        i, j = np.triu_indices(n, 1)
-        first.append(start + i)
-        second.append(start + j)
-        target.append(np.asarray(g, dtype=float)[i, j])
-        weight.append(np.full(len(i), 2.0 / n ** 2))
-    cat = lambda parts, dtype: torch.as_tensor(np.concatenate(parts) if parts else np.zeros(0), dtype=dtype)  # noqa: E731
-    first, second, n = cat(first, torch.long), cat(second, torch.long), int(sum(lengths))
-    words = torch.arange(n)
-    index = torch.stack([torch.cat([first, second, words]), torch.cat([second, first, words])])
-    order = torch.argsort(index[0] * n + index[1])
-    return {"first": first, "second": second, "target": cat(target, torch.float32),
-            "weight": cat(weight, torch.float32) / len(lengths), "laplacian": index[:, order], "order": order}
+    chunks = [(index, mask, _gold_chunk(index, lengths, gold)) for index, mask in padded(x, lengths)]
+    return {"chunks": chunks, "norm": [mask.sum(1).float() ** 2 for _, mask, _ in chunks], "sentences": len(lengths)}
 
 
-def structural_loss(z: torch.Tensor, terms: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
-    """The structural probe's loss from z = x Bᵀ [words, k] and `structural_terms`: Σ weight · |pred − gold| with
-    pred the squared distance ||z_i − z_j||² of each pair (distance) or the squared norm ||z_i||² (depth), flat over
-    all sentences (no padding); the distance's gradient through the pairs' Laplacian (`_pair_loss`)."""
+def structural_loss(z: torch.Tensor, terms: dict, kind: str) -> torch.Tensor:
+    """The structural probe's loss from z = x Bᵀ [words, k] and `structural_terms`: per sentence Σ |pred − gold|
+    over every ordered word pair with pred = ||z_i − z_j||² (distance, / n²) or over every word with pred =
+    ||z_i||² (depth, / n), averaged over sentences."""
     if kind == "depth":
         return (terms["weight"] * ((z * z).sum(1) - terms["target"]).abs()).sum()
-    return _pair_loss().apply(z, terms)
+    total = 0.0
+    for (index, mask, target), by in zip(terms["chunks"], terms["norm"]):
+        err = (structural_predict(z, index, mask, kind) - target).abs()
+        total = total + (err.flatten(1).sum(1) / by).sum()
+    return total / terms["sentences"]
 
 
-@functools.cache
-def _pair_loss():
-    """The distance loss as an autograd Function (made on first use: torch is imported lazily)."""
+def _gold_chunk(index: torch.Tensor, lengths: list[int], gold: list[np.ndarray]) -> torch.Tensor:
+    """The gold distances [S, T, T] of a padded chunk, zero at the padding."""
     import torch
 
-    class PairLoss(torch.autograd.Function):
-        """Σ_p w_p |‖z_i − z_j‖² − d_p| over the pairs p = (i, j), with its gradient 2 L z, L the graph Laplacian
-        of the pairs weighted by w_p · sign(error): one sparse product instead of scattering [pairs, k] rows back
-        (as autograd through the gathers would)."""
-
-        @staticmethod
-        def forward(ctx, z, terms):
-            diff = z.index_select(0, terms["first"]) - z.index_select(0, terms["second"])
-            err = (diff * diff).sum(1) - terms["target"]
-            g = terms["weight"] * torch.sign(err)
-            n = z.shape[0]
-            degree = torch.zeros(n, dtype=z.dtype).index_add_(0, terms["first"], g).index_add_(0, terms["second"], g)
-            ctx.laplacian = torch.sparse_coo_tensor(terms["laplacian"], torch.cat([-g, -g, degree])[terms["order"]],
-                                                    (n, n), is_coalesced=True, check_invariants=False)
-            ctx.z = z.detach()
-            return (terms["weight"] * err.abs()).sum()
-
-        @staticmethod
-        def backward(ctx, grad):
-            return 2 * grad * torch.sparse.mm(ctx.laplacian, ctx.z), None
-
-    return PairLoss
+    s, t = index.shape
+    out = torch.zeros((s, t, t))
+    starts = torch.tensor([0, *lengths]).cumsum(0)[:-1].tolist()
+    where = {start: i for i, start in enumerate(starts)}
+    for r, f in enumerate(index[:, 0].tolist()):
+        g = torch.as_tensor(gold[where[f]], dtype=torch.float32)
+        out[r, :g.shape[0], :g.shape[0]] = g
+    return out
 
 
 def structural_predict(z: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
