@@ -17,6 +17,7 @@ from probekit.analyses.tracing import (Site, noise_for, patched_probs, prompt_si
 from probekit.models.families import max_tokens, n_layers
 from probekit.models.hooks import EMBED, hook_name, hooked
 from probekit.models.series import load_checkpoint
+from probekit.running.results import ProbeResult
 from test_families import write_checkpoint
 
 FAMILIES = ["bert", "roberta", "modernbert"]
@@ -325,7 +326,7 @@ def traced(tiny_series, tmp_path_factory):
                      "capital,[X] is a country. its capital is [MASK].,italy,rome\n"
                      "capital,[X] is a country. its capital is [MASK].,france,paris\n")
     series = with_facts(tiny_series, root / "series" / "my_bert")
-    probe(str(series), [str(bench)], ["tracing"], out=root / "results")
+    probe(str(series), [str(bench)], ["tracing"], out=root / "results", options={"tracing": {"method": "both"}})
     index = build_report(root / "results", root / "site")
     return root / "results", index.parent
 
@@ -345,35 +346,75 @@ def test_the_tracing_page_has_its_heatmap_curves_heads_and_words(traced):
     assert "Causal tracing" in overview and ("brings back" in overview or "no site stands out" in overview)
     nav = (site.parent / "mkdocs.yml").read_text()
     assert "Causal tracing: tracing.md" in nav
+    # the heatmap of every traced step behind the report's step slider, the last step shown first
+    steps = sorted({int(s) for s in ProbeResult.load(results).tables["tracing_scores"]["step"].dropna()})
+    assert 'class="probekit-steps"' in html and f'max="{len(steps) - 1}" value="{len(steps) - 1}"' in html
+    assert all(f'data-label="step {s:,}"' in html for s in steps)
+    assert "**The best site at each step**" in docs and ("stays at layer" in docs or "moves between" in docs
+                                                         or "no place to follow" in docs)
+    assert "absolute effect" in docs and "## Attribution patching against exact patching" in docs
+
+
+@pytest.mark.slow
+def test_the_notebook_draws_the_heatmap_and_curves(traced):
+    from matplotlib.figure import Figure
+
+    from probekit.core.errors import ProbekitError
+    from probekit.report.tracing import tracing_curves, tracing_heatmap
+
+    result = ProbeResult.load(traced[0])
+    fig = tracing_heatmap(result, "capital")
+    assert isinstance(fig, Figure) and "step 8" in fig.texts[0].get_text()
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["resid", "attn", "mlp"]
+    assert "step 4" in tracing_heatmap(result.tables, "capital", step=4, method="attribution").texts[0].get_text()
+    curves = tracing_curves(result, "capital", site=("mlp", 0, "subject_last"))
+    assert isinstance(curves, Figure) and curves.axes[0].get_ylabel() == "p_restored − p_corrupt"
+    assert {line.get_label() for line in curves.axes[0].get_lines()} >= {"injected", "held back"}
+    with pytest.raises(ProbekitError, match="no tracing rows at step 3"):
+        tracing_heatmap(result, "capital", step=3)
+    with pytest.raises(ProbekitError, match="relation 'nope'"):
+        tracing_curves(result, "nope")
 
 
 def test_the_tracing_words_come_from_the_tables():
-    """The finding names the best site with its interval and when it formed, or says that none stands out;
-    the last layer's residual stream (clean by construction at the [MASK]) is never the best site."""
-    from probekit.report.tracing import best_site, control_of, emergence, sentence
+    """The best site is the one whose absolute effect rose most above the control's, never the last layer's
+    residual stream (clean by construction at the [MASK]); it stands out when its effect interval lies above
+    the control's and 0; it formed at the first such step; it moved when its layer changed; the finding names
+    it with its share, its effect and when it formed, or says that none stands out."""
+    from probekit.analyses.tracing import best_sites, site_emergence
+    from probekit.report.tracing import movement, sentence
 
     rows = []
     for checkpoint, step, level in (("random-init", None, 0.0), ("c-0", 0, 0.0), ("c-5", 5, 0.5), ("c-9", 9, 0.8)):
         for component, layer, role, share in (("mlp", 0, "subject_last", 1.0), ("attn", 1, "mask", 0.5),
-                                              ("resid", 1, "mask", 1.0)):
+                                              ("resid", 1, "mask", 1.0), ("mlp", 1, "mask", 0.9)):
             value = level * share if component != "resid" else 1.0
+            if (component, layer) == ("mlp", 1):  # the best site at step 5 only
+                value = 0.6 if step == 5 else 0.0
+            effect = value / 10
             rows.append({"checkpoint": checkpoint, "run": "r", "step": step, "seed": "", "benchmark": "b",
-                         "relation": "capital", "group": "injected", "component": component, "layer": layer,
-                         "role": role, "n": 8, "restoration": value, "restoration_low": value - 0.1,
-                         "restoration_high": value + 0.1, "n_seeds": 1})
+                         "relation": "capital", "group": "injected", "method": "exact", "component": component,
+                         "layer": layer, "role": role, "n": 8, "restoration": value, "restoration_low": value - 0.1,
+                         "restoration_high": value + 0.1, "effect": effect, "effect_low": effect - 0.01,
+                         "effect_high": effect + 0.01, "skipped": 0, "n_seeds": 1})
     scores = pd.DataFrame(rows)
-    last = scores[scores["step"] == 9]
-    site = best_site(last, layers=2)
-    assert (site["component"], site["layer"], site["role"]) == ("mlp", 0, "subject_last")
-    found = emergence(scores)
-    formed = found[(found["component"] == "mlp")]["emerged_at"].iloc[0]
-    assert formed == 5
-    text = sentence("capital", site, control_of(scores, site, "injected"), 9, formed)
-    assert text == ("**capital**: restoring the MLP output at layer 0, last subject piece brings back 0.80 "
-                    "[0.70, 0.90] of the answer at step 9; it first rose above the random-init control at step 5")
-    weak = site.copy()
-    weak["restoration_low"] = 0.05  # above 0, but inside the control's interval [-0.1, 0.1]
-    assert "no site stands out" in sentence("capital", weak, control_of(scores, site, "injected"), 9, None)
+    best = best_sites(scores)
+    assert list(best["step"]) == [0, 5, 9] and "random-init" not in set(best["checkpoint"])
+    at = best.set_index("step")
+    assert (at.loc[9, "component"], at.loc[9, "layer"], at.loc[9, "role"]) == ("mlp", 0, "subject_last")
+    assert (at.loc[5, "component"], at.loc[5, "layer"]) == ("mlp", 1)
+    assert list(at["stands_out"]) == [False, True, True] and list(at["moved"]) == [False, False, True]
+    assert at.loc[9, "control_high"] == pytest.approx(0.01)
+    found = site_emergence(scores)
+    formed = found[(found["component"] == "mlp") & (found["layer"] == 0)]["emerged_at"].iloc[0]
+    assert formed == 5 and found[found["component"] == "resid"]["emerged_at"].isna().all()  # never above control
+    text = sentence("capital", at.loc[9], 9, formed)
+    assert text == ("**capital**: restoring the MLP output at layer 0, last subject piece brings back 0.80 of the "
+                    "answer (p +0.080 [+0.070, +0.090]) at step 9; it first rose above the random-init control at "
+                    "step 5")
+    assert "no site stands out" in sentence("capital", at.loc[0], 0, None)
+    assert movement(best) == "The best site moves between layers over training: layer 1 → 0 at step 9."
+    assert "stays at layer 0" in movement(best[best["step"] != 5])
 
 
 # ---------------------------------------------------------------- shards
@@ -442,3 +483,118 @@ def test_knockout_zeroes_the_mask_to_subject_pattern_and_renormalises(models, mo
     result = trace(model, site, noise(site, model), ["knockout"])
     np.testing.assert_allclose(result.restored["knockout"][:, 0], whole, rtol=1e-6)
     assert np.abs(np.log(whole / result.p_clean)).max() > 1e-3  # blocking the subject does something
+
+
+# ---------------------------------------------------------------- subject swap, effect and the cache key
+
+
+COUNTRIES = pd.DataFrame({
+    "relation": "capital", "template": "The capital of [X] is [MASK].",
+    "subject": ["Italy", "Spain", "Japan", "France", "Egypt", "Peru", "Chile", "China", "Kenya", "Nepal", "Cuba",
+                "Greece", "Norway", "Sweden", "Poland", "Brazil"],
+    "answer": ["Rome", "Madrid", "Tokyo", "Paris", "Cairo", "Lima", "Santiago", "Beijing", "Nairobi", "Kathmandu",
+               "Havana", "Athens", "Oslo", "Stockholm", "Warsaw", "Brasilia"]})
+COUNTRIES["prompt"] = [t.replace("[X]", s) for t, s in zip(COUNTRIES["template"], COUNTRIES["subject"])]
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_subject_swap_runs_the_counterfactual_prompt(models, model_type):
+    """The swapped subject has the subject's piece count and another answer, and the corrupted run is the plain
+    model on the counterfactual prompt's ids; every restored site equals the plain hook loop as with noise."""
+    from probekit.analyses.tracing import swap_corruption, swap_pieces
+
+    model, tok, _ = models[model_type]
+    limit = max_tokens(model.config)
+    sites = prompt_sites(COUNTRIES, tok, encode_prompts(COUNTRIES, tok, limit), limit)
+    pairs = list(zip(COUNTRIES["subject"], COUNTRIES["answer"]))
+    swapped = {i: swap_pieces(site, COUNTRIES.loc[i], pairs, tok, seed=0) for i, site in sites.items()}
+    found = {i: pieces for i, pieces in swapped.items() if pieces is not None}
+    assert len(found) >= 4, "the countries give most subjects a partner of the same piece count"
+    for i, pieces in list(found.items())[:2]:
+        site = sites[i]
+        ids = list(site.ids)
+        for t, piece in zip(site.subject, pieces):
+            ids[t] = piece
+        partner = tok.decode([ids[t] for t in site.subject]).strip()
+        row = COUNTRIES[COUNTRIES["subject"].str.lower() == partner.lower()]
+        assert len(row) == 1 and row["answer"].iloc[0] != COUNTRIES.at[i, "answer"] and partner != COUNTRIES.at[
+            i, "subject"]
+        assert tok(COUNTRIES.at[i, "template"].replace("[X]", row["subject"].iloc[0]).replace(
+            "[MASK]", " ".join([tok.mask_token] * len(site.gold))))["input_ids"] == ids
+        delta = swap_corruption(model, site, pieces)
+        result = trace(model, site, delta, ["resid", "mlp"], max_rows=5)
+        assert np.log(result.p_corrupt) == pytest.approx(np.log(gold_probability(model, torch.tensor([ids]), site)),
+                                                         abs=1e-5)
+        p_clean, p_corrupt, restored = reference(model, model_type, site, delta)
+        for component in ("resid", "mlp"):
+            np.testing.assert_allclose(np.log(result.restored[component]), np.log(restored[component]), atol=1e-5)
+    # the draw is seeded: the same seed the same partner, and some prompt draws another with another seed
+    again = {i: swap_pieces(sites[i], COUNTRIES.loc[i], pairs, tok, seed=0) for i in found}
+    other = {i: swap_pieces(sites[i], COUNTRIES.loc[i], pairs, tok, seed=1) for i in found}
+    assert again == found and other != found
+
+
+def test_a_prompt_without_a_same_length_partner_has_none(models):
+    from probekit.analyses.tracing import swap_pieces
+
+    model, tok, sites = models["bert"]
+    site = sites[0]
+    row = PROMPTS.loc[0]
+    assert swap_pieces(site, row, [("Italy", "Rome")], tok, 0) is None  # only itself
+    assert swap_pieces(site, row, [("Italy", "Rome"), ("Vatican", "Rome")], tok, 0) is None  # same answer
+    long = "Federal Democratic Republic of Nepal"
+    assert swap_pieces(site, row, [(long, "Kathmandu")], tok, 0) is None  # more pieces
+
+
+def test_the_cache_key_holds_the_corruption_and_the_method():
+    from types import SimpleNamespace
+
+    from probekit.analyses import Context, get
+    from probekit.analyses.tracing import TracingOptions
+    from probekit.running.runner import unit_key
+
+    tracing = get(["tracing"])[0]
+    ref, bench = SimpleNamespace(identity="ckpt"), SimpleNamespace(sha256="bench", groups=None)
+
+    def key(**values) -> str:
+        return unit_key(ref, tracing, Context(options={"tracing": TracingOptions(**values)}), bench)
+
+    base = key()
+    assert key() == base
+    for change in ({"corrupt": "subject-swap"}, {"noise_seed": 1}, {"noise": 2.0}, {"method": "both"},
+                   {"metric": "logprob"}, {"sample": 8}):
+        assert key(**change) != base, change
+    from probekit.core.errors import ProbekitError
+
+    with pytest.raises(ProbekitError, match="corrupt"):
+        TracingOptions(corrupt="swap").validate("tracing")
+
+
+def test_effect_is_the_restorations_numerator(models):
+    from probekit.analyses.tracing import role_rows
+
+    model, tok, sites = models["roberta"]
+    site = sites[0]
+    result = trace(model, site, noise(site, model), ["resid", "head", "knockout"])
+    rows = pd.DataFrame(role_rows(result, site))
+    np.testing.assert_allclose(rows["effect"], rows["p_restored"] - result.p_corrupt)
+    np.testing.assert_allclose(rows["restoration"], rows["effect"] / (result.p_clean - result.p_corrupt))
+
+
+@pytest.mark.slow
+def test_subject_swap_through_probe_counts_the_skipped(tiny_series, tiny_benchmark, tmp_path):
+    """The tiny benchmark's capital_reverse and plural relations hold one subject each: no counterfactual, so
+    their prompts are skipped — one `skipped` row each, no site rows; the capital prompts are traced or skipped."""
+    result = probe(str(tiny_series / "checkpoint-8"), [str(tiny_benchmark)], ["tracing"], out=tmp_path,
+                   options={"tracing": {"corrupt": "subject-swap", "components": "resid"}})
+    rows = result.tables["tracing"]
+    skipped = rows[rows["component"] == "skipped"]
+    assert {"capital_reverse", "plural"} <= set(skipped["relation"])
+    assert skipped["restoration"].isna().all() and skipped["noise_std"].isna().all()
+    traced = rows[rows["component"] == "resid"]
+    assert not ({"capital_reverse", "plural"} & set(traced["relation"]))
+    assert traced["noise_std"].isna().all()
+    scores = result.tables["tracing_scores"]
+    for (checkpoint, relation), got in scores.groupby(["checkpoint", "relation"]):
+        expected = skipped[(skipped["checkpoint"] == checkpoint) & (skipped["relation"] == relation)]
+        assert set(got["skipped"]) == {len(expected)}

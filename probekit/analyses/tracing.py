@@ -45,8 +45,8 @@ from dataclasses import dataclass
 
 from probekit.core import lazy
 from probekit.analyses.base import Analysis, Context, Options, Shape, digest, option, register
-from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, PROMPT_COLUMNS, RELATION_ID, Table, \
-    bounds, columns
+from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_SEEDS, PROMPT_COLUMNS, RELATION_ID, \
+    Table, bounds, columns
 
 np = lazy.module("numpy")
 pd = lazy.module("pandas")
@@ -63,60 +63,131 @@ ALL = "all"
 """The role of a head row: every position of the prompt."""
 MIN_EFFECT = 1e-4
 """Restoration is missing where |p_clean − p_corrupt| ≤ MIN_EFFECT × max(p_clean, p_corrupt)."""
+EFFECT_FLOOR = 0.01
+"""A site stands out (and a site forms) only when its effect interval also lies above this absolute effect: one
+percentage point of the answer's probability, so that a site of a model that gives the answer ~0 probability
+either way does not stand out on an interval of width 1e-6."""
 SAMPLE_SEED = 0
 """Seed of the prompts sampled per relation × group (the same prompts at every checkpoint)."""
 
-TRACING = Table("tracing", "checkpoint × prompt × component × layer × role", columns(
+TRACING = Table("tracing", "checkpoint × prompt × method × component × layer × role, and heads", columns(
     *CHECKPOINT_COLUMNS, *PROMPT_COLUMNS,
+    ("method", "str", "exact (the restored run itself) or attribution (its first-order estimate from one "
+                      "backward pass, Nanda 2023)"),
     ("component", "str", "what is restored: resid (the layer's output hidden state), attn (attention output), "
                          "mlp (MLP output), head (one head's output before the output projection, hook_z); "
-                         "knockout: attention from the [MASK] to the subject blocked in the clean run"),
-    ("layer", "int", "the block patched (0 = the first)"),
+                         "knockout: attention from the [MASK] to the subject blocked in the clean run; skipped: "
+                         "a sampled prompt left out because subject-swap found no counterfactual subject of its "
+                         "relation with as many pieces (one row, no values)"),
+    ("layer", "int", "the block patched (0 = the first); missing for skipped prompts"),
     ("head", "int", "the head restored (component head); missing for the other components"),
     ("role", "str", "token positions patched: subject_first, subject_middle, subject_last, mask, other, special; "
                     "all for a head (every position at once)"),
     ("positions", "int", "positions of the role (the row is their mean)"),
     ("restoration", "float", "(p_restored − p_corrupt) / (p_clean − p_corrupt): 0 = corrupted, 1 = clean; missing "
                              "where the corruption did not move p"),
+    ("effect", "float", "p_restored − p_corrupt: the absolute indirect effect (the share's numerator), stable "
+                        "where the corruption barely moves p"),
     ("p_restored", "float", "gold probability with the clean value restored at one position of the role (mean); "
-                            "knockout: with the attention blocked"),
+                            "knockout: with the attention blocked; attribution: its estimate"),
     ("p_clean", "float", "gold probability of the clean run (all pieces masked at once, as the scores)"),
-    ("p_corrupt", "float", "gold probability with the subject's embeddings noised"),
-    ("noise_std", "float", "std of the noise added (--noise × the std of the subject's embeddings)"),
+    ("p_corrupt", "float", "gold probability with the subject corrupted (noised or swapped)"),
+    ("noise_std", "float", "std of the noise added (--noise × the std of the subject's embeddings); missing for "
+                           "subject-swap"),
 ), "Causal tracing: how much of the gold answer's probability comes back when one clean activation is "
-   "restored in a run whose subject embeddings were noised.")
-TRACING_SCORES = Table("tracing_scores", "checkpoint × benchmark × relation × group × component × layer × role",
-                       columns(
+   "restored in a run whose subject was corrupted (noised embeddings or a counterfactual subject).")
+TRACING_SCORES = Table("tracing_scores",
+                       "checkpoint × benchmark × relation × group × method × component × layer × role", columns(
     *CHECKPOINT_COLUMNS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"),
-    ("group", "str", "fact-injection group"), ("component", "str", "resid, attn or mlp"),
+    ("group", "str", "fact-injection group"), ("method", "str", "exact or attribution"),
+    ("component", "str", "resid, attn, mlp or knockout"),
     ("layer", "int", "the block patched"), ("role", "str", "token positions patched"),
     ("n", "int", "prompts with a restoration (the corruption moved p)"),
-    ("restoration", "float", "mean restoration over prompts"), *bounds(("restoration",)), N_SEEDS,
-), "Mean restoration per site with a bootstrap interval over prompts (and seeds).")
-TRACING_HEAD_SCORES = Table("tracing_head_scores", "checkpoint × benchmark × relation × group × layer × head",
+    ("restoration", "float", "mean restoration over prompts"), *bounds(("restoration",)),
+    ("effect", "float", "mean absolute effect p_restored − p_corrupt over prompts"), *bounds(("effect",)),
+    ("skipped", "int", "sampled prompts of the relation and group left out (subject-swap: no counterfactual "
+                       "subject with as many pieces)"),
+    N_SEEDS,
+), "Mean restoration and absolute effect per site with bootstrap intervals over prompts (and seeds).")
+TRACING_HEAD_SCORES = Table("tracing_head_scores",
+                            "checkpoint × benchmark × relation × group × method × layer × head",
                             columns(
     *CHECKPOINT_COLUMNS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"),
-    ("group", "str", "fact-injection group"), ("layer", "int", "the block of the head"),
+    ("group", "str", "fact-injection group"), ("method", "str", "exact or attribution"),
+    ("layer", "int", "the block of the head"),
     ("head", "int", "the head restored (its hook_z at every position)"),
     ("n", "int", "prompts with a restoration (the corruption moved p)"),
-    ("restoration", "float", "mean restoration over prompts"), *bounds(("restoration",)), N_SEEDS,
+    ("restoration", "float", "mean restoration over prompts"), *bounds(("restoration",)),
+    ("effect", "float", "mean absolute effect p_restored − p_corrupt over prompts"), *bounds(("effect",)),
+    N_SEEDS,
 ), "Mean restoration per attention head (its clean output restored at every position) with a bootstrap "
    "interval over prompts (and seeds): which heads carry the fact.")
-TRACING_ID = [*CHECKPOINT_ID, *RELATION_ID, "component", "layer", "role"]
-HEAD_ID = [*CHECKPOINT_ID, *RELATION_ID, "layer", "head"]
+TRACING_AGREEMENT = Table("tracing_agreement", "checkpoint × benchmark × component", columns(
+    *CHECKPOINT_COLUMNS, ("benchmark", "str", "benchmark name"),
+    ("component", "str", "resid, attn, mlp or head"),
+    ("n", "int", "prompt-level sites traced both ways (prompt × layer × role, or prompt × layer × head)"),
+    ("spearman", "float", "rank correlation of attribution's and exact patching's absolute effect over those "
+                          "sites: 1 = attribution orders the sites as exact patching does"),
+    ("n_sites", "int", "sites after the mean over prompts (relation × group × layer × role, or × head)"),
+    ("spearman_sites", "float", "rank correlation of the two methods' mean effects over those sites (what the "
+                                "heatmap shows)"),
+), "Attribution patching against exact patching on the prompts traced both ways (`--trace-method both`): "
+   "when to trust the fast estimate.")
+TRACING_EMERGENCE = Table("tracing_emergence",
+                          "run × benchmark × relation × group × method × component × layer × role",
+                          columns(
+    ("run", "str", "the training run (all-seeds: pooled over seeds)"),
+    ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"), ("group", "str", "fact-injection group"),
+    ("method", "str", "exact or attribution"), ("component", "str", "resid, attn or mlp"),
+    ("layer", "int", "the block patched"), ("role", "str", "token positions patched"), N_SEEDS,
+    ("control_high", "float", "the bar: upper end of the random-init control's effect interval at this site, "
+                              "or EFFECT_FLOOR (0.01) where higher"),
+    ("emerged_at", "int", "the first step whose effect interval lies wholly above the bar; missing if none"),
+    ("effect", "float", "mean absolute effect at that step"), *bounds(("effect",)),
+), "When each site formed: the first step its absolute effect rose above the random-init control's interval "
+   "(the scores' emergence rule).")
+TRACING_BEST = Table("tracing_best_sites", "checkpoint × benchmark × relation × group × method", columns(
+    *CHECKPOINT_COLUMNS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"),
+    ("group", "str", "fact-injection group"), ("method", "str", "exact or attribution"),
+    ("component", "str", "the best site's component (resid, attn, mlp)"), ("layer", "int", "its layer"),
+    ("role", "str", "its position role"),
+    ("effect", "float", "its mean absolute effect"), *bounds(("effect",)),
+    ("restoration", "float", "its mean restoration (share)"),
+    ("control_high", "float", "upper end of the random-init control's effect interval at that site"),
+    ("stands_out", "bool", "its effect interval lies wholly above the control's and above EFFECT_FLOOR (0.01)"),
+    ("moved", "bool", "the best site's layer differs from the previous step's (both standing out)"),
+), "The site whose absolute effect rose most above the random-init control's, per step (the last layer's residual "
+   "stream left out: restoring it at the [MASK] gives the clean answer by construction); whether it moved.")
+TRACING_ID = [*CHECKPOINT_ID, *RELATION_ID, "method", "component", "layer", "role"]
+HEAD_ID = [*CHECKPOINT_ID, *RELATION_ID, "method", "layer", "head"]
+SITE = ["component", "layer", "role"]
+EXACT, ATTRIBUTION, BOTH = "exact", "attribution", "both"
+SKIPPED = "skipped"
+CORRUPTIONS = ("noise", "subject-swap")
 
 
 @dataclass(frozen=True)
 class TracingOptions(Options):
     sample: int = option(64, "Prompts traced per relation and fact group (seeded sample; 0 = all).",
                          flag="--trace-sample", low=0)
+    corrupt: str = option("noise", "How the subject is corrupted: noise (Gaussian noise added to its embeddings, "
+                          "ROME) or subject-swap (a counterfactual subject of the same relation with as many "
+                          "pieces, seeded; prompts without one are skipped and counted).",
+                          flag="--corrupt", choices=CORRUPTIONS)
     noise: float = option(3.0, "Noise std as a multiple of the subject embeddings' std (ROME: 3).", flag="--noise",
                           low=0.0)
-    noise_seed: int = option(0, "Seed of the corruption noise.", flag="--noise-seed", low=0)
+    noise_seed: int = option(0, "Seed of the corruption: the noise, or the counterfactual subject drawn.",
+                             flag="--noise-seed", low=0)
     components: str = option("resid,attn,mlp,head,knockout", "Components restored, comma-separated: resid, attn, mlp, "
                              "head (each attention head at every position), knockout (attention from the "
                              "[MASK] to the subject blocked, per layer).",
                              flag="--trace-components")
+    method: str = option("exact", "exact (one restored run per site), attribution (first-order estimate of "
+                         "every site from one forward and backward pass, Nanda 2023) or both (and their rank "
+                         "correlation, table tracing_agreement).", flag="--trace-method",
+                         choices=(EXACT, ATTRIBUTION, BOTH))
+    metric: str = option("prob", "The metric attribution differentiates: prob (the gold probability) or logprob.",
+                         flag="--attribution-metric", choices=("prob", "logprob"))
 
     def validate(self, analysis: str) -> None:
         from probekit.core.errors import ProbekitError
@@ -129,6 +200,9 @@ class TracingOptions(Options):
 
     def parts(self) -> list[str]:
         return [c.strip() for c in self.components.split(",") if c.strip()]
+
+    def methods(self) -> list[str]:
+        return [EXACT, ATTRIBUTION] if self.method == BOTH else [self.method]
 
 
 @dataclass
@@ -165,7 +239,8 @@ def gold_prob(model, hidden, masks: list[int], gold: list[int]):
     import torch
     from probekit.models.families import mlm_head
 
-    logits = mlm_head(model)(hidden[:, masks]).float()
+    logits = mlm_head(model)(hidden[:, masks])
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # float64 stays float64
     logprob = logits.log_softmax(-1).gather(2, torch.tensor(gold, device=logits.device)[None, :, None].expand(
         logits.shape[0], -1, 1)).squeeze(2)
     return logprob.double().sum(1).exp()
@@ -383,6 +458,46 @@ def embedding_std(model, sites: list[Site]) -> float:
     return float(torch.cat(values).std()) if values else 0.0
 
 
+def swap_pieces(site: Site, prompt: pd.Series, candidates: list[tuple[str, str]], tokenizer,
+                seed: int) -> list[int] | None:
+    """The piece ids of a counterfactual subject for `site` (subject-swap): among `candidates` ((subject, answer)
+    pairs of the prompt's relation) in an order drawn from `seed` and the prompt's text, the first whose
+    answer differs from the prompt's and whose pieces, in the prompt's template, take exactly the subject's
+    positions (every other token unchanged, so clean and corrupted runs share positions); None if none does."""
+    own_subject, own_answer = str(prompt["subject"]), str(prompt["answer"]).strip().lower()
+    pool = [(s, a) for s, a in candidates if a.strip().lower() != own_answer and s != own_subject]
+    if not pool:
+        return None
+    order = np.random.default_rng([seed, zlib.crc32(str(prompt["prompt"]).encode())]).permutation(len(pool))
+    masks = " ".join([tokenizer.mask_token] * len(site.gold))
+    template = str(prompt["template"]).replace("[MASK]", masks)
+    texts = [template.replace("[X]", pool[i][0]) for i in order]
+    subject, width = set(site.subject), len(site.ids)
+    for ids in tokenizer(texts)["input_ids"]:
+        if len(ids) == width and all(ids[t] == site.ids[t] for t in range(width) if t not in subject) and \
+                any(ids[t] != site.ids[t] for t in subject):
+            return [ids[t] for t in site.subject]
+    return None
+
+
+def swap_corruption(model, site: Site, pieces: list[int]):
+    """The subject swap as a corruption of `hook_full_embed`: [subject pieces, d_embed] = the embeddings' output
+    of the counterfactual pieces minus that of the subject's, at the subject's positions (the embeddings are
+    per position, so adding it gives the swapped input's embeddings)."""
+    import torch
+    from probekit.models.families import body
+
+    hooks = _hooks()
+    swapped = list(site.ids)
+    for t, piece in zip(site.subject, pieces):
+        swapped[t] = piece
+    ids = torch.tensor([site.ids, swapped], device=next(model.parameters()).device)
+    with torch.inference_mode(), hooks.hooked(model, read=[hooks.EMBED]) as seen:
+        body(model)(input_ids=ids)
+    embedded = seen[hooks.EMBED]
+    return (embedded[1, site.subject] - embedded[0, site.subject]).float().cpu()
+
+
 def role_rows(result: Trace, site: Site) -> list[dict]:
     """Rows component × layer × role: p_restored averaged over the role's positions; for heads, rows
     layer × head (role `all`)."""
@@ -392,21 +507,23 @@ def role_rows(result: Trace, site: Site) -> list[dict]:
         if component == HEAD:
             ratio = restoration(grid, result.p_clean, result.p_corrupt)
             rows += [{"component": HEAD, "layer": layer, "head": head, "role": ALL, "positions": len(site.ids),
-                      "restoration": float(ratio[layer, head]), "p_restored": float(grid[layer, head]), **common}
+                      "restoration": float(ratio[layer, head]), "effect": float(grid[layer, head] - result.p_corrupt),
+                      "p_restored": float(grid[layer, head]), **common}
                      for layer in range(grid.shape[0]) for head in range(grid.shape[1])]
             continue
         if component == KNOCKOUT:
             ratio = restoration(grid[:, 0], result.p_clean, result.p_corrupt)
             rows += [{"component": KNOCKOUT, "layer": layer, "head": None, "role": "mask",
                       "positions": len(site.masks), "restoration": float(ratio[layer]),
-                      "p_restored": float(grid[layer, 0]), **common} for layer in range(grid.shape[0])]
+                      "effect": float(grid[layer, 0] - result.p_corrupt), "p_restored": float(grid[layer, 0]),
+                      **common} for layer in range(grid.shape[0])]
             continue
         for role, positions in site.roles().items():
             p = grid[:, positions].mean(1)
             for layer, (p_layer, r) in enumerate(zip(p, restoration(p, result.p_clean, result.p_corrupt))):
                 rows.append({"component": component, "layer": layer, "head": None, "role": role,
-                             "positions": len(positions), "restoration": float(r), "p_restored": float(p_layer),
-                             **common})
+                             "positions": len(positions), "restoration": float(r),
+                             "effect": float(p_layer - result.p_corrupt), "p_restored": float(p_layer), **common})
     return rows
 
 
@@ -415,12 +532,13 @@ def role_rows(result: Trace, site: Site) -> list[dict]:
 
 class Tracing(Analysis):
     name = "tracing"
-    help = ("causal tracing: noise the subject, restore one clean activation per layer × position × component "
-            "and per head (tables tracing, tracing_scores, tracing_head_scores)")
+    help = ("causal tracing: corrupt the subject (noise or a counterfactual subject), restore one clean activation "
+            "per layer × position × component and per head, exactly or by attribution patching (tables tracing, "
+            "tracing_scores, tracing_head_scores, tracing_agreement, tracing_emergence, tracing_best_sites)")
     options = TracingOptions
-    tables = (TRACING, TRACING_SCORES, TRACING_HEAD_SCORES)
+    tables = (TRACING, TRACING_SCORES, TRACING_HEAD_SCORES, TRACING_AGREEMENT, TRACING_EMERGENCE, TRACING_BEST)
     on_control = True
-    version = 2
+    version = 3
     report = "probekit.report.tracing:section"
     report_title = "Causal tracing"
 
@@ -446,24 +564,57 @@ class Tracing(Analysis):
         sites = prompt_sites(prompts, checkpoint.tokenizer, ctx.encoded(checkpoint, bench),
                              max_tokens(model.config))
         chosen = [sites[i] for i in sample(prompts, groups, opts.sample) if i in sites]
-        scale = opts.noise * embedding_std(model, chosen)
+        corrupt, scale = self._corruptions(model, checkpoint.tokenizer, chosen, prompts, opts)
+        traced = [site for site in chosen if site.index in corrupt]
         frames = []
+        if EXACT in opts.methods():
+            for site in traced:
+                result = trace(model, site, corrupt[site.index], opts.parts(), max_rows=ctx.batch_size)
+                frames.append(self._frame(role_rows(result, site), site, prompts, groups, EXACT, scale))
+        parts = [c for c in opts.parts() if c != KNOCKOUT]
+        if ATTRIBUTION in opts.methods() and parts and traced:
+            from probekit.analyses import attribution
+
+            found = attribution.estimate(model, traced, [corrupt[s.index] for s in traced], parts, opts.metric,
+                                         max_rows=ctx.batch_size)
+            for site, result in zip(traced, found):
+                rows = role_rows(attribution.as_trace(result, opts.metric), site)
+                frames.append(self._frame(rows, site, prompts, groups, ATTRIBUTION, scale))
         for site in chosen:
-            frames.append(self._rows(model, site, prompts, groups, opts, scale, ctx.batch_size))
+            if site.index not in corrupt:
+                frames.append(self._frame([{"component": SKIPPED, "role": ALL}], site, prompts, groups, EXACT, scale))
         if not frames:
             return pd.DataFrame(columns=[c.name for c in TRACING.columns if c.name not in CHECKPOINT_ID])
         return pd.concat(frames, ignore_index=True)
 
-    def _rows(self, model, site: Site, prompts, groups, opts: TracingOptions, scale: float, batch: int):
+    def _corruptions(self, model, tokenizer, chosen: list[Site], prompts, opts: TracingOptions):
+        """prompt index → its corruption [subject pieces, d_embed] (a prompt without one is skipped), and the
+        noise std (missing for subject-swap)."""
+        if opts.corrupt == "subject-swap":
+            pairs = {relation: list(dict.fromkeys(zip(rows["subject"].astype(str), rows["answer"].astype(str))))
+                     for relation, rows in prompts.groupby("relation", sort=False)}
+            out = {}
+            for site in chosen:
+                row = prompts.loc[site.index]
+                pieces = swap_pieces(site, row, pairs[row["relation"]], tokenizer, opts.noise_seed)
+                if pieces is not None:
+                    out[site.index] = swap_corruption(model, site, pieces)
+            return out, float("nan")
+        scale = opts.noise * embedding_std(model, chosen)
         d_embed = _embed_width(model)
-        noise = noise_for(opts.noise_seed, prompts.at[site.index, "prompt"], (len(site.subject), d_embed), scale)
-        result = trace(model, site, noise, opts.parts(), max_rows=batch)
-        rows = pd.DataFrame(role_rows(result, site)).assign(noise_std=scale)
+        return {site.index: noise_for(opts.noise_seed, prompts.at[site.index, "prompt"], (len(site.subject), d_embed),
+                                      scale) for site in chosen}, scale
+
+    @staticmethod
+    def _frame(rows: list[dict], site: Site, prompts, groups, method: str, scale: float) -> pd.DataFrame:
         info = prompts.loc[site.index, ["benchmark", "relation", "template", "subject", "answer", "prompt"]]
-        return rows.assign(**info.to_dict(), group=groups[site.index])
+        return pd.DataFrame(rows).assign(method=method, noise_std=scale, **info.to_dict(), group=groups[site.index])
 
     def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
-        return {TRACING_SCORES.name: tracing_scores(frame), TRACING_HEAD_SCORES.name: head_scores(frame)}
+        scores = tracing_scores(frame)
+        return {TRACING_SCORES.name: scores, TRACING_HEAD_SCORES.name: head_scores(frame),
+                TRACING_AGREEMENT.name: agreement(frame), TRACING_EMERGENCE.name: site_emergence(scores),
+                TRACING_BEST.name: best_sites(scores)}
 
 
 def _embed_width(model) -> int:
@@ -473,26 +624,126 @@ def _embed_width(model) -> int:
 
 
 def tracing_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean restoration per checkpoint × relation × group × component × layer × role (all but the head rows)."""
-    return _mean_restoration(frame[frame["component"] != HEAD], TRACING_ID, TRACING_SCORES)
+    """Mean restoration and effect per checkpoint × relation × group × method × component × layer × role (all
+    but the head rows), with the count of skipped prompts of each relation and group."""
+    sites = frame[~frame["component"].isin([HEAD, SKIPPED])]
+    out = _means(sites, TRACING_ID, TRACING_SCORES)
+    if out.empty:
+        return out
+    from probekit.analyses.stats import with_pooled_seeds
+
+    keys = [*CHECKPOINT_ID, *RELATION_ID]
+    skipped = with_pooled_seeds(frame[frame["component"] == SKIPPED]) if (frame["component"] == SKIPPED).any() \
+        else frame.iloc[:0]
+    counts = skipped.groupby(keys, dropna=False)["prompt"].nunique().rename("skipped").reset_index()
+    out = out.drop(columns="skipped").merge(counts, on=keys, how="left") if len(counts) else out
+    out["skipped"] = out["skipped"].fillna(0).astype(int)
+    return out[TRACING_SCORES.names]
 
 
 def head_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean restoration per checkpoint × relation × group × layer × head (the `head` rows)."""
-    return _mean_restoration(frame[frame["component"] == HEAD], HEAD_ID, TRACING_HEAD_SCORES)
+    """Mean restoration and effect per checkpoint × relation × group × method × layer × head (the `head` rows)."""
+    return _means(frame[frame["component"] == HEAD], HEAD_ID, TRACING_HEAD_SCORES)
 
 
-def _mean_restoration(frame: pd.DataFrame, keys: list[str], table: Table) -> pd.DataFrame:
-    """Mean restoration per group of `keys` with its bootstrap interval over prompts (and over seeds, on rows
-    pooled over seeds), as `table`'s columns."""
+def _means(frame: pd.DataFrame, keys: list[str], table: Table) -> pd.DataFrame:
+    """Mean restoration and effect per group of `keys` with their bootstrap intervals over prompts (and over
+    seeds, on rows pooled over seeds), as `table`'s columns."""
     from probekit.analyses.stats import share_intervals, with_pooled_seeds
 
     if frame.empty:
         return pd.DataFrame(columns=table.names)
-    work = with_pooled_seeds(frame)
-    out = work.groupby(keys, sort=False, dropna=False)["restoration"].agg(n="count", restoration="mean").reset_index()
-    out = out.merge(share_intervals(work, keys, "restoration", item="prompt"), on=keys, how="left")
-    return out[table.names]
+    work = with_pooled_seeds(frame.assign(method=frame["method"] if "method" in frame else EXACT))
+    out = work.groupby(keys, sort=False, dropna=False).agg(
+        n=("restoration", "count"), restoration=("restoration", "mean"), effect=("effect", "mean")).reset_index()
+    for column in ("restoration", "effect"):
+        bounds_of = share_intervals(work, keys, column, item="prompt")
+        out = out.merge(bounds_of.drop(columns="n_seeds") if column == "restoration" else bounds_of, on=keys,
+                        how="left")
+    return out.assign(skipped=0)[table.names] if "skipped" in table.names else out[table.names]
+
+
+def agreement(frame: pd.DataFrame) -> pd.DataFrame:
+    """Attribution against exact patching where a run has both: per checkpoint × benchmark × component, the
+    Spearman correlation of their absolute effects over the prompt-level sites and over the sites' means."""
+    sites = frame[frame["component"].isin(["resid", "attn", "mlp", HEAD])]
+    if "method" not in sites or not {EXACT, ATTRIBUTION} <= set(sites["method"]):
+        return pd.DataFrame(columns=TRACING_AGREEMENT.names)
+    site = ["benchmark", "relation", "group", "component", "layer", "role", "head"]
+    keys = [*CHECKPOINT_ID, *site, "prompt"]
+    sides = [sites[sites["method"] == m][keys + ["effect"]].astype({"head": "float", "layer": "float"})
+             .fillna({"head": -1}) for m in (EXACT, ATTRIBUTION)]
+    both = sides[0].merge(sides[1], on=keys, suffixes=("_exact", "_attribution"))
+    means = both.groupby([*CHECKPOINT_ID, *site], sort=False, dropna=False)[
+        ["effect_exact", "effect_attribution"]].mean().reset_index()
+    records = []
+    for key, rows in both.groupby([*CHECKPOINT_ID, "benchmark", "component"], sort=False, dropna=False):
+        pooled = means[(means[[*CHECKPOINT_ID, "benchmark", "component"]] == pd.Series(
+            key, index=[*CHECKPOINT_ID, "benchmark", "component"])).all(axis=1)]
+        records.append({**dict(zip([*CHECKPOINT_ID, "benchmark", "component"], key)), "n": len(rows),
+                        "spearman": _spearman(rows["effect_exact"], rows["effect_attribution"]),
+                        "n_sites": len(pooled),
+                        "spearman_sites": _spearman(pooled["effect_exact"], pooled["effect_attribution"])})
+    return pd.DataFrame(records, columns=TRACING_AGREEMENT.names)
+
+
+def _spearman(a: pd.Series, b: pd.Series) -> float:
+    """Rank correlation (missing where either side is constant or fewer than 3 values)."""
+    if len(a) < 3 or a.nunique() < 2 or b.nunique() < 2:
+        return float("nan")
+    return float(a.rank().corr(b.rank()))
+
+
+def _control_mask(scores: pd.DataFrame) -> pd.Series:
+    """The rows `emergence_steps` reads as the control: the random-init control's, else step 0's."""
+    control = scores["checkpoint"] == CONTROL
+    return control if control.any() else scores["step"] == 0
+
+
+def site_emergence(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per site (resid, attn, mlp × layer × role), group and method: the first step whose effect interval lies
+    wholly above the random-init control's and above `EFFECT_FLOOR` (`probekit.analyses.stats.emergence_steps`,
+    the scores' rule, with the control's upper end raised to the floor where it is below: a site that only hurts
+    less than at random init, or moves p by a hair, restores nothing)."""
+    from probekit.analyses.stats import emergence_steps
+
+    rows = scores[scores["component"].isin(["resid", "attn", "mlp"])]
+    if rows.empty:
+        return pd.DataFrame(columns=TRACING_EMERGENCE.names)
+    rows = rows.copy()
+    control = _control_mask(rows)
+    rows.loc[control, "effect_high"] = rows.loc[control, "effect_high"].clip(lower=EFFECT_FLOOR)
+    found = emergence_steps(rows, metric="effect", keys=("benchmark", "relation", "group", "method", *SITE))
+    return found[TRACING_EMERGENCE.names]
+
+
+def best_sites(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per checkpoint (the control left out) × relation × group × method: the site (resid, attn, mlp) whose
+    mean effect rose most above the random-init control's at the same site, the last layer's residual stream
+    left out (restoring it at the [MASK] gives the clean answer by construction); whether its interval stands
+    out (above the control's and `EFFECT_FLOOR`) and whether its layer moved since the previous step."""
+    rows = scores[scores["component"].isin(["resid", "attn", "mlp"])].dropna(subset=["effect"])
+    if rows.empty:
+        return pd.DataFrame(columns=TRACING_BEST.names)
+    last_layer = int(rows["layer"].max())
+    rows = rows[~((rows["component"] == "resid") & (rows["layer"] == last_layer))]
+    control = rows[_control_mask(rows)]
+    ref = ["benchmark", "relation", "group", "method", *SITE]
+    base = control.groupby(ref, dropna=False).agg(control_effect=("effect", "first"),
+                                                  control_high=("effect_high", "first")).reset_index()
+    series = rows[rows["checkpoint"] != CONTROL].merge(base, on=ref, how="left")
+    series["gain"] = series["effect"] - series["control_effect"].fillna(0.0)
+    keys = [*CHECKPOINT_ID, *RELATION_ID, "method"]
+    best = series.loc[series.groupby(keys, sort=False, dropna=False)["gain"].idxmax()].copy()
+    bar = best["control_high"].fillna(EFFECT_FLOOR).clip(lower=EFFECT_FLOOR)
+    best["stands_out"] = (best["effect_low"] > bar).fillna(False).astype(bool)
+    best = best.sort_values("step", kind="stable")
+    previous = best.groupby(["run", *RELATION_ID, "method"], sort=False, dropna=False)
+    before_layer, before_out = previous["layer"].shift(), previous["stands_out"].shift()
+    best["moved"] = [bool(out and was is True and pd.notna(layer_before) and layer != layer_before)
+                     for layer, out, layer_before, was in zip(best["layer"], best["stands_out"], before_layer,
+                                                               before_out)]
+    return best[TRACING_BEST.names].reset_index(drop=True)
 
 
 register(Tracing)
