@@ -96,8 +96,11 @@ def attention_maps(cap: Capture, sentence: int = 0, title: str = "") -> Figure:
             image = ax.imshow(cap.pattern(layer)[sentence, head, :length, :length].numpy(), cmap="Blues",
                               vmin=0, vmax=1)
             ax.set_title(f"layer {layer}, head {head}", fontsize=8)
-            token_ticks(ax, tokens, length)
+            ax.tick_params(axis="x", labelrotation=90, labelsize=6)
+            ax.tick_params(axis="y", labelsize=6)
+            ax.grid(False)
             ax.label_outer()
+    token_ticks(axes[0][0], tokens, length)  # shared by every map of the figure
     fig.supxlabel("key (attended to)", fontsize=8)
     fig.supylabel("query", fontsize=8)
     fig.suptitle(title)
