@@ -14,6 +14,7 @@ paradigm, drawn with a fixed seed, so a subset is the same on every run and mach
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import json
@@ -88,32 +89,21 @@ def load_pairs(spec: str | Path, sample: int | None = None, seed: int = 0) -> Pa
         raise ProbekitError(f"{spec}: sample must be at least 1 pair per paradigm (got {sample})")
     text = str(spec)
     if text == BLIMP or text.startswith(BLIMP + ":"):
-        path = BLIMP_DIR / "blimp.jsonl.gz"
-        raw = _jsonl_rows(path, gzip.open(path, "rt", encoding="utf-8").read())
-        name, shipped = text, True
+        path, name, shipped = BLIMP_DIR / "blimp.jsonl.gz", text, True
+        rows, problems = _shipped_rows(path)
+        problems = list(problems)
     else:
         path = Path(text)
         if not path.is_file():
             raise ProbekitError(f"{spec}: no such pairs file (shipped: {BLIMP}, {BLIMP}:PARADIGM|PHENOMENON|FIELD)")
-        raw = _read_rows(path)
         name, shipped = path.stem, False
-    rows, problems = [], []
-    for where, row in raw:
-        row = {ALIASES.get(k, k): v for k, v in row.items()}
-        problem = _problem(row, same_allowed=shipped)
-        if problem:
-            problems.append(f"{path}: {where}: {problem}; row skipped")
-            continue
-        pair_id = row.get("pair_id")
-        pair_id = where.split()[-1] if pair_id in (None, "") else str(pair_id).strip()
-        rows.append({"benchmark": name, "pair_id": pair_id,
-                     **{g: str(row.get(g) or "").strip() or name for g in GROUPS},
-                     "good": row["good"].strip(), "bad": row["bad"].strip()})
+        rows, problems = _validated(path, _read_rows(path), same_allowed=False)
     if not rows:
         reasons = "; ".join(p.split(": ", 2)[2].removesuffix("; row skipped") for p in problems[:3])
         raise ProbekitError(f"{path}: no valid pairs ({len(problems)} malformed rows"
                             + (f", e.g. {reasons})" if reasons else ")"))
-    pairs = pd.DataFrame(rows)
+    pairs = pd.DataFrame(rows).assign(benchmark=name)
+    pairs[list(GROUPS)] = pairs[list(GROUPS)].fillna(name)  # a pair without a paradigm is one of the benchmark
     if not shipped:
         pairs = pairs.drop_duplicates(subset=["paradigm", "good", "bad"]).reset_index(drop=True)
     if ":" in text and text.startswith(BLIMP):
@@ -123,6 +113,28 @@ def load_pairs(spec: str | Path, sample: int | None = None, seed: int = 0) -> Pa
         name = f"{name}@{sample}"
         pairs["benchmark"] = name
     return PairBenchmark(name, path, pairs[COLUMNS], problems)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_rows(path: Path) -> tuple[list[dict], list[str]]:
+    """BLiMP's 67,000 pairs parsed and checked once per process (every load of `blimp…` reads them)."""
+    return _validated(path, _jsonl_rows(path, gzip.open(path, "rt", encoding="utf-8").read()), same_allowed=True)
+
+
+def _validated(path: Path, raw: list[tuple[str, dict]], same_allowed: bool) -> tuple[list[dict], list[str]]:
+    """The rows that are minimal pairs (groups not given left None), and one line per row that is not."""
+    rows, problems = [], []
+    for where, row in raw:
+        row = {ALIASES.get(k, k): v for k, v in row.items()}
+        problem = _problem(row, same_allowed=same_allowed)
+        if problem:
+            problems.append(f"{path}: {where}: {problem}; row skipped")
+            continue
+        pair_id = row.get("pair_id")
+        pair_id = where.split()[-1] if pair_id in (None, "") else str(pair_id).strip()
+        rows.append({"pair_id": pair_id, **{g: str(row.get(g) or "").strip() or None for g in GROUPS},
+                     "good": row["good"].strip(), "bad": row["bad"].strip()})
+    return rows, problems
 
 
 def sample_pairs(pairs: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
