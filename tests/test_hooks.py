@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 import torch
 
@@ -70,3 +71,71 @@ def test_unknown_and_read_only_points_are_refused(model_and_inputs):
     with pytest.raises(ProbekitError, match="must keep the shape"):
         with torch.no_grad(), hooked(model, write={hook_name(0, "hook_resid_post"): lambda t: t[:, :1]}):
             model.bert(input_ids=torch.tensor([[2, 5, 3]]))
+
+
+# ---------------------------------------------------------------- head ablation, all heads of a layer in one pass
+
+ABLATED = {"bert": lambda m, l: m.bert.encoder.layer[l].attention.output.dense,
+           "roberta": lambda m, l: m.roberta.encoder.layer[l].attention.output.dense,
+           "modernbert": lambda m, l: m.model.layers[l].attn.Wo}
+"""The module whose input is the heads' concatenated outputs, per family: the plain loop zeroes a slice of it."""
+
+
+def plain_ablation(model, tok, prompts: pd.DataFrame, family: str) -> pd.DataFrame:
+    """Per (layer, head, relation): P@1 and mean gold log-probability with that head zeroed, one prompt and
+    one head at a time, through stock HF modules only (a forward pre-hook zeroing the head's input slice)."""
+    c = model.config
+    d = c.hidden_size // c.num_attention_heads
+    rows = []
+    for layer in range(c.num_hidden_layers):
+        for head in range(c.num_attention_heads):
+            def zero(module, args, head=head):
+                x = args[0].clone()
+                x[..., head * d:(head + 1) * d] = 0
+                return (x, *args[1:])
+            handle = ABLATED[family](model, layer).register_forward_pre_hook(zero)
+            try:
+                for prompt, answer, relation in zip(prompts.prompt, prompts.answer, prompts.relation):
+                    before = prompt[:prompt.index("[MASK]")]
+                    stem = tok(before.rstrip(), add_special_tokens=False)["input_ids"]
+                    gold = tok(before + answer, add_special_tokens=False)["input_ids"][len(stem):]
+                    text = prompt.replace("[MASK]", " ".join([tok.mask_token] * len(gold)))
+                    ids = tok(text, return_tensors="pt")
+                    with torch.no_grad():
+                        logp = torch.log_softmax(model(**ids).logits[0].float(), -1)
+                    masks = (ids["input_ids"][0] == tok.mask_token_id).nonzero().flatten()
+                    rows.append({"layer": layer, "head": head, "relation": relation,
+                                 "logprob": float(sum(logp[m, g] for m, g in zip(masks, gold))),
+                                 "hit": float(all(int(logp[m].argmax()) == g for m, g in zip(masks, gold)))})
+            finally:
+                handle.remove()
+    return (pd.DataFrame(rows).groupby(["layer", "head", "relation"])
+            .agg(p_at_1=("hit", "mean"), mean_gold_logprob=("logprob", "mean")).reset_index())
+
+
+@pytest.mark.parametrize("family", list(ABLATED))
+def test_all_heads_of_a_layer_in_one_pass_equal_a_plain_loop_one_head_at_a_time(family, tmp_path):
+    from test_families import write_checkpoint
+
+    from probekit.analyses import Context
+    from probekit.analyses.ablation import Ablation
+    from probekit.benchmarks import load_benchmark
+    from probekit.models.series import resolve_checkpoints
+
+    bench_file = tmp_path / "bench.csv"
+    bench_file.write_text("relation,template,subject,answer\n"
+                          "capital,The capital of [X] is [MASK].,Italy,Rome\n"
+                          "capital,The capital of [X] is [MASK].,France,Paris\n"
+                          "capital,The capital of [X] is [MASK].,Peru,Lima\n"
+                          "capital,The capital of [X] is [MASK].,Spain,Romeparis\n"
+                          "reverse,[MASK] is the capital of [X].,Japan,Tokyo\n"
+                          "reverse,[MASK] is the capital of [X].,Egypt,Cairo\n")
+    checkpoint = resolve_checkpoints(str(write_checkpoint(tmp_path / family, family)))[0]
+    bench = load_benchmark(bench_file)
+    bench.groups = ["all"] * len(bench.prompts)
+    ours = Ablation().run(checkpoint, Context({"prompts": [bench]}, batch_size=4), bench)  # 2 batches
+    theirs = plain_ablation(checkpoint.model(), checkpoint.tokenizer, bench.prompts, family)
+    merged = ours.merge(theirs, on=["layer", "head", "relation"], suffixes=("", "_plain"))
+    assert len(merged) == len(theirs) == 2 * 4 * 2 and (merged.n == merged.groupby("relation").n.transform("max")).all()
+    assert merged.p_at_1.tolist() == merged.p_at_1_plain.tolist()
+    assert merged.mean_gold_logprob.to_numpy() == pytest.approx(merged.mean_gold_logprob_plain.to_numpy(), abs=1e-5)

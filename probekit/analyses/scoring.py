@@ -73,56 +73,26 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
     hidden state instead of the last layer's, through the family's final norm where it has one: the logit
     lens.
     """
-    device = next(model.parameters()).device
-    head = unembed(model) if readout else mlm_head(model)
-    ids, pieces = encoded["input_ids"], encoded["pieces"]
-    limit = max_tokens(model.config)  # RoBERTa's positions: two fewer than max_position_embeddings
-    fits = np.array([len(x) <= limit for x in ids])
-    ids = [x[:limit] for x in ids]
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    n = len(ids)
+    pieces = encoded["pieces"]
+    n = len(pieces)
     rank, logprob = np.full(n, np.nan), np.full(n, np.nan)
     top_ids, top_probs = np.zeros((n, top_k), dtype=np.int64), np.zeros((n, top_k), dtype=np.float32)
     greedy: list[list[int]] = [[] for _ in range(n)]
-    for start in range(0, n, batch_size):
-        batch = order[start:start + batch_size]
-        input_ids, attention = _pad([ids[i] for i in batch], tokenizer.pad_token_id, device)
-        with hooked(model, read=[readout] if readout else []) as seen:
-            out = body(model)(input_ids=input_ids, attention_mask=attention)
-        hidden = seen[readout] if readout else out.last_hidden_state
-        is_mask = input_ids == tokenizer.mask_token_id
-        logits = head(hidden[is_mask]).float()  # one row per mask, prompt by prompt
-        top = logits.topk(top_k)
-        peak = top.values[:, :1]
-        log_norm = peak.squeeze(1) + (logits - peak).exp_().sum(-1).log_()
-        n_masks = is_mask.sum(1).cpu().numpy()
-        first = np.concatenate([[0], np.cumsum(n_masks)[:-1]])
-        owner = torch.from_numpy(np.repeat(np.arange(len(batch)), n_masks)).to(device)
-        finite = torch.ones(len(batch), device=device).scatter_reduce(
-            0, owner, torch.isfinite(logits).all(1).float(), "amin").cpu().numpy() > 0
-        ok = np.array([len(pieces[i]) == m > 0 for i, m in zip(batch, n_masks)]) & finite & fits[batch]
-        gold = torch.tensor([t for i, good, m in zip(batch, ok, n_masks) for t in (pieces[i] if good else [0] * m)],
-                            dtype=torch.long, device=device)
-        gold_logit = logits.gather(1, gold[:, None])
-        row_rank = (logits > gold_logit).sum(1, dtype=torch.int32).long() + 1
-        per_prompt_rank = torch.zeros(len(batch), dtype=torch.long, device=device).scatter_reduce(
-            0, owner, row_rank, "amax")
-        per_prompt_logprob = torch.zeros(len(batch), device=device).index_add(
-            0, owner, gold_logit.squeeze(1) - log_norm)
-        rank[batch[ok]] = per_prompt_rank.cpu().numpy()[ok]
-        logprob[batch[ok]] = per_prompt_logprob.cpu().numpy()[ok]
-        at_first = torch.from_numpy(first[ok]).to(device)
-        top_ids[batch[ok]] = top.indices[at_first].cpu().numpy()
-        top_probs[batch[ok]] = (top.values[at_first] - log_norm[at_first, None]).exp().cpu().numpy()
-        argmax = top.indices[:, 0].tolist()
-        for j, i in enumerate(batch):
-            if ok[j]:
-                greedy[i] = argmax[first[j]:first[j] + n_masks[j]]
-    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    for part in _scored(model, tokenizer, encoded, batch_size, top_k, readout=readout):
+        batch, ok = part.batch, part.ok[0]
+        rank[batch[ok]] = part.rank[0][ok]
+        logprob[batch[ok]] = part.logprob[0][ok]
+        top_ids[batch[ok]] = part.top_ids[part.first[ok]]
+        top_probs[batch[ok]] = part.top_probs[part.first[ok]]
+        argmax = part.top_ids[:, 0].tolist()
+        for j in np.flatnonzero(ok):
+            greedy[batch[j]] = argmax[part.first[j]:part.first[j] + part.n_masks[j]]
+    scorable = ~np.isnan(rank)
+    used = sorted({t for g in greedy for t in g} | set(np.unique(top_ids[scorable]).tolist()))
+    vocab = dict(zip(used, tokenizer.convert_ids_to_tokens(used)))  # only the pieces shown, not the vocabulary
     frame = pd.DataFrame({"gold_rank": rank, "gold_logprob": logprob})
     frame["top1"] = [tokenizer.convert_tokens_to_string([vocab[t] for t in g]).strip() if g else ""
                      for g in greedy]
-    scorable = ~np.isnan(rank)
     frame["topk_tokens"] = [[vocab[t] for t in ids] if s else [] for ids, s in zip(top_ids.tolist(), scorable)]
     frame["topk_probs"] = [p.tolist() if s else [] for p, s in zip(top_probs, scorable)]
     frame["n_pieces"] = [len(p) for p in pieces]
@@ -131,14 +101,113 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
     return frame
 
 
-def _pad(rows: list[list[int]], pad_id: int | None, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id if pad_id is not None else 0, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for j, row in enumerate(rows):
-        ids[j, : len(row)] = torch.tensor(row)
-        mask[j, : len(row)] = 1
-    return ids.to(device), mask.to(device)
+@torch.inference_mode()
+def gold_scores(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, batch_size: int = 128, copies: int = 1,
+                write: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(gold_rank, gold_logprob), each [copies, prompts], missing where unscorable: what `score_encoded`
+    gives, without the top-k. With `copies`, each batch runs tiled `copies` times in one forward pass (copy c
+    is rows c·b … c·b + b − 1) under the hook edits `write`, which tell the copies apart (e.g.
+    `probekit.models.hooks.zero_each_head`): one pass scores several interventions."""
+    n = len(encoded["pieces"])
+    rank, logprob = np.full((copies, n), np.nan), np.full((copies, n), np.nan)
+    for part in _scored(model, tokenizer, encoded, batch_size, 0, copies=copies, write=write):
+        for c in range(copies):
+            ok = part.ok[c]
+            rank[c, part.batch[ok]] = part.rank[c][ok]
+            logprob[c, part.batch[ok]] = part.logprob[c][ok]
+    return rank, logprob
+
+
+class _Part:
+    """One batch scored: its prompts' indices, per copy their rank, log-probability and whether they are
+    scorable; per mask (first copy) the top-k; where each prompt's masks start and how many it has."""
+
+    def __init__(self, batch, n_masks, first, ok, rank, logprob, top_ids=None, top_probs=None):
+        self.batch, self.n_masks, self.first, self.ok = batch, n_masks, first, ok
+        self.rank, self.logprob, self.top_ids, self.top_probs = rank, logprob, top_ids, top_probs
+
+
+CHUNK_FLOATS = 1 << 18
+"""Logits scored at a time (1 MB): small enough to stay in a CPU core's cache across the passes over them."""
+
+
+def _scored(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, batch_size: int, top_k: int,
+            readout: str | None = None, copies: int = 1, write: dict | None = None):
+    """Each batch of prompts through the body (tiled `copies` times under `write`) and the MLM head at its
+    masks: the gold's rank and log-probability per prompt and copy, and (top_k > 0) the top-k per mask."""
+    device = next(model.parameters()).device
+    head = unembed(model) if readout else mlm_head(model)
+    ids, pieces = encoded["input_ids"], encoded["pieces"]
+    limit = max_tokens(model.config)  # RoBERTa's positions: two fewer than max_position_embeddings
+    fits = np.array([len(x) <= limit for x in ids])
+    ids = [x[:limit] for x in ids]
+    lengths = np.array([len(x) for x in ids])
+    order = np.argsort(lengths, kind="stable")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(ids), batch_size):
+        batch = order[start:start + batch_size]
+        input_ids, attention = _pad([ids[i] for i in batch], lengths[batch], pad, device)
+        is_mask = input_ids == tokenizer.mask_token_id
+        n_masks = is_mask.sum(1).cpu().numpy()
+        first = np.concatenate([[0], np.cumsum(n_masks)[:-1]])
+        ok = np.array([len(pieces[i]) == m > 0 for i, m in zip(batch, n_masks)]) & fits[batch]
+        gold = torch.tensor([t for i, good, m in zip(batch, ok, n_masks) for t in (pieces[i] if good else [0] * m)],
+                            dtype=torch.long, device=device)
+        if copies > 1:
+            input_ids, attention = input_ids.repeat(copies, 1), attention.repeat(copies, 1)
+        points = [readout] if readout else []
+        if points or write:
+            with hooked(model, read=points, write=write) as seen:
+                out = body(model)(input_ids=input_ids, attention_mask=attention)
+        else:
+            seen, out = {}, body(model)(input_ids=input_ids, attention_mask=attention)
+        hidden = seen[readout] if readout else out.last_hidden_state
+        hidden = hidden[is_mask.repeat(copies, 1)]  # one row per mask, copy by copy, prompt by prompt
+        stats = _mask_stats(head, hidden, gold.repeat(copies), top_k, model.config.vocab_size)
+        owner = torch.from_numpy(np.repeat(np.arange(len(batch) * copies), np.tile(n_masks, copies))).to(device)
+        rows = len(batch) * copies
+        finite = torch.ones(rows, device=device).scatter_reduce(0, owner, stats["finite"].float(), "amin")
+        rank = torch.zeros(rows, dtype=torch.long, device=device).scatter_reduce(0, owner, stats["rank"], "amax")
+        logprob = torch.zeros(rows, device=device).index_add(0, owner, stats["logprob"])
+        good = ok[None, :] & (finite.view(copies, -1).cpu().numpy() > 0)
+        yield _Part(batch, n_masks, first, good, rank.view(copies, -1).cpu().numpy(),
+                    logprob.view(copies, -1).cpu().numpy(),
+                    stats["top_ids"].cpu().numpy() if top_k else None,
+                    stats["top_probs"].cpu().numpy() if top_k else None)
+
+
+def _mask_stats(head, hidden: torch.Tensor, gold: torch.Tensor, top_k: int, vocab_size: int) -> dict[str, torch.Tensor]:
+    """Per mask row: the gold's rank among all vocabulary logits, its log-probability, whether every logit
+    is finite, and (top_k > 0) the top-k ids and probabilities; the vocabulary projection is made a chunk
+    of rows at a time, so that the passes over its logits read them from cache."""
+    out: dict[str, list[torch.Tensor]] = {"rank": [], "logprob": [], "finite": [], "top_ids": [], "top_probs": []}
+    step = max(32, CHUNK_FLOATS // vocab_size)
+    for start in range(0, len(hidden), step):
+        logits = head(hidden[start:start + step]).float()
+        rows = gold[start:start + len(logits)]
+        low, peak = torch.aminmax(logits, dim=1)
+        log_norm = peak + (logits - peak[:, None]).exp_().sum(-1).log_()
+        gold_logit = logits.gather(1, rows[:, None])
+        out["rank"].append((logits > gold_logit).sum(1) + 1)
+        out["logprob"].append(gold_logit.squeeze(1) - log_norm)
+        out["finite"].append(torch.isfinite(low) & torch.isfinite(log_norm))
+        if top_k:
+            top = logits.topk(top_k)
+            out["top_ids"].append(top.indices)
+            out["top_probs"].append((top.values - log_norm[:, None]).exp())
+    if not out["rank"]:  # a batch without masks
+        empty = hidden.new_empty(0)
+        return {"rank": empty.long(), "logprob": empty, "finite": empty.bool(),
+                "top_ids": empty.long().view(0, top_k), "top_probs": empty.view(0, top_k)}
+    return {k: torch.cat(v) if v else None for k, v in out.items()}
+
+
+def _pad(rows: list[list[int]], lengths: np.ndarray, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = int(lengths.max())
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    ids[mask] = np.concatenate(rows)
+    return torch.from_numpy(ids).to(device), torch.from_numpy(mask.astype(np.int64)).to(device)
 
 
 def summarize(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

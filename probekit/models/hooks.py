@@ -305,3 +305,13 @@ def zero_head(head: int) -> Edit:
         z[:, :, head] = 0
         return z
     return edit
+
+
+def zero_each_head(n_heads: int) -> Edit:
+    """An edit for `attn.hook_z` of a batch tiled `n_heads` times (copy h is rows h·b … h·b + b − 1): copy h
+    has head h zeroed, so one forward pass ablates every head of a layer in turn."""
+    def edit(z: torch.Tensor) -> torch.Tensor:
+        batch = z.shape[0] // n_heads
+        keep = 1 - torch.eye(n_heads, dtype=z.dtype, device=z.device)  # [copy, head]
+        return (z.view(n_heads, batch, *z.shape[1:]) * keep[:, None, None, :, None]).view(z.shape)
+    return edit
