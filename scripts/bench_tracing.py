@@ -10,6 +10,13 @@ checkpoint of 64 prompts takes at that rate, on `--threads` CPU threads.
 
     .venv/bin/python scripts/bench_tracing.py [--prompts 256] [--length 12] [--device cpu]
     .venv/bin/python scripts/bench_tracing.py --bert-base --prompts 3 --threads 2
+
+With `--attribution`: on the demo-size model, attribution patching of every site (resid, attn, mlp per layer ×
+position, every head) for N prompts batched, against one plain probe pass over the same prompts (a padded
+forward of the batch and the gold probability, no hooks) and against exact tracing of the same sites, timed in
+the same run; prints both ratios and the rank correlation of the two methods' effects.
+
+    .venv/bin/python scripts/bench_tracing.py --attribution [--prompts 256] [--threads 1]
 """
 
 from __future__ import annotations
@@ -81,6 +88,47 @@ def bert_base(args) -> None:
     print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
+def attribution_bench(args, model, work: list[Site], noise: list) -> None:
+    """Attribution of every site against one plain probe pass and against exact tracing, in the same run."""
+    from probekit.analyses.attribution import as_trace, estimate, gold_metric
+    from probekit.models.families import body
+
+    components = ["resid", "attn", "mlp", "head"]
+    device = next(model.parameters()).device
+
+    def plain_pass() -> None:
+        for start in range(0, len(work), args.batch):
+            chunk = work[start:start + args.batch]
+            ids = torch.tensor([s.ids for s in chunk], device=device)  # synthetic prompts share a length
+            with torch.inference_mode():
+                gold_metric(model, body(model)(input_ids=ids).last_hidden_state, [s.masks for s in chunk],
+                            [s.gold for s in chunk], "prob")
+
+    plain_pass()  # warm-up
+    estimate(model, work[:2], noise[:2], components)
+    times = {}
+    start = time.perf_counter()
+    plain_pass()
+    times["plain"] = time.perf_counter() - start
+    start = time.perf_counter()
+    guesses = estimate(model, work, noise, components, "prob", max_rows=args.batch)
+    times["attribution"] = time.perf_counter() - start
+    start = time.perf_counter()
+    exact = [trace(model, s, e, components, max_rows=args.batch) for s, e in zip(work, noise)]
+    times["exact"] = time.perf_counter() - start
+    a = np.concatenate([as_trace(g, "prob").restored[c].ravel() - g.corrupt for g in guesses for c in components])
+    b = np.concatenate([t.restored[c].ravel() - t.p_corrupt for t in exact for c in components])
+    rank = float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
+    print(f"device {args.device}, {torch.get_num_threads()} threads; {len(work)} prompts of {args.length} tokens, "
+          f"batch {args.batch}; sites: {n_layers(model)} layers × ({args.length} positions × 3 components + "
+          f"{model.config.num_attention_heads} heads)")
+    print(f"plain probe pass {times['plain']:.3f} s   attribution {times['attribution']:.3f} s   exact tracing "
+          f"{times['exact']:.2f} s")
+    print(f"attribution / plain probe pass: {times['attribution'] / times['plain']:.1f}×   exact / attribution: "
+          f"{times['exact'] / times['attribution']:.0f}×   Spearman(attribution, exact) over every prompt's sites "
+          f"(random weights): {rank:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=256)
@@ -88,7 +136,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--bert-base", action="store_true", help="time a random BERT-base instead")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for --bert-base")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for --bert-base and --attribution")
+    parser.add_argument("--attribution", action="store_true", help="time attribution patching instead")
     args = parser.parse_args()
     if args.bert_base:
         return bert_base(args)
@@ -99,6 +148,9 @@ def main() -> None:
     components = list(COMPONENTS)
     work = sites(args.prompts, args.length, config.vocab_size)
     noise = [torch.randn(3, 64, generator=torch.Generator().manual_seed(s.index)).to(args.device) for s in work]
+    if args.attribution:
+        torch.set_num_threads(args.threads)
+        return attribution_bench(args, model, work, noise)
 
     start = time.perf_counter()
     batched = [trace(model, s, e, components, max_rows=args.batch).restored for s, e in zip(work, noise)]
