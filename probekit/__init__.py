@@ -72,6 +72,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "timeline": ("probekit.report.timeline", "timeline"),
     "arrival_table": ("probekit.report.timeline", "arrival_table"),
     "which_first": ("probekit.report.timeline", "which_first"),
+    "tracing_heatmap": ("probekit.report.tracing", "tracing_heatmap"),
+    "tracing_curves": ("probekit.report.tracing", "tracing_curves"),
     "diff_checkpoints": ("probekit.diff", "diff_checkpoints"),
     "CheckpointDiff": ("probekit.diff", "CheckpointDiff"),
     "head_view": ("probekit.views", "head_view"),
