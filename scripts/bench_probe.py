@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--tokenizer", default=None, help="tokenizer for the fresh series [bert-base-uncased]")
     parser.add_argument("--procs", type=int, default=None,
                         help="compare 1 process x N threads with N torchrun processes x 1 thread instead")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: where the time goes per checkpoint (load, tokenise, forward, vocabulary "
+                             "projection, scoring passes, Python)")
     parser.add_argument("--with", dest="analyses", default="lens,ablation", help="analyses for --procs")
     parser.add_argument("--families", default="bert,roberta", help="--size base: families to measure")
     parser.add_argument("--device", default=None, help="--size base: cpu or cuda [cuda where there is one]")
@@ -100,8 +103,11 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     series = args.checkpoints or make_series(work / "series", args.corpus, args.tokenizer)
-    bench = single_piece_benchmark(args.prompts, work, [load_tokenizer(args.tokenizer)])
-    if args.procs:
+    tokenizer = resolve_checkpoints(series)[0].tokenizer if args.checkpoints else load_tokenizer(args.tokenizer)
+    bench = single_piece_benchmark(args.prompts, work, [tokenizer])  # one piece in the series' own vocabulary
+    if args.profile:
+        profile_stages(series, bench)
+    elif args.procs:
         bench_procs(series, bench, args.procs, args.analyses, work)
     else:
         bench_pipeline(series, bench)
@@ -119,6 +125,7 @@ def bench_pipeline(series: str, bench: Path) -> None:
     """probekit.probe against a loop over the fill-mask pipeline, the same prompts and checkpoints."""
     prompts = load_benchmark(bench).prompts.prompt.tolist()
     refs = resolve_checkpoints(series)
+    _all_distinct(refs)
     n = len(prompts) * len(refs)
     hf_logging.set_verbosity_error()
     set_progress(False)
@@ -137,18 +144,117 @@ def bench_pipeline(series: str, bench: Path) -> None:
     ours = time.perf_counter() - start
     assert len(result.predictions) == n
 
-    start = time.perf_counter()
-    ablated = probe(series, [str(bench)], ["ablation"], control=False)
-    with_ablation = time.perf_counter() - start
-    heads = int(ablated.ablation.groupby("checkpoint").apply(lambda d: len(d[["layer", "head"]].drop_duplicates())).max())
+    _all_probed(result)
+    loop, batched = ablation_seconds(refs, bench)
 
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"== bench_probe on {where}: {len(prompts)} prompts x {len(refs)} checkpoints ==")
-    print(f"pipeline loop  {baseline:8.2f} s  {n / baseline:9.1f} prompt-checkpoints/s")
-    print(f"probekit.probe {ours:8.2f} s  {n / ours:9.1f} prompt-checkpoints/s")
+    print(f"== bench_probe on {where}: {len(prompts)} prompts x {len(refs)} distinct checkpoints ==")
+    print(f"pipeline loop  {baseline:8.2f} s  {n / baseline:9.1f} prompt-checkpoints/s  "
+          f"{baseline / len(refs):.3f} s per checkpoint")
+    print(f"probekit.probe {ours:8.2f} s  {n / ours:9.1f} prompt-checkpoints/s  {ours / len(refs):.3f} s per checkpoint")
     print(f"ratio: {baseline / ours:.1f}x")
-    print(f"probe + head ablation ({heads} heads, one batched pass each) {with_ablation:.2f} s: "
-          f"{with_ablation / ours:.1f}x one plain probe pass")
+    print(f"head ablation per checkpoint (model loaded, same prompts): one pass per head {loop:.3f} s, "
+          f"all heads of a layer in one pass {batched:.3f} s ({loop / batched:.2f}x), tables equal")
+
+
+def profile_stages(series: str, bench: Path) -> None:
+    """Seconds per checkpoint of each stage of scoring, averaged over the series: load (config, tokenizer,
+    fingerprint, model), tokenise (once per tokenizer, shared by the series), then `score_encoded` in full and
+    its parts timed apart on the same batches: body forward, vocabulary projection at the masks, the passes
+    over the logits (top-k, log-normaliser, rank); what is left of it is Python (padding, tables)."""
+    import numpy as np
+
+    from probekit.analyses.scoring import _mask_stats, _pad, encode_prompts, score_encoded
+    from probekit.models.families import body, max_tokens, mlm_head
+
+    prompts = load_benchmark(bench).prompts
+    refs = resolve_checkpoints(series)
+    stages = dict.fromkeys(["load", "tokenise", "score_encoded", "forward", "projection", "passes"], 0.0)
+    with torch.inference_mode():
+        for ref in refs:
+            start = time.perf_counter()
+            tok, _, model = ref.tokenizer, ref.identity, ref.model()
+            stages["load"] += time.perf_counter() - start
+            start = time.perf_counter()
+            encoded = encode_prompts(prompts, tok, max_tokens(model.config))
+            stages["tokenise"] += (time.perf_counter() - start) / len(refs)  # once per tokenizer in a probe
+            start = time.perf_counter()
+            score_encoded(model, tok, encoded, 10)
+            stages["score_encoded"] += time.perf_counter() - start
+            ids = encoded["input_ids"]
+            lengths = np.array([len(x) for x in ids])
+            order = np.argsort(lengths, kind="stable")
+            head = mlm_head(model)
+            for at in range(0, len(ids), 128):
+                batch = order[at:at + 128]
+                x, mask = _pad([ids[i] for i in batch], lengths[batch], tok.pad_token_id or 0, "cpu")
+                t0 = time.perf_counter()
+                hidden = body(model)(input_ids=x, attention_mask=mask).last_hidden_state[x == tok.mask_token_id]
+                t1 = time.perf_counter()
+                head(hidden)
+                t2 = time.perf_counter()
+                _mask_stats(head, hidden, torch.zeros(len(hidden), dtype=torch.long), 10)
+                t3 = time.perf_counter()
+                stages["forward"] += t1 - t0
+                stages["projection"] += t2 - t1
+                stages["passes"] += max(t3 - t2 - (t2 - t1), 0.0)  # _mask_stats projects again
+            ref.release()
+    per = {k: v / len(refs) for k, v in stages.items()}
+    python = per["score_encoded"] - per["forward"] - per["projection"] - per["passes"]
+    print(f"== where the time goes, seconds per checkpoint ({len(prompts)} prompts, {len(refs)} checkpoints, "
+          f"CPU {torch.get_num_threads()} threads) ==")
+    print(f"load {per['load']:.3f}  tokenise {per['tokenise']:.3f}  scoring {per['score_encoded']:.3f} = forward "
+          f"{per['forward']:.3f} + vocabulary projection {per['projection']:.3f} + passes over the logits "
+          f"(top-k, normaliser, rank) {per['passes']:.3f} + Python {python:.3f}")
+
+
+def ablation_seconds(refs, bench: Path) -> tuple[float, float]:
+    """Seconds per checkpoint of head ablation the earlier way (one scoring pass per head, `zero_head`) and as
+    `probekit.analyses.ablation` makes it (all heads of a layer in one pass), on the same loaded models; the
+    two tables are checked equal."""
+    import pandas as pd
+
+    from probekit.analyses import Context
+    from probekit.analyses.ablation import Ablation
+    from probekit.analyses.scoring import score_encoded, summarize
+    from probekit.models.families import n_layers
+    from probekit.models.hooks import hook_name, hooked, zero_head
+
+    benchmark = load_benchmark(bench)
+    benchmark.groups = ["all"] * len(benchmark.prompts)
+    ctx = Context({"prompts": [benchmark]})
+    keys = ["benchmark", "relation", "group"]
+    loop = batched = 0.0
+    for ref in refs:
+        model, tok = ref.model(), ref.tokenizer
+        encoded = ctx.encoded(ref, benchmark)
+        prompts = benchmark.prompts.reset_index(drop=True).assign(group=benchmark.groups)
+        start = time.perf_counter()
+        rows = []
+        for layer in range(n_layers(model)):
+            for head in range(model.config.num_attention_heads):
+                with hooked(model, write={hook_name(layer, "attn.hook_z"): zero_head(head)}):
+                    scored = score_encoded(model, tok, encoded, top_k=1, batch_size=ctx.batch_size)
+                frame = prompts[keys].assign(gold_rank=scored.gold_rank, gold_logprob=scored.gold_logprob)
+                rows.append(summarize(frame, keys).assign(layer=layer, head=head))
+        loop += time.perf_counter() - start
+        start = time.perf_counter()
+        table = Ablation().run(ref, ctx, benchmark)
+        batched += time.perf_counter() - start
+        plain = pd.concat(rows).set_index(["layer", "head", *keys]).sort_index()
+        ours = table.set_index(["layer", "head", *keys]).sort_index()
+        if not ((plain.p_at_1 == ours.p_at_1).all()
+                and (plain.mean_gold_logprob - ours.mean_gold_logprob).abs().max() < 1e-4):
+            raise SystemExit(f"{ref.name}: the batched ablation differs from the head-by-head loop")
+        ref.release()
+    return loop / len(refs), batched / len(refs)
+
+
+def _all_distinct(refs) -> None:
+    """Stop when two checkpoints of the series are the same weights (a duplicate reused is not speed)."""
+    identities = [ref.identity for ref in refs]
+    if len(set(identities)) < len(identities):
+        raise SystemExit("the series holds duplicate checkpoints; bench distinct checkpoints only")
 
 
 def bench_procs(series: str, bench: Path, procs: int, analyses: str, work: Path) -> None:

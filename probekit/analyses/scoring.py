@@ -127,8 +127,10 @@ class _Part:
         self.rank, self.logprob, self.top_ids, self.top_probs = rank, logprob, top_ids, top_probs
 
 
-CHUNK_FLOATS = 1 << 18
-"""Logits scored at a time (1 MB): small enough to stay in a CPU core's cache across the passes over them."""
+CHUNK_ROWS = 128
+"""Mask rows projected onto the vocabulary at a time: enough rows for an efficient projection (fewer make it
+slower at BERT-base size), few enough that their logits (16 MB at a 30k vocabulary) stay in a CPU's cache
+across the passes over them, however many copies a batch runs as."""
 
 
 def _scored(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, batch_size: int, top_k: int,
@@ -163,7 +165,7 @@ def _scored(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, batch_size
             seen, out = {}, body(model)(input_ids=input_ids, attention_mask=attention)
         hidden = seen[readout] if readout else out.last_hidden_state
         hidden = hidden[is_mask.repeat(copies, 1)]  # one row per mask, copy by copy, prompt by prompt
-        stats = _mask_stats(head, hidden, gold.repeat(copies), top_k, model.config.vocab_size)
+        stats = _mask_stats(head, hidden, gold.repeat(copies), top_k)
         owner = torch.from_numpy(np.repeat(np.arange(len(batch) * copies), np.tile(n_masks, copies))).to(device)
         rows = len(batch) * copies
         finite = torch.ones(rows, device=device).scatter_reduce(0, owner, stats["finite"].float(), "amin")
@@ -176,12 +178,12 @@ def _scored(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, batch_size
                     stats["top_probs"].cpu().numpy() if top_k else None)
 
 
-def _mask_stats(head, hidden: torch.Tensor, gold: torch.Tensor, top_k: int, vocab_size: int) -> dict[str, torch.Tensor]:
+def _mask_stats(head, hidden: torch.Tensor, gold: torch.Tensor, top_k: int) -> dict[str, torch.Tensor]:
     """Per mask row: the gold's rank among all vocabulary logits, its log-probability, whether every logit
-    is finite, and (top_k > 0) the top-k ids and probabilities; the vocabulary projection is made a chunk
-    of rows at a time, so that the passes over its logits read them from cache."""
+    is finite, and (top_k > 0) the top-k ids and probabilities; the vocabulary projection is made
+    `CHUNK_ROWS` rows at a time, so that the passes over its logits read them from cache."""
     out: dict[str, list[torch.Tensor]] = {"rank": [], "logprob": [], "finite": [], "top_ids": [], "top_probs": []}
-    step = max(32, CHUNK_FLOATS // vocab_size)
+    step = CHUNK_ROWS
     for start in range(0, len(hidden), step):
         logits = head(hidden[start:start + step]).float()
         rows = gold[start:start + len(logits)]
