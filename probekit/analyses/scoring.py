@@ -91,8 +91,9 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
     used = sorted({t for g in greedy for t in g} | set(np.unique(top_ids[scorable]).tolist()))
     vocab = dict(zip(used, tokenizer.convert_ids_to_tokens(used)))  # only the pieces shown, not the vocabulary
     frame = pd.DataFrame({"gold_rank": rank, "gold_logprob": logprob})
-    frame["top1"] = [tokenizer.convert_tokens_to_string([vocab[t] for t in g]).strip() if g else ""
-                     for g in greedy]
+    spelled = {g: tokenizer.convert_tokens_to_string([vocab[t] for t in g]).strip()
+               for g in dict.fromkeys(map(tuple, greedy)) if g}  # once per distinct fill
+    frame["top1"] = [spelled[tuple(g)] if g else "" for g in greedy]
     frame["topk_tokens"] = [[vocab[t] for t in ids] if s else [] for ids, s in zip(top_ids.tolist(), scorable)]
     frame["topk_probs"] = [p.tolist() if s else [] for p, s in zip(top_probs, scorable)]
     frame["n_pieces"] = [len(p) for p in pieces]
