@@ -2,9 +2,10 @@
 
 Train the tiny BERT (the `demo` preset, a vocabulary trained on the corpus) on Wikipedia leads with
 injected country facts (half the countries held back as a control) — one seed on a CPU, three on a GPU,
-whose intervals then cover seeds as well as prompts — probe every checkpoint with the logit lens and head
-ablation, capture its attention, score a seeded sample of BLiMP's minimal pairs beside the facts, and
-build the report site. Reruns reuse what exists: training resumes, probing and capture are cached.
+whose intervals then cover seeds as well as prompts — probe every checkpoint (the facts, a seeded sample of
+BLiMP's minimal pairs, the logit lens, attention capture), and a few of them with what costs more (head
+ablation, causal tracing, syntactic heads and probes on a sample of UD English EWT), and build the report site.
+Reruns reuse what exists: training resumes, probing and capture are cached.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from probekit.core.log import logger
 from probekit.report import build_report
 from probekit.running.results import ProbeResult
 from probekit.running.runner import probe
-from probekit.training.trainer import TrainResult, train, train_seeds
+from probekit.training.trainer import TrainResult, checkpoint_steps, train, train_seeds
 
 CPU_STEPS = 5000  # about 3 minutes on 2 CPU cores
 GPU_STEPS = 40000
@@ -27,6 +28,10 @@ DEMO_TOKENIZER = "wordpiece:8192"  # a small vocabulary learns in CPU minutes; b
 DEMO_CORPUS = "wiki-leads+facts:0.7"
 GPU_SEEDS = (0, 1, 2)
 BLIMP_SAMPLE = 4  # pairs per paradigm (268 in all): enough to tell chance from a rise, cheap on 2 CPU cores
+SYNTAX_SAMPLE = 150  # EWT sentences of each file (dev to fit the probes, test to score them)
+TRACE_SAMPLE = 32  # prompts traced per relation and fact group
+FEW = (0, 0.1, 0.2, 0.5, 1)  # shares of training where ablation, syntax heads and probes run
+TRACED = (0, 0.2, 0.5, 1)  # and causal tracing
 
 
 GROUPS = {"injected": "injected", "held_back": "held back"}
@@ -48,12 +53,22 @@ def demo_recipe(max_steps: int | None = None, **overrides) -> Recipe:
     return get_preset("demo", max_steps=steps, save_every=max(steps // 10, 1), **overrides)
 
 
+def few_steps(recipe: Recipe, shares: tuple[float, ...]) -> list[int]:
+    """The saved steps nearest to these shares of the training: where the costlier analyses run."""
+    saved = {0, *checkpoint_steps(recipe.max_steps, recipe.log_until, recipe.save_every)}
+    return sorted({min(saved, key=lambda step: abs(step - share * recipe.max_steps)) for share in shares})
+
+
 def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: str = DEMO_CORPUS,
          tokenizer: str = DEMO_TOKENIZER, seeds: tuple[int, ...] | None = None,
-         blimp_sample: int = BLIMP_SAMPLE) -> DemoResult:
-    """Train, probe (with attention capture and a BLiMP sample) and report; returns where everything went.
+         blimp_sample: int = BLIMP_SAMPLE, syntax_sample: int = SYNTAX_SAMPLE,
+         trace_sample: int = TRACE_SAMPLE) -> DemoResult:
+    """Train, probe (every checkpoint; the costlier analyses at `few_steps`) and report; returns where
+    everything went.
 
     seeds: the training seeds; default one on a CPU (intervals over prompts), three on a GPU (over seeds too).
+    blimp_sample, syntax_sample, trace_sample: BLiMP pairs per paradigm, EWT sentences per file (dev, test),
+        prompts traced per relation and fact group.
     """
     out = Path(out)
     recipe = demo_recipe(max_steps)
@@ -69,8 +84,11 @@ def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: s
         series = str(runs)
     n = sum(len(t.checkpoints) for t in training)
     logger.info(f"[2/3] probing {n} checkpoints into {out / 'probe'}")
-    probing = probe(series, ["countries", "blimp"], ["lens", "ablation", "capture"], out=out / "probe",
-                    sample=blimp_sample)
+    few, traced = few_steps(recipe, FEW), few_steps(recipe, TRACED)
+    probing = probe(series, ["countries", f"blimp@{blimp_sample}", f"ewt:dev+test@{syntax_sample}"],
+                    {"lens": {}, "capture": {}, "ablation": {}, "syntax-heads": {}, "probes": {"tolerance": 1e-4},
+                     "tracing": {"sample": trace_sample, "method": "both", "components": "resid,attn,mlp,head"}},
+                    out=out / "probe", at={"ablation": few, "syntax-heads": few, "probes": few, "tracing": traced})
     if probing is None:  # a torchrun rank other than the first: its share is done, rank 0 writes the rest
         return DemoResult(training, None, out / "site" / "index.html")
     logger.info("[3/3] building the report")
