@@ -1,7 +1,7 @@
 """The logit lens: the MLM head read at every layer's hidden state — where in depth an answer appears.
 
 Each layer is read through the family's own head (and final norm, ModernBERT's), so the last layer's
-reading is the model's own output. `lens_scores` sums it up per layer by the same rules as `scores`
+reading is the model's own output; every layer is read from one forward pass. `lens_scores` sums it up per layer by the same rules as `scores`
 (`probekit.analyses.scoring.summarize`: unscorable prompts counted apart, never as misses), with intervals.
 """
 
@@ -45,18 +45,15 @@ class Lens(Analysis):
 
     def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
         from probekit.models.families import n_layers
-        from probekit.analyses.scoring import score_encoded
+        from probekit.analyses.scoring import gold_scores
 
         model = checkpoint.model(ctx.device)
-        encoded = ctx.encoded(checkpoint, bench)
+        layers = list(range(n_layers(model) + 1))
+        rank, logprob = gold_scores(model, checkpoint.tokenizer, ctx.encoded(checkpoint, bench),
+                                    batch_size=ctx.batch_size, readouts=[readout(layer) for layer in layers])
         prompts = bench.prompts.reset_index(drop=True)
-        frames = []
-        for layer in range(n_layers(model) + 1):
-            scored = score_encoded(model, checkpoint.tokenizer, encoded, top_k=1, batch_size=ctx.batch_size,
-                                   readout=readout(layer))
-            frames.append(prompts.assign(layer=layer, gold_rank=scored["gold_rank"],
-                                         gold_logprob=scored["gold_logprob"]))
-        return pd.concat(frames, ignore_index=True)
+        return pd.concat([prompts.assign(layer=layer, gold_rank=rank[layer], gold_logprob=logprob[layer])
+                          for layer in layers], ignore_index=True)
 
     def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
         return {LENS_SCORES.name: lens_scores(frame)}

@@ -78,7 +78,7 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
     rank, logprob = np.full(n, np.nan), np.full(n, np.nan)
     top_ids, top_probs = np.zeros((n, top_k), dtype=np.int64), np.zeros((n, top_k), dtype=np.float32)
     greedy: list[list[int]] = [[] for _ in range(n)]
-    for part in _scored(model, tokenizer, encoded, batch_size, top_k, readout=readout):
+    for part in _scored(model, tokenizer, encoded, batch_size, top_k, readouts=[readout] if readout else None):
         batch, ok = part.batch, part.ok[0]
         rank[batch[ok]] = part.rank[0][ok]
         logprob[batch[ok]] = part.logprob[0][ok]
@@ -104,15 +104,18 @@ def score_encoded(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, top_
 
 @torch.inference_mode()
 def gold_scores(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, batch_size: int = 128, copies: int = 1,
-                write: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                write: dict | None = None, readouts: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(gold_rank, gold_logprob), each [copies, prompts], missing where unscorable: what `score_encoded`
     gives, without the top-k. With `copies`, each batch runs tiled `copies` times in one forward pass (copy c
     is rows c·b … c·b + b − 1) under the hook edits `write`, which tell the copies apart (e.g.
-    `probekit.models.hooks.zero_each_head`): one pass scores several interventions."""
+    `probekit.models.hooks.zero_each_head`): one pass scores several interventions. With `readouts` (hook
+    names), one forward pass is read at each of them through the family's head (the logit lens): the
+    first axis is then the readout."""
     n = len(encoded["pieces"])
-    rank, logprob = np.full((copies, n), np.nan), np.full((copies, n), np.nan)
-    for part in _scored(model, tokenizer, encoded, batch_size, 0, copies=copies, write=write):
-        for c in range(copies):
+    views = len(readouts) if readouts else copies
+    rank, logprob = np.full((views, n), np.nan), np.full((views, n), np.nan)
+    for part in _scored(model, tokenizer, encoded, batch_size, 0, readouts=readouts, copies=copies, write=write):
+        for c in range(views):
             ok = part.ok[c]
             rank[c, part.batch[ok]] = part.rank[c][ok]
             logprob[c, part.batch[ok]] = part.logprob[c][ok]
@@ -135,11 +138,16 @@ across the passes over them, however many copies a batch runs as."""
 
 
 def _scored(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, batch_size: int, top_k: int,
-            readout: str | None = None, copies: int = 1, write: dict | None = None):
+            readouts: list[str] | None = None, copies: int = 1, write: dict | None = None):
     """Each batch of prompts through the body (tiled `copies` times under `write`) and the MLM head at its
-    masks: the gold's rank and log-probability per prompt and copy, and (top_k > 0) the top-k per mask."""
+    masks — or, with `readouts`, the head read at each of those hook points of the one pass (the views of a
+    batch are then the readouts, not copies): the gold's rank and log-probability per prompt and view, and
+    (top_k > 0) the top-k per mask."""
+    if readouts and copies > 1:
+        raise ValueError("readouts and copies do not combine")
     device = next(model.parameters()).device
-    head = unembed(model) if readout else mlm_head(model)
+    head = unembed(model) if readouts else mlm_head(model)
+    views = len(readouts) if readouts else copies
     ids, pieces = encoded["input_ids"], encoded["pieces"]
     limit = max_tokens(model.config)  # RoBERTa's positions: two fewer than max_position_embeddings
     fits = np.array([len(x) <= limit for x in ids])
@@ -158,23 +166,25 @@ def _scored(model, tokenizer: PreTrainedTokenizerBase, encoded: dict, batch_size
                             dtype=torch.long, device=device)
         if copies > 1:
             input_ids, attention = input_ids.repeat(copies, 1), attention.repeat(copies, 1)
-        points = [readout] if readout else []
+        points = list(readouts or [])
         if points or write:
             with hooked(model, read=points, write=write) as seen:
                 out = body(model)(input_ids=input_ids, attention_mask=attention)
         else:
             seen, out = {}, body(model)(input_ids=input_ids, attention_mask=attention)
-        hidden = seen[readout] if readout else out.last_hidden_state
-        hidden = hidden[is_mask.repeat(copies, 1)]  # one row per mask, copy by copy, prompt by prompt
-        stats = _mask_stats(head, hidden, gold.repeat(copies), top_k)
-        owner = torch.from_numpy(np.repeat(np.arange(len(batch) * copies), np.tile(n_masks, copies))).to(device)
-        rows = len(batch) * copies
+        if points:  # one row per mask, readout by readout, prompt by prompt
+            hidden = torch.cat([seen[point][is_mask] for point in points])
+        else:  # one row per mask, copy by copy, prompt by prompt
+            hidden = out.last_hidden_state[is_mask.repeat(copies, 1)]
+        stats = _mask_stats(head, hidden, gold.repeat(views), top_k)
+        owner = torch.from_numpy(np.repeat(np.arange(len(batch) * views), np.tile(n_masks, views))).to(device)
+        rows = len(batch) * views
         finite = torch.ones(rows, device=device).scatter_reduce(0, owner, stats["finite"].float(), "amin")
         rank = torch.zeros(rows, dtype=torch.long, device=device).scatter_reduce(0, owner, stats["rank"], "amax")
         logprob = torch.zeros(rows, device=device).index_add(0, owner, stats["logprob"])
-        good = ok[None, :] & (finite.view(copies, -1).cpu().numpy() > 0)
-        yield _Part(batch, n_masks, first, good, rank.view(copies, -1).cpu().numpy(),
-                    logprob.view(copies, -1).cpu().numpy(),
+        good = ok[None, :] & (finite.view(views, -1).cpu().numpy() > 0)
+        yield _Part(batch, n_masks, first, good, rank.view(views, -1).cpu().numpy(),
+                    logprob.view(views, -1).cpu().numpy(),
                     stats["top_ids"].cpu().numpy() if top_k else None,
                     stats["top_probs"].cpu().numpy() if top_k else None)
 
