@@ -413,3 +413,20 @@ def test_emergence_is_the_first_step_selectivity_clears_zero_and_the_control():
     flags = (line["selectivity_low"] > 0).tolist()
     stays = next(s for k, s in enumerate(line["step"]) if all(flags[k:]))
     assert found["selective_from"] == stays and found["selective_at_last"] and found["steps"] == 5
+
+
+def test_average_ranks_are_scipys_with_ties_and_need_no_scipy():
+    import subprocess
+    import sys
+
+    import numpy as np
+    from scipy.stats import rankdata
+
+    from probekit.analyses.probes import average_ranks
+
+    values = np.array([[3.0, 1.0, 2.0, 2.0, 5.0], [0.0, 0.0, 0.0, 1.0, -1.0]])
+    np.testing.assert_array_equal(average_ranks(values), rankdata(values, axis=1))
+    code = ("import sys; sys.modules['scipy'] = None; import numpy as np; "
+            "from probekit.analyses.probes import spearman_by_length; "
+            "print(spearman_by_length([(np.arange(6.0), np.arange(6.0))], [6])[0])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "1.0"

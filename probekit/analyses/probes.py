@@ -504,7 +504,6 @@ def spearman_by_length(pairs: list[tuple[np.ndarray, np.ndarray]], lengths: Sequ
     Each pair is (predicted, gold): depths [n] (one correlation per sentence) or distances [n, n] (one per
     word's row, averaged in with the sentence's length), as in the paper's code."""
     import numpy as np
-    from scipy.stats import rankdata
 
     low, high = SPEARMAN_LENGTHS
     per_length: dict[int, list[float]] = {}
@@ -512,10 +511,16 @@ def spearman_by_length(pairs: list[tuple[np.ndarray, np.ndarray]], lengths: Sequ
         if not low <= n <= high:
             continue
         p, g = np.atleast_2d(pred), np.atleast_2d(gold)
-        per_length.setdefault(n, []).extend(_row_pearson(rankdata(p, axis=1), rankdata(g, axis=1)))
+        per_length.setdefault(n, []).extend(_row_pearson(average_ranks(p), average_ranks(g)))
     means = [np.nanmean(v) for v in per_length.values() if np.isfinite(v).any()]
     used = sum(1 for (_, _), n in zip(pairs, lengths) if low <= n <= high)
     return (float(np.mean(means)) if means else float("nan")), used
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Each row's values replaced by their ranks (1 = smallest), ties sharing their mean rank: Spearman's ranks
+    (scipy's `rankdata(..., axis=1)`, which probekit does not depend on)."""
+    return pd.DataFrame(values).rank(axis=1, method="average").to_numpy()
 
 
 def _row_pearson(a: np.ndarray, b: np.ndarray) -> list[float]:
