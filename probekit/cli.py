@@ -229,7 +229,8 @@ def _steps_at(values: tuple[str, ...]) -> dict[str, str]:
         name, sep, steps = value.partition("=")
         if not sep or not name.strip() or not steps.strip():
             raise click.BadParameter(f"{value!r} is not NAME=STEPS (e.g. ablation=0,2000,8000)", param_hint="--at")
-        found[name.strip()] = steps.strip()
+        name = name.strip()
+        found[name] = f"{found[name]},{steps.strip()}" if name in found else steps.strip()
     return found
 
 

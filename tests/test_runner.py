@@ -380,8 +380,12 @@ def test_at_names_a_bad_analysis_or_step_in_one_line(tiny_series, tiny_benchmark
         probe(series, bench, ["ablation"], at={"lens": "last"})
     with pytest.raises(ProbekitError, match="'soon' is not a step"):
         probe(series, bench, ["ablation"], at={"ablation": "soon"})
-    probe(series, bench, ["ablation"], at={"ablation": "3000"})
+    with pytest.raises(ProbekitError, match=r"at: ablation='3000': no checkpoint of the series has these steps "
+                                            r"\(it has 0, 1, 2, 4, 8\)"):
+        probe(series, bench, ["ablation"], at={"ablation": "3000"})
+    result = probe(series, bench, ["ablation"], at={"ablation": [3000, 8]})
     assert "asks for step(s) 3000, which no checkpoint of the series has" in caplog.text
+    assert result.manifest["at"] == {"ablation": [8]}  # the steps it ran at, not the ones asked for
     out = CliRunner().invoke(main, ["probe", series, "-b", bench[0], "--with", "ablation", "--at", "ablation",
                                     "-o", str(tmp_path / "cli")])
     assert out.exit_code == 2 and "'ablation' is not NAME=STEPS" in out.output
@@ -389,3 +393,16 @@ def test_at_names_a_bad_analysis_or_step_in_one_line(tiny_series, tiny_benchmark
                                     "-o", str(tmp_path / "cli")])
     assert out.exit_code == 0, out.output
     assert pd.read_parquet(tmp_path / "cli" / "ablation.parquet")["step"].unique().tolist() == [8]
+    out = CliRunner().invoke(main, ["probe", series, "-b", bench[0], "--with", "ablation", "--at", "ablation=0",
+                                    "--at", "ablation=last", "-o", str(tmp_path / "cli")])  # repeated: merged
+    assert out.exit_code == 0, out.output
+    assert sorted(pd.read_parquet(tmp_path / "cli" / "ablation.parquet")["step"].unique()) == [0, 8]
+
+
+def test_at_keeps_the_random_init_control_of_a_series_without_step_0(hf_series, tiny_benchmark, tmp_path):
+    args = (str(hf_series), [str(tiny_benchmark)], ["predictions"])  # an analysis run on the control too
+    result = probe(*args, at={"predictions": "last"})
+    assert result.predictions.groupby("checkpoint")["step"].first().to_dict() == {"random-init": 0, "checkpoint-6": 6}
+    assert probe(*args, out=tmp_path, shard="0/2", at={"predictions": "last"}) is None
+    sharded = probe(*args, out=tmp_path, shard="1/2", at={"predictions": "last"})
+    pd.testing.assert_frame_equal(sharded.predictions, result.predictions)

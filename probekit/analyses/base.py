@@ -94,7 +94,8 @@ class Context:
         return self.options[analysis]
 
     def runs_at(self, analysis: str, step: int | None) -> bool:
-        """Whether `analysis` runs on a checkpoint of this step (the random-init control is always run)."""
+        """Whether `analysis` runs on a checkpoint of this step (the runner runs the random-init control
+        whatever its step)."""
         steps = self.at.get(analysis)
         return steps is None or step in steps
 

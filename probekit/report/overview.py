@@ -68,8 +68,8 @@ def only_at(at: dict[str, list[int]]) -> str:
         return ""
     parts = [f"{esc(name)} at step{'s' if len(steps) != 1 else ''} {', '.join(f'{s:,}' for s in steps)}"
              for name, steps in at.items()]
-    return (" Run at some steps only (the others at every checkpoint; the random-init control always): "
-            + "; ".join(parts) + ".")
+    return (" Run at some steps only (the others, and the random-init control where there is one, at every "
+            "checkpoint): " + "; ".join(parts) + ".")
 
 
 def injection_details(facts: dict) -> list[str]:

@@ -186,15 +186,17 @@ def prepare(checkpoints, benchmarks, requested: list[str], options: dict[str, di
 
 
 def steps_at(at: dict, refs: list[Checkpoint], chosen: list[Analysis]) -> dict[str, frozenset[int]]:
-    """`probe(at=...)` resolved against the series: {analysis: its steps}; one-line errors for an analysis not
-    in the run or a step that is not a number, a warning for steps no checkpoint has."""
+    """`probe(at=...)` resolved against the series: {analysis: the steps of its checkpoints it runs at}; one-line
+    errors for an analysis not in the run, a word that is no step, or steps no checkpoint has (a warning when
+    only some are missing)."""
     names = [a.name for a in chosen]
     steps = sorted({r.step for r in refs if r.step is not None})
     resolved = {}
     for name, spec in at.items():
         if name not in names:
             raise ProbekitError(f"at: {name!r} is not an analysis of this run (it runs {', '.join(names)})")
-        words = [w.strip() for w in spec.split(",")] if isinstance(spec, str) else list(spec)
+        words = [w.strip() for w in spec.split(",")] if isinstance(spec, str) else \
+            [spec] if isinstance(spec, int) else list(spec)
         wanted = set()
         for word in words:
             if word in ("first", "last"):
@@ -204,11 +206,19 @@ def steps_at(at: dict, refs: list[Checkpoint], chosen: list[Analysis]) -> dict[s
             else:
                 raise ProbekitError(f"at: {name}={spec!r}: {word!r} is not a step (steps are numbers such as "
                                     "2000 or 2k, or first, last)")
-        if absent := sorted(wanted - set(steps)):
+        present = wanted & set(steps)
+        if not present:
+            raise ProbekitError(f"at: {name}={spec!r}: no checkpoint of the series has "
+                                + (f"these steps (it has {_steps_text(steps)})" if steps else "a known step"))
+        if absent := sorted(wanted - present):
             logger.warning(f"at: {name} asks for step(s) {', '.join(map(str, absent))}, which no checkpoint of "
                            "the series has")
-        resolved[name] = frozenset(wanted)
+        resolved[name] = frozenset(present)
     return resolved
+
+
+def _steps_text(steps: list[int], shown: int = 8) -> str:
+    return ", ".join(map(str, steps[:shown])) + (f" … {steps[-1]}" if len(steps) > shown else "")
 
 
 def run_job(job: Job, manifest: dict | None = None) -> ProbeResult:
@@ -272,7 +282,7 @@ def _analyse(ref: Checkpoint, chosen: list[Analysis], ctx: Context, reuse) -> di
     """Every chosen analysis on one checkpoint (from the cache where possible), with its columns added."""
     results: dict[str, list[pd.DataFrame]] = {}
     for analysis in chosen:
-        if not ctx.runs_at(analysis.name, ref.step):
+        if not isinstance(ref, RandomInit) and not ctx.runs_at(analysis.name, ref.step):
             continue
         if reuse is not None and analysis.cached and analysis.name in reuse[1]:
             results[analysis.name] = [_label(f, ref) for f in reuse[1][analysis.name]]
