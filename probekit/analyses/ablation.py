@@ -52,8 +52,8 @@ class Ablation(Analysis):
         tok, heads = checkpoint.tokenizer, model.config.num_attention_heads
         base = summary(*(scores[0] for scores in gold_scores(model, tok, encoded, ctx.batch_size)))
         rows = []
-        for layer in range(n_layers(model)):
-            ranks, logprobs = gold_scores(model, tok, encoded, ctx.batch_size, copies=heads,
+        for layer in range(n_layers(model)):  # a pass holds `heads` copies of a batch: batch_size rows in all
+            ranks, logprobs = gold_scores(model, tok, encoded, max(1, ctx.batch_size // heads), copies=heads,
                                           write={hook_name(layer, "attn.hook_z"): zero_each_head(heads)})
             for head in range(heads):
                 ablated = summary(ranks[head], logprobs[head])

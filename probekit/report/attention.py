@@ -12,7 +12,7 @@ from probekit.figures import attention_maps, qk_scores
 from probekit.analyses.metrics import js_divergence
 from probekit.report import plots
 from probekit.report.markdown import esc
-from probekit.report.page import Page
+from probekit.report.page import Page, figure_link, slider
 from probekit.views import head_view
 
 ATTENTION, QKV = "attention.md", "qkv.md"
@@ -74,16 +74,13 @@ def step_slider(page: Page, captures: list, sentence: int) -> list[str]:
         attention_maps(cap, sentence, f"{name} (step {step:,})").savefig(
             page.docs / "figures" / f"{stem}.png", dpi=90)  # laid out already (constrained)
         label = f"{esc(name)} (step {step:,})"
-        panes.append(f'<div class="probekit-step" data-label="{label}"><div class="probekit-headview">{html}</div>'
-                     f'<p><a class="glightbox" href="figures/{stem}.png"><img src="figures/{stem}.png" '
-                     f'alt="attention of every head at {label}" loading="lazy"></a></p></div>')
+        panes.append((label, f'<div class="probekit-headview">{html}</div>'
+                             + figure_link(stem, f"attention of every head at {label}")))
     tokens = " ".join(Capture.load(captures[-1][2]).tokens[sentence])
     return ["## Head view and attention maps at every checkpoint (interactive, offline)", "",
             f"Sentence: “{esc(tokens)}”. Move the slider to choose the checkpoint; in the head view hover a token, "
             "double-click a head colour to isolate it; click the maps to enlarge them.", "",
-            f'<div class="probekit-steps" markdown="0"><label>checkpoint <input type="range" min="0" '
-            f'max="{len(captures) - 1}" value="{len(captures) - 1}" step="1" aria-label="checkpoint"></label>'
-            f'<span class="probekit-step-label"></span>{"".join(panes)}</div>', ""]
+            *slider(panes)]
 
 
 def qkv(page: Page, tables: dict, captures: list, final: Capture, sentence: int) -> None:

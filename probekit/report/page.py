@@ -180,6 +180,24 @@ def _missing(value) -> bool:
         return False
 
 
+def slider(panes: list[tuple[str, str]], what: str = "checkpoint") -> list[str]:
+    """Markdown for panes (an escaped label, the pane's HTML) shown one at a time behind the report's step
+    slider (assets/probekit.js `sliders()`), the last one first; nothing when there is no pane."""
+    if not panes:
+        return []
+    body = "".join(f'<div class="probekit-step" data-label="{label}">{html}</div>' for label, html in panes)
+    last = len(panes) - 1
+    return [f'<div class="probekit-steps" markdown="0"><label>{what} <input type="range" min="0" max="{last}" '
+            f'value="{last}" step="1" aria-label="{what}"></label><span class="probekit-step-label"></span>'
+            f'{body}</div>', ""]
+
+
+def figure_link(stem: str, alt: str, caption: str = "") -> str:
+    """A figure's PNG under figures/, clicked to enlarge, with its caption below when given."""
+    return (f'<p><a class="glightbox" href="figures/{stem}.png"><img src="figures/{stem}.png" alt="{alt}" '
+            f'loading="lazy"></a></p>' + (f"<p><em>{caption}</em> (click to enlarge)</p>" if caption else ""))
+
+
 def collapsible(kind: str, title: str, lines: list[str], open_: bool = False) -> list[str]:
     """A Material collapsible admonition (`??? note "title"`) around `lines`."""
     marker = "???+" if open_ else "???"

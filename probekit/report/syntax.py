@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from probekit.core.schema import CONTROL, POOLED
 from probekit.figures import plain, step_axis, subplots
 from probekit.report.markdown import esc
-from probekit.report.page import Page
+from probekit.report.page import Page, figure_link, slider
 
 PAGE, TITLE = "syntax.md", "Syntax"
 DIRECTION = "dep->head"
@@ -102,13 +102,8 @@ def figure_slider(page: Page, name: tuple, figures: list[tuple[str, Figure]], wh
     for label, fig in figures:
         stem = page.unique(*name, label)
         fig.savefig(page.docs / "figures" / f"{stem}.png", dpi=90, bbox_inches="tight")
-        panes.append(f'<div class="probekit-step" data-label="{esc(label)}"><p><a class="glightbox" '
-                     f'href="figures/{stem}.png"><img src="figures/{stem}.png" alt="{esc(what)} at {esc(label)}" '
-                     f'loading="lazy"></a></p></div>')
-    last = len(figures) - 1
-    return [f'<div class="probekit-steps" markdown="0"><label>checkpoint <input type="range" min="0" '
-            f'max="{last}" value="{last}" step="1" aria-label="checkpoint"></label>'
-            f'<span class="probekit-step-label"></span>{"".join(panes)}</div>', ""]
+        panes.append((esc(label), figure_link(stem, f"{esc(what)} at {esc(label)}")))
+    return slider(panes)
 
 
 def emergence_table(best: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from probekit.core.schema import CONTROL, POOLED
 from probekit.figures import plain, step_axis, subplots
 from probekit.report.markdown import esc
-from probekit.report.page import Page
+from probekit.report.page import Page, figure_link, slider
 
 PAGE, TITLE = "tracing.md", "Causal tracing"
 COMPONENT_NAMES = {"resid": "the residual stream", "attn": "the attention output", "mlp": "the MLP output"}
@@ -331,14 +331,8 @@ def step_slider(page: Page, series: pd.DataFrame, group: str, label: str) -> lis
             page.docs / "figures" / f"{stem}.png", dpi=100, bbox_inches="tight")
         caption = (f"{esc(label)}: mean restoration per component × layer × position role at step {step:,.0f} "
                    f"({esc(group.replace('_', ' '))} prompts; 1 = clean answer back, 0 = no effect)")
-        panes.append(f'<div class="probekit-step" data-label="step {step:,.0f}"><p><a class="glightbox" '
-                     f'href="figures/{stem}.png"><img src="figures/{stem}.png" alt="{caption}" loading="lazy">'
-                     f'</a></p><p><em>{caption}</em> (click to enlarge)</p></div>')
-    if not panes:
-        return []
-    return [f'<div class="probekit-steps" markdown="0"><label>training step <input type="range" min="0" '
-            f'max="{len(panes) - 1}" value="{len(panes) - 1}" step="1" aria-label="training step"></label> '
-            f'<span class="probekit-step-label"></span>{"".join(panes)}</div>', ""]
+        panes.append((f"step {step:,.0f}", figure_link(stem, caption, caption)))
+    return slider(panes, "training step")
 
 
 def _relation_part(page: Page, tables: dict, label: str) -> str | None:
