@@ -415,6 +415,12 @@ def test_the_tracing_words_come_from_the_tables():
     assert "no site stands out" in sentence("capital", at.loc[0], 0, None)
     assert movement(best) == "The best site moves between layers over training: layer 1 → 0 at step 9."
     assert "stays at layer 0" in movement(best[best["step"] != 5])
+    wide = scores[scores["step"] == 9].copy()  # a site of larger mean gain whose interval reaches below the bar
+    wide = wide[wide["component"] == "attn"].assign(component="mlp", layer=1, role="subject_first", effect=0.2,
+                                                    effect_low=-0.05, effect_high=0.45)
+    picked = best_sites(pd.concat([scores, wide], ignore_index=True)).set_index("step").loc[9]
+    assert (picked["component"], picked["layer"], picked["role"], picked["stands_out"]) == \
+        ("mlp", 0, "subject_last", True)  # the site that stands out, not the wider one of larger mean
 
 
 # ---------------------------------------------------------------- shards

@@ -718,10 +718,11 @@ def site_emergence(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_sites(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per checkpoint (the control left out) × relation × group × method: the site (resid, attn, mlp) whose
-    mean effect rose most above the random-init control's at the same site, the last layer's residual stream
-    left out (restoring it at the [MASK] gives the clean answer by construction); whether its interval stands
-    out (above the control's and `EFFECT_FLOOR`) and whether its layer moved since the previous step."""
+    """Per checkpoint (the control left out) × relation × group × method: of the sites (resid, attn, mlp) whose
+    effect's interval stands out (above the random-init control's at the same site and `EFFECT_FLOOR`), the one
+    whose mean effect rose most above the control's — of all sites when none stands out — the last layer's
+    residual stream left out (restoring it at the [MASK] gives the clean answer by construction); whether it
+    stands out and whether its layer moved since the previous step."""
     rows = scores[scores["component"].isin(["resid", "attn", "mlp"])].dropna(subset=["effect"])
     if rows.empty:
         return pd.DataFrame(columns=TRACING_BEST.names)
@@ -733,11 +734,11 @@ def best_sites(scores: pd.DataFrame) -> pd.DataFrame:
                                                   control_high=("effect_high", "first")).reset_index()
     series = rows[rows["checkpoint"] != CONTROL].merge(base, on=ref, how="left")
     series["gain"] = series["effect"] - series["control_effect"].fillna(0.0)
+    bar = series["control_high"].fillna(EFFECT_FLOOR).clip(lower=EFFECT_FLOOR)
+    series["stands_out"] = (series["effect_low"] > bar).fillna(False).astype(bool)
     keys = [*CHECKPOINT_ID, *RELATION_ID, "method"]
-    best = series.loc[series.groupby(keys, sort=False, dropna=False)["gain"].idxmax()].copy()
-    bar = best["control_high"].fillna(EFFECT_FLOOR).clip(lower=EFFECT_FLOOR)
-    best["stands_out"] = (best["effect_low"] > bar).fillna(False).astype(bool)
-    best = best.sort_values("step", kind="stable")
+    ordered = series.sort_values(["stands_out", "gain"], kind="stable")  # a site that stands out comes first
+    best = ordered.groupby(keys, sort=False, dropna=False).tail(1).sort_index().sort_values("step", kind="stable")
     previous = best.groupby(["run", *RELATION_ID, "method"], sort=False, dropna=False)
     before_layer, before_out = previous["layer"].shift(), previous["stands_out"].shift()
     best["moved"] = [bool(out and was is True and pd.notna(layer_before) and layer != layer_before)
