@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from probekit.analyses.sites import COMPONENTS, HEAD, KNOCKOUT, Trace
 from probekit.core import lazy
 
 np = lazy.module("numpy")
@@ -81,7 +82,6 @@ def estimate(model, sites: list, corruptions: list, components: list[str], metri
 
 def _estimate_batch(model, sites: list, corruptions: list, components: list[str], metric: str) -> list[Estimate]:
     import torch
-    from probekit.analyses.tracing import COMPONENTS, HEAD, KNOCKOUT
     from probekit.models.families import body, n_layers
 
     hooks = _hooks()
@@ -149,8 +149,6 @@ def _estimate_batch(model, sites: list, corruptions: list, components: list[str]
 def as_trace(result: Estimate, metric: str):
     """The estimate as a `tracing.Trace` on the probability scale: p_restored ≈ p_corrupt + estimate (`prob`) or
     p_corrupt · exp(estimate) (`logprob`), so its rows are read like exact tracing's."""
-    from probekit.analyses.tracing import Trace
-
     if metric == "logprob":
         p_clean, p_corrupt = float(np.exp(result.clean)), float(np.exp(result.corrupt))
         restored = {c: p_corrupt * np.exp(d) for c, d in result.delta.items()}

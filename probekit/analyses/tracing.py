@@ -44,6 +44,7 @@ import zlib
 from dataclasses import dataclass
 
 from probekit.core import lazy
+from probekit.analyses.sites import COMPONENTS, HEAD, KNOCKOUT, Trace  # noqa: F401 (also tracing's names)
 from probekit.analyses.base import Analysis, Context, Options, Shape, digest, option, register
 from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_SEEDS, PROMPT_COLUMNS, RELATION_ID, \
     Table, bounds, columns
@@ -51,13 +52,6 @@ from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_S
 np = lazy.module("numpy")
 pd = lazy.module("pandas")
 
-COMPONENTS = {"resid": "hook_resid_post", "attn": "hook_attn_out", "mlp": "hook_mlp_out", "head": "attn.hook_z",
-              "knockout": "attn.hook_mask"}
-"""Component → the block hook point whose clean value is patched in."""
-HEAD = "head"
-"""The component restored per attention head (all positions), not per position."""
-KNOCKOUT = "knockout"
-"""The component that blocks attention from the [MASK] to the subject in the clean run, per layer."""
 ROLES = ("subject_first", "subject_middle", "subject_last", "mask", "other", "special")
 ALL = "all"
 """The role of a head row: every position of the prompt."""
@@ -347,16 +341,6 @@ def _block(row: int, queries: list[int], keys: list[int]):
         mask[row, 0, q, k] = torch.finfo(mask.dtype).min
         return mask
     return edit
-
-
-@dataclass
-class Trace:
-    """One prompt's tracing: p_clean, p_corrupt and, per component, p_restored [layers, positions] ([layers,
-    heads] for the component `head`, [layers, 1] for `knockout`: p with that layer's attention blocked)."""
-
-    p_clean: float
-    p_corrupt: float
-    restored: dict
 
 
 def trace(model, site: Site, noise, components: list[str], max_rows: int = 128) -> Trace:
