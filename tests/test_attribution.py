@@ -197,3 +197,28 @@ def test_probe_reports_attribution_beside_exact_and_shards_equal_one_process(tin
     merged = ProbeResult.load(tmp_path / "sharded")
     for name in ("tracing", "tracing_scores", "tracing_head_scores", "tracing_agreement"):
         pd.testing.assert_frame_equal(merged.tables[name], one.tables[name], check_exact=True, obj=name)
+
+
+@pytest.mark.parametrize("step", [5, None])
+def test_agreement_pools_site_means_also_for_a_checkpoint_without_a_step(step):
+    """Spearman per prompt-level site and over the sites' means, as pandas' rank correlation computes them
+    by hand; a hub checkpoint has no step, and its site means must still be found (NaN keys never match)."""
+    from probekit.analyses.tracing import agreement
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for prompt in range(4):
+        for layer in range(3):
+            exact = float(rng.normal())
+            for method, effect in (("exact", exact), ("attribution", exact + float(rng.normal(0, 0.3)))):
+                rows.append({"checkpoint": "c", "run": "r", "step": step, "seed": "", "benchmark": "b",
+                             "relation": "capital", "group": "injected", "prompt": f"p{prompt}", "method": method,
+                             "component": "resid", "layer": layer, "role": "mask", "head": None, "effect": effect})
+    frame = pd.DataFrame(rows)
+    found = agreement(frame).iloc[0]
+    wide = frame.pivot_table(index=["prompt", "layer"], columns="method", values="effect")
+    means = wide.groupby("layer").mean()
+    assert found["n"] == 12 and found["n_sites"] == 3
+    assert found["spearman"] == pytest.approx(wide["exact"].rank().corr(wide["attribution"].rank()))
+    assert found["spearman_sites"] == pytest.approx(means["exact"].rank().corr(means["attribution"].rank()))
+    assert pd.isna(found["step"]) if step is None else found["step"] == step

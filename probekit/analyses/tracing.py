@@ -660,15 +660,22 @@ def agreement(frame: pd.DataFrame) -> pd.DataFrame:
     both = sides[0].merge(sides[1], on=keys, suffixes=("_exact", "_attribution"))
     means = both.groupby([*CHECKPOINT_ID, *site], sort=False, dropna=False)[
         ["effect_exact", "effect_attribution"]].mean().reset_index()
+    group = [*CHECKPOINT_ID, "benchmark", "component"]
+    no_step = {"step": NO_STEP}  # a hub checkpoint without a step: NaN keys would never match
+    pooled_by = dict(iter(means.fillna(no_step).groupby(group, sort=False)))
     records = []
-    for key, rows in both.groupby([*CHECKPOINT_ID, "benchmark", "component"], sort=False, dropna=False):
-        pooled = means[(means[[*CHECKPOINT_ID, "benchmark", "component"]] == pd.Series(
-            key, index=[*CHECKPOINT_ID, "benchmark", "component"])).all(axis=1)]
-        records.append({**dict(zip([*CHECKPOINT_ID, "benchmark", "component"], key)), "n": len(rows),
+    for key, rows in both.fillna(no_step).groupby(group, sort=False):
+        pooled = pooled_by[key]
+        found = dict(zip(group, key))
+        records.append({**found, "step": np.nan if found["step"] == NO_STEP else found["step"], "n": len(rows),
                         "spearman": _spearman(rows["effect_exact"], rows["effect_attribution"]),
                         "n_sites": len(pooled),
                         "spearman_sites": _spearman(pooled["effect_exact"], pooled["effect_attribution"])})
     return pd.DataFrame(records, columns=TRACING_AGREEMENT.names)
+
+
+NO_STEP = -1.0
+"""Stands for a missing step while rows are grouped (no checkpoint has a negative step)."""
 
 
 def _spearman(a: pd.Series, b: pd.Series) -> float:
