@@ -338,6 +338,8 @@ def test_the_tracing_page_has_its_heatmap_curves_heads_and_words(traced):
     docs = (site.parent / "docs" / "tracing.md").read_text()
     assert "1</strong> = patching this site brings back the clean answer" in html and "0</strong> = no effect" in html
     assert "## capital" in docs and "Read from the **injected** prompts" in docs
+    options = ProbeResult.load(results).manifest["options"]["tracing"]
+    assert f"This run: corruption = Gaussian noise of {options['noise']} × the subject embeddings" in docs
     figures = {p.name for p in (site / "figures").iterdir()}
     assert any(name.startswith("tracing-capital-heatmap") and name.endswith(".png") for name in figures)
     assert any(name.startswith("tracing-capital-best-site") for name in figures)

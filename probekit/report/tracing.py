@@ -297,8 +297,8 @@ def movement(best: pd.DataFrame) -> str:
 HOW_TO_READ = (
     "**How to read this page.** For each prompt (*The capital of France is [MASK].*) the model is run three "
     "ways: as it is (*clean*), with the subject corrupted so the model loses track of *France* (*corrupted*: "
-    "noise added to the subject's token embeddings, or the subject swapped for another country of the same "
-    "length), and corrupted again but with one internal activation copied back from the clean run "
+    "noise added to the subject's token embeddings, or the subject swapped for another subject of the same "
+    "relation with as many pieces), and corrupted again but with one internal activation copied back from the clean run "
     "(*restored*). If copying one activation back brings the right answer back, that activation carried what "
     "the model needed to know about the subject. **Restoration** is the share of the answer's probability "
     "that comes back: **1** = patching this site brings back the clean answer, **0** = no effect (as "
@@ -312,7 +312,8 @@ HOW_TO_READ = (
     "the answer, which is the rule in a model that has not learnt the fact. A site stands out when the lower "
     "end of its effect's 95% interval (bootstrap over prompts) lies above the upper end of the random-init "
     "control's at the same site, and above 0.01 (one percentage point of the answer's probability); the "
-    "*best site* is the one whose effect rose most above the control's. Restoring the last layer's residual "
+    "*best site* is, of the sites that stand out (of all when none does), the one whose effect rose most above "
+    "the control's. Restoring the last layer's residual "
     "stream at the [MASK] gives the clean answer by construction, so it is never the best site. Heads are "
     "restored one at a time, at every position at once.")
 
@@ -437,12 +438,28 @@ def agreement_part(page: Page, agreement: pd.DataFrame) -> None:
              *page.table(shown, ("tracing", "agreement")))
 
 
+def settings_line(manifest: dict) -> str:
+    """What this run corrupted and how it patched, from the manifest's tracing options."""
+    opts = manifest.get("options", {}).get("tracing", {})
+    if not opts:
+        return ""
+    corrupt = ("the subject swapped for another of the same relation with as many pieces (seed "
+               f"{opts.get('noise_seed')})" if opts.get("corrupt") == "subject-swap" else
+               f"Gaussian noise of {opts.get('noise')} × the subject embeddings' std (seed {opts.get('noise_seed')})")
+    sample = opts.get("sample")
+    return (f"This run: corruption = {esc(corrupt)}; method {esc(str(opts.get('method')))}; components "
+            f"{esc(str(opts.get('components')))}; " + (f"{sample} prompts per relation and fact group." if sample
+                                                      else "every prompt.")
+            + (" Knockout is exact only: attribution does not estimate it." if opts.get("method") != "exact"
+               and "knockout" in str(opts.get("components")) else ""))
+
+
 def section(page: Page, tables: dict, results) -> None:
     """The Causal tracing page and, per relation, its finding on the Overview."""
     scores = tables.get("tracing_scores")
     if scores is None or scores.empty or _series(scores).empty:
         return
-    page.add(PAGE, f"# {TITLE}", "", HOW_TO_READ, "")
+    page.add(PAGE, f"# {TITLE}", "", HOW_TO_READ, "", settings_line(tables.get("manifest", {})), "")
     several = scores["benchmark"].nunique() > 1
     names = ("tracing_scores", "tracing_head_scores", "tracing_best_sites", "tracing_emergence")
     for (bench, relation), _ in scores.groupby(["benchmark", "relation"], sort=False):
