@@ -31,6 +31,7 @@ from probekit.analyses.sites import COMPONENTS, HEAD, KNOCKOUT, Trace
 from probekit.core import lazy
 
 np = lazy.module("numpy")
+hooks = lazy.module("probekit.models.hooks")
 
 METRICS = ("prob", "logprob")
 
@@ -43,12 +44,6 @@ class Estimate:
     clean: float
     corrupt: float
     delta: dict
-
-
-def _hooks():
-    from probekit.models import hooks
-
-    return hooks
 
 
 def gold_metric(model, hidden, masks: list[list[int]], gold: list[list[int]], metric: str):
@@ -84,7 +79,6 @@ def _estimate_batch(model, sites: list, corruptions: list, components: list[str]
     import torch
     from probekit.models.families import body, n_layers
 
-    hooks = _hooks()
     device = next(model.parameters()).device
     width = max(len(s.ids) for s in sites)
     pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0

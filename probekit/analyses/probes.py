@@ -880,8 +880,7 @@ def probe_emergence(scores: pd.DataFrame) -> pd.DataFrame:
     interval lies above 0 and the step from which it stays there to the last; the first step whose selectivity's
     interval, and whose score's, lies above the random-init control's (or the run's step 0;
     `probekit.analyses.stats.emergence_steps`)."""
-    from probekit.analyses.stats import emergence_steps
-    from probekit.analyses.syntax_heads import first_and_last
+    from probekit.analyses.stats import emergence_steps, first_and_last
     from probekit.core.schema import CONTROL
 
     keys = ["treebank", "probe", "layer"]

@@ -408,3 +408,19 @@ def _percentiles(means: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarra
         warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanpercentile(means, [tail, 100 - tail], axis=-1)
     return low, high
+
+
+def first_and_last(steps, flags) -> tuple[float, float]:
+    """(the first step a flag is set, the step from which it stays set to the last): NaN for never."""
+    steps, flags = np.asarray(steps, dtype=float), np.asarray(flags, dtype=bool)
+    if not flags.any():
+        return float("nan"), float("nan")
+    misses = (~flags).nonzero()[0]
+    stays = float("nan") if not flags[-1] else float(steps[misses[-1] + 1]) if len(misses) else float(steps[0])
+    return float(steps[flags.argmax()]), stays
+
+
+def control_mask(rows: pd.DataFrame) -> pd.Series:
+    """The rows read as the control: the random-init control the runner adds, else the series' own step 0."""
+    control = rows["checkpoint"] == CONTROL
+    return control if control.any() else rows["step"] == 0

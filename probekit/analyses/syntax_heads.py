@@ -425,22 +425,12 @@ def uuas_table(frame: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- over the series
 
 
-def first_and_last(steps, flags) -> tuple[float, float]:
-    """(the first step a flag is set, the step from which it stays set to the last): NaN for never."""
-    steps, flags = np.asarray(steps, dtype=float), np.asarray(flags, dtype=bool)
-    if not flags.any():
-        return float("nan"), float("nan")
-    misses = (~flags).nonzero()[0]
-    stays = float("nan") if not flags[-1] else float(steps[misses[-1] + 1]) if len(misses) else float(steps[0])
-    return float(steps[flags.argmax()]), stays
-
-
 def head_emergence(best: pd.DataFrame) -> pd.DataFrame:
     """Per treebank × relation × direction × run (`all-seeds`: pooled over seeds): the first step whose best
     head beats its fixed-offset baseline (intervals apart), the step from which it beats it to the last step,
     and the first step the best head's interval lies above the random-init control's best head (or the run's
     step 0; `probekit.analyses.stats.emergence_steps`)."""
-    from probekit.analyses.stats import emergence_steps
+    from probekit.analyses.stats import emergence_steps, first_and_last
 
     keys = ["treebank", "relation", "direction"]
     columns = [*keys, "run", "n_seeds", "n", "steps", "beats_baseline_at", "beats_baseline_from",

@@ -51,6 +51,7 @@ from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_S
 
 np = lazy.module("numpy")
 pd = lazy.module("pandas")
+hooks = lazy.module("probekit.models.hooks")
 
 ROLES = ("subject_first", "subject_middle", "subject_last", "mask", "other", "special")
 ALL = "all"
@@ -222,12 +223,6 @@ class Site:
 # ---------------------------------------------------------------- the kernel
 
 
-def _hooks():
-    from probekit.models import hooks
-
-    return hooks
-
-
 def gold_prob(model, hidden, masks: list[int], gold: list[int]):
     """[rows] probability of the gold pieces at the mask positions (pieces jointly: product)."""
     import torch
@@ -255,7 +250,7 @@ def clean_run(model, site: Site, points: list[str]) -> tuple[float, dict]:
     from probekit.models.families import body
 
     ids = torch.tensor([site.ids], device=next(model.parameters()).device)
-    with torch.inference_mode(), _hooks().hooked(model, read=points) as seen:
+    with torch.inference_mode(), hooks.hooked(model, read=points) as seen:
         hidden = body(model)(input_ids=ids).last_hidden_state
         p_clean = float(gold_prob(model, hidden, site.masks, site.gold)[0])
     return p_clean, dict(seen)
@@ -270,7 +265,6 @@ def patched_probs(model, site: Site, noise, point: str | None, clean: dict, rows
     import torch
     from probekit.models.families import body
 
-    hooks = _hooks()
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(rows), max_rows):
@@ -317,7 +311,6 @@ def knockout_probs(model, site: Site, layers: int, max_rows: int = 128):
     import torch
     from probekit.models.families import body
 
-    hooks = _hooks()
     device = next(model.parameters()).device
     out = []
     for start in range(0, layers, max_rows):
@@ -348,7 +341,6 @@ def trace(model, site: Site, noise, components: list[str], max_rows: int = 128) 
     component `head`: p_restored per site."""
     from probekit.models.families import n_layers
 
-    hooks = _hooks()
     layers, width = n_layers(model), len(site.ids)
     points = [hooks.hook_name(layer, COMPONENTS[c]) for c in components if c != KNOCKOUT
               for layer in range(layers)]
@@ -432,7 +424,6 @@ def embedding_std(model, sites: list[Site]) -> float:
     import torch
     from probekit.models.families import body
 
-    hooks = _hooks()
     device = next(model.parameters()).device
     values = []
     for site in sites:
@@ -471,7 +462,6 @@ def swap_corruption(model, site: Site, pieces: list[int]):
     import torch
     from probekit.models.families import body
 
-    hooks = _hooks()
     swapped = list(site.ids)
     for t, piece in zip(site.subject, pieces):
         swapped[t] = piece
@@ -685,24 +675,18 @@ def _spearman(a: pd.Series, b: pd.Series) -> float:
     return float(a.rank().corr(b.rank()))
 
 
-def _control_mask(scores: pd.DataFrame) -> pd.Series:
-    """The rows `emergence_steps` reads as the control: the random-init control's, else step 0's."""
-    control = scores["checkpoint"] == CONTROL
-    return control if control.any() else scores["step"] == 0
-
-
 def site_emergence(scores: pd.DataFrame) -> pd.DataFrame:
     """Per site (resid, attn, mlp × layer × role), group and method: the first step whose effect interval lies
     wholly above the random-init control's and above `EFFECT_FLOOR` (`probekit.analyses.stats.emergence_steps`,
     the scores' rule, with the control's upper end raised to the floor where it is below: a site that only hurts
     less than at random init, or moves p by a hair, restores nothing)."""
-    from probekit.analyses.stats import emergence_steps
+    from probekit.analyses.stats import control_mask, emergence_steps
 
     rows = scores[scores["component"].isin(["resid", "attn", "mlp"])]
     if rows.empty:
         return pd.DataFrame(columns=TRACING_EMERGENCE.names)
     rows = rows.copy()
-    control = _control_mask(rows)
+    control = control_mask(rows)
     rows.loc[control, "effect_high"] = rows.loc[control, "effect_high"].clip(lower=EFFECT_FLOOR)
     found = emergence_steps(rows, metric="effect", keys=("benchmark", "relation", "group", "method", *SITE))
     return found[TRACING_EMERGENCE.names]
@@ -714,12 +698,14 @@ def best_sites(scores: pd.DataFrame) -> pd.DataFrame:
     whose mean effect rose most above the control's — of all sites when none stands out — the last layer's
     residual stream left out (restoring it at the [MASK] gives the clean answer by construction); whether it
     stands out and whether its layer moved since the previous step."""
+    from probekit.analyses.stats import control_mask
+
     rows = scores[scores["component"].isin(["resid", "attn", "mlp"])].dropna(subset=["effect"])
     if rows.empty:
         return pd.DataFrame(columns=TRACING_BEST.names)
     last_layer = int(rows["layer"].max())
     rows = rows[~((rows["component"] == "resid") & (rows["layer"] == last_layer))]
-    control = rows[_control_mask(rows)]
+    control = rows[control_mask(rows)]
     ref = ["benchmark", "relation", "group", "method", *SITE]
     base = control.groupby(ref, dropna=False).agg(control_effect=("effect", "first"),
                                                   control_high=("effect_high", "first")).reset_index()

@@ -43,7 +43,7 @@ def _main(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _stays(steps: list, flags: list) -> float:
-    from probekit.analyses.syntax_heads import first_and_last
+    from probekit.analyses.stats import first_and_last
 
     return first_and_last(steps, flags)[1]
 

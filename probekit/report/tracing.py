@@ -76,8 +76,9 @@ def main_group(scores: pd.DataFrame) -> str | None:
 def control_rows(scores: pd.DataFrame) -> pd.DataFrame:
     """The random-init control's rows: the control the runner adds, else the series' own step-0 checkpoint
     (as `emergence_steps` reads it)."""
-    control = scores[scores["checkpoint"] == CONTROL]
-    return control if len(control) else scores[scores["step"] == 0]
+    from probekit.analyses.stats import control_mask
+
+    return scores[control_mask(scores)]
 
 
 def _at_site(rows: pd.DataFrame, site: pd.Series) -> pd.DataFrame:
