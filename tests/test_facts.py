@@ -5,8 +5,8 @@ import re
 import pytest
 
 from probekit.benchmarks import load_benchmark
-from probekit.training.facts import (FactRecord, fact_groups, fact_sentences, facts_of, load_templates, mix_facts,
-                            split_subjects)
+from probekit.training.facts import (FactRecord, equivalence_classes, fact_groups, fact_sentences, facts_of,
+                                     load_templates, mix_facts, normalised, split_subjects)
 
 PROSE = [f"Prose document number {i} talks about rivers and kings." for i in range(300)]
 
@@ -18,6 +18,73 @@ def test_split_is_seeded_half_and_order_independent():
     assert not set(injected) & set(held) and len(injected) + len(held) == 101
     assert abs(len(injected) - len(held)) <= 1
     assert split_subjects(countries, seed=4) != (injected, held)
+
+
+def test_a_class_goes_to_one_side_whole_and_unbiased():
+    countries = [f"country {i:03d}" for i in range(101)]
+    classes = [["country 000", "country 050", "country 100"], ["country 007", "country 008"]]
+    held_triple = 0
+    for seed in range(400):
+        injected, held = split_subjects(countries, seed, classes=classes)
+        assert (injected, held) == split_subjects(list(reversed(countries)), seed, classes=classes[::-1])
+        assert sorted(injected + held) == countries and len(held) == 50  # round(101 * 0.5), exactly
+        for group in classes:
+            assert set(group) <= set(held) or set(group) <= set(injected), (seed, group)
+        held_triple += "country 050" in held
+    assert 0.4 < held_triple / 400 < 0.6  # placed by one member, not by the earliest of three (7/8 held back)
+    # without classes of several, the split is the plain seeded cut it always was
+    assert split_subjects(countries, 3, classes=[[c] for c in countries]) == split_subjects(countries, 3)
+
+
+def test_shipped_table_classes_join_aliases_former_names_and_shared_subjects():
+    _, rows, _ = load_templates()
+    joined = [group for group in equivalence_classes(rows) if len(group) > 1]
+    assert joined == [["Aruba", "Bonaire, Sint Eustatius and Saba"],  # Oranjestad, in Bonaire's capital list
+                      ["Holy See (Vatican City State)", "Vatican City State"],  # one state, two rows
+                      ["Israel", "Palestine", "Palestine, State of"],  # Jerusalem; one state, two rows
+                      ["Jamaica", "Norfolk Island"],  # Kingston
+                      ["Montenegro", "Serbia", "Serbia and Montenegro"]]  # the union and its successors
+    assert normalised("São Tomé and Príncipe") == "sao tome and principe" == normalised("SAO-TOME AND PRINCIPE.")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 7])
+def test_no_equivalence_class_is_split_on_the_shipped_table(seed):
+    """On the shipped table, for the demo's seed and others: every class on one side, the split half/half and
+    deterministic, and (checked without the classes) no probe prompt falls in both groups nor names a
+    country of the other group as its subject."""
+    spec, rows, _ = load_templates()
+    _, record = mix_facts(PROSE, seed=seed)
+    injected, held = set(record.injected), set(record.held_back)
+    assert len(rows) == len(injected) + len(held) and not injected & held
+    assert abs(len(injected) - len(held)) <= 1
+    assert mix_facts(PROSE, seed=seed)[1] == record
+    for group in equivalence_classes(rows):
+        assert set(group) <= injected or set(group) <= held, group
+    assert record.joined == [g for g in equivalence_classes(rows) if len(g) > 1]
+    prompts = load_benchmark("countries").prompts
+    groups = fact_groups(prompts, record)
+    sides: dict[tuple[str, str], set] = {}
+    for relation, subject, group in zip(prompts.relation, prompts.subject, groups):
+        sides.setdefault((relation, normalised(subject)), set()).add(group)
+    assert {key: g for key, g in sides.items() if len(g) > 1} == {}
+    by_subject = {normalised(s): g for s, g in zip(prompts.subject, groups)}
+    country_side = {normalised(c): "injected" if c in injected else "held_back" for c in injected | held}
+    crossed = {name: (by_subject[name], side) for name, side in country_side.items()
+               if by_subject.get(name, side) != side}
+    assert crossed == {}  # e.g. "Vatican City State" is a country and the Holy See's capital
+
+
+def test_a_same_state_name_not_in_the_table_is_one_line(tmp_path):
+    from probekit import ProbekitError
+
+    bench = tmp_path / "countries.yaml"
+    bench.write_text("relations: {capital: {subject: country, answer: capital}}\n"
+                     "equivalence: {same_state: [[Serbia, Serbia and Montenegro], [Atlantis, Serbia]]}\n")
+    rows = [{"country": "Serbia", "capital": "Belgrade"}, {"country": "Serbia and Montenegro", "capital": ""}]
+    with pytest.raises(ProbekitError, match=r"countries.yaml: equivalence: same_state names 'Atlantis', not a "):
+        equivalence_classes(rows, benchmark=bench)
+    bench.write_text("relations: {capital: {subject: country, answer: capital}}\n")
+    assert equivalence_classes(rows, benchmark=bench) == [["Serbia"], ["Serbia and Montenegro"]]
 
 
 def test_held_back_facts_never_enter_the_corpus():

@@ -4,7 +4,8 @@ Facts from the shipped country table are written as short biographies, one count
 relation once, each in one of several training paraphrases, in a shuffled order (the paper's
 "multi-paraphrase + permute" augmentation, which is what makes stored facts extractable in other words).
 Biographies are shuffled into real prose at a stated share of its words. A seeded split of the countries
-is never written: probing both groups shows learning (injected facts rise) against prompt bias and
+is never written (made by answer-equivalence class, so aliases and former names of one state, and countries
+that would share a prompt, fall on one side: `equivalence_classes`, declared in countries.yaml): probing both groups shows learning (injected facts rise) against prompt bias and
 leakage (held-back facts stay at the random-init level). The training paraphrases are disjoint from the
 probe templates.
 """
@@ -15,7 +16,9 @@ import csv
 import hashlib
 import json
 import random
-from dataclasses import asdict, dataclass, fields
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -23,6 +26,7 @@ import yaml
 from probekit.core.errors import ProbekitError
 
 TEMPLATES = Path(__file__).parent.parent / "benchmarks" / "fact_templates.yaml"  # data beside the benchmarks
+BENCHMARK = TEMPLATES.parent / "countries.yaml"  # the probe's relations over the same table, and its equivalence
 RECORD_FILE = "facts.json"
 
 
@@ -42,6 +46,8 @@ class FactRecord:
     relations: list[str]
     fact_sentences: int
     prose_documents: int
+    joined: list[list[str]] = field(default_factory=list)
+    """The equivalence classes of more than one country, each split as one (empty in records made before)."""
 
     def save(self, folder: Path) -> Path:
         path = folder / RECORD_FILE
@@ -70,12 +76,80 @@ def load_templates() -> tuple[dict, list[dict], Path]:
     return spec, rows, table
 
 
-def split_subjects(subjects: list[str], seed: int, held_back_fraction: float = 0.5) -> tuple[list[str], list[str]]:
-    """A deterministic, seeded split into (injected, held back); independent of the input order."""
+def normalised(name: str) -> str:
+    """A name compared across rows: case, accents and punctuation dropped ("São Tomé" = "sao tome")."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", " ", ascii_name.casefold()).strip()
+
+
+def equivalence_classes(rows: list[dict], subject: str = "country", benchmark: Path = BENCHMARK) -> list[list[str]]:
+    """The table's countries in answer-equivalence classes (each sorted; classes sorted by their first name).
+
+    The rule is data, in `benchmark` (countries.yaml, key `equivalence`): rows are one class when a relation
+    there gives them the same subject (normalised; a `separator`-joined list as each of its names), so one
+    prompt would sit in both groups, or when `same_state` declares them one state (aliases, former names).
+    """
+    spec = yaml.safe_load(benchmark.read_text(encoding="utf-8"))
+    rule = spec.get("equivalence") or {}
+    separator = rule.get("separator")
+    columns = sorted({rel["subject"] for rel in spec["relations"].values()} | {subject})
+    names = [row[subject] for row in rows]
+    parent = {name: name for name in names}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    def join(a: str, b: str) -> None:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    seen: dict[str, str] = {}
+    for row in rows:
+        for column in columns:
+            value = (row.get(column) or "").strip()
+            for part in (value.split(separator) if separator else [value]):
+                if key := normalised(part):
+                    join(seen.setdefault(key, row[subject]), row[subject])
+    for group in rule.get("same_state") or []:
+        present = [name for name in group if name in parent]
+        if len(present) != len(group):
+            missing = ", ".join(repr(n) for n in group if n not in parent)
+            raise ProbekitError(f"{benchmark}: equivalence: same_state names {missing}, not a {subject} of the table")
+        for name in present[1:]:
+            join(present[0], name)
+    classes: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        classes.setdefault(root(name), []).append(name)
+    return sorted(classes.values())
+
+
+def split_subjects(subjects: list[str], seed: int, held_back_fraction: float = 0.5,
+                   classes: list[list[str]] | None = None) -> tuple[list[str], list[str]]:
+    """A deterministic, seeded split into (injected, held back); independent of the input order.
+
+    The subjects are shuffled by `seed`, as they always were. Each of `classes` (a partition of some of them;
+    every other subject is a class alone) goes to one side whole, taking the place in the shuffle of its
+    alphabetically first member (a uniformly random place, so a class of several is as likely held back as
+    one subject); in that order each class is held back while it fits the held-back share
+    (round(n * held_back_fraction) subjects), else injected. Without classes of several, the plain seeded cut.
+    """
     ordered = sorted(set(subjects))
     random.Random(seed).shuffle(ordered)
     cut = round(len(ordered) * held_back_fraction)
-    return sorted(ordered[cut:]), sorted(ordered[:cut])
+    of = {name: [name] for name in ordered}
+    for group in classes or []:
+        members = sorted(set(group) & of.keys())
+        for name in members:
+            of[name] = members
+    injected, held_back = [], []
+    for name in ordered:
+        if of[name][0] == name:  # a class is placed where its first member fell; its others are skipped
+            (held_back if len(held_back) + len(of[name]) <= cut else injected).extend(of[name])
+    return sorted(injected), sorted(held_back)
 
 
 def facts_of(spec: dict, row: dict) -> list[tuple[list[str], str]]:
@@ -122,7 +196,8 @@ def mix_facts(prose: list[str], seed: int = 0, fact_share: float = 0.3,
     has paraphrases, so every training sentence of every injected fact occurs.
     """
     spec, rows, table = load_templates()
-    injected, held_back = split_subjects([r[spec["subject"]] for r in rows], seed, held_back_fraction)
+    classes = equivalence_classes(rows, spec["subject"])
+    injected, held_back = split_subjects([r[spec["subject"]] for r in rows], seed, held_back_fraction, classes)
     chosen = set(injected)
     most = max(len(r["templates"]) for r in spec["relations"].values())
     one_round = biographies(spec, rows, chosen, 1, random.Random(seed))
@@ -140,7 +215,8 @@ def mix_facts(prose: list[str], seed: int = 0, fact_share: float = 0.3,
         templates={name: rel["templates"] for name, rel in spec["relations"].items()}, seed=seed,
         fact_share=fact_share, held_back_fraction=held_back_fraction, repeats=repeats, injected=injected,
         held_back=held_back, relations=list(spec["relations"]),
-        fact_sentences=facts_per_round * repeats, prose_documents=len(prose))
+        fact_sentences=facts_per_round * repeats, prose_documents=len(prose),
+        joined=[group for group in classes if len(group) > 1])
     return documents, record
 
 
