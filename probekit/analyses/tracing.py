@@ -4,9 +4,14 @@ Per fill-mask prompt with a subject (`[X]` in its template), three kinds of run:
 
 - clean: the prompt as it is;
 - corrupted: Gaussian noise added to the subject's pieces at the embeddings module's output
-  (`hook_full_embed`), of `--noise` × the standard deviation of that output over the subject pieces of the
-  traced prompts (ROME's 3 × the subject embeddings' std), drawn per prompt from `--noise-seed` and the prompt's
-  text, so a prompt's noise does not depend on which other prompts were traced;
+  (`hook_full_embed`: after BERT's embedding LayerNorm; ROME noises the token embeddings), of `--noise` × σ,
+  where σ is the standard deviation of that output over a fixed reference set of subjects (`NOISE_REFERENCE`:
+  the shipped countries benchmark's subjects, each tokenised alone with the checkpoint's tokenizer, as ROME's
+  `collect_embedding_std`), measured once per checkpoint — so a prompt's noise depends only on the checkpoint,
+  the seed and the prompt's text, never on which other prompts were traced. `--noise-samples K` draws
+  (ROME's `samples=10`) are drawn per prompt from `--noise-seed` and its text, and batched as rows: the
+  corrupted run and every restored site see the same K draws, and their probabilities are averaged over the
+  draws before any difference. With `--corrupt subject-swap` the draws are up to K counterfactual subjects;
 - restored: the corrupted run with one clean activation patched back in, at one (layer, token position) of one
   component: the residual stream leaving the layer (`blocks.{l}.hook_resid_post`), the attention output
   (`hook_attn_out`) or the MLP output (`hook_mlp_out`) — see `probekit.models.hooks` for the module each is;
@@ -14,28 +19,34 @@ Per fill-mask prompt with a subject (`[X]` in its template), three kinds of run:
   that head's slice) at every position at once: which heads carry the fact;
 - knocked out (component `knockout`, Geva et al. 2023): the *clean* run with attention from the [MASK]
   position(s) to the subject's pieces blocked at one layer, in every head — the pattern entries zeroed and each
-  [MASK] row renormalised, done exactly by the dtype's minimum added to those scores (`attn.hook_mask`). Its
-  `restoration` is on the same scale, (p_knocked − p_corrupt) / (p_clean − p_corrupt): 1 = blocking that
-  attention changes nothing, 0 = as bad as noising the subject; its role is `mask` (the query positions).
+  [MASK] row renormalised, done exactly by the dtype's minimum added to those scores (`attn.hook_mask`). It is
+  sample-free and exact only (attribution has no estimate of it); its role is `mask` (the query positions).
 
 Corrupted and clean runs share their token positions (the noise replaces nothing), which patching needs.
 The metric is the gold answer's probability as the scoring kernel defines it (`probekit.analyses.scoring`:
-all its pieces masked at once, the product of the pieces' probabilities — the first piece's for a one-piece
-answer): restoration = (p_restored − p_corrupt) / (p_clean − p_corrupt), 0 = as corrupted, 1 = as clean.
-It is missing where the corruption moved the probability by less than `MIN_EFFECT` of it (nothing to restore,
-e.g. `--noise 0`). Positions are summed up by role — the subject's first, middle and last piece, the mask,
-the other prompt tokens and the special tokens — as the mean over the role's positions of p_restored, so
-templates of different lengths pool. A one-piece subject is its own first and last piece (no middle).
+all its k pieces masked at once, the product of the pieces' probabilities). The effect of a site is
+Δp = p_restored − p_corrupt (the primary statistic); the per-prompt share (p_restored − p_corrupt) /
+(p_clean − p_corrupt) is kept in the row table but the summaries' share is a ratio of means over prompts
+(mean Δp / mean (p_clean − p_corrupt)), missing where the denominator's interval includes 0.
+
+Positions are summed up by role — the subject's first, middle and last piece, the mask, the other prompt tokens
+and the special tokens — as the mean over the role's positions of p_restored with one position restored (as
+ROME averages its token categories), except the mask role: the answer is read from all its k masks jointly,
+so that row restores every [MASK] at once (restoring the last layer's residual stream there gives p_clean by
+construction; column `by_construction` of `tracing_scores`). A one-piece subject is its own first and last
+piece (no middle).
 
 Batching: the clean activations are read once per prompt; every (layer, position) site of one component is a
-row of one batched forward pass of the corrupted input (at most the run's batch size rows a pass), each row
-patching its own site; heads likewise, every (layer, head) a row, and knockouts, every layer a row of one
-pass of the clean input.
+row of one batched forward pass of the corrupted input, times the K draws (at most the run's batch size rows a
+pass), each row patching its own site; heads likewise, every (layer, head) a row, and knockouts, every layer a
+row of one pass of the clean input.
 
 Head rows live in the one row table (`tracing`, component `head`, the head in `head`, role `all`) rather than
 a table of their own: the runner caches, shards and assembles exactly one row table per analysis (`run`'s
 rows), so a second row table would be lost on a cache hit or in another shard. Their summary is
 `tracing_head_scores`; `tracing_scores` summarises the other components (resid, attn, mlp and knockout).
+Prompts that cannot be traced are rows of component `skipped` with their reason, counted per group in the
+summaries (a group whose prompts were all skipped keeps one `skipped` row there).
 """
 
 from __future__ import annotations
@@ -64,6 +75,20 @@ percentage point of the answer's probability, so that a site of a model that giv
 either way does not stand out on an interval of width 1e-6."""
 SAMPLE_SEED = 0
 """Seed of the prompts sampled per relation × group (the same prompts at every checkpoint)."""
+NOISE_REFERENCE = "countries-subjects"
+"""The fixed set σ is measured over: every distinct subject of the shipped countries benchmark (its country and
+capital names, `probekit/benchmarks/countries.csv`), each tokenised alone (with the tokenizer's special tokens,
+which are left out of the std) by the checkpoint's tokenizer; σ = the std of the embeddings module's output
+over all their pieces and hidden units (ROME's `collect_embedding_std`)."""
+
+# why a prompt is not traced (the `reason` of its `skipped` row)
+NO_X = "no [X] in the template"
+TWO_X = "[X] more than once in the template"
+NO_PIECE = "the subject has no piece (empty or invisible)"
+UNSCORABLE = "the answer cannot be spelled in the vocabulary"
+TOO_LONG = "longer than the model's limit"
+UNLOCATED = "the subject's pieces cannot be told apart from the template's"
+NO_SWAP = "no counterfactual subject of the relation with as many pieces"
 
 TRACING = Table("tracing", "checkpoint × prompt × method × component × layer × role, and heads", columns(
     *CHECKPOINT_COLUMNS, *PROMPT_COLUMNS,
@@ -72,38 +97,56 @@ TRACING = Table("tracing", "checkpoint × prompt × method × component × layer
     ("component", "str", "what is restored: resid (the layer's output hidden state), attn (attention output), "
                          "mlp (MLP output), head (one head's output before the output projection, hook_z); "
                          "knockout: attention from the [MASK] to the subject blocked in the clean run; skipped: "
-                         "a sampled prompt left out because subject-swap found no counterfactual subject of its "
-                         "relation with as many pieces (one row, no values)"),
+                         "a prompt left out (its reason in `reason`; one row, no values)"),
     ("layer", "int", "the block patched (0 = the first); missing for skipped prompts"),
     ("head", "int", "the head restored (component head); missing for the other components"),
     ("role", "str", "token positions patched: subject_first, subject_middle, subject_last, mask, other, special; "
                     "all for a head (every position at once)"),
-    ("positions", "int", "positions of the role (the row is their mean)"),
-    ("restoration", "float", "(p_restored − p_corrupt) / (p_clean − p_corrupt): 0 = corrupted, 1 = clean; missing "
-                             "where the corruption did not move p"),
-    ("effect", "float", "p_restored − p_corrupt: the absolute indirect effect (the share's numerator), stable "
-                        "where the corruption barely moves p"),
-    ("p_restored", "float", "gold probability with the clean value restored at one position of the role (mean); "
+    ("positions", "int", "positions of the role: the row is the mean over them of restoring one at a time, "
+                         "except the mask role, which restores every [MASK] of the answer at once"),
+    ("restoration", "float", "this prompt's (p_restored − p_corrupt) / (p_clean − p_corrupt): 0 = corrupted, "
+                             "1 = clean; missing where the corruption did not move p (not used for claims: the "
+                             "summaries' share is a ratio of means)"),
+    ("effect", "float", "Δp = p_restored − p_corrupt: the absolute indirect effect, the primary statistic"),
+    ("p_restored", "float", "gold probability with the clean value restored (mean over the role's positions, "
+                            "each alone; all masks at once for the mask role), averaged over the draws; "
                             "knockout: with the attention blocked; attribution: its estimate"),
     ("p_clean", "float", "gold probability of the clean run (all pieces masked at once, as the scores)"),
-    ("p_corrupt", "float", "gold probability with the subject corrupted (noised or swapped)"),
-    ("noise_std", "float", "std of the noise added (--noise × the std of the subject's embeddings); missing for "
+    ("p_corrupt", "float", "gold probability with the subject corrupted (noised or swapped), averaged over the "
+                           "draws"),
+    ("noise_std", "float", "std of the noise added: --noise × σ, σ the std of the embeddings' output over the "
+                           "fixed reference subjects (NOISE_REFERENCE) at this checkpoint; missing for "
                            "subject-swap"),
+    ("samples", "int", "draws averaged: noise samples (--noise-samples), or the counterfactual subjects found "
+                       "(at most --noise-samples) for subject-swap"),
+    ("reason", "str", "why a prompt was skipped (component skipped); missing otherwise"),
 ), "Causal tracing: how much of the gold answer's probability comes back when one clean activation is "
    "restored in a run whose subject was corrupted (noised embeddings or a counterfactual subject).")
+_SHARE = (
+    ("n", "int", "prompts traced at the site"),
+    ("restoration", "float", "the share: mean Δp / mean (p_clean − p_corrupt) over the prompts (a ratio of "
+                             "means); missing where the denominator's interval includes 0"),
+    *bounds(("restoration",)),
+    ("effect", "float", "mean Δp = p_restored − p_corrupt over prompts: the primary statistic"),
+    *bounds(("effect",)),
+    ("gap", "float", "mean p_clean − p_corrupt over the same prompts: the share's denominator"),
+    *bounds(("gap",)),
+)
 TRACING_SCORES = Table("tracing_scores",
                        "checkpoint × benchmark × relation × group × method × component × layer × role", columns(
     *CHECKPOINT_COLUMNS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"),
     ("group", "str", "fact-injection group"), ("method", "str", "exact or attribution"),
-    ("component", "str", "resid, attn, mlp or knockout"),
+    ("component", "str", "resid, attn, mlp or knockout; skipped: the one row of a group none of whose prompts "
+                         "was traced (its count in `skipped`)"),
     ("layer", "int", "the block patched"), ("role", "str", "token positions patched"),
-    ("n", "int", "prompts with a restoration (the corruption moved p)"),
-    ("restoration", "float", "mean restoration over prompts"), *bounds(("restoration",)),
-    ("effect", "float", "mean absolute effect p_restored − p_corrupt over prompts"), *bounds(("effect",)),
-    ("skipped", "int", "sampled prompts of the relation and group left out (subject-swap: no counterfactual "
-                       "subject with as many pieces)"),
+    *_SHARE,
+    ("by_construction", "bool", "the site restores the answer by construction (the last layer's residual stream "
+                                "at the [MASK]s: what the MLM head reads), not a finding"),
+    ("skipped", "int", "prompts of the relation and group left out (tracing table rows of component skipped, "
+                       "each with its reason)"),
     N_SEEDS,
-), "Mean restoration and absolute effect per site with bootstrap intervals over prompts (and seeds).")
+), "Mean Δp per site, the mean gap p_clean − p_corrupt and their ratio (the share) with bootstrap intervals over "
+   "prompts (and seeds), the same resamples for numerator and denominator.")
 TRACING_HEAD_SCORES = Table("tracing_head_scores",
                             "checkpoint × benchmark × relation × group × method × layer × head",
                             columns(
@@ -111,12 +154,10 @@ TRACING_HEAD_SCORES = Table("tracing_head_scores",
     ("group", "str", "fact-injection group"), ("method", "str", "exact or attribution"),
     ("layer", "int", "the block of the head"),
     ("head", "int", "the head restored (its hook_z at every position)"),
-    ("n", "int", "prompts with a restoration (the corruption moved p)"),
-    ("restoration", "float", "mean restoration over prompts"), *bounds(("restoration",)),
-    ("effect", "float", "mean absolute effect p_restored − p_corrupt over prompts"), *bounds(("effect",)),
+    *_SHARE,
     N_SEEDS,
-), "Mean restoration per attention head (its clean output restored at every position) with a bootstrap "
-   "interval over prompts (and seeds): which heads carry the fact.")
+), "Mean Δp per attention head (its clean output restored at every position), the mean gap and their ratio with "
+   "bootstrap intervals over prompts (and seeds): which heads carry the fact; rank by Δp.")
 TRACING_AGREEMENT = Table("tracing_agreement", "checkpoint × benchmark × component", columns(
     *CHECKPOINT_COLUMNS, ("benchmark", "str", "benchmark name"),
     ("component", "str", "resid, attn, mlp or head"),
@@ -166,16 +207,20 @@ class TracingOptions(Options):
     sample: int = option(64, "Prompts traced per relation and fact group (seeded sample; 0 = all).",
                          flag="--trace-sample", low=0)
     corrupt: str = option("noise", "How the subject is corrupted: noise (Gaussian noise added to its embeddings, "
-                          "ROME) or subject-swap (a counterfactual subject of the same relation with as many "
+                          "ROME) or subject-swap (counterfactual subjects of the same relation with as many "
                           "pieces, seeded; prompts without one are skipped and counted).",
                           flag="--corrupt", choices=CORRUPTIONS)
-    noise: float = option(3.0, "Noise std as a multiple of the subject embeddings' std (ROME: 3).", flag="--noise",
-                          low=0.0)
-    noise_seed: int = option(0, "Seed of the corruption: the noise, or the counterfactual subject drawn.",
+    noise: float = option(3.0, "Noise std as a multiple of σ, the std of the embeddings' output over a fixed "
+                          "reference set of subjects (ROME: 3).", flag="--noise", low=0.0)
+    noise_samples: int = option(10, "Noise draws per prompt (ROME: 10), or at most this many counterfactual "
+                                "subjects with subject-swap: the same draws for the corrupted and every restored "
+                                "run, probabilities averaged over them before any difference.",
+                                flag="--noise-samples", low=1)
+    noise_seed: int = option(0, "Seed of the corruption: the noise, or the counterfactual subjects drawn.",
                              flag="--noise-seed", low=0)
     components: str = option("resid,attn,mlp,head,knockout", "Components restored, comma-separated: resid, attn, mlp, "
                              "head (each attention head at every position), knockout (attention from the "
-                             "[MASK] to the subject blocked, per layer).",
+                             "[MASK] to the subject blocked, per layer; exact only).",
                              flag="--trace-components")
     method: str = option("exact", "exact (one restored run per site), attribution (first-order estimate of "
                          "every site from one forward and backward pass, Nanda 2023) or both (and their rank "
@@ -185,13 +230,25 @@ class TracingOptions(Options):
                          flag="--attribution-metric", choices=("prob", "logprob"))
 
     def validate(self, analysis: str) -> None:
+        import dataclasses
+        import math
+
         from probekit.core.errors import ProbekitError
 
+        for f in dataclasses.fields(self):  # nan and inf pass every comparison: refused like a value out of range
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ProbekitError(f"analysis {analysis!r}: option {f.name}={value!r} is outside "
+                                    f"[{f.metadata.get('low')}, {f.metadata.get('high')}]")
         super().validate(analysis)
         unknown = [c for c in self.parts() if c not in COMPONENTS]
         if unknown or not self.parts():
             raise ProbekitError(f"analysis {analysis!r}: option components={self.components!r}: use a "
                                 f"comma-separated list of {', '.join(COMPONENTS)}")
+        if self.method == ATTRIBUTION and not [c for c in self.parts() if c != KNOCKOUT]:
+            raise ProbekitError(f"analysis {analysis!r}: --trace-components {self.components} with --trace-method "
+                                "attribution: knockout has no attribution estimate (use --trace-method exact or "
+                                "both, or add resid, attn, mlp or head)")
 
     def parts(self) -> list[str]:
         return [c.strip() for c in self.components.split(",") if c.strip()]
@@ -235,11 +292,20 @@ def gold_prob(model, hidden, masks: list[int], gold: list[int]):
     return logprob.double().sum(1).exp()
 
 
+def draws_of(noise):
+    """The corruption as [draws, subject pieces, d_embed] (a [pieces, d_embed] tensor is one draw)."""
+    return noise if noise.dim() == 3 else noise[None]
+
+
 def corruption(subject: list[int], noise):
-    """The edit of `hook_full_embed` that adds `noise` [subject pieces, d_embed] at the subject's positions."""
+    """The edit of `hook_full_embed` that adds the draws of `noise` ([draws, pieces, d_embed] or one draw) at the
+    subject's positions: a batch of rows × draws, batch row r·K + j getting draw j."""
+    draws = draws_of(noise)
+
     def edit(embedded):
-        full = embedded.new_zeros(embedded.shape[1:])
-        full[subject] = noise.to(embedded.dtype)
+        k = draws.shape[0]
+        full = embedded.new_zeros(embedded.shape)
+        full[:, subject] = draws.to(device=embedded.device, dtype=embedded.dtype).repeat(embedded.shape[0] // k, 1, 1)
         return embedded + full
     return edit
 
@@ -259,24 +325,31 @@ def clean_run(model, site: Site, points: list[str]) -> tuple[float, dict]:
 def patched_probs(model, site: Site, noise, point: str | None, clean: dict, rows: list[tuple[int, list[int]]],
                   max_rows: int = 128, over: str = "position"):
     """p of the corrupted run with, per row, the clean value of `point` restored at (layer, indices) of that
-    row; a row with layer -1 restores nothing. The indices are token positions (`over="position"`), or heads
-    of a per-head point such as `attn.hook_z` [batch, pos, head, d_head] (`over="head"`: the heads' values
-    at every position). Rows share forward passes, at most `max_rows` a pass."""
+    row; a row with layer -1 restores nothing. The indices are token positions (`over="position"`, restored
+    together), or heads of a per-head point such as `attn.hook_z` [batch, pos, head, d_head] (`over="head"`:
+    the heads' values at every position). `noise` holds K draws ([K, pieces, d_embed]; or one, [pieces,
+    d_embed]): every row runs once per draw and its p is the mean over the draws. Rows × draws share forward
+    passes, at most `max_rows` batch rows a pass (at least one row's draws)."""
     import torch
     from probekit.models.families import body
 
     device = next(model.parameters()).device
+    draws = draws_of(noise)
+    k = draws.shape[0]
+    per_pass = max(1, max_rows // k)
     out = []
-    for start in range(0, len(rows), max_rows):
-        chunk = rows[start:start + max_rows]
-        ids = torch.tensor([site.ids], device=device).expand(len(chunk), -1)
-        write = {hooks.EMBED: corruption(site.subject, noise)}
+    for start in range(0, len(rows), per_pass):
+        chunk = rows[start:start + per_pass]
+        ids = torch.tensor([site.ids], device=device).expand(len(chunk) * k, -1)
+        write = {hooks.EMBED: corruption(site.subject, draws)}
         for layer in sorted({layer for layer, _ in chunk if layer >= 0}):
             name = hooks.hook_name(layer, point)
-            write[name] = _restore(_where(chunk, layer, clean[name], over), clean[name])
+            where = _where(chunk, layer, clean[name], over).repeat_interleave(k, 0)
+            write[name] = _restore(where, clean[name])
         with torch.inference_mode(), hooks.hooked(model, write=write):
             hidden = body(model)(input_ids=ids).last_hidden_state
-            out.append(gold_prob(model, hidden, site.masks, site.gold).cpu().numpy())
+            p = gold_prob(model, hidden, site.masks, site.gold).cpu().numpy()
+        out.append(p.reshape(len(chunk), k).mean(1))  # probabilities averaged over the draws
     return np.concatenate(out)
 
 
@@ -337,18 +410,25 @@ def _block(row: int, queries: list[int], keys: list[int]):
 
 
 def trace(model, site: Site, noise, components: list[str], max_rows: int = 128) -> Trace:
-    """Every (layer, position) site of every component restored in turn, and every (layer, head) for the
-    component `head`: p_restored per site."""
+    """Every (layer, position) site of every component restored in turn, every mask at once per layer (answers of
+    several pieces), and every (layer, head) for the component `head`: p_restored per site, averaged over the
+    draws of `noise` ([K, pieces, d_embed], or one draw [pieces, d_embed])."""
     from probekit.models.families import n_layers
 
     layers, width = n_layers(model), len(site.ids)
     points = [hooks.hook_name(layer, COMPONENTS[c]) for c in components if c != KNOCKOUT
               for layer in range(layers)]
     p_clean, clean = clean_run(model, site, points)
-    p_corrupt = float(patched_probs(model, site, noise, None, clean, [(-1, [])])[0])
+    p_corrupt = float(patched_probs(model, site, noise, None, clean, [(-1, [])], max_rows)[0])
     rows = [(layer, [t]) for layer in range(layers) for t in range(width)]
-    restored = {c: patched_probs(model, site, noise, COMPONENTS[c], clean, rows, max_rows).reshape(layers, width)
-                for c in components if c not in (HEAD, KNOCKOUT)}
+    joint = [(layer, list(site.masks)) for layer in range(layers)] if len(site.masks) > 1 else []
+    restored, masks = {}, {}
+    for c in components:
+        if c in (HEAD, KNOCKOUT):
+            continue
+        p = patched_probs(model, site, noise, COMPONENTS[c], clean, rows + joint, max_rows)
+        restored[c] = p[:len(rows)].reshape(layers, width)
+        masks[c] = p[len(rows):] if joint else restored[c][:, site.masks[0]]
     if KNOCKOUT in components:
         restored[KNOCKOUT] = knockout_probs(model, site, layers, max_rows)[:, None]
     if HEAD in components:
@@ -356,7 +436,7 @@ def trace(model, site: Site, noise, components: list[str], max_rows: int = 128) 
         head_rows = [(layer, [h]) for layer in range(layers) for h in range(heads)]
         restored[HEAD] = patched_probs(model, site, noise, COMPONENTS[HEAD], clean, head_rows, max_rows,
                                        over="head").reshape(layers, heads)
-    return Trace(p_clean, p_corrupt, restored)
+    return Trace(p_clean, p_corrupt, restored, masks, draws=int(draws_of(noise).shape[0]))
 
 
 def restoration(p_restored, p_clean: float, p_corrupt: float):
@@ -371,14 +451,29 @@ def restoration(p_restored, p_clean: float, p_corrupt: float):
 # ---------------------------------------------------------------- prompts → sites
 
 
-def prompt_sites(prompts, tokenizer, encoded: dict, limit: int) -> dict[int, Site]:
+def prompt_sites(prompts, tokenizer, encoded: dict, limit: int, reasons: dict | None = None) -> dict[int, Site]:
     """A `Site` per prompt (by row index) whose subject can be located in its tokens and whose answer is
-    scorable; others are left out (no [X], truncated, answer not spelled by masks)."""
+    scorable; the others are left out, with their reason in `reasons` (row index → reason) when given."""
     mask = tokenizer.mask_token
     sites = {}
+    reasons = {} if reasons is None else reasons
     for i, (template, subject) in enumerate(zip(prompts["template"], prompts["subject"])):
         ids, gold = encoded["input_ids"][i], encoded["pieces"][i]
-        if template.count("[X]") != 1 or "[MASK]" not in template or not subject or not gold or len(ids) > limit:
+        subject = "" if subject is None or (isinstance(subject, float) and np.isnan(subject)) else str(subject)
+        if "[X]" not in template:
+            reasons[i] = NO_X
+            continue
+        if template.count("[X]") > 1:
+            reasons[i] = TWO_X
+            continue
+        if not gold or "[MASK]" not in template:
+            reasons[i] = UNSCORABLE
+            continue
+        if len(ids) > limit:
+            reasons[i] = TOO_LONG
+            continue
+        if not subject.strip():
+            reasons[i] = NO_PIECE
             continue
         masks_text = " ".join([mask] * len(gold))
         filled = template.replace("[X]", subject)
@@ -387,13 +482,18 @@ def prompt_sites(prompts, tokenizer, encoded: dict, limit: int) -> dict[int, Sit
         text = filled.replace("[MASK]", masks_text)
         enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
         if enc["input_ids"] != ids:
+            reasons[i] = UNLOCATED
             continue
         masks = [t for t, tok in enumerate(ids) if tok == tokenizer.mask_token_id]
         special = [t for t, s in enumerate(enc["special_tokens_mask"]) if s and t not in masks]
         end = start + len(subject)
         subj = [t for t, (a, b) in enumerate(enc["offset_mapping"])
                 if b > a and a < end and b > start and t not in masks and t not in special]
-        if subj and len(masks) == len(gold):
+        if not subj:
+            reasons[i] = NO_PIECE
+        elif len(masks) != len(gold):
+            reasons[i] = UNLOCATED
+        else:
             sites[i] = Site(i, ids, masks, subj, special, gold)
     return sites
 
@@ -411,16 +511,57 @@ def sample(prompts, groups: list[str], n: int) -> list[int]:
     return sorted(picked)
 
 
-def noise_for(seed: int, prompt: str, shape: tuple[int, int], scale: float):
-    """Standard normal noise × scale, drawn from the seed and the prompt's text."""
+def noise_for(seed: int, prompt: str, shape: tuple[int, ...], scale: float):
+    """Standard normal noise × scale, drawn from the seed and the prompt's text; shape (K, pieces, d_embed) for K
+    draws (draw j is the same whatever K: the draws fill the tensor in order)."""
     import torch
 
     generator = torch.Generator().manual_seed(zlib.crc32(f"{seed}|{prompt}".encode()))
     return torch.randn(shape, generator=generator) * scale
 
 
+def reference_subjects() -> list[str]:
+    """`NOISE_REFERENCE`: the distinct country and capital names of the shipped countries benchmark, in file
+    order."""
+    import csv
+
+    from probekit.benchmarks import HERE
+
+    with open(HERE / "countries.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return list(dict.fromkeys(str(r[c]).strip() for c in ("country", "capital") for r in rows if str(r[c]).strip()))
+
+
+def reference_std(model, tokenizer, subjects: list[str] | None = None, batch: int = 128) -> float:
+    """σ: the std of the embeddings module's output over every non-special piece of `subjects` (default
+    `reference_subjects()`), each tokenised alone — ROME's `collect_embedding_std`, on a fixed set."""
+    import torch
+    from probekit.models.families import body
+
+    subjects = reference_subjects() if subjects is None else subjects
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    values = []
+    for start in range(0, len(subjects), batch):
+        enc = tokenizer(subjects[start:start + batch], return_special_tokens_mask=True)
+        width = max(len(ids) for ids in enc["input_ids"])
+        ids = torch.full((len(enc["input_ids"]), width), pad, dtype=torch.long)
+        attend = torch.zeros_like(ids)
+        keep = torch.zeros_like(ids, dtype=torch.bool)
+        for r, (row, special) in enumerate(zip(enc["input_ids"], enc["special_tokens_mask"])):
+            ids[r, :len(row)] = torch.tensor(row)
+            attend[r, :len(row)] = 1
+            keep[r, :len(row)] = torch.tensor(special) == 0
+        with torch.inference_mode(), hooks.hooked(model, read=[hooks.EMBED]) as seen:
+            body(model)(input_ids=ids.to(device), attention_mask=attend.to(device))
+        values.append(seen[hooks.EMBED][keep.to(device)].double().flatten().cpu())
+    found = torch.cat(values) if values else torch.zeros(0)
+    return float(found.std()) if found.numel() > 1 else 0.0
+
+
 def embedding_std(model, sites: list[Site]) -> float:
-    """Std of the embeddings module's output over the subject pieces of `sites` (ROME's noise scale)."""
+    """Std of the embeddings module's output over the subject pieces of `sites` in their prompts (the noise scale
+    of probekit before version 4 of tracing; kept for comparison — σ now comes from `reference_std`)."""
     import torch
     from probekit.models.families import body
 
@@ -434,49 +575,67 @@ def embedding_std(model, sites: list[Site]) -> float:
 
 
 def swap_pieces(site: Site, prompt: pd.Series, candidates: list[tuple[str, str]], tokenizer,
-                seed: int) -> list[int] | None:
-    """The piece ids of a counterfactual subject for `site` (subject-swap): among `candidates` ((subject, answer)
-    pairs of the prompt's relation) in an order drawn from `seed` and the prompt's text, the first whose
-    answer differs from the prompt's and whose pieces, in the prompt's template, take exactly the subject's
-    positions (every other token unchanged, so clean and corrupted runs share positions); None if none does."""
+                seed: int, k: int = 1) -> list[list[int]] | list[int] | None:
+    """The piece ids of counterfactual subjects for `site` (subject-swap): among `candidates` ((subject, answer)
+    pairs of the prompt's relation) in an order drawn from `seed`, the prompt's text and each candidate's name
+    (so adding a candidate moves no other), the first `k` whose answer differs from the prompt's and whose
+    pieces, in the prompt's template, take exactly the subject's positions (every other token unchanged, so
+    clean and corrupted runs share positions). k = 1: that one's pieces, or None; k > 1: a list of up to k
+    (empty if none)."""
     own_subject, own_answer = str(prompt["subject"]), str(prompt["answer"]).strip().lower()
-    pool = [(s, a) for s, a in candidates if a.strip().lower() != own_answer and s != own_subject]
-    if not pool:
-        return None
-    order = np.random.default_rng([seed, zlib.crc32(str(prompt["prompt"]).encode())]).permutation(len(pool))
+    pool = list(dict.fromkeys(s for s, a in candidates if a.strip().lower() != own_answer and s != own_subject))
+    text = str(prompt["prompt"])
+    pool.sort(key=lambda name: (zlib.crc32(f"{seed}|{text}|{name}".encode()), name))
     masks = " ".join([tokenizer.mask_token] * len(site.gold))
     template = str(prompt["template"]).replace("[MASK]", masks)
-    texts = [template.replace("[X]", pool[i][0]) for i in order]
     subject, width = set(site.subject), len(site.ids)
-    for ids in tokenizer(texts)["input_ids"]:
-        if len(ids) == width and all(ids[t] == site.ids[t] for t in range(width) if t not in subject) and \
-                any(ids[t] != site.ids[t] for t in subject):
-            return [ids[t] for t in site.subject]
-    return None
+    found: list[list[int]] = []
+    for start in range(0, len(pool), 64):
+        texts = [template.replace("[X]", name) for name in pool[start:start + 64]]
+        for ids in tokenizer(texts)["input_ids"]:
+            if len(ids) == width and all(ids[t] == site.ids[t] for t in range(width) if t not in subject) and \
+                    any(ids[t] != site.ids[t] for t in subject):
+                pieces = [ids[t] for t in site.subject]
+                if pieces not in found:
+                    found.append(pieces)
+                if len(found) == k:
+                    break
+        if len(found) == k:
+            break
+    if k == 1:
+        return found[0] if found else None
+    return found
 
 
-def swap_corruption(model, site: Site, pieces: list[int]):
-    """The subject swap as a corruption of `hook_full_embed`: [subject pieces, d_embed] = the embeddings' output
-    of the counterfactual pieces minus that of the subject's, at the subject's positions (the embeddings are
-    per position, so adding it gives the swapped input's embeddings)."""
+def swap_corruption(model, site: Site, pieces):
+    """The subject swap as a corruption of `hook_full_embed`: [subject pieces, d_embed] (one counterfactual's
+    pieces) or [K, subject pieces, d_embed] (a list of K) = the embeddings' output of the counterfactual pieces
+    minus that of the subject's, at the subject's positions (the embeddings are per position, so adding it
+    gives the swapped input's embeddings)."""
     import torch
     from probekit.models.families import body
 
-    swapped = list(site.ids)
-    for t, piece in zip(site.subject, pieces):
-        swapped[t] = piece
-    ids = torch.tensor([site.ids, swapped], device=next(model.parameters()).device)
+    several = bool(pieces) and isinstance(pieces[0], (list, tuple))
+    options = list(pieces) if several else [pieces]
+    rows = [list(site.ids)]
+    for option_ in options:
+        swapped = list(site.ids)
+        for t, piece in zip(site.subject, option_):
+            swapped[t] = piece
+        rows.append(swapped)
+    ids = torch.tensor(rows, device=next(model.parameters()).device)
     with torch.inference_mode(), hooks.hooked(model, read=[hooks.EMBED]) as seen:
         body(model)(input_ids=ids)
-    embedded = seen[hooks.EMBED]
-    return (embedded[1, site.subject] - embedded[0, site.subject]).float().cpu()
+    embedded = seen[hooks.EMBED][:, site.subject]
+    delta = (embedded[1:] - embedded[:1]).float().cpu()
+    return delta if several else delta[0]
 
 
 def role_rows(result: Trace, site: Site) -> list[dict]:
-    """Rows component × layer × role: p_restored averaged over the role's positions; for heads, rows
-    layer × head (role `all`)."""
+    """Rows component × layer × role: p_restored averaged over the role's positions each restored alone, and for
+    the mask role every mask restored at once (`Trace.masks`); for heads, rows layer × head (role `all`)."""
     rows = []
-    common = {"p_clean": result.p_clean, "p_corrupt": result.p_corrupt}
+    common = {"p_clean": result.p_clean, "p_corrupt": result.p_corrupt, "samples": result.draws}
     for component, grid in result.restored.items():
         if component == HEAD:
             ratio = restoration(grid, result.p_clean, result.p_corrupt)
@@ -493,7 +652,10 @@ def role_rows(result: Trace, site: Site) -> list[dict]:
                       **common} for layer in range(grid.shape[0])]
             continue
         for role, positions in site.roles().items():
-            p = grid[:, positions].mean(1)
+            if role == "mask" and component in result.masks:
+                p = np.asarray(result.masks[component], dtype=float)  # every mask at once
+            else:
+                p = grid[:, positions].mean(1)
             for layer, (p_layer, r) in enumerate(zip(p, restoration(p, result.p_clean, result.p_corrupt))):
                 rows.append({"component": component, "layer": layer, "head": None, "role": role,
                              "positions": len(positions), "restoration": float(r),
@@ -512,12 +674,13 @@ class Tracing(Analysis):
     options = TracingOptions
     tables = (TRACING, TRACING_SCORES, TRACING_HEAD_SCORES, TRACING_AGREEMENT, TRACING_EMERGENCE, TRACING_BEST)
     on_control = True
-    version = 3
+    version = 4
     report = "probekit.report.tracing:section"
     report_title = "Causal tracing"
 
     def settings(self, ctx: Context, bench) -> dict:
-        return {**super().settings(ctx, bench), "groups": digest(bench.groups)}  # sampled per fact group
+        return {**super().settings(ctx, bench), "groups": digest(bench.groups),  # sampled per fact group
+                "noise_reference": reference_settings()}
 
     def cost(self, shape: Shape, item) -> float:
         opts = TracingOptions()
@@ -526,25 +689,44 @@ class Tracing(Analysis):
         traced = min(float(item.size), opts.sample * groups) if opts.sample else float(item.size)
         sites = shape.layers * sum(shape.heads if c == HEAD else 1 if c == KNOCKOUT else 12  # ~12 positions
                                    for c in opts.parts())
-        return traced * sites
+        return traced * sites * opts.noise_samples
 
     def run(self, checkpoint, ctx: Context, bench) -> pd.DataFrame:
+        import time
+
+        from probekit.core.log import logger, progress
         from probekit.models.families import max_tokens
 
         opts = ctx.opts(self.name)
         model = checkpoint.model(ctx.device)
         prompts = bench.prompts.reset_index(drop=True)
         groups = list(bench.groups or ["all"] * len(prompts))
+        reasons: dict[int, str] = {}
         sites = prompt_sites(prompts, checkpoint.tokenizer, ctx.encoded(checkpoint, bench),
-                             max_tokens(model.config))
-        chosen = [sites[i] for i in sample(prompts, groups, opts.sample) if i in sites]
+                             max_tokens(model.config), reasons)
+        traceable = prompts.index.isin(list(sites))
+        chosen = [sites[int(i)] for i in prompts.index[traceable][sample(prompts[traceable],
+                                                                        [g for g, t in zip(groups, traceable) if t],
+                                                                        opts.sample)]]
         corrupt, scale = self._corruptions(model, checkpoint.tokenizer, chosen, prompts, opts)
+        for site in chosen:
+            if site.index not in corrupt:
+                reasons[site.index] = NO_SWAP
         traced = [site for site in chosen if site.index in corrupt]
         frames = []
-        if EXACT in opts.methods():
-            for site in traced:
+        if EXACT in opts.methods() and traced:
+            from probekit.models.families import n_layers
+
+            per_site = n_layers(model) * sum(len(traced[0].ids) + 1 if c not in (HEAD, KNOCKOUT) else
+                                             model.config.num_attention_heads if c == HEAD else 1
+                                             for c in opts.parts())
+            began = time.perf_counter()
+            for number, site in enumerate(progress(traced, desc=f"tracing {checkpoint.name}", unit="prompt")):
                 result = trace(model, site, corrupt[site.index], opts.parts(), max_rows=ctx.batch_size)
                 frames.append(self._frame(role_rows(result, site), site, prompts, groups, EXACT, scale))
+                if number == 0 and len(traced) > 1:
+                    self._say_cost(logger, checkpoint.name, len(traced), per_site, result.draws,
+                                   time.perf_counter() - began)
         parts = [c for c in opts.parts() if c != KNOCKOUT]
         if ATTRIBUTION in opts.methods() and parts and traced:
             from probekit.analyses import attribution
@@ -554,41 +736,202 @@ class Tracing(Analysis):
             for site, result in zip(traced, found):
                 rows = role_rows(attribution.as_trace(result, opts.metric), site)
                 frames.append(self._frame(rows, site, prompts, groups, ATTRIBUTION, scale))
-        for site in chosen:
-            if site.index not in corrupt:
-                frames.append(self._frame([{"component": SKIPPED, "role": ALL}], site, prompts, groups, EXACT, scale))
+        for index, reason in sorted(reasons.items()):
+            frames.append(self._skipped(index, reason, prompts, groups, scale))
         if not frames:
-            return pd.DataFrame(columns=[c.name for c in TRACING.columns if c.name not in CHECKPOINT_ID])
-        return pd.concat(frames, ignore_index=True)
+            return TRACING.conform(pd.DataFrame(columns=TRACING.names)).drop(columns=CHECKPOINT_ID)
+        out = pd.concat(frames, ignore_index=True)
+        for column in TRACING.names:
+            if column not in out.columns and column not in CHECKPOINT_ID:
+                out[column] = None
+        return out
+
+    @staticmethod
+    def _say_cost(logger, name: str, prompts: int, per_site: int, draws: int, first: float) -> None:
+        """The cost of a checkpoint before the bulk of it: prompts × sites × draws, and the time the first prompt
+        took times the prompts (a warning when it runs past ten minutes)."""
+        total = first * prompts
+        line = (f"tracing {name}: {prompts:,} prompts × ~{per_site:,} sites × {draws} draws a checkpoint; about "
+                f"{_duration(total)} a checkpoint (from the first prompt, {first:.2f} s)")
+        if total > 600:
+            logger.warning(line + "; --trace-sample N traces N prompts per relation and group")
+        else:
+            logger.info(line)
 
     def _corruptions(self, model, tokenizer, chosen: list[Site], prompts, opts: TracingOptions):
-        """prompt index → its corruption [subject pieces, d_embed] (a prompt without one is skipped), and the
-        noise std (missing for subject-swap)."""
+        """prompt index → its corruption [draws, subject pieces, d_embed] (a prompt without one is skipped), and
+        the noise std (missing for subject-swap)."""
         if opts.corrupt == "subject-swap":
             pairs = {relation: list(dict.fromkeys(zip(rows["subject"].astype(str), rows["answer"].astype(str))))
                      for relation, rows in prompts.groupby("relation", sort=False)}
             out = {}
             for site in chosen:
                 row = prompts.loc[site.index]
-                pieces = swap_pieces(site, row, pairs[row["relation"]], tokenizer, opts.noise_seed)
-                if pieces is not None:
-                    out[site.index] = swap_corruption(model, site, pieces)
+                found = swap_pieces(site, row, pairs[row["relation"]], tokenizer, opts.noise_seed,
+                                    k=max(opts.noise_samples, 2))[:opts.noise_samples]
+                if found:
+                    out[site.index] = swap_corruption(model, site, found)
             return out, float("nan")
-        scale = opts.noise * embedding_std(model, chosen)
+        if not chosen:
+            return {}, float("nan")
+        scale = opts.noise * reference_std(model, tokenizer)
         d_embed = _embed_width(model)
-        return {site.index: noise_for(opts.noise_seed, prompts.at[site.index, "prompt"], (len(site.subject), d_embed),
-                                      scale) for site in chosen}, scale
+        return {site.index: noise_for(opts.noise_seed, prompts.at[site.index, "prompt"],
+                                      (opts.noise_samples, len(site.subject), d_embed), scale)
+                for site in chosen}, scale
 
     @staticmethod
     def _frame(rows: list[dict], site: Site, prompts, groups, method: str, scale: float) -> pd.DataFrame:
         info = prompts.loc[site.index, ["benchmark", "relation", "template", "subject", "answer", "prompt"]]
-        return pd.DataFrame(rows).assign(method=method, noise_std=scale, **info.to_dict(), group=groups[site.index])
+        return pd.DataFrame(rows).assign(method=method, noise_std=scale, reason=None, **info.to_dict(),
+                                         group=groups[site.index])
+
+    @classmethod
+    def _skipped(cls, index: int, reason: str, prompts, groups, scale: float) -> pd.DataFrame:
+        info = prompts.loc[index, ["benchmark", "relation", "template", "subject", "answer", "prompt"]].to_dict()
+        row = {c: None for c in TRACING.names if c not in CHECKPOINT_ID}
+        row.update(info, component=SKIPPED, role=ALL, method=EXACT, group=groups[index], reason=reason,
+                   noise_std=float("nan"))
+        return pd.DataFrame([row])
 
     def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
+        from probekit.core.log import logger
+
+        ctx.state[self.name] = {"noise_std": _noise_by_checkpoint(frame)}
+        for line in skip_lines(frame, bool(ctx.of("prompts"))):
+            logger.warning(line)
         scores = tracing_scores(frame)
         return {TRACING_SCORES.name: scores, TRACING_HEAD_SCORES.name: head_scores(frame),
                 TRACING_AGREEMENT.name: agreement(frame), TRACING_EMERGENCE.name: site_emergence(scores),
                 TRACING_BEST.name: best_sites(scores)}
+
+    def manifest(self, ctx: Context) -> dict:
+        opts = ctx.options.get(self.name)
+        if opts is None:
+            return {}
+        return {"tracing": manifest_settings(opts, ctx.state.get(self.name, {}).get("noise_std", {}))}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def reference_settings() -> dict:
+    """What σ is measured over (part of the cache key and the manifest)."""
+    subjects = reference_subjects()
+    return {"name": NOISE_REFERENCE, "subjects": len(subjects), "sha256": digest(subjects)}
+
+
+def manifest_settings(opts: TracingOptions, noise_std: dict) -> dict:
+    """The manifest's `tracing` entry: what this run's tracing implements (read by `definitions`)."""
+    noise = opts.corrupt == "noise"
+    return {"corrupt": opts.corrupt, "noise": opts.noise, "noise_samples": opts.noise_samples,
+            "noise_seed": opts.noise_seed, "noise_point": hooks_point(),
+            "noise_reference": {**reference_settings(), "file": "probekit/benchmarks/countries.csv",
+                                "columns": ["country", "capital"]} if noise else None,
+            "sigma": {name: std / opts.noise if opts.noise else None for name, std in noise_std.items()}
+            if noise else None,
+            "noise_std": noise_std if noise else None,
+            "answer_scoring": "joint: all k pieces masked at once, p = product of the pieces' probabilities; the "
+                              "mask role restores every [MASK] at once",
+            "share": "ratio of means: mean Δp / mean (p_clean − p_corrupt) over prompts, missing where the "
+                     "denominator's interval includes 0",
+            "components": opts.parts(), "method": opts.method, "metric": opts.metric, "sample": opts.sample,
+            "version": Tracing.version}
+
+
+def hooks_point() -> str:
+    return "hook_full_embed (the embeddings module's output, after its LayerNorm)"
+
+
+def _noise_by_checkpoint(frame: pd.DataFrame) -> dict:
+    """checkpoint → the noise std its rows were traced with (noise corruption only)."""
+    if frame.empty or "noise_std" not in frame:
+        return {}
+    rows = frame.dropna(subset=["noise_std"])
+    return {str(k): float(v) for k, v in rows.groupby("checkpoint", sort=False)["noise_std"].first().items()}
+
+
+def skip_lines(frame: pd.DataFrame, had_prompts: bool = True) -> list[str]:
+    """One line per benchmark saying how many prompts were not traced and why (nothing when every prompt was
+    traced); one line when the run had no fill-mask prompts at all."""
+    if not had_prompts:
+        return ["tracing: no fill-mask prompts in this run (a benchmark of prompts with [X] and [MASK] is needed; "
+                "minimal pairs, treebanks and sentences are not traced): nothing traced"]
+    if frame.empty:
+        return []
+    lines = []
+    for bench, rows in frame.groupby("benchmark", sort=False):
+        skipped = rows[rows["component"] == SKIPPED].drop_duplicates(["relation", "prompt", "answer", "reason"])
+        if skipped.empty:
+            continue
+        traced = rows[rows["component"] != SKIPPED].drop_duplicates(["relation", "prompt", "answer"])
+        counts = skipped["reason"].value_counts()
+        said = "; ".join(f"{reason}: {count:,}" for reason, count in counts.items())
+        what = "nothing traced" if traced.empty else f"{len(traced):,} traced"
+        lines.append(f"tracing {bench}: {skipped.drop_duplicates(['relation', 'prompt', 'answer']).shape[0]:,} "
+                     f"prompts not traced ({said}); {what}")
+    return lines
+
+
+def definitions(settings: dict) -> str:
+    """Markdown stating what this run's tracing implements, from the manifest's `tracing` entry
+    (`manifest_settings`), following ROME (Meng et al. 2022, `calculate_hidden_flow` in kmeng01/rome) or
+    naming where it differs."""
+    settings = settings or {}
+    k = settings.get("noise_samples", TracingOptions().noise_samples)
+    lines = ["**What this run's causal tracing implements** (ROME: Meng et al. 2022, *Locating and Editing "
+             "Factual Associations in GPT*, `calculate_hidden_flow` in kmeng01/rome; differences named):", ""]
+    if settings.get("corrupt", "noise") == "subject-swap":
+        lines.append(f"- **Corruption**: the subject is swapped for up to {k} counterfactual subjects of the same "
+                     "relation with as many pieces and another answer (seed "
+                     f"{settings.get('noise_seed', 0)}), added as the difference of their embeddings at the "
+                     "embeddings module's output; probabilities are averaged over the counterfactuals found (the "
+                     "`samples` column). ROME corrupts by noise only; a prompt without such a subject is skipped "
+                     "and counted.")
+    else:
+        ref = settings.get("noise_reference") or {}
+        sigma = settings.get("sigma") or {}
+        sigmas = ", ".join(f"{name}: {value:.4g}" for name, value in sigma.items() if value is not None)
+        lines += [
+            f"- **Where the noise goes**: Gaussian noise is added to the subject's pieces at the embeddings "
+            "module's output (`hook_full_embed`: token + position (+ type) embeddings *after* the embedding "
+            "LayerNorm). ROME adds it to the token embeddings (GPT has no embedding norm); here the norm would "
+            "rescale noise added before it, so it is added after.",
+            f"- **Noise scale**: std = {settings.get('noise', 3.0)} × σ (ROME: 3 × σ), σ = the std of the "
+            f"embeddings module's output over a fixed reference set of subjects, `{ref.get('name', NOISE_REFERENCE)}`"
+            f" ({ref.get('subjects', '?')} country and capital names of the shipped countries benchmark, each "
+            "tokenised alone by the checkpoint's tokenizer, special tokens left out; ROME's "
+            "`collect_embedding_std` over its known facts' subjects), measured once per checkpoint, so a "
+            "prompt's numbers never depend on which other prompts were traced"
+            + (f" (σ per checkpoint: {sigmas})." if sigmas else "."),
+            f"- **Samples**: K = {k} noise draws per prompt (ROME: `samples=10`), seeded by `--noise-seed` "
+            f"({settings.get('noise_seed', 0)}) and the prompt's text, batched as rows; the corrupted run and every "
+            "restored site see the same K draws, and probabilities are averaged over them before any difference."]
+    lines += [
+        "- **Answer**: a k-piece answer is scored jointly over its k [MASK]s, all masked at once: its probability "
+        "is the product of the pieces' probabilities (ROME scores one next token). The mask role restores every "
+        "[MASK] at once; the other roles are the mean over their positions of restoring one position (as ROME "
+        "averages its token categories).",
+        "- **Effect**: Δp = p_restored − p_corrupt, averaged over prompts with a bootstrap interval over prompts "
+        "— the primary statistic (ROME's average indirect effect); sites and heads are ranked by it.",
+        "- **Share**: mean Δp / mean (p_clean − p_corrupt) over the same prompts (a ratio of means, not a mean of "
+        "per-prompt ratios), with the same bootstrap resamples for numerator and denominator; missing where the "
+        "denominator's interval includes 0.",
+        "- **By construction**: restoring the last layer's residual stream at the [MASK]s gives p_clean (share 1) "
+        "whatever the model knows — it is what the MLM head reads (hatched, never a finding); last-layer sites at "
+        "the other positions change nothing for the same reason.",
+        "- **Knockout** (Geva et al. 2023): attention from the [MASK]s to the subject blocked at one layer in the "
+        "clean run, exactly (no noise, no samples); attribution patching has no estimate of it."]
+    if settings.get("method") in (ATTRIBUTION, BOTH):
+        lines.append("- **Attribution patching** (Nanda 2023): the first-order estimate of every site's Δp from "
+                     "one backward pass per draw, averaged over the same draws; compared with exact patching in "
+                     "the agreement table.")
+    return "\n".join(lines) + "\n"
 
 
 def _embed_width(model) -> int:
@@ -598,43 +941,112 @@ def _embed_width(model) -> int:
 
 
 def tracing_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean restoration and effect per checkpoint × relation × group × method × component × layer × role (all
-    but the head rows), with the count of skipped prompts of each relation and group."""
+    """Mean Δp, mean gap and their ratio per checkpoint × relation × group × method × component × layer × role
+    (all but the head rows), with the count of skipped prompts of each relation and group, and a `skipped` row
+    for a group none of whose prompts was traced."""
     sites = frame[~frame["component"].isin([HEAD, SKIPPED])]
     out = _means(sites, TRACING_ID, TRACING_SCORES)
-    if out.empty:
-        return out
-    from probekit.analyses.stats import with_pooled_seeds
-
     keys = [*CHECKPOINT_ID, *RELATION_ID]
-    skipped = with_pooled_seeds(frame[frame["component"] == SKIPPED]) if (frame["component"] == SKIPPED).any() \
-        else frame.iloc[:0]
-    counts = skipped.groupby(keys, dropna=False)["prompt"].nunique().rename("skipped").reset_index()
-    out = out.drop(columns="skipped").merge(counts, on=keys, how="left") if len(counts) else out
-    out["skipped"] = out["skipped"].fillna(0).astype(int)
-    return out[TRACING_SCORES.names]
+    skipped_rows = frame[frame["component"] == SKIPPED]
+    if len(skipped_rows):
+        from probekit.analyses.stats import with_pooled_seeds
+
+        skipped = with_pooled_seeds(skipped_rows)
+        counts = skipped.groupby(keys, dropna=False, sort=False)[["prompt", "answer"]].apply(
+            lambda rows: len(rows.drop_duplicates())).rename("skipped").reset_index()
+        out = out.drop(columns="skipped").merge(counts, on=keys, how="left")
+        present = out[keys].drop_duplicates().assign(_present=True)
+        empty = counts.merge(present, on=keys, how="left")
+        empty = empty[empty["_present"].isna()].drop(columns="_present")
+        if len(empty):  # every prompt of the group skipped: one row keeps its count
+            filler = {c: None for c in TRACING_SCORES.names if c not in empty.columns}
+            filler.update(method=EXACT, component=SKIPPED, role=ALL, n=0, by_construction=False, n_seeds=1)
+            out = pd.concat([out, empty.assign(**filler)], ignore_index=True)
+    out["skipped"] = out["skipped"].fillna(0).astype(int) if len(out) else out["skipped"]
+    if out.empty:
+        return pd.DataFrame(columns=TRACING_SCORES.names)
+    return TRACING_SCORES.conform(out[TRACING_SCORES.names])
 
 
 def head_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean restoration and effect per checkpoint × relation × group × method × layer × head (the `head` rows)."""
+    """Mean Δp, mean gap and their ratio per checkpoint × relation × group × method × layer × head (the `head`
+    rows)."""
     return _means(frame[frame["component"] == HEAD], HEAD_ID, TRACING_HEAD_SCORES)
 
 
+SITE_KEYS = ("component", "layer", "role", "head")
+
+
 def _means(frame: pd.DataFrame, keys: list[str], table: Table) -> pd.DataFrame:
-    """Mean restoration and effect per group of `keys` with their bootstrap intervals over prompts (and over
-    seeds, on rows pooled over seeds), as `table`'s columns."""
-    from probekit.analyses.stats import share_intervals, with_pooled_seeds
+    """Per group of `keys`: n, mean Δp (`effect`), mean gap p_clean − p_corrupt over the same prompts and their
+    ratio (`restoration`, missing where the gap's interval includes 0), each with its percentile bootstrap
+    interval over prompts (and over seeds, on rows pooled over seeds: Multi-Bootstrap). The sites of one
+    checkpoint × relation × group × method share their resamples (seeded from the relation, group and method,
+    not the checkpoint), and numerator and denominator are resampled together."""
+    from probekit.analyses.stats import LEVEL, RESAMPLES, SEED, _counts, _percentiles, _resampled_means, \
+        _seed_counts, with_pooled_seeds
 
     if frame.empty:
         return pd.DataFrame(columns=table.names)
     work = with_pooled_seeds(frame.assign(method=frame["method"] if "method" in frame else EXACT))
-    out = work.groupby(keys, sort=False, dropna=False).agg(
-        n=("restoration", "count"), restoration=("restoration", "mean"), effect=("effect", "mean")).reset_index()
-    for column in ("restoration", "effect"):
-        bounds_of = share_intervals(work, keys, column, item="prompt")
-        out = out.merge(bounds_of.drop(columns="n_seeds") if column == "restoration" else bounds_of, on=keys,
-                        how="left")
-    return out.assign(skipped=0)[table.names] if "skipped" in table.names else out[table.names]
+    effect = pd.to_numeric(work["effect"], errors="coerce").to_numpy(float)
+    gap = (pd.to_numeric(work["p_clean"], errors="coerce") - pd.to_numeric(work["p_corrupt"], errors="coerce"))
+    gap = np.where(np.isfinite(effect), gap.to_numpy(float), np.nan)  # the denominator over the numerator's prompts
+    work = work.assign(_effect=effect, _gap=gap, _item=work["prompt"].astype(str) + "\x00" + work["answer"].astype(str))
+    site = [k for k in keys if k in SITE_KEYS]
+    block_keys = [k for k in keys if k not in SITE_KEYS]
+    stable = [k for k in block_keys if k not in CHECKPOINT_ID]
+    records = []
+    for block_key, block in work.groupby(block_keys, sort=False, dropna=False):
+        block_key = block_key if isinstance(block_key, tuple) else (block_key,)
+        found = dict(zip(block_keys, block_key))
+        site_codes = block.groupby(site, sort=False, dropna=False).ngroup().to_numpy()
+        names = block.loc[~pd.Series(site_codes, index=block.index).duplicated(), site].reset_index(drop=True)
+        seed_codes, seed_names = pd.factorize(block["_seed"])
+        item_codes, item_names = pd.factorize(block["_item"])
+        n_sites = len(names)
+        values = np.full((len(seed_names), 2 * n_sites, len(item_names)), np.nan)
+        values[seed_codes, site_codes, item_codes] = block["_effect"].to_numpy(float)
+        values[seed_codes, n_sites + site_codes, item_codes] = block["_gap"].to_numpy(float)
+        rng = np.random.default_rng([SEED, zlib.crc32(repr(tuple(found[k] for k in stable)).encode())])
+        draws = _counts(rng, RESAMPLES, len(item_names))
+        seeds = _seed_counts(rng, RESAMPLES, len(seed_names))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = _resampled_means(values, draws, seeds)  # [2 × sites, resamples]
+            ratios = means[:n_sites] / means[n_sites:]
+            flat = values.transpose(1, 0, 2).reshape(2 * n_sites, -1)
+            present = np.isfinite(flat)
+            point = np.where(present, flat, 0.0).sum(1) / present.sum(1)
+        eff_low, eff_high = _percentiles(means[:n_sites], LEVEL)
+        gap_low, gap_high = _percentiles(means[n_sites:], LEVEL)
+        r_low, r_high = _percentiles(ratios, LEVEL)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = point[:n_sites] / point[n_sites:]
+        unclear = ~((gap_low > 0) | (gap_high < 0))  # the denominator's interval includes 0 (or is missing)
+        ratio, r_low, r_high = (np.where(unclear, np.nan, v) for v in (ratio, r_low, r_high))
+        out = names.assign(**found)
+        out = out.assign(n=present[:n_sites].sum(1), restoration=ratio, restoration_low=r_low,
+                         restoration_high=r_high, effect=point[:n_sites], effect_low=eff_low, effect_high=eff_high,
+                         gap=point[n_sites:], gap_low=gap_low, gap_high=gap_high, n_seeds=len(seed_names))
+        records.append(out)
+    out = pd.concat(records, ignore_index=True)
+    if "by_construction" in table.names:
+        out["by_construction"] = by_construction(out)
+    if "skipped" in table.names:
+        out["skipped"] = 0
+    return out[table.names]
+
+
+def by_construction(scores: pd.DataFrame) -> pd.Series:
+    """Whether a site restores the answer by construction: the residual stream leaving the last layer (of its
+    checkpoint) at the mask role, which is exactly what the MLM head reads — restoring it gives p_clean whatever
+    the model knows. No other site does: an attention or MLP output, or a head, of the last layer leaves the
+    rest of that layer's residual stream corrupted, and an earlier layer's leaves every later layer to mix in
+    the corrupted subject. (Last-layer sites at other roles change nothing, equally by construction.)"""
+    layers = pd.to_numeric(scores["layer"], errors="coerce")
+    last = layers.groupby(scores["checkpoint"]).transform("max")
+    return ((scores["component"] == "resid") & (scores["role"] == "mask") & (layers == last)).fillna(False) \
+        .astype(bool)
 
 
 def agreement(frame: pd.DataFrame) -> pd.DataFrame:
