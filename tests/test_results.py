@@ -75,7 +75,7 @@ def test_save_and_load_give_back_the_same_object(probed, tmp_path):
     result, out = probed
     loaded = ProbeResult.load(out)
     assert set(loaded.tables) == set(result.tables) == {"predictions", "scores", "checkpoints", "training",
-                                                         "heads", "lens", "lens_scores", "ablation"}
+                                                         "heads", "lens", "lens_scores", "ablation", "findings"}
     for name in result.tables:
         pd.testing.assert_frame_equal(loaded.tables[name], result.tables[name], check_like=False)
     pd.testing.assert_frame_equal(loaded.summary(), result.summary())
@@ -138,7 +138,7 @@ def test_the_results_format_page_lists_every_table_of_the_registry():
     registered = {t.name for a in load_builtins().values() for t in a.tables}
     assert registered >= set(EXPECTED) - {"checkpoints", "training"}
     listed = {line.removeprefix("## `").removesuffix(".parquet`") for line in page.splitlines() if line.startswith("## `")}
-    assert listed == registered | {"checkpoints", "training"}
+    assert listed == registered | {"checkpoints", "training", "findings"}
     for name in registered:
         assert all(f"| `{c}` |" in page for c in TABLES[name].names), name
     assert set(REGISTRY) >= {"predictions", "lens", "ablation", "capture", "pairs", "choice"}

@@ -34,7 +34,7 @@ def test_hf_trainer_series_gets_its_tables_and_a_control(hf_series, tiny_benchma
     assert list(result.checkpoints.checkpoint) == ["random-init", "checkpoint-3", "checkpoint-6"]
     assert list(result.checkpoints.status) == ["control", "ok", "ok"]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert set(manifest["files"]["tables"]) == {"predictions", "scores", "checkpoints", "training"}
+    assert set(manifest["files"]["tables"]) == {"predictions", "scores", "checkpoints", "training", "findings"}
     predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
     assert len(predictions) == 3 * 4 and predictions.groupby("checkpoint").size().eq(4).all()
     scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
@@ -123,9 +123,9 @@ def test_vocabulary_mismatch_is_skipped(tiny_series, tiny_benchmark):
 
 def test_rerun_on_a_grown_series_probes_only_the_new(tiny_series, tiny_benchmark, tmp_path, counted):
     first = [str(tiny_series / f"checkpoint-{s}") for s in (0, 2, 4)]
-    probe(first, [str(tiny_benchmark)], out=tmp_path)
+    probe(first, [str(tiny_benchmark)], out=tmp_path / "out")
     assert len(counted) == 3
-    again = probe(str(tiny_series / "*"), [str(tiny_benchmark)], out=tmp_path)
+    again = probe(str(tiny_series / "*"), [str(tiny_benchmark)], out=tmp_path / "out")
     assert len(counted) == 3 + 2  # checkpoint-1 and checkpoint-8
     fresh = probe(str(tiny_series / "*"), [str(tiny_benchmark)])
     pd.testing.assert_frame_equal(again.predictions, fresh.predictions)
@@ -134,17 +134,17 @@ def test_rerun_on_a_grown_series_probes_only_the_new(tiny_series, tiny_benchmark
 def test_cache_of_another_tokenizer_format_or_scoring_is_not_reused(tiny_series, tiny_benchmark, tmp_path,
                                                                     counted, monkeypatch):
     one = [str(tiny_series / "checkpoint-8")]
-    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
-    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
+    probe(one, [str(tiny_benchmark)], out=tmp_path / "out", control=False)
+    probe(one, [str(tiny_benchmark)], out=tmp_path / "out", control=False)
     assert len(counted) == 1
     swapped = load_tokenizer(str(tiny_series / "checkpoint-8"))
     swapped.backend_tokenizer.normalizer = None  # same size, another tokenizer: no lower-casing
-    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False, tokenizer=swapped)
+    probe(one, [str(tiny_benchmark)], out=tmp_path / "out", control=False, tokenizer=swapped)
     assert len(counted) == 2
     monkeypatch.setattr("probekit.core.store.FORMAT_VERSION", 1)
-    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
+    probe(one, [str(tiny_benchmark)], out=tmp_path / "out", control=False)
     monkeypatch.setattr("probekit.analyses.scoring.SCORING_VERSION", 1)
-    probe(one, [str(tiny_benchmark)], out=tmp_path, control=False)
+    probe(one, [str(tiny_benchmark)], out=tmp_path / "out", control=False)
     assert len(counted) == 4
 
 
@@ -170,12 +170,12 @@ def test_same_folder_names_from_different_runs_stay_apart(tiny_series, tiny_benc
 
 
 def test_reprobing_another_series_leaves_no_table_of_the_first(tiny_series, hf_series, tiny_benchmark, tmp_path):
-    probe(str(tiny_series), [str(tiny_benchmark)], ["lens", "ablation"], out=tmp_path, sentences="default")
-    assert (tmp_path / "lens.parquet").is_file() and any((tmp_path / "attention").iterdir())
-    second = probe(str(hf_series), [str(tiny_benchmark)], out=tmp_path)
-    assert not (tmp_path / "lens.parquet").exists() and not (tmp_path / "heads.parquet").exists()
-    assert not list((tmp_path / "attention").iterdir())
-    loaded = ProbeResult.load(tmp_path)
+    probe(str(tiny_series), [str(tiny_benchmark)], ["lens", "ablation"], out=tmp_path / "out", sentences="default")
+    assert (tmp_path / "out" / "lens.parquet").is_file() and any((tmp_path / "out" / "attention").iterdir())
+    second = probe(str(hf_series), [str(tiny_benchmark)], out=tmp_path / "out")
+    assert not (tmp_path / "out" / "lens.parquet").exists() and not (tmp_path / "out" / "heads.parquet").exists()
+    assert not list((tmp_path / "out" / "attention").iterdir())
+    loaded = ProbeResult.load(tmp_path / "out")
     assert set(loaded.tables) == set(second.tables) and loaded.lens is None
     assert set(loaded.checkpoints.checkpoint) == {"random-init", "checkpoint-3", "checkpoint-6"}
 
@@ -196,20 +196,21 @@ class Vocabulary(Analysis):
 
 def test_a_new_analysis_is_one_class_registered(tiny_series, tiny_benchmark, tmp_path):
     register(Vocabulary)
-    result = probe(str(tiny_series), [str(tiny_benchmark)], ["toy-vocabulary"], out=tmp_path)
+    result = probe(str(tiny_series), [str(tiny_benchmark)], ["toy-vocabulary"], out=tmp_path / "out")
     table = result.tables["toy_vocabulary"]
     assert list(table.step) == [0, 1, 2, 4, 8] and set(table.vocab) == {32} and set(table.prompts) == {4}
-    pd.testing.assert_frame_equal(ProbeResult.load(tmp_path).tables["toy_vocabulary"], table)
-    assert (tmp_path / "toy_vocabulary.parquet").is_file()
+    pd.testing.assert_frame_equal(ProbeResult.load(tmp_path / "out").tables["toy_vocabulary"], table)
+    assert (tmp_path / "out" / "toy_vocabulary.parquet").is_file()
 
 
 def test_a_second_writer_is_refused(tiny_series, tiny_benchmark, tmp_path):
-    tmp_path.joinpath(".probekit.lock").write_text(str(os.getppid()))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".probekit.lock").write_text(str(os.getppid()))
     with pytest.raises(ProbekitError, match=f"another probekit process \\(pid {os.getppid()}\\) is writing"):
-        probe(str(tiny_series / "checkpoint-8"), [str(tiny_benchmark)], out=tmp_path)
-    tmp_path.joinpath(".probekit.lock").write_text("999999999")  # a process that is gone
-    probe(str(tiny_series / "checkpoint-8"), [str(tiny_benchmark)], out=tmp_path, control=False)
-    assert not tmp_path.joinpath(".probekit.lock").exists()
+        probe(str(tiny_series / "checkpoint-8"), [str(tiny_benchmark)], out=tmp_path / "out")
+    (tmp_path / "out" / ".probekit.lock").write_text("999999999")  # a process that is gone
+    probe(str(tiny_series / "checkpoint-8"), [str(tiny_benchmark)], out=tmp_path / "out", control=False)
+    assert not (tmp_path / "out" / ".probekit.lock").exists()
 
 
 def test_unscorable_prompts_are_said_and_counted(tiny_series, tmp_path, caplog):
@@ -225,10 +226,10 @@ def test_unscorable_prompts_are_said_and_counted(tiny_series, tmp_path, caplog):
 
 
 def test_captures_attention_and_head_metrics_and_reuses_them(tiny_series, tiny_benchmark, tmp_path):
-    result = probe(str(tiny_series), [str(tiny_benchmark)], {"capture": {"float16": True}}, out=tmp_path)
-    files = sorted(p.name for p in (tmp_path / "attention").iterdir())
+    result = probe(str(tiny_series), [str(tiny_benchmark)], {"capture": {"float16": True}}, out=tmp_path / "out")
+    files = sorted(p.name for p in (tmp_path / "out" / "attention").iterdir())
     assert files == [f"checkpoint-{s}.safetensors" for s in (0, 1, 2, 4, 8)]
-    heads = pd.read_parquet(tmp_path / "heads.parquet")
+    heads = pd.read_parquet(tmp_path / "out" / "heads.parquet")
     assert set(heads.checkpoint) == {f"checkpoint-{s}" for s in (0, 1, 2, 4, 8)}
     assert set(heads.metric) == {"attn_cls", "attn_sep", "attn_punct", "attn_prev", "attn_next", "attn_self",
                                  "entropy", "entropy_ratio", "js_prev", "js_final", "q_norm", "k_norm", "v_norm"}
@@ -237,9 +238,9 @@ def test_captures_attention_and_head_metrics_and_reuses_them(tiny_series, tiny_b
     assert last.abs().max() < 1e-6
     first = heads[(heads.checkpoint == "checkpoint-0") & (heads.metric == "js_prev")].value
     assert first.isna().all()
-    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "attention").iterdir()}
-    again = probe(str(tiny_series), [str(tiny_benchmark)], {"capture": {"float16": True}}, out=tmp_path)
-    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "attention").iterdir()}
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "attention").iterdir()}
+    again = probe(str(tiny_series), [str(tiny_benchmark)], {"capture": {"float16": True}}, out=tmp_path / "out")
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "attention").iterdir()}
     pd.testing.assert_frame_equal(again.heads, result.heads)
 
 
@@ -285,9 +286,9 @@ def test_out_pointing_at_a_file_is_one_line(tiny_series, tiny_benchmark, tmp_pat
 def test_bf16_scores_in_bf16_and_the_manifest_gives_the_deviation_from_fp32(tiny_series, tiny_benchmark, tmp_path):
     series = [str(tiny_series / "checkpoint-4"), str(tiny_series / "checkpoint-8")]
     exact = probe(series, [str(tiny_benchmark)], control=False)
-    half = probe(series, [str(tiny_benchmark)], out=tmp_path, control=False, options={"predictions": {"bf16": True}})
+    half = probe(series, [str(tiny_benchmark)], out=tmp_path / "out", control=False, options={"predictions": {"bf16": True}})
     assert exact.manifest["bf16_scoring"] is None and exact.manifest["options"]["predictions"]["bf16"] is False
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     report = manifest["bf16_scoring"]
     assert report == half.manifest["bf16_scoring"] and manifest["options"]["predictions"]["bf16"] is True
     delta = (half.predictions.gold_logprob - exact.predictions.gold_logprob).abs()
@@ -297,7 +298,7 @@ def test_bf16_scores_in_bf16_and_the_manifest_gives_the_deviation_from_fp32(tiny
     assert report["max_abs_delta_gold_logprob"] == pytest.approx(delta.max(), abs=1e-6)
     assert report["gold_rank_changed_share"] == pytest.approx(changed.mean())
     assert list(half.predictions.columns) == list(exact.predictions.columns)
-    again = probe(series, [str(tiny_benchmark)], out=tmp_path, control=False, half=True)  # the earlier keyword
+    again = probe(series, [str(tiny_benchmark)], out=tmp_path / "out", control=False, half=True)  # the earlier keyword
     assert again.manifest["bf16_scoring"] == report
 
 
@@ -403,6 +404,6 @@ def test_at_keeps_the_random_init_control_of_a_series_without_step_0(hf_series, 
     args = (str(hf_series), [str(tiny_benchmark)], ["predictions"])  # an analysis run on the control too
     result = probe(*args, at={"predictions": "last"})
     assert result.predictions.groupby("checkpoint")["step"].first().to_dict() == {"random-init": 0, "checkpoint-6": 6}
-    assert probe(*args, out=tmp_path, shard="0/2", at={"predictions": "last"}) is None
-    sharded = probe(*args, out=tmp_path, shard="1/2", at={"predictions": "last"})
+    assert probe(*args, out=tmp_path / "out", shard="0/2", at={"predictions": "last"}) is None
+    sharded = probe(*args, out=tmp_path / "out", shard="1/2", at={"predictions": "last"})
     pd.testing.assert_frame_equal(sharded.predictions, result.predictions)

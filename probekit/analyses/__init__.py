@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import importlib
 
-from probekit.analyses.base import REGISTRY, Analysis, Context, Options, Shape, option, register
+from probekit.analyses.base import REGISTRY, Analysis, Context, Options, Shape, option, register, registering_for
+from probekit.core.errors import ProbekitError
 
 __all__ = ["REGISTRY", "Analysis", "Context", "Options", "Shape", "chosen", "get", "load_builtins", "option",
            "register"]
@@ -31,8 +32,11 @@ def load_builtins() -> dict[str, Analysis]:
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in (*KIND_MODULES, *(f"probekit.analyses.{name}" for name in BUILTINS)):
-            importlib.import_module(module)
+        from probekit import DISTRIBUTION
+
+        with registering_for(f"{DISTRIBUTION} (built-in)"):
+            for module in (*KIND_MODULES, *(f"probekit.analyses.{name}" for name in BUILTINS)):
+                importlib.import_module(module)
         for entry in _entry_points():
             _register_entry(entry)
     return REGISTRY
@@ -47,14 +51,19 @@ def _entry_points() -> list:
 def _register_entry(entry) -> None:
     from probekit.core.log import logger
 
+    dist = getattr(entry, "dist", None)
+    origin = f"{dist.name} {dist.version}" if dist is not None else f"entry point {entry.name} = {entry.value}"
     try:
-        loaded = entry.load()
+        with registering_for(origin):
+            loaded = entry.load()
+            if isinstance(loaded, Analysis) or (isinstance(loaded, type) and issubclass(loaded, Analysis)):
+                register(loaded)
+    except ProbekitError as exc:  # a name clash (`register`): the analysis already registered stays
+        logger.warning(str(exc))
     except Exception as exc:  # a broken plug-in must not take the built-in analyses down with it
-        logger.warning(f"analysis entry point {entry.name!r} ({entry.value}) not loaded: "
-                       f"{exc.__class__.__name__}: {exc}")
-        return
-    if isinstance(loaded, Analysis) or (isinstance(loaded, type) and issubclass(loaded, Analysis)):
-        register(loaded)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        logger.warning(f"analysis entry point {entry.name!r} ({entry.value}) of {origin} not loaded: "
+                       f"{exc.__class__.__name__}: {first}")
 
 
 def get(names) -> list[Analysis]:

@@ -10,9 +10,11 @@ it writes — the first one row-level, the others summaries made from it with in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
@@ -38,6 +40,22 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: tuple |
                                             "high": high})
 
 
+def is_finite(value: Any) -> bool:
+    """Whether `value` is a number other than NaN and ±inf (an int always is)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def in_bounds(value: float, low: float | None, high: float | None, finite: bool = True) -> bool:
+    """Whether a numeric option's value is valid: within [low, high] where given, and (`finite`) neither NaN
+    nor ±inf — NaN compares false with every bound, so it would pass a plain range check. The command line
+    (`probekit.cli`) and `Options.validate` (the library API) both check with this."""
+    if finite and not math.isfinite(value):
+        return False
+    if value != value:  # NaN where the option's own default is not finite (none of the built-ins)
+        return False
+    return not (low is not None and value < low or high is not None and value > high)
+
+
 @dataclass(frozen=True)
 class Options:
     """Base class of an analysis's options (a frozen dataclass of `option` fields; none by default)."""
@@ -50,8 +68,7 @@ class Options:
                 raise ProbekitError(f"analysis {analysis!r}: option {f.name}={value!r} is not one of "
                                     f"{', '.join(map(str, meta['choices']))}")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if meta.get("low") is not None and value < meta["low"] or \
-                        meta.get("high") is not None and value > meta["high"]:
+                if not in_bounds(value, meta.get("low"), meta.get("high"), finite=is_finite(f.default)):
                     raise ProbekitError(f"analysis {analysis!r}: option {f.name}={value!r} is outside "
                                         f"[{meta.get('low')}, {meta.get('high')}]")
 
@@ -179,20 +196,74 @@ class Analysis:
 
 REGISTRY: dict[str, Analysis] = {}
 """Every registered analysis by name; `probekit.analyses.load_builtins` fills it."""
+ORIGINS: dict[str, str] = {}
+"""analysis name → the distribution that registered it ("probekit-bert (built-in)", "word-prior 0.1", …)."""
+_loading: list[str] = []
+"""The distribution whose analyses are being registered now (`load_builtins`, an entry point), innermost last."""
+
+
+@contextlib.contextmanager
+def registering_for(origin: str):
+    """Register the analyses of the block as those of `origin` (a distribution, named in clash messages)."""
+    _loading.append(origin)
+    try:
+        yield
+    finally:
+        _loading.pop()
 
 
 def register(analysis: Analysis | type[Analysis]) -> Analysis:
     """Make an analysis available by name (`probe(..., analyses=[name])`, `probekit probe --with name`) and
-    its tables part of the results format."""
+    its tables part of the results format.
+
+    A name (or a table name) that another analysis already has is refused in one line naming both
+    distributions: a plug-in can neither replace a built-in analysis nor another plug-in's. The same class
+    registered again (a module imported twice) replaces itself.
+    """
     from probekit.core.schema import declare
 
     instance = analysis() if isinstance(analysis, type) else analysis
     if not instance.name or not instance.tables:
         raise ProbekitError(f"{type(instance).__name__}: an analysis needs a name and at least one table")
+    if not _loading:  # a script's own analysis: the built-ins first, so that it cannot take their names
+        from probekit.analyses import load_builtins
+
+        load_builtins()
+    origin = _loading[-1] if _loading else _origin_of(type(instance))
+    for name, other in REGISTRY.items():
+        if _where(other) == _where(instance):
+            continue
+        clash = f"an analysis named {name!r}" if name == instance.name else next(
+            (f"the table {t.name!r} (analysis {name!r})" for t in instance.tables
+             if t.name in {o.name for o in other.tables}), None)
+        if clash:
+            raise ProbekitError(f"analysis {instance.name!r} of {origin} refused: {ORIGINS.get(name, 'another package')} "
+                                f"already has {clash}; rename {origin}'s analysis or uninstall one of them")
     for table in instance.tables:
         declare(table)
     REGISTRY[instance.name] = instance
+    ORIGINS[instance.name] = origin
     return instance
+
+
+def _where(analysis: Analysis) -> str:
+    return f"{type(analysis).__module__}.{type(analysis).__qualname__}"
+
+
+def _origin_of(cls: type) -> str:
+    """The distribution installing `cls`'s module, else the module itself (an analysis registered by a script)."""
+    top = cls.__module__.split(".")[0]
+    if top == "probekit":
+        from probekit import DISTRIBUTION
+
+        return f"{DISTRIBUTION} (built-in)"
+    try:
+        from importlib.metadata import packages_distributions
+
+        names = packages_distributions().get(top)
+    except Exception:  # metadata of broken installs: the module name still says where it came from
+        names = None
+    return f"{names[0]} (module {cls.__module__})" if names else f"module {cls.__module__}"
 
 
 def digest(value) -> str:

@@ -4,7 +4,10 @@ What a folder holds is declared in `probekit.core.schema`. Writing is all-or-not
 run's files are written under temporary names, the old manifest is removed, tables of the previous run that
 this run does not write are deleted, the new files take their names, and the manifest (listing every file
 of the run) is written last. A folder without a manifest, or whose files carry another run's id, is refused
-as incomplete. One writer of the tables at a time: a second probe into the same folder is refused while the
+as incomplete. A folder is probekit's only if it holds the `.probekit-results` stamp, written into a new or
+empty folder before anything else (so an interrupted probe's folder is still known as probekit's); a folder
+holding files probekit did not write is refused, and only files probekit wrote are ever replaced or deleted.
+One writer of the tables at a time: a second probe into the same folder is refused while the
 first runs. The cache takes many writers at once (the processes of a sharded probe): each result is written
 under a unique temporary name and published by a hard link, so no reader sees half a file and no published
 result is ever overwritten.
@@ -33,6 +36,8 @@ from probekit.core.errors import ProbekitError
 from probekit.core.schema import FORMAT_VERSION, TABLES
 
 MANIFEST, LOCK, CACHE, ATTENTION, UNITS = "manifest.json", ".probekit.lock", "cache", "attention", "units"
+STAMP = ".probekit-results"
+"""The file that makes a folder probekit's results folder (`claim_folder`)."""
 META_KEY = b"probekit"
 _held: set[Path] = set()
 _UMASK = os.umask(0o022)
@@ -150,6 +155,76 @@ def read_unit_record(out: Path, signature: str) -> dict | None:
         return None
 
 
+# ---------------------------------------------------------------- whose folder
+
+
+def claim_folder(out: Path) -> None:
+    """Make `out` a probekit results folder (stamped), or refuse it in one line: it must be new, empty, already
+    stamped, or hold only what probekit writes (a results folder of a version before the stamp)."""
+    if out.exists() and not out.is_dir():
+        raise ProbekitError(f"{out}: not a folder; --out needs a new or empty folder, or one probekit wrote")
+    if (out / STAMP).is_file():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    if foreign := foreign_entries(out):
+        raise ProbekitError(f"{out}: not a probekit results folder (it holds {_listed(foreign)}, which probekit "
+                            f"did not write); choose a new or empty folder for --out (nothing was changed)")
+    try:
+        fd = os.open(out / STAMP, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:  # another process of the same probe stamped it first
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"made_by": "probekit probe", "format_version": FORMAT_VERSION}) + "\n")
+
+
+def foreign_entries(out: Path) -> list[str]:
+    """The names in `out` that probekit did not write (its stamp, lock, manifest, stamped tables, cache and
+    captures, and its own temporary files are not)."""
+    foreign = []
+    for entry in sorted(out.iterdir()):
+        name = entry.name
+        if name in (STAMP, LOCK) or _temporary(name):
+            continue
+        if name == MANIFEST and entry.is_file() and _probekit_manifest(entry):
+            continue
+        if name == CACHE and entry.is_dir() and all(
+                _temporary(p.name) or p.suffix == ".parquet" or (p.name == UNITS and p.is_dir()) for p in entry.iterdir()):
+            continue
+        if name == ATTENTION and entry.is_dir() and all(
+                _temporary(p.name) or p.suffix == ".safetensors" for p in entry.iterdir()):
+            continue
+        if entry.suffix == ".parquet" and entry.is_file() and stamped(entry):
+            continue
+        foreign.append(name + ("/" if entry.is_dir() else ""))
+    return foreign
+
+
+def _temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith((".tmp", ".staged"))
+
+
+def _listed(names: list[str], shown: int = 4) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _probekit_manifest(path: Path) -> bool:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"format_version", "run_id", "files"} <= set(manifest)
+
+
+def stamped(path: Path) -> bool:
+    """Whether the Parquet file at `path` was written by probekit (its metadata holds probekit's stamp)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return META_KEY in (pq.read_schema(path).metadata or {})
+    except Exception:  # not Parquet, unreadable, cut short: not probekit's to replace
+        return False
+
+
 # ---------------------------------------------------------------- one writer
 
 
@@ -160,7 +235,7 @@ def writer_lock(out: Path) -> Iterator[None]:
     The lock names the holder's pid and host: a lock left by a dead process on this host is taken over; one
     held from another host (a shared folder) is only refused, since its process cannot be checked from here.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out)
     lock = out / LOCK
     if lock.resolve() in _held:
         yield
@@ -235,8 +310,14 @@ def write_run(out: Path, tables: dict, manifest: dict, keep: list[str] = ()) -> 
     `keep` names other files of this run already in place (captures under attention/); they are listed in
     the manifest, and files of the previous run not in the new set are removed.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out)
     run_id = manifest["run_id"]
+    previous = _previous_files(out)
+    for name, frame in tables.items():
+        target = out / TABLES[name].file
+        if frame is not None and target.exists() and TABLES[name].file not in previous:
+            raise ProbekitError(f"{target}: not written by probekit, so not replaced; move it out of {out} or "
+                                f"choose another --out")
     staged = {}
     try:
         for name, frame in tables.items():
@@ -247,7 +328,6 @@ def write_run(out: Path, tables: dict, manifest: dict, keep: list[str] = ()) -> 
             staged[TABLES[name].file] = Path(tmp)
             write_table(Path(tmp), frame,
                         {"format_version": FORMAT_VERSION, "run_id": run_id, "table": name})
-        previous = _previous_files(out)
         (out / MANIFEST).unlink(missing_ok=True)
         for old in previous:
             if old not in staged and old not in keep:
@@ -264,18 +344,19 @@ def write_run(out: Path, tables: dict, manifest: dict, keep: list[str] = ()) -> 
 
 
 def _previous_files(out: Path) -> list[str]:
-    """Every file of the run now in `out` (those its manifest lists, and any table of the format), so that
-    none outlives its run."""
+    """Every file of the run now in `out` that probekit wrote (those its manifest lists, any table of the
+    format carrying probekit's stamp, the captures), so that none outlives its run; nothing else."""
     listed: list[str] = []
     try:
         files = json.loads((out / MANIFEST).read_text()).get("files", {})
         listed = [*files.get("tables", {}).values(), *files.get("other", [])]
     except (OSError, ValueError, AttributeError):
         pass
-    known = [*listed, *(t.file for t in TABLES.values())]
-    found = [f for f in dict.fromkeys(known) if (out / f).is_file()]
+    found = [f for f in dict.fromkeys(listed) if (out / f).is_file()]
+    found += [t.file for t in TABLES.values() if (out / t.file).is_file() and stamped(out / t.file)]
     if (out / ATTENTION).is_dir():
-        found += [f"{ATTENTION}/{p.name}" for p in (out / ATTENTION).iterdir() if p.is_file()]
+        found += [f"{ATTENTION}/{p.name}" for p in (out / ATTENTION).iterdir()
+                  if p.is_file() and p.suffix == ".safetensors"]
     return list(dict.fromkeys(found))
 
 
@@ -285,14 +366,20 @@ def read_run(out: Path) -> tuple[dict, dict]:
     if not out.is_dir():
         raise ProbekitError(f"{out}: no such results folder")
     if not manifest_path.is_file():
-        if any(out.glob("*.parquet")) or (out / "predictions.parquet").exists():
+        foreign = foreign_entries(out)
+        if (out / STAMP).is_file() or (not foreign and any(out.glob("*.parquet"))):
             raise ProbekitError(f"{out}: incomplete results (no {MANIFEST}: a probe was interrupted while "
                                 f"writing); run `probekit probe --out {out}` again")
+        if foreign:
+            raise ProbekitError(f"{out}: not probekit results (no {MANIFEST}; it holds {_listed(foreign)}, which "
+                                f"probekit did not write)")
         raise ProbekitError(f"{out}: no {MANIFEST}; run `probekit probe --out {out}` first")
     try:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProbekitError(f"{manifest_path}: not valid JSON") from exc
+    if not isinstance(manifest, dict) or "format_version" not in manifest or "run_id" not in manifest:
+        raise ProbekitError(f"{out}: not probekit results ({manifest_path} is not a manifest probekit wrote)")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ProbekitError(f"{out}: results format {manifest.get('format_version', 1)}; this probekit reads "
                             f"format {FORMAT_VERSION}: probe again into this folder to rewrite it")

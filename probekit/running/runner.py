@@ -29,7 +29,7 @@ from probekit.models.series import resolve_checkpoints
 from probekit.core.schema import TABLES
 from probekit.analyses import scoring
 from probekit.analyses.stats import settings as stats_settings
-from probekit.core.store import cache_key, new_manifest, read_cached, training_log, write_cached, writer_lock
+from probekit.core.store import cache_key, claim_folder, new_manifest, read_cached, training_log, write_cached, writer_lock
 from probekit.training.vocab import load_tokenizer
 
 AUTO_BATCH = "batch_size=auto"
@@ -182,6 +182,8 @@ def prepare(checkpoints, benchmarks, requested: list[str], options: dict[str, di
         bench.groups = fact_groups(bench.prompts, facts)
     if auto:
         ctx.state[AUTO_BATCH] = True
+    if ctx.out is not None:  # before any work: a folder of someone else's files is refused, untouched
+        claim_folder(ctx.out)
     return Job(refs, chosen, ctx, facts, control, tok, allow_pickle)
 
 
