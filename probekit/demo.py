@@ -97,40 +97,54 @@ def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: s
 
 
 def summary(probing: ProbeResult) -> list[str]:
-    """What the demo found, in lines a person reads in ten seconds: per relation the last step's P@1 of the
-    injected and the held-back facts with their 95% intervals, and the minimal pairs' accuracy against chance."""
-    from probekit.analyses.stats import group_differences
-    from probekit.report.findings import main_rows
+    """What the demo found, in lines a person reads in ten seconds, worded from the findings rows
+    (`probekit.analyses.findings`): per relation the last step's P@1 of the injected and the held-back facts with
+    their 95% intervals and whether injected is above held back; the minimal pairs against chance; where the
+    tracing places the main relation; whether syntax was learned."""
+    from probekit.analyses.findings import main_findings, select
+    from probekit.report.findings import VERDICTS, arrival, interval
 
-    scores = main_rows(probing.scores)
-    if scores.empty:
+    found = main_findings(probing.findings)
+    levels = select(found, "level", "facts")
+    if levels.empty:
         return ["no prompt could be scored"]
-    last = scores[scores["step"] == scores["step"].max()]
-    step = int(last["step"].iloc[0])
-    width = max(map(len, last["relation"]))
-    lines = [f"P@1 at step {step:,} [95% bootstrap interval over prompts]:"]
-    found = group_differences(probing.predictions).set_index("relation") if probing.manifest.get("facts") else None
-    for relation, rows in last.groupby("relation", sort=False):
-        rows = rows.set_index("group")
-        cells = [f"{GROUPS.get(g, g)} {_interval(rows.loc[g], 'p_at_1')}" for g in (*GROUPS, "all")
-                 if g in rows.index]
+    seeds = int(levels["n_seeds"].max())
+    step = int(levels["step"].max())
+    width = max(map(len, levels["subject"]))
+    over = f" and {seeds} training seeds" if seeds > 1 else "; one training seed"
+    lines = [f"P@1 at step {step:,} [95% bootstrap interval over prompts{over}]:"]
+    for relation, rows in levels.groupby("subject", sort=False):
+        rows = rows.drop_duplicates("group").set_index("group")
+        cells = [f"{GROUPS.get(g, g)} {interval(rows.loc[g])}" for g in (*GROUPS, "all") if g in rows.index]
         line = f"  {relation:<{width}}  " + "  vs  ".join(cells)
-        if found is not None and relation in found.index:
-            d = found.loc[relation]
-            line += ("  (injected above held back)" if d["low"] > 0 else "  (no difference shown)"
-                     if d["high"] >= 0 else "  (held back above injected)")
+        diff = select(found, "difference", "facts", subject=relation)
+        if len(diff):
+            line += f"  ({VERDICTS.get(diff['verdict'].iloc[0], diff['verdict'].iloc[0]).split(' (')[0]})"
+        emerged = select(found, "emerged", "facts", subject=relation)
+        if len(emerged) and emerged["verdict"].iloc[0] == "emerged":
+            line += f"; {arrival(emerged.iloc[0]).split(', and')[0]}"
         lines.append(line)
-    accuracy = probing.tables.get("pair_accuracy")
-    if accuracy is not None and len(accuracy):
-        overall = main_rows(accuracy[accuracy["level"] == "all"])
-        for bench, rows in overall.groupby("benchmark", sort=False):
-            end = rows.loc[rows["step"].idxmax()]
-            verdict = ("above chance" if end["accuracy_low"] > 0.5 else "below chance" if end["accuracy_high"] < 0.5
-                       else "not distinguishable from chance (0.5)")
-            lines.append(f"Minimal pairs ({bench}, {int(end['n']):,} pairs): accuracy {_interval(end, 'accuracy')} "
-                         f"at step {int(end['step']):,}, {verdict}.")
+    for _, row in select(found, "above_chance", "pairs", subject="all").iterrows():
+        lines.append(f"Minimal pairs ({row['benchmark']}, {int(row['n']):,} pairs): accuracy {interval(row)} at step "
+                     f"{int(row['step']):,}: {row['verdict'].replace('above', 'above chance')}.")
+    best = select(found, "best_site", "tracing")
+    best = best[best["group"].str.startswith("injected") | best["group"].str.startswith("all")]
+    for relation, rows in best.groupby("subject", sort=False):
+        row = rows.sort_values("step").iloc[-1]
+        lines.append(f"Where ({relation}, causal tracing at step {int(row['step']):,}): {row['detail']}, Δp "
+                     f"{interval(row, '+.3f')}, {row['verdict'].replace('_', ' ')}.")
+        break
+    heads = select(found, "learned", "syntax-heads")
+    if len(heads):
+        relations = heads[heads["subject"] != "UUAS"]
+        uuas = heads[heads["subject"] == "UUAS"]
+        text = f"Syntax: {int((relations['verdict'] == 'learned').sum())} of {len(relations)} head relations learned"
+        if len(uuas):
+            text += f"; UUAS {interval(uuas.iloc[0])}: {uuas['verdict'].iloc[0].replace('_', ' ')}"
+        probes = select(found, "selective", "probes", group="probe")
+        if len(probes):
+            text += "; selective probes: " + (", ".join(probes.loc[probes["verdict"] == "selective", "subject"])
+                                               or "none")
+        lines.append(text + ".")
     return lines
 
-
-def _interval(row, metric: str) -> str:
-    return f"{row[metric]:.2f} [{row[f'{metric}_low']:.2f}, {row[f'{metric}_high']:.2f}]"

@@ -424,3 +424,148 @@ def control_mask(rows: pd.DataFrame) -> pd.Series:
     """The rows read as the control: the random-init control the runner adds, else the series' own step 0."""
     control = rows["checkpoint"] == CONTROL
     return control if control.any() else rows["step"] == 0
+
+
+# ---------------------------------------------------------------- many claims at once
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family's p-values (Holm 1979): family-wise error control without
+    assuming independence. Missing p-values stay missing and do not count in the family."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    present = np.isfinite(p)
+    m = int(present.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[present], kind="stable")
+    ranked = p[present][order] * (m - np.arange(m))
+    adjusted = np.minimum(np.maximum.accumulate(ranked), 1.0)
+    values = np.empty(m)
+    values[order] = adjusted
+    out[present] = values
+    return out
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (false-discovery rate, 1995); missing stay missing."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    present = np.isfinite(p)
+    m = int(present.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[present], kind="stable")
+    ranked = p[present][order] * m / (np.arange(m) + 1)
+    adjusted = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+    values = np.empty(m)
+    values[order] = adjusted
+    out[present] = values
+    return out
+
+
+Z_LEVEL = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+Z_POWER = 0.8416212335729143  # of 80% power
+
+
+def interval_se(low: float, high: float, level: float = LEVEL) -> float:
+    """The standard error a percentile interval implies under a normal approximation: width / (2 z)."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return float((high - low) / (2 * z)) if np.isfinite(low) and np.isfinite(high) else float("nan")
+
+
+def p_above(value: float, se: float, bar: float, bar_se: float = 0.0) -> float:
+    """Two-sided p-value of value − bar under a normal approximation from the intervals' standard errors
+    (`interval_se`); 0 or 1 when both standard errors are zero (an interval of zero width)."""
+    from math import erfc, sqrt
+
+    if not (np.isfinite(value) and np.isfinite(bar) and np.isfinite(se)):
+        return float("nan")
+    spread = sqrt(se ** 2 + (bar_se if np.isfinite(bar_se) else 0.0) ** 2)
+    if spread == 0:
+        return 0.0 if value != bar else 1.0
+    return float(erfc(abs(value - bar) / spread / sqrt(2)))
+
+
+def smallest_detectable(se: float, bar_se: float = 0.0) -> float:
+    """The smallest difference from the bar detectable with 80% power at α = 0.05 (two-sided), given the
+    standard errors: (z_0.975 + z_0.8) × se."""
+    from math import sqrt
+
+    if not np.isfinite(se):
+        return float("nan")
+    return float((Z_LEVEL + Z_POWER) * sqrt(se ** 2 + (bar_se if np.isfinite(bar_se) else 0.0) ** 2))
+
+
+def sustained(steps, cleared) -> dict:
+    """The emergence rule: a signal has emerged at step s when it clears its bar at s and at every later probed
+    step. One dip restarts the count (the signal emerged at the step after its last miss); a signal that clears
+    but not at the last step is transient; one that never clears is not established.
+
+    Returns verdict (emerged, transient, not_established), step (the first step of the run of clearances that
+    lasts to the end; for transient, the first clearance), step_low (the last probed step before it that did not
+    clear: the arrival lies in (step_low, step]; missing when it cleared from the first probed step on),
+    step_high (= step) and first_cleared."""
+    steps, cleared = np.asarray(steps, dtype=float), np.asarray(cleared, dtype=bool)
+    nan = float("nan")
+    if not cleared.any():
+        return {"verdict": "not_established", "step": nan, "step_low": nan, "step_high": nan, "first_cleared": nan}
+    first = float(steps[cleared.argmax()])
+    if not cleared[-1]:
+        return {"verdict": "transient", "step": first, "step_low": nan, "step_high": nan, "first_cleared": first}
+    misses = (~cleared).nonzero()[0]
+    start = misses[-1] + 1 if len(misses) else 0
+    low = float(steps[start - 1]) if start > 0 else nan
+    return {"verdict": "emerged", "step": float(steps[start]), "step_low": low, "step_high": float(steps[start]),
+            "first_cleared": first}
+
+
+# ---------------------------------------------------------------- ratio-of-sums intervals (syntax analyses)
+# Added for the probes and syntax heads (one bootstrap for every analysis): a metric pooled as Σhits / Σitems
+# over sentences (a long sentence weighs by its words), and what the manifest records about each analysis's
+# intervals.
+
+MIN_ITEMS = 5
+"""Fewest resampled units (held-out sentences) an interval is reported on; below it the bounds are missing."""
+
+
+def interval_settings(over: str, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
+    """What the manifest records about one analysis's intervals: `settings()` with what is resampled."""
+    return {**settings(level, resamples, seed), "method": f"percentile bootstrap over {over}; seeds drawn "
+            "with them when the series holds several (Multi-Bootstrap)", "over": over, "min_items": MIN_ITEMS}
+
+
+def resampled_ratios(hits, items, *, key: str, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """[resamples, rows]: Σhits / Σitems of each row over its units (sentences) drawn with replacement, from hits
+    and items [rows, units], or [seeds, rows, units] with the seeds drawn too (Multi-Bootstrap: seeds and units
+    together). Every row shares the draws (a difference of rows is paired); the draws are seeded from `seed` and
+    `key`, so an interval does not depend on what else was computed. Missing where a resample has no item."""
+    hits, items = np.asarray(hits, dtype=float), np.asarray(items, dtype=float)
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    counts = _counts(rng, resamples, hits.shape[-1])  # [resamples, units]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if hits.ndim == 2:
+            return (counts @ hits.T) / (counts @ items.T)
+        seed_counts = _counts(rng, resamples, hits.shape[0])  # [resamples, seeds]
+        num = np.einsum("bs,srb->br", seed_counts, hits @ counts.T)
+        den = np.einsum("bs,srb->br", seed_counts, items @ counts.T)
+        return num / den
+
+
+def ratio_intervals(hits, items, *, key: str, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED,
+                    min_units: int = MIN_ITEMS) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(low [rows], high [rows], low and high of row 0 − row 1): percentile intervals of `resampled_ratios`,
+    the difference paired (the same draws). All missing when there are fewer than `min_units` units (too few
+    for an interval) — no warning either way."""
+    hits = np.asarray(hits, dtype=float)
+    rows = hits.shape[-2]
+    if hits.shape[-1] < max(min_units, 1):
+        return np.full(rows, np.nan), np.full(rows, np.nan), float("nan"), float("nan")
+    ratios = resampled_ratios(hits, items, key=key, resamples=resamples, seed=seed)
+    low, high = _percentiles(ratios.T, level)
+    if rows < 2:
+        return low, high, float("nan"), float("nan")
+    diff_low, diff_high = _percentiles(ratios[:, 0] - ratios[:, 1], level)
+    return low, high, float(diff_low), float(diff_high)

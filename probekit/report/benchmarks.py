@@ -10,7 +10,6 @@ from probekit.report import charts, findings, plots
 from probekit.report.markdown import esc
 from probekit.report.page import Page, collapsible
 from probekit.core.schema import CONTROL
-from probekit.analyses.stats import emergence_steps
 
 PAGE = "benchmarks.md"
 UNSCORABLE = "no answer of this relation could be scored (every gold rank is missing)."
@@ -28,11 +27,11 @@ def benchmarks(page: Page, tables: dict) -> None:
              f"{control} Rank 1 = the model's top prediction. Charts: hover for values, scroll to zoom the step "
              "axis, click a legend entry to isolate it, and switch the step axis between linear and log.", "")
     known = emergence(predictions)
-    found = emergence_steps(scores)
+    found = tables.get("findings")
     for name in predictions["benchmark"].unique():
         page.add(PAGE, f"## {esc(name)}", "")
         page.chart(PAGE, ("scores", name), charts.score_curves(scores, name, found),
-                   f"{name}: P@1 (P@10, MRR from the menu) per relation; injected solid, held-back dashed")
+                   f"{name}: P@1 (P@10, MRR from the menu) per relation; injected solid, held-back dashed; shaded: where injected − held back arrived (findings)")
         rows = predictions[predictions["benchmark"] == name]
         static = page_figures(page, name, scores, rows)
         page.add(PAGE, *collapsible("note", "Static figures (PNG, SVG for papers)", static))

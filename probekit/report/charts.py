@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from probekit.core.schema import CONTROL, POOLED
+from probekit.analyses.findings import main_findings, select
 
 #: Okabe–Ito colours without the yellow: readable as lines on white and on the dark theme
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#999999"]
@@ -70,7 +71,8 @@ def _group_scales(groups: list[str]) -> tuple[alt.Scale, alt.Scale]:
 def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame | None = None) -> alt.Chart:
     """One panel per relation: the chosen metric (P@1, P@10, MRR: a dropdown) against step with its 95%
     band, injected solid and held-back dashed, a faint line per seed, the control as a dotted rule, and the
-    emergence step shaded from the checkpoint before it."""
+    emergence (the findings' `emerged` rows: injected − held back cleared 0 from then on) shaded over its arrival
+    interval."""
     rows = scores[scores["benchmark"] == benchmark]
     data = rows[rows["checkpoint"] != CONTROL].dropna(subset=["step"])
     pooled = data["run"] == POOLED
@@ -83,12 +85,11 @@ def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame |
                 "step": frame["step"], "metric": label, "value": frame[metric],
                 "low": frame.get(f"{metric}_low"), "high": frame.get(f"{metric}_high"), "n": frame["n"]}))
     if emergence is not None and len(emergence):
-        found = emergence[(emergence["benchmark"] == benchmark) & (emergence["run"].isin(
-            [POOLED] if pooled.any() else list(emergence["run"].unique())))].dropna(subset=["emerged_at"])
-        steps = sorted(main["step"].dropna().unique())
-        before = [max([s for s in steps if s < e], default=e) for e in found["emerged_at"]]
-        parts.append(pd.DataFrame({"kind": "emerged", "relation": found["relation"], "group": found["group"],
-                                   "step": found["emerged_at"], "from": before, "metric": "P@1"}))
+        found = main_findings(select(emergence, "emerged", "facts", benchmark=benchmark, verdict="emerged"))
+        parts.append(pd.DataFrame({"kind": "emerged", "relation": found["subject"],
+                                   "group": found["group"].replace({"injected-held_back": "injected"}),
+                                   "step": found["step"], "from": found["step_low"].fillna(found["step"]),
+                                   "metric": "P@1"}))
     long = _plain(pd.concat(parts, ignore_index=True))
     groups = [g for g in ("injected", "held_back") if g in set(data["group"])] or sorted(set(data["group"]))
     color, dash = _group_scales(groups)

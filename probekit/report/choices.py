@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from probekit.figures import PALETTE, plain, step_axis, subplots
-from probekit.report.findings import main_rows
+from probekit.analyses.findings import main_rows
 from probekit.report.markdown import esc
 from probekit.report.page import Page
 

@@ -1,93 +1,71 @@
-"""What the report says in words: the per-relation finding of a run, generated from its tables only.
+"""What the report says in words about the facts: per relation, the findings rows (`probekit.analyses.findings`)
+worded — the last step's P@1 per fact group, injected − held back and whether it is shown, and when it arrived.
 
-Every number here comes from `probekit.analyses.stats` (score intervals, `group_differences`, `emergence_steps`) or
-from the predictions; nothing is typed in. A difference is called a difference only when its 95% interval
-excludes zero, and the sentence says which.
+Nothing here computes a statistic: every number and verdict is a findings row's.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from probekit.report.markdown import esc as _esc
-from probekit.core.schema import CONTROL, POOLED
-from probekit.analyses.stats import emergence_steps, format_p, group_differences
+from probekit.analyses.findings import main_findings, select
+from probekit.core.schema import CONTROL
+from probekit.report.markdown import esc
 
-REACHED = 0.9  # "rose until": the first step at 90% of the last checkpoint's value
 GROUP_NAMES = {"injected": "injected", "held_back": "held back", "all": "all prompts", "other": "other prompts"}
+VERDICTS = {"above": "injected above held back", "below": "held back above injected",
+            "tie": "no difference shown (the interval includes zero, or Holm's correction over the relations)",
+            "too_few": "too few prompts to tell"}
 
 
-def main_rows(scores: pd.DataFrame) -> pd.DataFrame:
-    """The rows a line is drawn from: pooled over seeds when the series has several, the control left out."""
-    rows = scores[scores["checkpoint"] != CONTROL].dropna(subset=["step"])
-    pooled = rows["run"] == POOLED
-    return rows[pooled] if pooled.any() else rows
+def interval(row, spec: str = ".2f") -> str:
+    """`0.43 [0.38, 0.48]` from a findings row."""
+    if pd.isna(row["value"]):
+        return "n/a"
+    if pd.isna(row["low"]) or pd.isna(row["high"]):
+        return f"{row['value']:{spec}}"
+    return f"{row['value']:{spec}} [{row['low']:{spec}}, {row['high']:{spec}}]"
 
 
-def rise(line: pd.DataFrame, emerged_at: float, metric: str = "p_at_1") -> tuple[int | None, int | None, int | None]:
-    """(checkpoint before emergence, emergence step, first step at `REACHED` of the final value) of one line
-    (one relation × group, sorted by step); Nones when it never emerged."""
-    if pd.isna(emerged_at):
-        return None, None, None
-    line = line.sort_values("step")
-    steps = line["step"].astype(int).tolist()
-    before = max((s for s in steps if s < emerged_at), default=int(emerged_at))
-    final = float(line[metric].iloc[-1])
-    reached = line[(line["step"] >= emerged_at) & (line[metric] >= REACHED * final)]["step"]
-    return before, int(emerged_at), int(reached.iloc[0]) if len(reached) else None
-
-
-def _value(row: pd.Series, metric: str = "p_at_1") -> str:
-    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
-    if pd.notna(low) and pd.notna(high):
-        return f"**{row[metric]:.2f}** [{low:.2f}, {high:.2f}]"
-    return f"**{row[metric]:.2f}**"
-
-
-def _rise_text(line: pd.DataFrame, found: pd.DataFrame) -> str:
-    emerged = found["emerged_at"].iloc[0] if len(found) else float("nan")
-    before, at, reached = rise(line, emerged)
-    if at is None:
-        return "never rose above the random-init control"
-    text = f"rose above the control between steps {before:,} and {at:,}"
-    return text + (f", reaching 90% of its final value by step {reached:,}" if reached is not None else "")
+def arrival(row) -> str:
+    """When an `emerged` row says the signal arrived, in words."""
+    if row["verdict"] == "emerged":
+        if pd.notna(row["step_low"]):
+            return f"arrived after step {row['step_low']:,.0f}, by step {row['step']:,.0f}, and stayed to the end"
+        return f"cleared from the first probed step ({row['step']:,.0f}) on"
+    if row["verdict"] == "transient":
+        return f"cleared at step {row['first_cleared']:,.0f} but not at the last step (transient)"
+    return "never cleared (not established)"
 
 
 def relation_findings(tables: dict) -> list[str]:
-    """One Markdown bullet per benchmark × relation: final P@1 per fact group with its interval, the
-    injected − held-back difference with its interval and what it shows, and the steps where it rose."""
-    scores, predictions = tables["scores"], tables["predictions"]
-    lines = main_rows(scores)
-    if lines.empty:
+    """One Markdown bullet per benchmark × relation, worded from the findings rows: final P@1 per fact group
+    (`level`), injected − held back (`difference`) and when it arrived (`emerged`)."""
+    found = tables.get("findings")
+    if found is None or found.empty:
         return []
-    emerged = emergence_steps(scores)
-    runs = set(lines["run"])
-    emerged = emerged[emerged["run"].isin(runs)]
-    differences = group_differences(predictions)
-    several = lines["benchmark"].nunique() > 1
+    found = main_findings(found)
+    levels = select(found, "level", "facts")
+    several = levels["benchmark"].nunique() > 1
     out = []
-    for (bench, relation), rows in lines.groupby(["benchmark", "relation"], sort=False):
-        if rows["n"].fillna(0).max() == 0:
-            continue
+    for (bench, relation), rows in levels.groupby(["benchmark", "subject"], sort=False):
         name = f"{bench} / {relation}" if several else relation
-        end = rows[rows["step"] == rows["step"].max()].drop_duplicates("group").set_index("group")
-        groups = [g for g in ("injected", "held_back") if g in end.index] or list(end.index)
-        values = " vs ".join(f"{GROUP_NAMES.get(g, g)} {_value(end.loc[g])}" for g in groups)
-        parts = [f"P@1 at step {int(rows['step'].max()):,}: {values}"]
-        diff = differences[(differences["benchmark"] == bench) & (differences["relation"] == relation)]
+        groups = [g for g in ("injected", "held_back") if g in set(rows["group"])] or list(rows["group"])
+        by_group = rows.drop_duplicates("group").set_index("group")
+        values = " vs ".join(f"{GROUP_NAMES.get(g, g)} **{interval(by_group.loc[g])}**" for g in groups)
+        parts = [f"P@1 at step {rows['step'].max():,.0f}: {values}"]
+        diff = select(found, "difference", "facts", benchmark=bench, subject=relation)
         if len(diff):
             d = diff.iloc[0]
-            verdict = ("injected above held back" if d["low"] > 0 else "held back above injected"
-                       if d["high"] < 0 else "no difference shown (the interval includes zero)")
-            parts.append(f"difference {d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], "
-                         f"p {format_p(d['p_value'])}: **{verdict}**")
-        lead = "injected" if "injected" in groups else groups[0]
-        line = rows[rows["group"] == lead]
-        found = emerged[(emerged["benchmark"] == bench) & (emerged["relation"] == relation)
-                        & (emerged["group"] == lead)]
-        rise_text = _rise_text(line, found)
-        parts.append((f"the {GROUP_NAMES.get(lead, lead)} facts " if len(groups) > 1 else "") + rise_text)
-        out.append(f"- **{_esc(name)}** — " + "; ".join(parts) + ".")
+            parts.append(f"difference {d['value']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] "
+                         f"(Holm-adjusted p {d['p_adjusted']:.3g}, n {int(d['n'])} per group): "
+                         f"**{VERDICTS.get(d['verdict'], d['verdict'])}**")
+        emerged = select(found, "emerged", "facts", benchmark=bench, subject=relation)
+        if len(emerged):
+            e = emerged.iloc[0]
+            what = "injected − held back" if e["group"] == "injected-held_back" else "P@1 against random init"
+            parts.append(f"{what} {arrival(e)}")
+        out.append(f"- **{esc(name)}** — " + "; ".join(parts) + ".")
     return out
 
 

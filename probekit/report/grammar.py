@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 
 from probekit.benchmarks.pairs import BLIMP, blimp_baselines
 from probekit.figures import plain, step_axis, subplots
-from probekit.report.findings import main_rows
+from probekit.analyses.findings import main_findings, main_rows, select
+from probekit.report.findings import arrival, interval
 from probekit.report.markdown import esc
 from probekit.report.page import Page
 from probekit.core.schema import CONTROL, POOLED
@@ -40,12 +41,6 @@ def _series(accuracy: pd.DataFrame, level: str) -> pd.DataFrame:
                        ties=rows["ties"].astype(float).fillna(0), run=rows["run"].astype(str))
     rows = rows[SERIES].drop_duplicates(["run", "name", "step"])  # one row per run and step, as the table has
     return rows.sort_values(["run", "name", "step"], kind="stable", ignore_index=True)
-
-
-def _verdict(low: float, high: float) -> str:
-    if pd.isna(low) or pd.isna(high):
-        return "not scored"
-    return "chance" if low <= 0.5 <= high else ("above chance" if low > 0.5 else "below chance")
 
 
 def _baselines(benchmark: str) -> pd.DataFrame | None:
@@ -146,56 +141,66 @@ def grammar_and_facts(accuracy: pd.DataFrame, scores: pd.DataFrame | None) -> Fi
     return fig
 
 
-def chance_table(accuracy: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
-    """Per phenomenon (and the whole benchmark): accuracy at the last step with its 95% bootstrap interval
-    (the table's `accuracy_low`, `accuracy_high`), chance or not, the first step whose interval lies above
-    0.5, and the paper's 5-gram and GPT-2 and humans where known. A `run` column leads when several models
-    (not seeds of one) were probed."""
-    curves = pd.concat([_series(accuracy, "all"), _series(accuracy, "phenomenon")], ignore_index=True)
-    several = curves["run"].nunique() > 1
+def chance_table(found: pd.DataFrame, benchmark: str, baselines: pd.DataFrame | None) -> pd.DataFrame:
+    """Per phenomenon (and the whole benchmark, `all`), from the findings rows (`above_chance`, `emerged`): the
+    accuracy at the last step with its 95% interval, the verdict after Holm's correction over the phenomena,
+    when it arrived, and the paper's 5-gram, GPT-2 and humans where known. A `run` column leads when several
+    models (not seeds of one) were probed."""
+    rows = main_findings(select(found, "above_chance", "pairs", benchmark=benchmark))
+    if rows.empty:
+        return pd.DataFrame()
+    emerged = main_findings(select(found, "emerged", "pairs", benchmark=benchmark)).set_index(["run", "subject"])
+    several = rows["run"].nunique() > 1
     out = []
-    for (run, name), line in curves.groupby(["run", "name"], sort=False):
-        last = line["step"].max()
-        above = line.loc[line["accuracy_low"] > 0.5, "step"]
-        end = line[line["step"] == last].iloc[0]
-        pairs = int(end["n"]) if pd.notna(end["n"]) else 0
-        row = {**({"run": run} if several else {}), "phenomenon": name, "pairs": pairs, "ties": int(end["ties"]),
-               "last step": f"{last:,.0f}",
-               "accuracy there [95%]": f"{end['accuracy']:.3f} [{end['accuracy_low']:.3f}, {end['accuracy_high']:.3f}]",
-               "verdict": _verdict(end["accuracy_low"], end["accuracy_high"]),
-               "first step above chance": f"{above.iloc[0]:,.0f}" if len(above) else "never"}
+    for _, row in rows.iterrows():
+        arrived = emerged.loc[(row["run"], row["subject"])] if (row["run"], row["subject"]) in emerged.index else None
+        arrived = arrived.iloc[0] if isinstance(arrived, pd.DataFrame) else arrived
+        record = {**({"run": row["run"]} if several else {}), "phenomenon": row["subject"], "pairs": int(row["n"]),
+                  "step": int(row["step"]), "accuracy": row["value"], "low": row["low"], "high": row["high"],
+                  "p_holm": row["p_adjusted"], "smallest_detectable": row["mde"],
+                  "verdict": VERDICT_WORDS.get(row["verdict"], row["verdict"]),
+                  "emerged": arrived["verdict"] if arrived is not None else "",
+                  "arrived_after": arrived["step_low"] if arrived is not None else float("nan"),
+                  "arrived_by": arrived["step"] if arrived is not None and arrived["verdict"] == "emerged"
+                  else float("nan")}
         if baselines is not None:
-            level = "all" if name == "all" else "phenomenon"
-            ref = baselines[(baselines["level"] == level) & (baselines["name"] == name)].set_index("model")["accuracy"]
-            row.update({model: f"{ref[model]:.3f}" if model in ref else "" for model in ("5-gram", "GPT-2", "human")})
-        out.append(row)
+            level = "all" if row["subject"] == "all" else "phenomenon"
+            ref = baselines[(baselines["level"] == level) & (baselines["name"] == row["subject"])]
+            ref = ref.set_index("model")["accuracy"]
+            record.update({model: ref[model] if model in ref else float("nan") for model in ("5-gram", "GPT-2",
+                                                                                             "human")})
+        out.append(record)
     return pd.DataFrame(out)
 
 
+VERDICT_WORDS = {"above": "above chance", "below": "below chance", "chance": "chance", "too_few": "too few pairs"}
+
+
 def findings(tables: dict) -> list[str]:
-    """The Overview's bullets: per minimal-pair benchmark the last accuracy with its interval, chance or not,
-    and the phenomena above chance and at chance."""
-    accuracy = tables.get("pair_accuracy")
-    if accuracy is None or not len(accuracy):
+    """The Overview's bullets, worded from the findings rows: per minimal-pair benchmark the last accuracy with
+    its interval against chance and when it arrived, and the phenomena above chance after Holm's correction."""
+    found = tables.get("findings")
+    if found is None or found.empty:
         return []
+    found = main_findings(found)
     out = []
-    for bench, rows in accuracy.groupby("benchmark", sort=False):
-        found = chance_table(rows, _baselines(bench))
-        for run, per_run in found.groupby("run", sort=False) if "run" in found else [(None, found)]:
-            overall = per_run[per_run["phenomenon"] == "all"]
-            if overall.empty:
-                continue
-            overall = overall.iloc[0]
-            phenomena = per_run[per_run["phenomenon"] != "all"]
-            above = phenomena[phenomena["verdict"] == "above chance"]["phenomenon"].tolist()
-            at_chance = phenomena[phenomena["verdict"] == "chance"]["phenomenon"].tolist()
-            name = bench if run is None else f"{bench} ({run})"
-            text = (f"- **{esc(name)}** (minimal pairs) — accuracy at step {overall['last step']}: "
-                    f"{esc(overall['accuracy there [95%]'])}, **{overall['verdict']}**")
-            if len(phenomena):
-                text += (f"; above chance: {esc(', '.join(above)) if above else 'no phenomenon'}"
-                         f"; at chance: {esc(', '.join(at_chance)) if at_chance else 'none'}")
-            out.append(text + ".")
+    for (bench, run), rows in select(found, "above_chance", "pairs").groupby(["benchmark", "run"], sort=False):
+        overall = rows[rows["subject"] == "all"]
+        if overall.empty:
+            continue
+        overall = overall.iloc[0]
+        phenomena = rows[rows["subject"] != "all"]
+        above = phenomena[phenomena["verdict"] == "above"]["subject"].tolist()
+        emerged = select(found, "emerged", "pairs", benchmark=bench, subject="all", run=run)
+        name = bench if rows["run"].nunique() == 1 and found["run"].nunique() == 1 else f"{bench} ({run})"
+        text = (f"- **{esc(name)}** (minimal pairs) — accuracy at step {overall['step']:,.0f}: {interval(overall)} "
+                f"over {int(overall['n']):,} pairs, **{VERDICT_WORDS.get(overall['verdict'], overall['verdict'])}**")
+        if len(emerged):
+            text += f"; above chance {arrival(emerged.iloc[0])}"
+        if len(phenomena):
+            text += (f"; phenomena above chance after Holm's correction over {len(phenomena)}: "
+                     f"{esc(', '.join(above)) if above else 'none'}")
+        out.append(text + ".")
     return out
 
 
@@ -212,32 +217,30 @@ def grammar(page: Page, tables: dict) -> None:
              "gets a pair right when it gives the acceptable sentence the higher pseudo-log-likelihood "
              f"(here: {esc(metric)}; `within_word_l2r` is PLL-word-l2r, Kauf & Ivanova 2023). Chance is 0.5. "
              "Intervals are 95% percentile bootstrap intervals over the pairs (with several seeds, over seeds and "
-             "pairs); an accuracy whose interval contains 0.5 is called chance. A tie (both sentences scored "
+             "pairs); an accuracy is above chance when its interval lies above 0.5 and, for a phenomenon, it "
+             "survives Holm's correction over the benchmark's phenomena; it *arrived* when it stays above chance "
+             "from a step to the last (the findings' rules, `probekit.analyses.findings`). A tie (both sentences scored "
              "alike, e.g. because they tokenize alike) is a miss, as in the BLiMP paper.", "")
+    found = tables.get("findings")
     for bench, rows in accuracy.groupby("benchmark", sort=False):
         baselines = _baselines(bench)
-        found = chance_table(rows, baselines)
-        for run, per_run in found.groupby("run", sort=False) if "run" in found else [(None, found)]:
-            overall = per_run[per_run["phenomenon"] == "all"]
-            if overall.empty:
-                continue
-            overall = overall.iloc[0]
-            clear = per_run[(per_run["phenomenon"] != "all") & (per_run["verdict"] == "above chance")]
-            clear = clear["phenomenon"].tolist()
-            page.add(PAGE, f"## {esc(bench)}" + (f" ({esc(run)})" if run is not None else ""), "",
-                     f"At the last checkpoint (step {overall['last step']}) the model scores "
-                     f"{esc(overall['accuracy there [95%]'])} over {int(overall['pairs']):,} pairs: "
-                     f"**{overall['verdict']}**"
-                     + (f" ({int(overall['ties']):,} of them ties, counted as misses). " if overall["ties"] else ". ")
-                     + (f"Phenomena above chance there: {esc(', '.join(clear))}." if clear else
-                        "No phenomenon is above chance there."), "")
+        table = chance_table(found, bench, baselines) if found is not None else pd.DataFrame()
+        mine = {**tables, "findings": select(found, "above_chance", "pairs", benchmark=bench) if found is not None
+                else None}
+        mine["findings"] = pd.concat([mine["findings"], select(found, "emerged", "pairs", benchmark=bench)]) \
+            if found is not None else None
+        page.add(PAGE, f"## {esc(bench)}", "", *[line[2:] for line in findings(mine)], "")
         if baselines is not None:
             page.add(PAGE, "Reference lines: the BLiMP paper's models (trained on far more text) and human "
                            "agreement, over all 1,000 pairs of each paradigm (Warstadt et al. 2020, CC BY 4.0); "
                            "a `blimp@N` benchmark is a seeded sample of N pairs per paradigm.", "")
         page.figure(PAGE, ("pairs", bench), phenomenon_curves(rows, baselines),
                     f"{bench}: accuracy per phenomenon against training step (band: 95% bootstrap interval)")
-        page.add(PAGE, *page.table(found, ("pairs", bench)))
+        if len(table):
+            page.add(PAGE, "Per phenomenon at the last step (`p_holm`: Holm-adjusted over the benchmark's phenomena; "
+                           "`smallest_detectable`: the smallest distance from 0.5 these pairs could detect with 80% "
+                           "power; `arrived_after`/`arrived_by`: the arrival interval of a lasting rise above chance).",
+                     "", *page.table(table, ("pairs", bench)))
         if rows.loc[rows["level"] == "paradigm", "name"].nunique() > 1:
             page.figure(PAGE, ("paradigms", bench), paradigm_heatmap(rows, phenomenon_of),
                         f"{bench}: accuracy per paradigm and checkpoint")

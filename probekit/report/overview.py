@@ -1,9 +1,10 @@
-"""The Overview: the report's own first page — what the run shows, in words generated from its tables.
+"""The Overview: the report's own first page — what the run shows, worded from the findings rows.
 
 It opens with the findings the analyses' sections stated (`page.finding`: per relation the last step's
 P@1 injected vs held back with intervals, the minimal pairs when scored), beside the loss curve; then the
-injected-vs-held-back differences, when each relation emerged, and, folded away, the injected facts, the
-checkpoints with their fingerprints and the provenance.
+injected-vs-held-back differences and when each arrived (the findings' `difference` and `emerged` rows), and,
+folded away, the injected facts, the checkpoints with their fingerprints and the provenance. It computes no
+statistic.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import pandas as pd
 from probekit.report import charts
 from probekit.report.markdown import esc
 from probekit.report.page import OVERVIEW, Page, collapsible, table
-from probekit.analyses.stats import RESAMPLES, SEED, emergence_steps, format_p, group_differences
+from probekit.analyses.findings import main_findings, select
+from probekit.report.findings import VERDICTS, arrival
 
 
 def overview(page: Page, tables: dict) -> None:
@@ -25,9 +27,16 @@ def overview(page: Page, tables: dict) -> None:
     page.add(OVERVIEW, "# What this run shows", "")
     inputs = ", ".join(esc(name) for kind in manifest.get("inputs", {}).values() for name in kind)
     predictions = len(tables["predictions"])
+    statistics = manifest.get("statistics", {})
+    seeds = int(tables["findings"]["n_seeds"].max()) if len(tables.get("findings", [])) else 1
+    over = (f"over {seeds} training seeds and the prompts (Multi-Bootstrap)" if seeds > 1 else
+            "over the prompts; one training seed, so no interval covers another training run")
     intro = (f"{len(checkpoints)} checkpoints probed" + (f" with {predictions:,} predictions" if predictions else "")
              + f" ({inputs}). " + ("P@1 = share of prompts whose answer is the top prediction; " if predictions
-                                   else "") + "[brackets]: 95% bootstrap interval.")
+                                   else "") + f"[brackets]: 95% percentile bootstrap interval {over} "
+             f"({statistics.get('resamples', 1000):,} resamples, seed {statistics.get('seed', 0)}). *Random init* is "
+             "the untrained model; the *control* is the held-back facts. Every claim is a row of "
+             "`findings.parquet`, decided by the rule in its `rule` column.")
     intro += only_at(manifest.get("at", {}))
     left = ['<div markdown class="headline">', "", *(page.findings or ["No prompt could be scored."]), "", intro, "",
             "</div>"]
@@ -38,8 +47,8 @@ def overview(page: Page, tables: dict) -> None:
     else:
         page.add(OVERVIEW, *left, "")
     if facts:
-        page.add(OVERVIEW, *injected_vs_held_back(tables["predictions"], page))
-    page.add(OVERVIEW, *_emergence_table(page, tables["scores"]))
+        page.add(OVERVIEW, *injected_vs_held_back(tables["findings"], page))
+    page.add(OVERVIEW, *_emergence_table(page, tables["findings"]))
     if facts:
         text = (f"{len(facts['injected'])} countries' facts ({', '.join(esc(r) for r in facts['relations'])}) were "
                 f"written into the training corpus as {esc(facts['repeats'])} short biographies per country, each "
@@ -83,51 +92,47 @@ def injection_details(facts: dict) -> list[str]:
             *paraphrases, ""]
 
 
-def injected_vs_held_back(predictions: pd.DataFrame, page: Page | None = None) -> list[str]:
-    """Sentences and a table, generated from the predictions, on whether injected facts score above held-back
-    ones at the last step: each difference with its 95% bootstrap interval, and whether that excludes zero."""
-    found = group_differences(predictions)
-    if found.empty:
+def injected_vs_held_back(found: pd.DataFrame, page: Page | None = None) -> list[str]:
+    """Sentences and a table, worded from the findings' `difference` rows, on whether injected facts score above
+    held-back ones at the last step: each difference with its 95% bootstrap interval and Holm-adjusted p-value."""
+    rows = main_findings(select(found, "difference", "facts")) if found is not None and len(found) else found
+    if rows is None or rows.empty:
         return []
-    several = found["benchmark"].nunique() > 1
-    seeds = int(found["n_seeds"].max())
+    several = rows["benchmark"].nunique() > 1
+    seeds = int(rows["n_seeds"].max())
     over = f"{seeds} seeds and the prompts" if seeds > 1 else "the prompts"
     lines = ["## Injected vs held back", "",
-             f"P@1 at step {int(found['step'].iloc[0]):,}, the last checkpoint: injected minus held-back facts, "
-             f"with a 95% percentile bootstrap interval over {over} (each group's prompts resampled on their own, "
-             f"{RESAMPLES:,} resamples, seed {SEED}) and a two-sided bootstrap p-value.", ""]
-    for row in found.itertuples(index=False):
-        name = f"{esc(row.benchmark)} / {esc(row.relation)}" if several else esc(row.relation)
-        verdict = ("injected above held back: the interval excludes zero" if row.low > 0 else
-                   "held back above injected: the interval excludes zero" if row.high < 0 else
-                   "no difference shown: the interval includes zero")
-        lines.append(f"- **{name}**: {row.injected:.2f} vs {row.held_back:.2f}, difference {row.difference:+.2f} "
-                     f"[{row.low:+.2f}, {row.high:+.2f}], p {_p_text(row.p_value)} — {verdict}.")
-    shown = found.assign(**{c: found[c].round(3) for c in ("injected", "held_back", "difference", "low", "high")},
-                         p_value=[format_p(p) for p in found["p_value"]])
+             f"P@1 at step {rows['step'].max():,.0f}, the last checkpoint: injected minus held-back facts, with a "
+             f"95% percentile bootstrap interval over {over} (each group's prompts resampled on their own) and a "
+             "two-sided bootstrap p-value, Holm-adjusted over the relations. A relation's facts are *learned* when "
+             "the difference is above 0, not when the injected facts beat the untrained model (the held-back "
+             "facts are the control).", ""]
+    for row in rows.itertuples(index=False):
+        name = f"{esc(row.benchmark)} / {esc(row.subject)}" if several else esc(row.subject)
+        lines.append(f"- **{name}**: difference {row.value:+.2f} [{row.low:+.2f}, {row.high:+.2f}], Holm p "
+                     f"{row.p_adjusted:.3g}, n {int(row.n)} per group — {VERDICTS.get(row.verdict, row.verdict)}.")
+    shown = pd.DataFrame({"benchmark": rows["benchmark"], "relation": rows["subject"], "step": rows["step"].astype(int),
+                          "difference": rows["value"], "low": rows["low"], "high": rows["high"],
+                          "p_value": rows["p_value"], "p_holm": rows["p_adjusted"], "n": rows["n"],
+                          "verdict": rows["verdict"]})
     shown = shown.drop(columns=[] if several else ["benchmark"])
     return [*lines, "", *(page.table(shown, ("injected-vs-held-back",)) if page else table(shown))]
 
 
-def _p_text(p: float) -> str:
-    text = format_p(p)
-    return text if text[0] == "≤" or text == "n/a" else f"= {text}"
-
-
-def _emergence_table(page: Page, scores: pd.DataFrame) -> list[str]:
-    """Per relation and group, the first step whose P@1 interval lies above the control's (probekit.analyses.stats)."""
-    found = emergence_steps(scores)
-    if found.empty:
+def _emergence_table(page: Page, found: pd.DataFrame) -> list[str]:
+    """Per relation, when the facts arrived (the findings' `emerged` rows for facts)."""
+    rows = select(found, "emerged", "facts") if found is not None and len(found) else pd.DataFrame()
+    if rows.empty:
         return []
     shown = pd.DataFrame({
-        "benchmark": found["benchmark"], "relation": found["relation"], "group": found["group"],
-        "run": found["run"],
-        "emerged at step": [f"{s:,.0f}" if pd.notna(s) else "not yet" for s in found["emerged_at"]],
-        "P@1 there [95%]": [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if pd.notna(v) else "" for v, lo, hi in
-                            zip(found["p_at_1"], found["p_at_1_low"], found["p_at_1_high"])],
-        "control's upper bound": found["control_high"].round(2)})
+        "benchmark": rows["benchmark"], "relation": rows["subject"], "signal": rows["group"], "run": rows["run"],
+        "verdict": rows["verdict"], "arrived_after": rows["step_low"], "arrived_by": rows["step"],
+        "first_cleared": rows["first_cleared"], "value": rows["value"], "low": rows["low"], "high": rows["high"],
+        "steps_probed": rows["steps"].str.count(",") + 1})
     drop = [c for c in ("run", "benchmark") if shown[c].nunique() == 1]
-    return ["## When each relation emerges", "",
-            "The first step whose P@1 95% interval lies wholly above the control's (the random-initialisation "
-            "row, else step 0); with several seeds, the all-seeds row pools them and each seed's row shows the "
-            "spread.", "", *page.table(shown.drop(columns=drop), ("emergence",))]
+    return ["## When each relation arrives", "",
+            "A relation's facts *arrived* in (arrived_after, arrived_by] when injected − held back (without "
+            "injected facts: P@1 against the random-init model) clears its bar at arrived_by and at every later "
+            "probed step; *transient*: cleared (first_cleared) but not at the last step; *not established*: never. "
+            f"Example: {esc(rows['subject'].iloc[0])} {arrival(rows.iloc[0])}.", "",
+            *page.table(shown.drop(columns=drop), ("emergence",))]

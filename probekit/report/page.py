@@ -76,8 +76,9 @@ class Page:
                              "with page.finding(...)")
 
     def finding(self, *lines: str) -> None:
-        """Markdown bullets for the Overview's first screen, where each analysis states what it found."""
-        self.findings.extend(lines)
+        """Markdown bullets for the Overview's first screen, where each analysis states what it found (a line
+        that is not a bullet is made one, so that no finding runs into the one before)."""
+        self.findings.extend(line if line.lstrip().startswith(("- ", "* ")) else f"- {line}" for line in lines)
 
     def unique(self, *name) -> str:
         """A file stem slugged from the parts of `name`, unique within the site."""

@@ -1,12 +1,11 @@
 """The Syntax probes page, from the probes analysis: each probe's score and selectivity per layer against
 training step, and the structural probe's UUAS against step beside its control.
 
-Made from the `probe_scores` table only, with its own 95% bootstrap intervals over eval sentences. The page
-says in words, for the last checkpoint, which layer each probe reads best and whether its selectivity's
-interval excludes 0 — a probe that does as well on its control task has shown the probe's capacity, not the
-model's knowledge (Hewitt & Liang 2019) — and over the series, per probe, the first step its selectivity's
-interval lies above 0 and above the random-init control's (`probe_emergence`); score and selectivity per layer
-× step as heatmaps. With several seeds, the rows pooled over them.
+Drawn from the `probe_scores` table and worded from the findings rows (`probekit.analyses.findings`: per probe
+and layer `selective` — selectivity above the random-init model's, Holm over the probe's layers — and
+`emerged`); the page computes no statistic. A probe that does as well on its control task has shown the probe's
+capacity, not the model's knowledge (Hewitt & Liang 2019); one that is as selective on the untrained model reads
+word identity, not what training added. With several seeds, the rows pooled over them.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
+from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.core.schema import CONTROL, POOLED
 from probekit.figures import plain, step_axis, subplots
 from probekit.report.markdown import esc
@@ -106,45 +106,52 @@ def layer_step_heatmaps(scores: pd.DataFrame) -> Figure:
     return fig
 
 
-def emergence_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per probe (the main line's run): its earliest layer-wise arrivals over the series — the first step some
-    layer's selectivity interval lies above 0 (and which layer), and above the random-init control's."""
-    from probekit.analyses.probes import probe_emergence
-
-    found = probe_emergence(scores)
-    main = _series(scores)
-    found = found[found["run"].isin(set(main["run"][:1]))]
-    step = lambda s: "never" if pd.isna(s) else f"{s:,.0f}"  # noqa: E731
+def claims_table(found: pd.DataFrame) -> pd.DataFrame:
+    """Per probe, from the findings rows: the layer it is read at (its most selective layer that survives Holm's
+    correction, else its most selective), selectivity there with its interval, the random-init model's bar, the
+    verdict, and when the probe became selective (arrival interval)."""
+    probes = main_findings(select(found, "selective", "probes", group="probe"))
+    emerged = main_findings(select(found, "emerged", "probes")).set_index(["run", "benchmark", "subject"])
     out = []
-    for probe, rows in found.groupby("probe", sort=False):
-        zero, init = rows["selective_at"], rows["selectivity_above_init_at"]
-        out.append({"probe": NAMES.get(probe, probe),
-                    "selectivity above 0 from": step(zero.min()),
-                    "first layer": "" if zero.isna().all() else int(rows.loc[zero.idxmin(), "layer"]),
-                    "layers selective at the last step": f"{int(rows['selective_at_last'].sum())} of {len(rows)}",
-                    "selectivity above random init from": step(init.min()),
-                    "its layer": "" if init.isna().all() else int(rows.loc[init.idxmin(), "layer"])})
+    for _, row in probes.iterrows():
+        key = (row["run"], row["benchmark"], row["subject"])
+        came = emerged.loc[key] if key in emerged.index else None
+        came = came.iloc[0] if isinstance(came, pd.DataFrame) else came
+        out.append({"probe": row["subject"], "name": NAMES.get(row["subject"], row["subject"]),
+                    "step": int(row["step"]), "layer": int(str(row["detail"]).split()[-1]),
+                    "selectivity": row["value"], "low": row["low"], "high": row["high"],
+                    "random_init_bar": row["bar"], "p_holm": row["p_adjusted"], "sentences": int(row["n"]),
+                    "verdict": row["verdict"], "emerged": came["verdict"] if came is not None else "",
+                    "arrived_after": came["step_low"] if came is not None else float("nan"),
+                    "arrived_by": came["step"] if came is not None and came["verdict"] == "emerged" else float("nan")})
     return pd.DataFrame(out)
 
 
-def last_step_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per probe, at the last step: the best layer's score, control and selectivity with intervals."""
-    rows = _series(scores)
-    out = []
-    for (run, probe), mine in rows.groupby(["run", "probe"], sort=False):
-        last = mine[mine["step"] == mine["step"].max()]
-        best = last.loc[last["score"].idxmax()]
-        verdict = ("selective" if best["selectivity_low"] > 0 else
-                   "not selective" if best["selectivity_low"] <= 0 <= best["selectivity_high"] else "below control")
-        out.append({"run": run, "probe": NAMES.get(probe, probe), "step": int(best["step"]),
-                    "best layer": int(best["layer"]), "score [95%]": _interval(best, "score"),
-                    "control [95%]": _interval(best, "control"),
-                    "selectivity [95%]": _interval(best, "selectivity"), "verdict": verdict})
-    return pd.DataFrame(out)
+def sentence(row) -> str:
+    """A probe's claim in words (one bullet of the page and the Overview)."""
+    said = (f"**{esc(row['name'])}** at step {row['step']:,}: most selective at layer {row['layer']}, selectivity "
+            f"{row['selectivity']:.2f} [{row['low']:.2f}, {row['high']:.2f}] against the random-init model's "
+            f"{row['random_init_bar']:.2f}: ")
+    if row["verdict"] == "selective":
+        said += "**selective**"
+        if pd.notna(row["arrived_by"]):
+            said += (f", from after step {row['arrived_after']:,.0f} by step {row['arrived_by']:,.0f}"
+                     if pd.notna(row["arrived_after"]) else f", from the first probed step ({row['arrived_by']:,.0f})")
+    elif row["verdict"] == "too_few":
+        said += "**too few eval sentences to tell**"
+    else:
+        said += "**not selective** beyond the untrained model (Holm over the layers)"
+        if row["emerged"] == "transient":
+            said += "; it was at an earlier step (transient)"
+    return said
 
 
-def _interval(row, column: str) -> str:
-    return f"{row[column]:.2f} [{row[f'{column}_low']:.2f}, {row[f'{column}_high']:.2f}]"
+def definitions_text(manifest: dict) -> str:
+    """What this run's probes implement (`probekit.analyses.probes.definitions`), if stated."""
+    from probekit.analyses import probes
+
+    define = getattr(probes, "definitions", None)
+    return define(dict(manifest.get("options", {}).get("probes", {}))) if define is not None else ""
 
 
 def section(page: Page, tables: dict, results) -> None:
@@ -159,25 +166,27 @@ def section(page: Page, tables: dict, results) -> None:
              "at random (Hewitt & Liang 2019) — and **selectivity** is the task's score minus the control's: a "
              "probe that does as well on its control has shown its own capacity, not the model's knowledge. "
              "Intervals are 95% percentile bootstrap intervals over the eval sentences (selectivity's paired).", "")
-    found = last_step_table(scores)
-    for row in found.itertuples():
-        page.add(PAGE, f"- **{esc(row.probe)}** at step {row.step}: layer {row[4]} scores {row[5]} against "
-                       f"{row[6]} on its control: selectivity {row[7]}, **{row.verdict}**.")
+    found = tables.get("findings")
+    claims = claims_table(found) if found is not None else pd.DataFrame()
+    if text := definitions_text(tables.get("manifest", {})):
+        page.add(PAGE, '??? info "Definitions: what this run computes"', "",
+                 *["    " + line if line else "" for line in text.splitlines()], "")
+    for _, row in claims.iterrows():
+        page.add(PAGE, f"- {sentence(row)}.")
+        page.finding(f"- Syntax probe — {sentence(row)}.")
     page.add(PAGE, "")
     page.figure(PAGE, ("probes", "layers"), layer_curves(scores),
                 "Each probe's score (solid, band: 95% interval) and selectivity (dashed) per layer against step")
     page.figure(PAGE, ("probes", "heatmaps"), layer_step_heatmaps(scores),
                 "Score and selectivity of every probe per layer × step")
-    arrivals = emergence_table(scores)
-    if len(arrivals):
-        page.add(PAGE, "## When each probe becomes selective", "",
-                 "Over the series: the first step some layer's selectivity interval lies above 0, and the first it "
-                 "lies above the random-init control's selectivity (or step 0's) — a probe that is selective on the "
-                 "untrained model reads word identity, not what training added.", "",
-                 *page.table(arrivals, ("probes", "emergence")))
     page.figure(PAGE, ("probes", "uuas"), uuas_curve(scores),
                 "Structural probe: UUAS against training step at the best layer, with its control task")
-    page.add(PAGE, *page.table(found.round(3), ("probes", "last")))
+    if len(claims):
+        page.add(PAGE, "## Each probe: selective, and since when", "",
+                 "A probe is *selective* when, at some layer, its selectivity's 95% interval lies above the "
+                 "random-init model's at that layer after Holm's correction over the layers; it *arrived* in "
+                 "(arrived_after, arrived_by] when it is so from then to the last step.", "",
+                 *page.table(claims.drop(columns="name"), ("probes", "claims")))
     page.configure(PAGE, title=TITLE)
     best = tables.get("syntax_best_heads")
     if best is None or best.empty:  # else the Syntax page's section adds it

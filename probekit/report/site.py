@@ -54,7 +54,7 @@ def build_report(results: str | Path, site: str | Path = "local/site", serve: bo
     registry = _registry()
     probed = ProbeResult.load(results)  # names are strings in the schema: folders named 100 stay "100"
     _check_site(site)
-    tables = {**probed.tables, "manifest": probed.manifest}
+    tables = {**probed.tables, "findings": probed.findings, "manifest": probed.manifest}
     staging = _staging_folder(site)
     try:
         page = Page(staging / "docs")

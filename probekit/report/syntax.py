@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from probekit.analyses.findings import main_findings, select
 from probekit.core.schema import CONTROL, POOLED
 from probekit.figures import plain, step_axis, subplots
 from probekit.report.markdown import esc
@@ -106,42 +107,57 @@ def figure_slider(page: Page, name: tuple, figures: list[tuple[str, Figure]], wh
     return slider(panes)
 
 
-def emergence_table(best: pd.DataFrame) -> pd.DataFrame:
-    """Per relation (dependent → head, the main line's run, most arcs first): when its best head first beats its
-    fixed-offset baseline, from which step it does to the last, and when it first rises above the random-init
-    control's best head."""
-    from probekit.analyses.syntax_heads import head_emergence
-
-    found = head_emergence(best)
-    main = _series(best)
-    found = found[(found["direction"] == DIRECTION) & found["run"].isin(set(main["run"]))]
-    step = lambda s: "never" if pd.isna(s) else f"{s:,.0f}"  # noqa: E731
-    return pd.DataFrame({"relation": found["relation"], "arcs": found["n"],
-                         "first beats its baseline": found["beats_baseline_at"].map(step),
-                         "beats it from": found["beats_baseline_from"].map(lambda s: "" if pd.isna(s) else f"{s:,.0f}"),
-                         "at the last step": found["beats_at_last"].map({True: "beats", False: "does not"}),
-                         "first above random init": found["above_init_at"].map(step)}).reset_index(drop=True)
-
-
-def emergence_sentence(table: pd.DataFrame) -> str:
-    """When the best heads first beat their baselines, in words (including when none ever does)."""
-    came = table[table["first beats its baseline"] != "never"]
-    if came.empty:
-        return (f"no relation's best head beats its fixed-offset baseline at any step ({len(table)} relations, "
-                "95% intervals over arcs)")
-    first = came.assign(_s=came["first beats its baseline"].str.replace(",", "").astype(float)).sort_values("_s")
-    names = ", ".join(f"{r} (step {s})" for r, s in zip(first["relation"][:5], first["first beats its baseline"][:5]))
-    return (f"{len(came)} of {len(table)} relations' best heads beat their fixed-offset baseline at some step, "
-            f"earliest {names}{', …' if len(came) > 5 else ''}")
+def emergence_table(found: pd.DataFrame) -> pd.DataFrame:
+    """Per relation and direction (most arcs first), from the findings rows: whether its best head is learned at
+    the last step (above its fixed-offset baseline and the random-init model's best head, Holm over the
+    relations) and when that arrived."""
+    learned = main_findings(select(found, "learned", "syntax-heads"))
+    learned = learned[learned["subject"] != "UUAS"]
+    if learned.empty:
+        return pd.DataFrame()
+    emerged = main_findings(select(found, "emerged", "syntax-heads")).drop_duplicates(["run", "benchmark", "subject"])
+    emerged = emerged.set_index(["run", "benchmark", "subject"])
+    rows = []
+    for _, row in learned.iterrows():
+        key = (row["run"], row["benchmark"], row["subject"])
+        came = emerged.loc[key] if key in emerged.index else None
+        rows.append({"relation": row["subject"], "arcs": int(row["n"]), "best head": row["detail"],
+                     "accuracy": row["value"], "low": row["low"], "high": row["high"], "bar": row["bar"],
+                     "p_holm": row["p_adjusted"], "verdict": row["verdict"],
+                     "emerged": came["verdict"] if came is not None else "",
+                     "arrived_after": came["step_low"] if came is not None else float("nan"),
+                     "arrived_by": came["step"] if came is not None and came["verdict"] == "emerged" else float("nan")})
+    return pd.DataFrame(rows).sort_values("arcs", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def verdict(last: pd.DataFrame) -> str:
-    """One sentence on the last step: which relations' best heads beat their baselines."""
-    beats = sorted(last.loc[last["beats_baseline"], "relation"].unique())
-    if not beats:
-        return "no syntactic head beats its fixed-offset baseline (95% intervals over arcs overlap or lie below)"
-    return (f"the best head beats its fixed-offset baseline for {len(beats)} of {last['relation'].nunique()} "
-            f"relations ({', '.join(beats[:8])}{', …' if len(beats) > 8 else ''})")
+def verdict(found: pd.DataFrame) -> str:
+    """One sentence from the findings rows: how many relations' best heads are learned at the last step, and the
+    UUAS claim."""
+    learned = main_findings(select(found, "learned", "syntax-heads"))
+    if learned.empty:
+        return "no syntactic head was judged"
+    relations = learned[learned["subject"] != "UUAS"]
+    beats = relations.loc[relations["verdict"] == "learned", "subject"].tolist()
+    step = learned["step"].max()
+    text = (f"at step {step:,.0f}, the best head beats both its fixed-offset baseline and the random-init model's "
+            f"best head for {len(beats)} of {len(relations)} relations"
+            + (f" ({', '.join(beats[:8])}{', …' if len(beats) > 8 else ''})" if beats else "")
+            + " (95% intervals over arcs, Holm over the relations)")
+    uuas = learned[learned["subject"] == "UUAS"]
+    if len(uuas):
+        u = uuas.iloc[0]
+        text += (f"; the best head's UUAS {u['value']:.2f} [{u['low']:.2f}, {u['high']:.2f}] is "
+                 + ("learned" if u["verdict"] == "learned" else "not learned")
+                 + f" (bar {u['bar']:.2f}: the random-init model's and the structural baseline's)")
+    return text
+
+
+def definitions_text(manifest: dict) -> str:
+    """What this run's syntactic heads implement (`probekit.analyses.syntax_heads.definitions`), if stated."""
+    from probekit.analyses import syntax_heads
+
+    define = getattr(syntax_heads, "definitions", None)
+    return define(dict(manifest.get("options", {}).get("syntax-heads", {}))) if define is not None else ""
 
 
 def section(page: Page, tables: dict, results) -> None:
@@ -152,23 +168,26 @@ def section(page: Page, tables: dict, results) -> None:
     step = rows["step"].max() if len(rows) else best["step"].max()
     last = rows[rows["step"] == step] if len(rows) else best[(best["step"] == step) & (best["direction"] == DIRECTION)]
     relations = top_relations(best)
+    found = tables.get("findings")
+    said = verdict(found) if found is not None else ""
     page.add(PAGE, f"# {TITLE}", "",
-             "Does one attention head attend from a word to its syntactic head (Clark et al. 2019)? Word-level "
-             "attention: mean over a word's query pieces, sum over its key pieces, special tokens out, rows "
-             "renormalised; a head is right on an arc when the dependent's most-attended word is its head. The "
-             "baseline is the best fixed offset per relation. Bands: 95% bootstrap over arcs.", "",
-             f"At step {step:,.0f}: {verdict(last)}.", "")
-    page.finding(f"Syntax (step {step:,.0f}): {verdict(last)}.")
+             "Does one attention head attend from a word to its syntactic head (Clark et al. 2019)? The baseline "
+             "is the best fixed offset per relation; a relation's best head is *learned* when its 95% interval "
+             "(bootstrap over arcs) lies above both the baseline's and the random-init model's best head's, after "
+             "Holm's correction over the relations (the findings' rule).", "", f"{said[0].upper() + said[1:]}.", "")
+    if text := definitions_text(tables.get("manifest", {})):
+        page.add(PAGE, '??? info "Definitions: what this run computes"', "",
+                 *["    " + line if line else "" for line in text.splitlines()], "")
+    page.finding(f"Syntax: {said}.")
     if len(rows):
         page.figure(PAGE, ("syntax", "best-heads"), best_head_curves(best, relations),
                     "Best head's accuracy per relation against step, with the fixed-offset baseline (dashed)")
-    table = emergence_table(best)
+    table = emergence_table(found) if found is not None else pd.DataFrame()
     if len(table):
-        page.add(PAGE, "## When each relation's best head beats its baseline", "",
-                 f"Over the series: {emergence_sentence(table)}. A step counts when the best head's 95% interval "
-                 "lies wholly above the baseline's; \"first above random init\" is the first step its interval lies "
-                 "above the random-init control's best head (or step 0's).", "",
-                 *page.table(table, ("syntax", "emergence")))
+        page.add(PAGE, "## Each relation's best head: learned, and since when", "",
+                 "Per relation at the last step (`bar`: the higher of the baseline's and the random-init model's "
+                 "upper bound; `p_holm`: Holm-adjusted over the relations) and the arrival interval of a lasting "
+                 "clearance of both bars.", "", *page.table(table, ("syntax", "emergence")))
     if heads is not None and len(heads):
         steps = sorted(heads.loc[heads["checkpoint"] != CONTROL, "step"].dropna().unique())
         figures = [(f"step {s:,.0f}", layer_heatmap(heads, relations, s)) for s in steps]
@@ -177,8 +196,9 @@ def section(page: Page, tables: dict, results) -> None:
                  "choose the checkpoint; click the map to enlarge it.", "",
                  *figure_slider(page, ("syntax", "layers"), figures, "relation × layer accuracy"))
     shown = last[["relation", "n", "layer", "head", "accuracy", "accuracy_low", "accuracy_high", "offset", "baseline",
-                  "baseline_low", "baseline_high", "beats_baseline"]].sort_values("n", ascending=False)
-    page.add(PAGE, "## Last step, every relation", "", *page.table(shown.round(3), ("syntax", "best-heads")))
+                  "baseline_low", "baseline_high"]].sort_values("n", ascending=False)
+    page.add(PAGE, "## Last step, every relation (the measurements; the verdicts are above)", "",
+             *page.table(shown.round(3), ("syntax", "best-heads")))
     uuas = tables.get("syntax_uuas")
     if uuas is not None and len(uuas):
         per_layer = uuas[(uuas["step"] == step) & uuas["best_in_layer"] & (uuas["checkpoint"] != CONTROL)]

@@ -1,18 +1,11 @@
 """Facts, grammar and syntax on one training-step axis: which arrives first.
 
-Made from the summary tables only, each signal with its own 95% interval and its own bar to clear:
-- facts: P@1 of each injected relation (`scores`; every group when none is injected), cleared when its interval
-  lies above the random-init control's (`probekit.analyses.stats.emergence_steps`, as on the Overview);
-- grammar: minimal-pair accuracy over the whole benchmark (`pair_accuracy`, level `all`), cleared when its
-  interval lies above chance, 0.5 (as on the Grammar page);
-- syntactic heads: the UUAS of the best head of the best layer (`syntax_uuas`), cleared when its interval lies
-  above the random-init control's best (or the run's step 0); and the first step any relation's best head beats
-  its fixed-offset baseline (`syntax_best_heads`, `head_emergence`);
-- probes: each probe's selectivity at its most selective layer (`probe_scores`), cleared when some layer's
-  selectivity interval lies above the random-init control's (`probe_emergence`).
-With several seeds the rows pooled over them are used; with several unrelated runs, the run with the most steps.
-The values are drawn raw, one row per kind of signal on a shared step axis (their scales differ: P@1, accuracy
-against 0.5, UUAS, a difference of accuracies), each arrival marked; the sentence is generated from the table.
+Drawn from the summary tables (facts: P@1 of each injected relation; grammar: minimal-pair accuracy over the whole
+benchmark; syntactic heads: the best head's UUAS; probes: selectivity at the most selective layer) and worded
+from the findings rows (`probekit.analyses.findings`): each signal's `arrives` row — its arrival interval (last
+probed step not cleared, first step of the lasting clearance] on its own checkpoints, or transient, or not
+established — and the `order` rows: two signals are ordered only when their intervals do not overlap, else they
+tie. The page computes no statistic.
 """
 
 from __future__ import annotations
@@ -20,37 +13,21 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
+from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.core.schema import CONTROL, POOLED
 from probekit.figures import plain, step_axis, subplots
 from probekit.report.markdown import esc
 from probekit.report.page import Page
 
 PAGE, TITLE = "timeline.md", "Which arrives first"
-ARRIVAL = ["signal", "kind", "run", "cleared", "arrives_at", "stays_from", "at_last"]
+ARRIVAL = ["signal", "kind", "verdict", "after", "by", "first_cleared", "through", "steps_probed", "run"]
 NAMES = {"upos": "UPOS probe", "deprel": "arc-label probe", "distance": "structural probe", "depth": "depth probe"}
 
 
 def _main(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the series' main line: pooled over seeds where there are, else the run with most steps; the
-    random-init control and rows without a step left out."""
-    rows = rows[rows["checkpoint"] != CONTROL].dropna(subset=["step"])
-    if rows.empty:
-        return rows
-    if (rows["run"] == POOLED).any():
-        return rows[rows["run"] == POOLED]
-    longest = rows.groupby("run", sort=False)["step"].nunique().idxmax()
-    return rows[rows["run"] == longest]
-
-
-def _stays(steps: list, flags: list) -> float:
-    from probekit.analyses.stats import first_and_last
-
-    return first_and_last(steps, flags)[1]
-
-
-def _bar(table: pd.DataFrame) -> str:
-    """What `probekit.analyses.stats.emergence_steps` compares with: the random-init control, else step 0."""
-    return "the random-init control's" if (table["checkpoint"] == CONTROL).any() else "step 0's"
+    """The rows of the series' main line (`probekit.analyses.findings.main_rows`), of its first run."""
+    rows = main_rows(rows)
+    return rows[rows["run"] == rows["run"].iloc[0]] if len(rows) else rows
 
 
 def facts_lines(scores: pd.DataFrame | None) -> pd.DataFrame:
@@ -97,97 +74,53 @@ def probe_lines(scores: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def arrival_table(tables: dict) -> pd.DataFrame:
-    """One row per signal: the first step it clears its bar (`arrives_at`, NaN: never), the step from which it
-    stays above it to the last checkpoint (for single lines: grammar, the heads' UUAS), and whether it is above
-    it at the last checkpoint (for groups: any of its relations or layers)."""
-    from probekit.analyses.probes import probe_emergence
-    from probekit.analyses.stats import emergence_steps
-    from probekit.analyses.syntax_heads import head_emergence
-
-    out = []
-    scores = tables.get("scores")
-    if scores is not None and len(scores):
-        facts = facts_lines(scores)
-        found = emergence_steps(scores)
-        found = found[found["run"].isin(set(facts["run"])) & found["group"].isin(set(facts["group"]))]
-        last = facts[facts["step"] == facts["step"].max()].set_index(["benchmark", "group", "line"])["low"]
-        for (bench, group), rows in found.groupby(["benchmark", "group"], sort=False):
-            first = rows.loc[rows["emerged_at"].idxmin()] if rows["emerged_at"].notna().any() else None
-            at_last = [last.get((bench, group, r.relation), float("nan")) > r.control_high
-                       for r in rows.itertuples()]
-            out.append({"signal": f"facts: {bench} ({group.replace('_', '-')})", "kind": "facts",
-                        "run": rows["run"].iloc[0], "cleared": f"P@1 of a relation above {_bar(scores)}"
-                        + (f" (first: {first['relation']})" if first is not None else ""),
-                        "arrives_at": rows["emerged_at"].min(), "stays_from": float("nan"), "at_last": any(at_last)})
-    for bench, line in grammar_lines(tables.get("pair_accuracy")).groupby("line", sort=False):
-        line = line.sort_values("step")
-        above = (line["low"] > 0.5).tolist()
-        out.append({"signal": f"grammar: {bench}", "kind": "grammar", "run": line["run"].iloc[0],
-                    "cleared": "accuracy above chance (0.5)",
-                    "arrives_at": float(line.loc[line["low"] > 0.5, "step"].min()),
-                    "stays_from": _stays(line["step"].tolist(), above), "at_last": bool(above[-1])})
-    uuas = tables.get("syntax_uuas")
-    heads = head_lines(uuas)
-    if len(heads):
-        control = uuas[(uuas["checkpoint"] == CONTROL) & uuas["best_in_layer"]]["uuas_high"]
-        start = heads.loc[heads["step"] == heads["step"].min(), "high"]
-        bar = float(control.max()) if len(control) else float(start.iloc[0])
-        later = heads[heads["step"] > (0 if len(control) else heads["step"].min())]
-        above = (heads["low"] > bar).tolist()
-        out.append({"signal": "syntactic heads: UUAS", "kind": "syntax heads", "run": heads["run"].iloc[0],
-                    "cleared": f"best head's UUAS above {_bar(uuas)} ({bar:.2f})",
-                    "arrives_at": float(later.loc[later["low"] > bar, "step"].min()),
-                    "stays_from": _stays(heads["step"].tolist(), above), "at_last": bool(above[-1])})
-    best = tables.get("syntax_best_heads")
-    if best is not None and len(best):
-        found = head_emergence(best)
-        found = found[found["run"] == _main(best)["run"].iloc[0]] if len(_main(best)) else found.iloc[:0]
-        if len(found):
-            first = found.loc[found["beats_baseline_at"].idxmin()] if found["beats_baseline_at"].notna().any() else None
-            out.append({"signal": "syntactic heads: a relation beats its offset", "kind": "syntax heads",
-                        "run": found["run"].iloc[0],
-                        "cleared": "a relation's best head above its fixed-offset baseline"
-                                   + (f" (first: {first['relation']}, {first['direction']})" if first is not None
-                                      else ""),
-                        "arrives_at": found["beats_baseline_at"].min(), "stays_from": float("nan"),
-                        "at_last": bool(found["beats_at_last"].any())})
-    probes = tables.get("probe_scores")
-    if probes is not None and len(probes):
-        main = _main(probes)
-        found = probe_emergence(probes)
-        found = found[found["run"].isin(set(main["run"]))]
-        bars = emergence_steps(probes, metric="selectivity", keys=("treebank", "probe", "layer"))
-        keys = ["treebank", "probe", "layer", "run"]
-        last = main[main["step"] == main["step"].max()].merge(
-            bars[[*keys, "control_high"]].rename(columns={"control_high": "_bar"}), on=keys)
-        above_at_last = set(last.loc[last["selectivity_low"] > last["_bar"], "probe"])
-        for probe, rows in found.groupby("probe", sort=False):
-            first = rows.loc[rows["selectivity_above_init_at"].idxmin()] if rows[
-                "selectivity_above_init_at"].notna().any() else None
-            out.append({"signal": NAMES.get(probe, probe), "kind": "probes", "run": rows["run"].iloc[0],
-                        "cleared": f"selectivity above {_bar(probes)}"
-                                   + (f" (first: layer {int(first['layer'])})" if first is not None else ""),
-                        "arrives_at": rows["selectivity_above_init_at"].min(), "stays_from": float("nan"),
-                        "at_last": probe in above_at_last})
-    return pd.DataFrame(out, columns=ARRIVAL)
+    """One row per signal, from the findings' `arrives` rows: its verdict (arrived, transient, not_established),
+    the arrival interval (`after`, `by`], the first step it cleared at all, through what (the relation, layer or
+    phenomenon that arrived first) and on how many probed steps it was judged."""
+    found = tables.get("findings")
+    if found is None or found.empty:
+        return pd.DataFrame(columns=ARRIVAL)
+    rows = main_findings(select(found, "arrives", "timeline"))
+    return pd.DataFrame({"signal": rows["subject"], "kind": rows["statistic"], "verdict": rows["verdict"],
+                         "after": rows["step_low"], "by": rows["step_high"], "first_cleared": rows["first_cleared"],
+                         "through": rows["detail"], "steps_probed": rows["steps"].fillna("").str.count(",") + 1,
+                         "run": rows["run"]}).reset_index(drop=True)
 
 
-def which_first(arrival: pd.DataFrame) -> str:
-    """The sentence: the signals in the order they clear their bars, those that never do, and the caveat that
-    the order is only as fine as the checkpoints."""
+def which_first(tables: dict) -> str:
+    """The sentence, from the findings' `order` and `arrives` rows: the signals that arrived in order where their
+    intervals allow it (ties said), then those transient or never established."""
+    found = tables.get("findings")
+    arrival = arrival_table(tables)
     if arrival.empty:
         return "nothing to compare: the run has none of facts, minimal pairs, syntax heads or probes"
-    came = arrival.dropna(subset=["arrives_at"]).sort_values("arrives_at", kind="stable")
-    never = arrival[arrival["arrives_at"].isna()]["signal"].tolist()
-    parts = []
-    for step, rows in came.groupby("arrives_at", sort=True):
-        names = [name if last else f"{name} (no longer at the last checkpoint)"
-                 for name, last in zip(rows["signal"], rows["at_last"])]
-        parts.append(f"{' and '.join(names)} at step {step:,.0f}")
-    text = ("first " + ", then ".join(parts)) if parts else "no signal clears its bar at any checkpoint"
-    if never and parts:
-        text += f"; never within these checkpoints: {', '.join(never)}"
-    return text + " (an order is only as fine as the checkpoints: one checkpoint apart may be a tie)"
+    came = arrival[arrival["verdict"] == "arrived"].sort_values(["by", "after"], kind="stable")
+    if came.empty:
+        text = "no signal arrives (clears its bar from some step to the last)"
+    else:
+        order = main_findings(select(found, "order", "timeline"))
+        verdict = {frozenset(str(s).split(" | ")): (v, d) for s, v, d in zip(order["subject"], order["verdict"],
+                                                                             order["detail"])}
+        names = came["signal"].tolist()
+        spans = [_span(r) for r in came.itertuples()]
+        parts = [f"{names[0]} ({spans[0]})"]
+        for k in range(1, len(names)):
+            v, first = verdict.get(frozenset((names[k - 1], names[k])), ("tie", ""))
+            joint = "then" if v == "before" and first == names[k - 1] else "tied with it,"
+            parts.append(f"{joint} {names[k]} ({spans[k]})")
+        text = "in order of arrival: " + " ".join(parts)
+    transient = arrival.loc[arrival["verdict"] == "transient", "signal"].tolist()
+    never = arrival.loc[~arrival["verdict"].isin(["arrived", "transient"]), "signal"].tolist()
+    if transient:
+        text += f"; transient (cleared, but not at the last step): {', '.join(transient)}"
+    if never:
+        text += f"; not established: {', '.join(never)}"
+    return text + (" (each arrival is an interval on its own probed steps; overlapping intervals tie)")
+
+
+def _span(row) -> str:
+    return (f"after step {row.after:,.0f}, by {row.by:,.0f}" if pd.notna(row.after)
+            else f"by step {row.by:,.0f}, its first probed")
 
 
 @plain
@@ -212,9 +145,12 @@ def timeline(tables: dict) -> Figure:
             ax.plot(line["step"], line["value"], color=colour, marker="o", ms=2.5, label=str(name))
         if reference is not None:
             ax.axhline(reference, color="grey", lw=1, ls="--")
-        for k, row in enumerate(arrival[(arrival["kind"] == kind) & arrival["arrives_at"].notna()].itertuples()):
-            ax.axvline(row.arrives_at, color="black", lw=1, ls=":")
-            ax.annotate(row.signal.split(": ")[-1], (row.arrives_at, 1 - 0.12 * (k + 1)), fontsize=6,
+        mine = arrival[(arrival["signal"].map(_kind_of) == kind) & (arrival["verdict"] == "arrived")]
+        for k, row in enumerate(mine.itertuples()):
+            start = row.after if pd.notna(row.after) else row.by
+            ax.axvspan(start, row.by, color="black", alpha=0.08, lw=0)
+            ax.axvline(row.by, color="black", lw=1, ls=":")
+            ax.annotate(row.signal.split(": ")[-1], (row.by, 1 - 0.12 * (k + 1)), fontsize=6,
                         xycoords=("data", "axes fraction"), xytext=(3, 0), textcoords="offset points")
         ax.set_ylabel(label, fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
@@ -222,28 +158,40 @@ def timeline(tables: dict) -> Figure:
         ax.set_xlabel("")
     axes[-1, 0].set_xlabel("training step")
     fig.suptitle("Raw values, one row per kind (scales differ), on a shared step axis; band: 95% interval; "
-                 "dashed: chance or 0; dotted: first step it clears its bar", fontsize=8)
+                 "dashed: chance or 0; shaded to the dotted line: the arrival interval (findings)", fontsize=8)
     fig.tight_layout()
     return fig
 
 
+def _kind_of(signal: str) -> str:
+    """The row of the figure a signal is drawn in."""
+    if signal.startswith("facts"):
+        return "facts"
+    if signal.startswith("grammar"):
+        return "grammar"
+    if signal.startswith("syntactic heads"):
+        return "syntax heads"
+    return "probes"
+
+
 def section(page: Page, tables: dict) -> None:
-    """The page "Which arrives first": the chart, the sentence and the table, when the run holds syntax and at
-    least one other signal (or two probes' worth of signals)."""
+    """The page "Which arrives first": the chart, the sentence and the table, when the run holds at least two
+    kinds of signal."""
     arrival = arrival_table(tables)
-    if arrival.empty or arrival["kind"].nunique() < 2:
+    if arrival.empty or arrival["signal"].map(_kind_of).nunique() < 2:
         return
-    sentence = which_first(arrival)
+    sentence = which_first(tables)
     page.add(PAGE, f"# {TITLE}: facts, grammar, syntax", "",
-             "Each signal against its own bar — facts: a relation's P@1 above the random-init control's (step 0's "
-             "where the series starts at step 0); grammar: minimal-pair accuracy above chance; syntactic heads: the "
-             "best head's UUAS above the random-init control's (or step 0's), and a relation's best head above its "
-             "fixed-offset baseline; probes: selectivity above the random-init control's (or step 0's) — all by 95% "
-             "intervals that do not overlap. With several seeds, the rows pooled over them.", "", f"**{esc(sentence[0].upper() + sentence[1:])}.**", "")
+             "Each signal against its own bar (the findings' rules) — facts: injected − held back above 0; grammar: "
+             "minimal-pair accuracy above chance; syntactic heads: a relation's best head, and the best head's "
+             "UUAS, above both the random-init model's and the structural baseline; probes: selectivity above the "
+             "random-init model's. A signal *arrives* in (after, by] when it clears its bar at `by` and at every "
+             "later probed step, `after` being the last probed step before that it did not; signals are probed at "
+             "different steps, so each interval is on the signal's own checkpoints and two signals are ordered "
+             "only when their intervals do not overlap.", "", f"**{esc(sentence[0].upper() + sentence[1:])}.**", "")
     page.finding(f"Which arrives first: {esc(sentence)}.")
     page.figure(PAGE, ("timeline",), timeline(tables),
-                "Facts, grammar, syntactic heads and probes on one step axis (raw values, 95% bands; dotted: arrival)")
-    shown = arrival.assign(arrives_at=arrival["arrives_at"].map(lambda s: "never" if pd.isna(s) else f"{s:,.0f}"),
-                           stays_from=arrival["stays_from"].map(lambda s: "" if pd.isna(s) else f"{s:,.0f}"))
-    page.add(PAGE, *page.table(shown, ("timeline",)))
+                "Facts, grammar, syntactic heads and probes on one step axis (raw values, 95% bands; shaded: "
+                "arrival interval)")
+    page.add(PAGE, *page.table(arrival, ("timeline",)))
     page.configure(PAGE, title=TITLE)
