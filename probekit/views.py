@@ -9,7 +9,9 @@ escaped JSON.
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from functools import lru_cache
 from html import escape
 from importlib import metadata
@@ -33,6 +35,9 @@ LIBRARIES = {  # name → (PyPI distribution, file inside it)
 }
 CDN_REQUIRE = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/require\.js/[^"]*"></script>')
 SCRIPT = re.compile(r'<script type="text/javascript">\n(.*)\n</script>', re.S)
+PARAMS = re.compile(r"const params = (\{.*?\}); // HACK", re.S)
+HEAD_VIEW_FUNCTION = "probekitHeadView"
+DECIMALS = 3  # attention weights shipped to a page: 0.001 is finer than the head view can show
 
 
 @lru_cache(maxsize=None)
@@ -154,6 +159,106 @@ def model_view(checkpoint: CheckpointLike, text: Text | None = None, include_lay
     html = bertviz_model_view(attention, tokens, sentence_b_start=sentence_b, include_layers=include_layers,
                               include_heads=include_heads, html_action="return").data
     return _deliver(offline(html, asset_prefix), html_action)
+
+
+def head_view_script() -> str:
+    """bertviz's head-view code once, as `window.probekitHeadView(params)`: draws one view into the element
+    whose id is `params.root_div_id`, fed the jQuery and d3 of `window.probekitLibs` (`library_scripts`).
+    A page that shows many head views loads this once and each view's parameters (`head_view_parts`) apart."""
+    import bertviz
+
+    code = (Path(bertviz.__file__).parent / "head_view.js").read_text(encoding="utf-8")
+    if "PYTHON_PARAMS" not in code or "requirejs(" not in code:
+        raise ProbekitError("unexpected bertviz head_view.js: no PYTHON_PARAMS marker (bertviz version changed?)")
+    code = code.replace("PYTHON_PARAMS", "probekitParams")
+    return (f"/* bertviz {_version('bertviz')} head view (Apache-2.0, Jesse Vig), its code unchanged, wrapped by "
+            f"probekit as a function: window.{HEAD_VIEW_FUNCTION}(params). */\n"
+            f"window.{HEAD_VIEW_FUNCTION} = function (probekitParams) {{ var libs = window.probekitLibs; "
+            "var require = {config: function () {}}; "
+            "var requirejs = function (deps, ready) { ready(libs.jquery, libs.d3); };\n" + code + "\n};\n")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def head_view_parts(cap: Capture, sentence: int = 0, layer: int | None = None, heads: list[int] | None = None,
+                    decimals: int = DECIMALS) -> tuple[str, dict]:
+    """bertviz's head view of one captured sentence in two parts: its HTML (the layer menu and an empty
+    drawing area, no script) and the parameters `head_view_script`'s function draws from, the attention
+    weights rounded to `decimals`. The parameters are plain JSON; tokens are in them, never in the HTML."""
+    from bertviz import head_view as bertviz_head_view
+
+    attention, tokens, sentence_b = _attention_for(cap, sentence)
+    attention = [a.double().round(decimals=decimals) for a in attention]  # float64: 0.123, not 0.12300000339
+    html = bertviz_head_view(attention, tokens, sentence_b_start=sentence_b, layer=layer, heads=heads,
+                             html_action="return").data
+    html = CDN_REQUIRE.sub("", html)
+    script = SCRIPT.search(html)
+    params = PARAMS.search(script.group(1)) if script else None
+    if params is None:
+        raise ProbekitError("unexpected bertviz HTML: no head-view parameters found (bertviz version changed?)")
+    return html[: script.start()].strip(), json.loads(params.group(1))
+
+
+def script_json(value) -> str:
+    """`value` as JSON that is safe inside an HTML `<script>` element (no `</`, no `<!--`)."""
+    return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
+
+
+def head_view_steps(checkpoints: dict[str, CheckpointLike] | list[CheckpointLike], text: Text | None = None,
+                    layer: int | None = None, heads: list[int] | None = None, html_action: str = "view",
+                    tokenizer: Tokenizer | None = None, sentence: int = 0):
+    """bertviz's head view of one sentence at several checkpoints behind a step slider: move the slider to
+    see how the heads changed over training. Each checkpoint's view is drawn when the slider first reaches
+    it; bertviz's code, jQuery and d3 are on the page once. Plain HTML and JavaScript (no widget, no
+    kernel needed), so it also draws in a notebook rendered to HTML.
+
+    Args:
+        checkpoints: `{label: checkpoint}` or a list (labelled by each checkpoint's name and step), e.g. a
+            whole `Series` (`list(series)`) or `{f"step {s}": series.at(s) for s in (0, 500, 5000)}`; each
+            as `head_view` takes it. The slider starts at the last one.
+        text: the sentence (or (A, B) pair) shown at every checkpoint.
+        layer, heads, html_action, tokenizer, sentence: as for `head_view`.
+    """
+    items = checkpoints.items() if isinstance(checkpoints, dict) else [(_label(c), c) for c in checkpoints]
+    panes, data = [], []
+    for label, checkpoint in items:
+        html, params = head_view_parts(_as_capture(checkpoint, text, tokenizer), sentence, layer, heads)
+        panes.append((str(label), html))
+        data.append(params)
+    if not panes:
+        raise ProbekitError("head_view_steps needs at least one checkpoint")
+    box = f"probekit-steps-{uuid.uuid4().hex}"
+    last = len(panes) - 1
+    body = "".join(f'<div class="probekit-nb-step" data-label="{escape(label)}" style="display:none">{html}</div>'
+                   for label, html in panes)
+    script = (f"<script>(function () {{ var box = document.getElementById({json.dumps(box)}); "
+              f"var data = JSON.parse(box.querySelector('script[type=\"application/json\"]').textContent); "
+              "var input = box.querySelector('input'), label = box.querySelector('.probekit-nb-label'); "
+              "var panes = box.querySelectorAll('.probekit-nb-step'), drawn = {}; "
+              "function show(i) { panes.forEach(function (p, k) { p.style.display = k === i ? '' : 'none'; }); "
+              "label.textContent = panes[i].getAttribute('data-label'); "
+              "if (!drawn[i]) { drawn[i] = true; var params = data[i]; "
+              "params.root_div_id = panes[i].querySelector('[id^=bertviz-]').id; "
+              f"window.{HEAD_VIEW_FUNCTION}(params); }} }} "
+              "input.addEventListener('input', function () { show(parseInt(input.value, 10)); }); "
+              "show(parseInt(input.value, 10)); })();</script>")
+    html = (library_scripts() + "<script>" + head_view_script().replace("</", "<\\/") + "</script>"
+            + f'<div id="{box}" class="probekit-nb-steps"><label>checkpoint <input type="range" min="0" '
+            f'max="{last}" value="{last}" step="1" aria-label="checkpoint"></label> '
+            f'<b class="probekit-nb-label"></b>'
+            f'<script type="application/json">{script_json(data)}</script>{body}</div>' + script)
+    return _deliver(html, html_action)
+
+
+def _label(checkpoint) -> str:
+    step = getattr(checkpoint, "step", None)
+    name = getattr(checkpoint, "name", None) or str(checkpoint)
+    return f"{name} (step {step:,})" if isinstance(step, int) else name
 
 
 def compare_heads(checkpoints: dict[str, CheckpointLike] | list[CheckpointLike], text: Text, layer: int = 0,

@@ -1,8 +1,16 @@
 """The Attention and Q/K/V pages, from the capture analysis: head metrics over training, the head view and
-attention maps of every captured checkpoint behind a step slider, and Q·Kᵀ scores beside their attention."""
+attention maps of every captured checkpoint behind a step slider, and Q·Kᵀ scores beside their attention,
+also behind the step slider.
+
+Both pages load fast: bertviz's code, jQuery and d3 are on the page once (files under assets/), and each
+checkpoint's numbers are a script of their own under attention/ (weights rounded to 3 decimals), injected by
+assets/probekit.js when the slider first reaches that checkpoint. A `<script src>` loads from file://, where
+Chromium refuses fetch() of local files; the page weighs the same with 5 checkpoints or 50.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -12,8 +20,12 @@ from probekit.figures import attention_maps, qk_scores
 from probekit.analyses.metrics import js_divergence
 from probekit.report import plots
 from probekit.report.markdown import esc
+from probekit.models.hooks import hook_name
 from probekit.report.page import Page, figure_link, slider
-from probekit.views import head_view
+from probekit.views import head_view_parts, head_view_script, library_scripts
+
+HEAD_VIEW_ASSET = "headview.js"  # bertviz's code once, under assets/
+LAZY = "attention"  # the folder of the per-checkpoint scripts
 
 ATTENTION, QKV = "attention.md", "qkv.md"
 
@@ -65,29 +77,92 @@ def attention(page: Page, tables: dict, captures: list, sentence: int) -> None:
 
 def step_slider(page: Page, captures: list, sentence: int) -> list[str]:
     """bertviz's head view and the attention maps of every captured checkpoint, one shown at a time, chosen
-    with a slider (the last checkpoint first)."""
+    with a slider (the last checkpoint first). Each head view's weights are a script of their own, loaded when
+    the slider reaches it; the maps are PNGs the browser loads when shown."""
+    (page.docs / "assets" / HEAD_VIEW_ASSET).write_text(head_view_script(), encoding="utf-8")
     panes = []
     for name, step, path in captures:
         cap = Capture.load(path)
-        html = head_view(cap, sentence=sentence, html_action="return", asset_prefix="assets/").data
+        html, params = head_view_parts(cap, sentence)
+        lazy = lazy_data(page, page.unique("headview", name), params)
         stem = page.unique("maps", name)
         attention_maps(cap, sentence, f"{name} (step {step:,})").savefig(
             page.docs / "figures" / f"{stem}.png", dpi=90)  # laid out already (constrained)
         label = f"{esc(name)} (step {step:,})"
-        panes.append((label, f'<div class="probekit-headview">{html}</div>'
+        panes.append((label, f'<div class="probekit-headview" data-probekit-lazy="headview" {lazy}>{html}</div>'
                              + figure_link(stem, f"attention of every head at {label}")))
     tokens = " ".join(Capture.load(captures[-1][2]).tokens[sentence])
     return ["## Head view and attention maps at every checkpoint (interactive, offline)", "",
             f"Sentence: “{esc(tokens)}”. Move the slider to choose the checkpoint; in the head view hover a token, "
             "double-click a head colour to isolate it; click the maps to enlarge them.", "",
+            library_scripts("assets/") + f'<script src="assets/{HEAD_VIEW_ASSET}"></script>', "",
             *slider(panes)]
 
 
+def lazy_data(page: Page, stem: str, value) -> str:
+    """Write `value` as attention/`stem`.js (a script that files it under `window.probekitData[stem]`); the
+    attributes that let assets/probekit.js load it when its pane is shown."""
+    folder = page.docs / LAZY
+    folder.mkdir(exist_ok=True)
+    key = json.dumps(stem)
+    (folder / f"{stem}.js").write_text(
+        f"(window.probekitData = window.probekitData || {{}})[{key}] = "
+        + json.dumps(value, separators=(",", ":")) + ";\n", encoding="utf-8")
+    return f'data-key="{stem}" data-src="{LAZY}/{stem}.js"'
+
+
+QKV_INTRO = [
+    "Each head turns every token's hidden state into a **query** (what this token looks for), a **key** (what "
+    "it offers to others) and a **value** (what it passes on when attended to). The score of query token *i* "
+    "for key token *j* is q<sub>i</sub>·k<sub>j</sub>/√d; a softmax over each row turns the scores into the "
+    "attention weights the [Attention](attention.md) page draws. Below, per head, the scores (left, red above "
+    "zero, blue below) beside the attention they become (right), on the sentence whose attention changed most.",
+    "",
+    "What to look for, moving the slider from the first checkpoint to the last:",
+    "",
+    "- **At initialisation** the scores are small and alike, so every row's attention is near uniform.",
+    "- **A head that has learnt a pattern** has one score standing out per row: a band just left of the "
+    "diagonal for a previous-token head, a bright column at [CLS] or [SEP] for a head that parks its attention "
+    "there (a no-op), a bright diagonal for attention to the token itself.",
+    "- **Compare within a row, not across rows**: the softmax ignores a constant added to a row, so only the "
+    "differences between a row's scores matter. A spread of a few units already gives a near one-hot row.",
+    "- **Sharper without turning**: the norms chart shows queries and keys growing over training; longer "
+    "vectors spread the scores and sharpen the attention even where their directions stay the same.",
+    "",
+]
+
+
+def qk_data(cap: Capture, sentence: int) -> dict:
+    """One checkpoint's Q·Kᵀ/√d scores (2 decimals) and attention (3 decimals) of every layer and head on
+    `sentence`, as [layer][head][query][key] lists, with its tokens."""
+    length = int(cap.attention_mask[sentence].sum())
+    scores, attention = [], []
+    for layer in range(cap.n_layers):
+        q = cap[hook_name(layer, "attn.hook_q")][sentence, :length].transpose(0, 1).double()  # [head, pos, d]
+        k = cap[hook_name(layer, "attn.hook_k")][sentence, :length].transpose(0, 1).double()
+        scores.append((q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).round(decimals=2).tolist())
+        attention.append(cap.pattern(layer)[sentence, :, :length, :length].double().round(decimals=3).tolist())
+    return {"tokens": list(cap.tokens[sentence][:length]), "scores": scores, "attention": attention}
+
+
 def qkv(page: Page, tables: dict, captures: list, final: Capture, sentence: int) -> None:
-    """Q, K and V norms over training, and at the last captured checkpoint each layer's Q·Kᵀ scores."""
-    page.add(QKV, "# Q/K/V", "")
+    """What Q·K scores show and what to look for; Q, K and V norms over training; each layer's Q·Kᵀ scores
+    beside their attention at every captured checkpoint behind the step slider (drawn by assets/probekit.js
+    from a per-checkpoint script, loaded when the slider reaches it); the last checkpoint's as figures."""
+    page.add(QKV, "# Q/K/V", "", *QKV_INTRO)
     page.figure(QKV, ("norms",), plots.head_trajectories(tables["heads"], ["q_norm", "k_norm", "v_norm"]),
                 "Mean L2 norm of each head's queries, keys and values over training")
+    panes = []
+    for name, step, path in captures:
+        cap = final if path == captures[-1][2] else Capture.load(path)
+        lazy = lazy_data(page, page.unique("qk", name), qk_data(cap, sentence))
+        panes.append((f"{esc(name)} (step {step:,})",
+                      f'<div class="probekit-qk" data-probekit-lazy="qk" {lazy}></div>'))
+    tokens = " ".join(final.tokens[sentence])
+    page.add(QKV, "## Q·Kᵀ scores and attention at every checkpoint (interactive)", "",
+             f"Sentence: “{esc(tokens)}”. Move the slider to choose the checkpoint and the menu to choose the layer; "
+             "hover a cell for its query, key, score and weight.", "", *slider(panes))
+    page.add(QKV, f"## Every layer at {esc(captures[-1][0])} (figures for papers)", "")
     for layer in range(final.n_layers):
         page.figure(QKV, ("qk-layer", layer), qk_scores(final, layer, sentence),
                     f"Layer {layer} at {captures[-1][0]}: Q·Kᵀ/√d scores beside the attention they become")

@@ -173,3 +173,130 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();
+
+/* Lazy panes (the Attention and Q/K/V pages): an element with data-probekit-lazy="KIND", data-key and data-src
+   is drawn when it is shown. Its numbers are a script (data-src) that files them under
+   window.probekitData[key]; it is injected on first show, since a <script src> loads from file:// where
+   Chromium refuses fetch() of local files. KIND "headview": bertviz's head view (assets/headview.js);
+   "qk": Q·Kᵀ scores beside attention, one layer at a time, drawn with Vega-Lite. */
+(function () {
+  "use strict";
+
+  var requested = {};
+
+  function qkSpec(data, layer, dark) {
+    var n = data.tokens.length, values = [];
+    var names = data.tokens.map(function (t, i) { return i + " " + t; });
+    data.scores[layer].forEach(function (rows, head) {
+      for (var q = 0; q < n; q++) {
+        for (var k = 0; k < n; k++) {
+          values.push({head: "head " + head, query: names[q], key: names[k], score: rows[q][k],
+                       attention: data.attention[layer][head][q][k]});
+        }
+      }
+    });
+    var side = Math.max(120, Math.min(260, 14 * n));
+    function panel(head, field, scheme, title) {
+      var scale = field === "score" ? {scheme: scheme, domainMid: 0, reverse: true} : {scheme: scheme, domain: [0, 1]};
+      return {
+        width: side, height: side, mark: "rect", title: title,
+        transform: [{filter: {field: "head", equal: head}}],
+        encoding: {
+          x: {field: "key", type: "ordinal", sort: names, axis: {labelFontSize: 8, title: "key"}},
+          y: {field: "query", type: "ordinal", sort: names, axis: {labelFontSize: 8, title: "query"}},
+          color: {field: field, type: "quantitative", scale: scale, title: field === "score" ? "Q·K/√d" : field},
+          tooltip: [{field: "head"}, {field: "query"}, {field: "key"},
+                    {field: "score", type: "quantitative", title: "Q·K/√d", format: ".2f"},
+                    {field: "attention", type: "quantitative", format: ".3f"}]
+        }
+      };
+    }
+    return {
+      $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+      data: {values: values},
+      vconcat: data.scores[layer].map(function (_, head) {
+        var name = "head " + head;
+        return {hconcat: [panel(name, "score", "redblue", name + ": Q·Kᵀ/√d"),
+                          panel(name, "attention", "blues", name + ": attention")],
+                resolve: {scale: {color: "independent"}}};
+      }),
+      resolve: {scale: {color: "independent"}},
+      config: {background: dark ? "transparent" : "white"}
+    };
+  }
+
+  function drawQk(box, data) {
+    var menu = document.createElement("select"), view = document.createElement("div");
+    menu.setAttribute("aria-label", "layer");
+    data.scores.forEach(function (_, layer) {
+      var option = document.createElement("option");
+      option.value = layer;
+      option.textContent = "layer " + layer;
+      menu.appendChild(option);
+    });
+    var label = document.createElement("label");
+    label.textContent = "Layer: ";
+    label.appendChild(menu);
+    box.appendChild(label);
+    box.appendChild(view);
+    function render() {
+      var dark = document.body.getAttribute("data-md-color-scheme") === "slate";
+      var options = {actions: {export: true, source: false, compiled: false, editor: false}, renderer: "svg"};
+      if (dark) options.theme = "dark";
+      vegaEmbed(view, qkSpec(data, parseInt(menu.value, 10), dark), options).catch(function (err) {
+        view.textContent = "chart failed: " + err;
+        console.error(err);
+      });
+    }
+    menu.addEventListener("change", render);
+    render();
+  }
+
+  var DRAW = {
+    headview: function (box, data) {
+      var params = JSON.parse(JSON.stringify(data));
+      params.root_div_id = box.querySelector("[id^='bertviz-']").id;
+      window.probekitHeadView(params);
+    },
+    qk: drawQk
+  };
+
+  function draw(box) {
+    var data = (window.probekitData || {})[box.getAttribute("data-key")];
+    if (!data || box.getAttribute("data-drawn")) return;
+    box.setAttribute("data-drawn", "1");
+    DRAW[box.getAttribute("data-probekit-lazy")](box, data);
+  }
+
+  function load(box) {
+    if (box.getAttribute("data-drawn")) return;
+    if ((window.probekitData || {})[box.getAttribute("data-key")]) { draw(box); return; }
+    var src = box.getAttribute("data-src");
+    if (requested[src]) return;
+    requested[src] = true;
+    var script = document.createElement("script");
+    script.src = src;
+    script.onload = function () { draw(box); };
+    script.onerror = function () { box.textContent = "could not load " + src; };
+    document.head.appendChild(script);
+  }
+
+  function shown(box) {
+    var pane = box.closest(".probekit-step");
+    return !pane || pane.style.display !== "none";
+  }
+
+  function loadShown() {
+    document.querySelectorAll("[data-probekit-lazy]").forEach(function (box) { if (shown(box)) load(box); });
+  }
+
+  function start() {
+    document.querySelectorAll(".probekit-steps input[type=range]").forEach(function (input) {
+      input.addEventListener("input", loadShown);  // after sliders()' own listener: the new pane is shown
+    });
+    loadShown();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
