@@ -378,13 +378,12 @@ def test_the_notebook_draws_the_heatmap_and_curves(traced):
         tracing_curves(result, "nope")
 
 
-def test_the_tracing_words_come_from_the_tables():
+def test_best_sites_and_emergence_from_the_scores():
     """The best site is the one whose absolute effect rose most above the control's, never the last layer's
     residual stream (clean by construction at the [MASK]); it stands out when its effect interval lies above
-    the control's and 0; it formed at the first such step; it moved when its layer changed; the finding names
-    it with its share, its effect and when it formed, or says that none stands out."""
+    the control's and 0; it formed at the first such step; it moved when its layer changed. (The words the
+    report says are the findings' — `probekit.analyses.findings` — and tested there.)"""
     from probekit.analyses.tracing import best_sites, site_emergence
-    from probekit.report.tracing import movement, sentence
 
     rows = []
     for checkpoint, step, level in (("random-init", None, 0.0), ("c-0", 0, 0.0), ("c-5", 5, 0.5), ("c-9", 9, 0.8)):
@@ -410,13 +409,6 @@ def test_the_tracing_words_come_from_the_tables():
     found = site_emergence(scores)
     formed = found[(found["component"] == "mlp") & (found["layer"] == 0)]["emerged_at"].iloc[0]
     assert formed == 5 and found[found["component"] == "resid"]["emerged_at"].isna().all()  # never above control
-    text = sentence("capital", at.loc[9], 9, formed)
-    assert text == ("**capital**: restoring the MLP output at layer 0, last subject piece brings back 0.80 of the "
-                    "answer (p +0.080 [+0.070, +0.090]) at step 9; it first rose above the random-init control at "
-                    "step 5")
-    assert "no site stands out" in sentence("capital", at.loc[0], 0, None)
-    assert movement(best) == "The best site moves between layers over training: layer 1 → 0 at step 9."
-    assert "stays at layer 0" in movement(best[best["step"] != 5])
     wide = scores[scores["step"] == 9].copy()  # a site of larger mean gain whose interval reaches below the bar
     wide = wide[wide["component"] == "attn"].assign(component="mlp", layer=1, role="subject_first", effect=0.2,
                                                     effect_low=-0.05, effect_high=0.45)
@@ -606,3 +598,75 @@ def test_subject_swap_through_probe_counts_the_skipped(tiny_series, tiny_benchma
     for (checkpoint, relation), got in scores.groupby(["checkpoint", "relation"]):
         expected = skipped[(skipped["checkpoint"] == checkpoint) & (skipped["relation"] == relation)]
         assert set(got["skipped"]) == {len(expected)}
+
+
+# ---------------------------------------------------------------- multi-piece answers, K draws, σ, the share
+
+
+WORDS = ("Rome Paris Tokyo Cairo Lima Nairobi Madrid Santiago city river king queen people music the of and north "
+         "south old new war language capital").split()
+
+
+def answers_of_1_to_6_pieces(tok) -> pd.DataFrame:
+    """Prompts `The capital of Italy is [MASK].` whose answers are spelled by 1, 2, … 6 pieces: words that are one
+    piece each after a space, joined (found with the tokenizer alone)."""
+    single = [w for w in WORDS if len(tok(f"The capital of Italy is {w}.", add_special_tokens=False)["input_ids"])
+              == len(tok("The capital of Italy is.", add_special_tokens=False)["input_ids"]) + 1]
+    assert len(single) >= 6
+    frame = pd.DataFrame({"relation": "capital", "template": "The capital of [X] is [MASK].", "subject": "Italy",
+                          "answer": [" ".join(single[:k]) for k in range(1, 7)]})
+    frame["prompt"] = "The capital of Italy is [MASK]."
+    return frame
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_restoring_the_last_layer_at_every_mask_gives_the_clean_answer(models, model_type):
+    """Issue 32: restoring the last layer's residual stream at every [MASK] is the clean run, whatever the noise
+    — for answers of 1 to 6 pieces, scored jointly over their masks. The reference is a plain forward-hook loop
+    on the stock HF modules (the last block's output patched at the masks, the noise added to the embeddings
+    module's output); probekit's mask row equals it and p_clean to 1e-5 in log-probability, with K = 2 draws."""
+    from probekit.analyses.tracing import role_rows
+
+    model, tok, _ = models[model_type]
+    limit = max_tokens(model.config)
+    frame = answers_of_1_to_6_pieces(tok)
+    sites = prompt_sites(frame, tok, encode_prompts(frame, tok, limit), limit)
+    assert sorted(len(site.gold) for site in sites.values()) == [1, 2, 3, 4, 5, 6]
+    embeddings, blocks, _ = modules(model, model_type)
+    last = n_layers(model) - 1
+    for site in sites.values():
+        assert tok.decode(site.gold).strip() == frame.at[site.index, "answer"].lower() if model_type == "bert" \
+            else tok.decode(site.gold).strip() == frame.at[site.index, "answer"]
+        ids = torch.tensor([site.ids])
+        draws = torch.stack([noise(site, model, scale=3.0, seed=s) for s in (0, 1)])
+        clean = {}
+        handle = blocks[-1].register_forward_hook(lambda m, a, o: clean.__setitem__("last", first(o).clone()))
+        p_clean = gold_probability(model, ids, site)
+        handle.remove()
+
+        def patch(module, args, output):
+            value = first(output).clone()
+            value[0, site.masks] = clean["last"][0, site.masks]
+            return replace_first(output, value)
+
+        corrupt, restored = [], []
+        for eps in draws:
+            handles = [embeddings.register_forward_hook(noising(site, eps))]
+            corrupt.append(gold_probability(model, ids, site))
+            handles.append(blocks[-1].register_forward_hook(patch))
+            restored.append(gold_probability(model, ids, site))
+            for h in handles:
+                h.remove()
+        assert abs(np.log(np.mean(corrupt) / p_clean)) > 1e-3  # the noise does something
+        assert np.log(np.mean(restored)) == pytest.approx(np.log(p_clean), abs=1e-5)  # the reference's property
+
+        ours = trace(model, site, draws, ["resid"], max_rows=5)
+        assert np.log(ours.p_clean) == pytest.approx(np.log(p_clean), abs=1e-5)
+        assert np.log(ours.p_corrupt) == pytest.approx(np.log(np.mean(corrupt)), abs=1e-5)
+        rows = pd.DataFrame(role_rows(ours, site))
+        row = rows[(rows["component"] == "resid") & (rows["layer"] == last) & (rows["role"] == "mask")].iloc[0]
+        assert row["positions"] == len(site.gold) and row["samples"] == 2
+        assert np.log(row["p_restored"]) == pytest.approx(np.log(p_clean), abs=1e-5)
+        assert row["restoration"] == pytest.approx(1.0, abs=1e-4)
+        if len(site.gold) > 1:  # one mask of several restored is not the answer's read-out
+            assert abs(np.log(ours.restored["resid"][last, site.masks[0]] / p_clean)) > 1e-3

@@ -230,17 +230,9 @@ class TracingOptions(Options):
                          flag="--attribution-metric", choices=("prob", "logprob"))
 
     def validate(self, analysis: str) -> None:
-        import dataclasses
-        import math
-
         from probekit.core.errors import ProbekitError
 
-        for f in dataclasses.fields(self):  # nan and inf pass every comparison: refused like a value out of range
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ProbekitError(f"analysis {analysis!r}: option {f.name}={value!r} is outside "
-                                    f"[{f.metadata.get('low')}, {f.metadata.get('high')}]")
-        super().validate(analysis)
+        super().validate(analysis)  # the bounds, NaN and inf refused as out of range
         unknown = [c for c in self.parts() if c not in COMPONENTS]
         if unknown or not self.parts():
             raise ProbekitError(f"analysis {analysis!r}: option components={self.components!r}: use a "
