@@ -120,7 +120,7 @@ def paragraph(found, commit: str, benchmark: str | None = BENCHMARK) -> str:
     steps = sorted(s for s in last_steps if _finite(s))
     at = (f"step {_step(steps[0])}" if len(steps) == 1 else
           "steps " + _joined([_step(s) for s in steps]))
-    said = {"above": "above zero", "tie": "including zero (a tie)", "below": "below zero",
+    said = {"above": "above zero", "tie": "not clear of zero (a tie)", "below": "below zero",
             "too_few": "on too few prompts to judge"}
     verdicts = [f"{said.get(v, v)} for {_joined(items)}" for v, items in differences.items()]
     every = len(differences) == 1 and "above" in differences
