@@ -423,3 +423,68 @@ def test_seeds_and_seed_together_are_refused(tiny_dir, tmp_path):
     assert result.exit_code == 2 and "--seed or --seeds" in result.output
     result = CliRunner().invoke(main, tiny_args(tiny_dir, tmp_path / "x", "--seeds", "1,1"))
     assert result.exit_code == 2 and "distinct seeds" in result.output
+
+
+TRAIN_SCRIPT = """
+import sys
+from probekit.core.log import show_messages
+from probekit.training.presets import get_preset
+from probekit.training.trainer import train
+show_messages()
+recipe = get_preset("default", hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, block_size=32,
+                    max_position=64, batch_size=8, max_steps=20, log_until=4, save_every=10)
+train(sys.argv[1], recipe, corpus=sys.argv[2], tokenizer=sys.argv[3])
+"""
+
+
+def run_training(tiny_dir, out, terminal: bool) -> str:
+    """A 20-step training run in a process of its own, its stdout and stderr a pipe (as a log file is) or a
+    pseudo-terminal; everything it printed."""
+    cmd = [sys.executable, "-c", TRAIN_SCRIPT, str(out), str(tiny_dir / "corpus.txt"), str(tiny_dir / "vocab.txt")]
+    env = {**os.environ, "PROBEKIT_PROGRESS": "1", "COLUMNS": "120"}
+    if not terminal:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stdout
+        return proc.stdout
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a new pty is 0 columns wide
+    proc = subprocess.Popen(cmd, stdout=follower, stderr=follower, stdin=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process has finished writing
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_a_log_file_gets_a_line_per_tenth_of_training_and_no_bars(tiny_dir, tmp_path):
+    out = run_training(tiny_dir, tmp_path / "run", terminal=False)
+    lines = out.splitlines()
+    assert "\r" not in out and "it/s" not in out and "Writing model shards" not in out
+    assert "{'loss'" not in out and "'train_runtime'" not in out and "%|" not in out
+    progress = [line for line in lines if line.startswith("step ") and "tokens/s" in line]
+    assert [line.split()[1] for line in progress] == [f"{s}/20" for s in range(2, 21, 2)], out
+    assert "loss 3." in progress[-1] and "held-out loss" in progress[-1] and "(100%)" in progress[-1]
+    assert "held-out MLM loss" not in out  # folded into the progress lines
+    assert any(line.startswith("training BertForMaskedLM") for line in lines)
+    assert any(line.startswith("trained 20 steps") for line in lines)
+    assert len(lines) <= 16, out
+
+
+def test_a_terminal_keeps_the_bars(tiny_dir, tmp_path):
+    out = run_training(tiny_dir, tmp_path / "run", terminal=True)
+    assert "20/20" in out and "it/s" in out  # tqdm's bar
+    assert "held-out MLM loss" in out
+    assert not [line for line in out.splitlines() if line.startswith("step ") and "tokens/s" in line]

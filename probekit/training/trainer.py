@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,8 @@ from transformers import (
     BertForPreTraining,
     DataCollatorForLanguageModeling,
     PreTrainedTokenizerBase,
+    PrinterCallback,
+    ProgressCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -49,6 +52,7 @@ from probekit.training.folders import (
     seed_folder,
     write_run_record,
 )
+from probekit.core import log
 from probekit.core.log import logger
 from probekit.training.presets import PRESETS, Recipe
 from probekit.training.vocab import load_tokenizer, train_wordpiece, vocab_fingerprint, wordpiece_size
@@ -175,10 +179,12 @@ class RecipeTrainer(Trainer):
 class ScheduledSaves(TrainerCallback):
     """Save at the scheduled steps only, and score the fixed held-out set there."""
 
-    def __init__(self, steps: list[int], eval_set: dict[str, torch.Tensor] | None, started: float):
+    def __init__(self, steps: list[int], eval_set: dict[str, torch.Tensor] | None, started: float,
+                 quiet: bool = False):
         self.steps = set(steps)
         self.eval_set = eval_set
         self.started = started
+        self.quiet = quiet  # the held-out loss goes into ProgressLines' lines instead of a line of its own
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step not in self.steps:
@@ -188,8 +194,58 @@ class ScheduledSaves(TrainerCallback):
             loss = masked_lm_loss(model, self.eval_set)
             state.log_history.append({"step": state.global_step, "eval_loss": round(loss, 4),
                                       "elapsed_s": round(time.time() - self.started, 2)})
-            logger.info(f"step {state.global_step}: held-out MLM loss {loss:.3f}")
+            (logger.debug if self.quiet else logger.info)(f"step {state.global_step}: held-out MLM loss {loss:.3f}")
         return control
+
+
+class ProgressLines(TrainerCallback):
+    """Where no one watches a bar (output to a log file): one line every `share` of training, with the step,
+    the training loss (mean over the logged steps since the last line), the last held-out loss and the real
+    tokens per second since the last line, instead of HF's per-step bar and loss dicts."""
+
+    def __init__(self, max_steps: int, tokens_per_step: float, share: float = 0.1):
+        every = max(1, round(max_steps * share))
+        self.marks = set(range(every, max_steps + 1, every)) | {max_steps}
+        self.max_steps, self.tokens_per_step = max_steps, tokens_per_step
+        self.losses: list[float] = []
+        self.last: tuple[int, float] | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = (state.global_step, time.time())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = state.global_step
+        if step not in self.marks or not state.is_world_process_zero:
+            return control
+        before, then = self.last or (0, time.time())
+        now = time.time()
+        speed = (step - before) * self.tokens_per_step / max(now - then, 1e-9)
+        held_out = next((h for h in reversed(state.log_history) if "eval_loss" in h), None)
+        parts = [f"step {step:,}/{self.max_steps:,} ({step / self.max_steps:.0%})"]
+        if self.losses:
+            parts.append(f"loss {sum(self.losses) / len(self.losses):.3f}")
+        if held_out is not None:
+            parts.append(f"held-out loss {held_out['eval_loss']:.3f} (at step {held_out['step']:,})")
+        parts.append(f"{speed:,.0f} tokens/s")
+        logger.info(", ".join(parts))
+        self.losses, self.last = [], (step, now)
+        return control
+
+
+def watched() -> bool:
+    """Whether someone watches progress bars: stdout and stderr are a terminal, or this runs in a notebook
+    (whose front end draws them); never when `probekit.set_progress(False)` or PROBEKIT_PROGRESS=0."""
+    if not log._progress:
+        return False
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+        return True
+    return all(stream is not None and stream.isatty() for stream in (sys.stdout, sys.stderr))
 
 
 # ---------------------------------------------------------------- the recipe
@@ -271,9 +327,17 @@ def train(
             if recipe.masked_only_decoder:
                 model.masked_budget = recipe.mlm_probability
     steps = checkpoint_steps(max_steps, run_recipe.log_until, run_recipe.save_every)
+    bars = watched()
+    args.disable_tqdm = not bars
+    lines = [] if bars else [ProgressLines(max_steps, run_recipe.batch_size * args.world_size
+                                           * dataset.real_tokens_per_row())]
     trainer = RecipeTrainer(model=model, args=args, data_collator=collator, train_dataset=dataset,
                             processing_class=tok, recipe=run_recipe,
-                            callbacks=[ScheduledSaves(steps, eval_set, time.time()), *callbacks])
+                            callbacks=[ScheduledSaves(steps, eval_set, time.time(), quiet=not bars), *lines,
+                                       *callbacks])
+    if not bars:  # no per-step bar (ProgressCallback) and no loss dicts (PrinterCallback, HF's bar-less default)
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
 
     rank0 = trainer.is_world_process_zero()
     resume = _broadcast_path(last_good_checkpoint(output) if rank0 else None)
@@ -294,7 +358,8 @@ def train(
                 f"biographies each, {sum(map(len, facts.templates.values()))} paraphrases in turn), "
                 f"{len(facts.held_back)} held back")
         if resume is None:
-            save_initial_checkpoint(output, model, tok, max_steps)
+            with _transformers_bars(bars):
+                save_initial_checkpoint(output, model, tok, max_steps)
         if resume is not None:
             logger.info(f"resuming from {resume}")
         scale = f", {per_step} examples per step at lr {run_recipe.lr:.3g}" if run_recipe is not recipe else ""
@@ -302,7 +367,7 @@ def train(
             f"training {identity['architecture']} ({_n_params(model):,} parameters) on {len(dataset):,} examples "
             f"for {max_steps:,} steps on {_precision(args)}{scale}; checkpoints at {len(steps)} steps into {output}")
     start_step = _step_of(resume)
-    with _tied_decoder_keys_not_reported():
+    with _tied_decoder_keys_not_reported(), _transformers_bars(bars):
         outcome = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if resume is not None and rank0:
         logger.info(decoder_tie_message(trainer.model))
@@ -465,6 +530,19 @@ def _tied_decoder_keys_not_reported():
         yield
     finally:
         trainer_logger.removeFilter(drop)
+
+
+@contextlib.contextmanager
+def _transformers_bars(shown: bool):
+    """transformers' own bars ("Writing model shards" at every save, "Loading weights" on resume) on or off."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if shown and was else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
 
 
 def _device_name(args: TrainingArguments) -> str:
