@@ -7,25 +7,46 @@ tokenizer's offsets (the same for WordPiece, byte-level BPE and SentencePiece to
 made with `add_prefix_space=True`, which stock ModernBERT and many RoBERTa tokenizers are not). A space-only
 piece belongs to the word after it.
 
-Word-level attention (Clark et al. 2019, §2): from the wordpiece attention `blocks.{l}.attn.hook_pattern`
-[query, key], attention *to* a word is the **sum** over its key pieces and attention *from* a word the
-**mean** over its query pieces. Special tokens ([CLS], [SEP], <s>, </s>) are excluded as queries and as keys,
-and every word's row is then **renormalised to sum to 1** over the sentence's words (so the share a head gives
-to [CLS]/[SEP] does not count against it). A sentence that does not fit the model's positions is skipped.
+Word-level attention (Clark et al. 2019, "What Does BERT Look At?", their rule for split-up words): from the wordpiece attention
+`blocks.{l}.attn.hook_pattern` [query, key], attention *to* a word is the **sum** over its key pieces and
+attention *from* a word the **mean** over its query pieces (the paper's rule; the released code's
+`get_word_word_attention` defaults to the first piece). Special tokens ([CLS], [SEP], <s>, </s>) are dropped as
+queries and as keys; each word's row keeps its raw weights, so they sum to 1 minus what it gives the special
+tokens (Clark et al. keep [CLS]/[SEP] in the map and slice them off just before the argmax: the same numbers).
+A sentence that does not fit the model's positions, or that has a word the tokenizer turns into no piece (a
+zero-width character), is skipped and counted by reason (`skipped_long`, `skipped_unaligned`).
 
-For each layer × head × relation (universal, without subtype; `root` has no head word and is left out):
-- `dep->head`: the share of the relation's arcs where the word the *dependent* attends to most is its head;
-- `head->dep`: the share where the word the *head* attends to most is that dependent;
-- the fixed-offset baseline: the single offset (head position − dependent position) that most often finds the
-  head for that relation, computed from the treebank itself (ties: the shorter offset, then the leftward one);
-  it scores the same in both directions.
-Every head also gets the undirected attachment score (UUAS) of the maximum spanning tree of its symmetrised
-word attention (W + Wᵀ, Prim's algorithm): the share of gold undirected edges the tree contains.
+Head rules (`--head-rules`, recorded in the manifest's options):
+- `clark` (default), Clark et al. (2019)'s `attn_head_predictor` (clarkkev/attention-analysis,
+  `Syntax_Analysis.ipynb`) exactly: attention to the word itself is zeroed before the argmax;
+  `dep->head` is a hit when the word the *dependent* attends to most (itself excluded) is its head
+  (`mode="normal"`); `head->dep` (their "head<-dep", `mode="transpose"`) reads the *transposed* map: a hit when,
+  of all the words, the one that attends most to the dependent (the dependent itself excluded) is its head.
+  The fixed-offset baseline is their `offset_predictor`: offsets −3 … +2 (head position − dependent position)
+  tried for each relation, a prediction past the sentence's ends clamped to the root or the last word as their
+  code clamps it, the offset of best accuracy kept (ties: the larger offset, as their `max((score, i))`).
+  Their special case for Stanford Dependencies' `poss` (score the word before `'s`) is not applied: UD has no
+  `poss` relation (it is `nmod:poss`, read as `nmod` here).
+- `own`, probekit's rules before Clark's were adopted: self-attention kept (a head that attends to the word
+  itself scores a miss); `head->dep` a hit when the *head's own* most-attended word is the dependent (one
+  dependent per head word can be right, however many it has); the baseline the single most frequent offset of
+  any length (ties: the shorter, then the leftward one), unclamped. Per-head accuracies differ from Clark's by
+  up to ~0.4, mostly upwards under Clark's rules.
+Both rules score every relation the same way (universal, without subtype; `root` has no head word and is left
+out), and the baseline scores the same in both directions.
+
+UUAS (probekit's own measure, not in Clark et al.; the same under both rules): every head's word map with its
+rows renormalised to sum to 1 over the sentence's words (so the share given to [CLS]/[SEP] does not count), the
+maximum spanning tree of W + Wᵀ (Prim's algorithm), and the share of gold undirected edges it contains. Its
+structural baseline (`syntax_uuas` row with `baseline` = `adjacent`, layer and head −1): the tree that links
+each word to the next — as an undirected tree this *is* the right-branching tree (each word's head the next
+word) and the left-branching one, so one baseline stands for all three; its interval is over the same edges.
 
 The best head of each relation × direction, each baseline and the best head of each layer by UUAS keep their
 per-arc hits in the row table (`hits`, one 0/1 character per arc in treebank order), so the summaries' 95%
-intervals are bootstraps over arcs (edges for UUAS), with `probekit.analyses.stats.share_intervals`. A best head
-"beats its baseline" when its interval lies wholly above the baseline's.
+intervals are bootstraps over arcs (edges for UUAS), with `probekit.analyses.stats.share_intervals` (its level,
+resamples and seed; the manifest's `syntax-heads` entry records them). A best head "beats its baseline" when
+its interval lies wholly above the baseline's.
 
 Seeds: when the series holds several training seeds (`probekit.analyses.stats.seeds_of`), the summaries also hold,
 per step the seeds share, a row pooled over them (run `all-seeds`): the accuracy of *each seed's own* best head
@@ -39,9 +60,9 @@ it still does at the last step, and the first step its interval lies above the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from probekit.analyses.base import Analysis, Context, Options, Shape, register
+from probekit.analyses.base import Analysis, Context, Options, Shape, option, register
 from probekit.core import lazy
 from probekit.core.errors import ProbekitError
 from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_SEEDS, Table, bounds, columns
@@ -56,11 +77,24 @@ BASELINE = -1
 """layer and head of a baseline row."""
 TOKEN_BUDGET = 2 ** 24
 """Floats of attention held per batch (sentences × heads × tokens², all layers): keeps memory flat."""
+CLARK, OWN = "clark", "own"
+RULES = (CLARK, OWN)
+CLARK_OFFSETS = range(-3, 3)
+"""The offsets Clark et al.'s baseline tries (`baseline_scores = {i: … for i in range(-3, 3)}`)."""
+ADJACENT = "adjacent"
+"""The UUAS baseline: each word linked to the next (= the right-branching tree, undirected)."""
+LONG, UNALIGNED = "long", "unaligned"
+SKIP_REASONS = {LONG: "longer than the model's positions", UNALIGNED: "a word the tokenizer turns into no piece"}
+SKIP_COLUMNS = (("skipped_long", "int", "treebank sentences skipped: longer than the model's positions"),
+                ("skipped_unaligned", "int", "treebank sentences skipped: a word the tokenizer turns into no piece "
+                                             "(e.g. a zero-width character)"))
 
 SYNTAX_HEADS = Table("syntax_heads", "checkpoint × treebank × layer × head × relation × direction", columns(
     *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input (e.g. ewt-test@300)"),
-    ("layer", "int", "layer, from 0; -1 on the fixed-offset baseline's rows"),
-    ("head", "int", "head, from 0; -1 on the fixed-offset baseline's rows"),
+    ("layer", "int", "layer, from 0; -1 on the baselines' rows"),
+    ("head", "int", "head, from 0; -1 on the baselines' rows"),
+    ("baseline", "str", "empty on a head's rows; `offset` (the fixed-offset baseline) or `adjacent` (each word "
+                        "linked to the next: the UUAS of the right-branching tree) on a baseline's"),
     ("relation", "str", "universal dependency relation (no subtype); `all` on the UUAS rows"),
     ("direction", "str", "dep->head (the dependent's most-attended word is its head), head->dep (the head's is "
                          "the dependent), or mst (UUAS of the maximum spanning tree of the symmetrised attention)"),
@@ -69,7 +103,8 @@ SYNTAX_HEADS = Table("syntax_heads", "checkpoint × treebank × layer × head ×
     ("accuracy", "float", "correct / n"),
     ("offset", "int", "the baseline's offset (head position − dependent position); missing on head rows"),
     ("hits", "str", "per-arc 0/1 in treebank order, kept for the best head of the relation and direction, the "
-                    "baseline and each layer's best UUAS head (for the intervals); empty on the other rows"),
+                    "baselines and each layer's best UUAS head (for the intervals); empty on the other rows"),
+    *SKIP_COLUMNS,
 ), "Per head and relation, how often the most-attended word is the syntactic head (Clark et al. 2019), the "
    "fixed-offset baseline, and each head's UUAS.")
 SYNTAX_BEST_HEADS = Table("syntax_best_heads", "checkpoint × treebank × relation × direction", columns(
@@ -80,22 +115,36 @@ SYNTAX_BEST_HEADS = Table("syntax_best_heads", "checkpoint × treebank × relati
     ("offset", "int", "the baseline's offset"), ("baseline", "float", "the fixed-offset baseline's accuracy"),
     *bounds(("baseline",), over="arcs"),
     ("beats_baseline", "bool", "the best head's lower bound is above the baseline's upper bound"), N_SEEDS,
+    *SKIP_COLUMNS,
 ), "The best head of each relation against the best fixed offset, with 95% bootstrap intervals over arcs.")
 SYNTAX_UUAS = Table("syntax_uuas", "checkpoint × treebank × layer × head", columns(
-    *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"), ("layer", "int", "layer, from 0"),
-    ("head", "int", "head, from 0"), ("n", "int", "gold undirected edges"),
-    ("uuas", "float", "share of gold edges in the maximum spanning tree of the head's symmetrised attention"),
-    ("best_in_layer", "bool", "the layer's best head by UUAS (the only rows with an interval)"),
-    *bounds(("uuas",), over="edges"), N_SEEDS,
-), "Undirected attachment score of each head's maximum spanning tree; the best head per layer with its interval.")
+    *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"),
+    ("layer", "int", "layer, from 0; -1 on the baseline's row"), ("head", "int", "head, from 0; -1 on the baseline's row"),
+    ("baseline", "str", "empty on a head's rows; `adjacent` on the structural baseline's row: each word linked to "
+                        "the next, which as an undirected tree is also the right-branching (and left-branching) tree"),
+    ("n", "int", "gold undirected edges"),
+    ("uuas", "float", "share of gold edges in the maximum spanning tree of the head's symmetrised attention (the "
+                      "baseline's: in the adjacent-word tree)"),
+    ("best_in_layer", "bool", "the layer's best head by UUAS (with the baseline, the only rows with an interval)"),
+    *bounds(("uuas",), over="edges"), N_SEEDS, *SKIP_COLUMNS,
+), "Undirected attachment score of each head's maximum spanning tree; the best head per layer and the "
+   "adjacent-word (= right-branching) baseline with their intervals.")
+
+
+@dataclass(frozen=True)
+class HeadOptions(Options):
+    head_rules: str = option(CLARK, "How a head is scored: clark = Clark et al. (2019)'s attn_head_predictor "
+                             "(self-attention ignored, head->dep on the transposed map, offsets -3..+2 as the "
+                             "baseline); own = probekit's earlier rules (self-attention kept, head->dep from the "
+                             "head's own argmax, any offset).", flag="--head-rules", choices=RULES)
 
 
 class SyntaxHeads(Analysis):
     name = "syntax-heads"
-    version = 1
+    version = 2  # 2: Clark et al.'s rules by default (`--head-rules`), the adjacent-word UUAS baseline, skips by reason
     help = ("attention heads that find a word's syntactic head, per relation, vs a fixed-offset baseline; UUAS "
             "(tables syntax_heads, syntax_best_heads, syntax_uuas; needs a treebank, default ewt)")
-    options = Options
+    options = HeadOptions
     inputs = "treebank"
     tables = (SYNTAX_HEADS, SYNTAX_BEST_HEADS, SYNTAX_UUAS)
     on_control = True
@@ -110,11 +159,33 @@ class SyntaxHeads(Analysis):
 
     def run(self, checkpoint, ctx: Context, item) -> pd.DataFrame:
         model = checkpoint.model(ctx.device)
-        found = measure(model, checkpoint.tokenizer, item.sentences)
+        rules = ctx.opts(self.name).head_rules
+        found = measure(model, checkpoint.tokenizer, item.sentences, rules=rules, quiet=True)
+        said = ctx.state.setdefault(f"{self.name}:skips", set())
+        if found.skipped and item.name not in said:  # once per treebank, not once per checkpoint
+            said.add(item.name)
+            from probekit.core.log import logger
+
+            say = logger.warning if found.skipped.get(UNALIGNED) else logger.info  # long ones: as before
+            say(f"syntax-heads: {item.name}: {skip_line(found.skipped, len(item.sentences))}")
         return head_rows(found).assign(treebank=item.name)
 
     def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
         return {SYNTAX_BEST_HEADS.name: best_heads(frame), SYNTAX_UUAS.name: uuas_table(frame)}
+
+    def manifest(self, ctx: Context) -> dict:
+        from probekit.analyses.stats import interval_settings
+
+        return {self.name: {"head_rules": ctx.opts(self.name).head_rules,
+                            "intervals": interval_settings("arcs (gold edges for UUAS), as share_intervals")}}
+
+
+def skip_line(skipped: dict, total: int) -> str:
+    """'3 of 150 sentences skipped: 2 longer than …, 1 with a word …' (empty when none)."""
+    if not sum(skipped.values()):
+        return ""
+    parts = [f"{count} {SKIP_REASONS.get(reason, reason)}" for reason, count in skipped.items() if count]
+    return f"{sum(skipped.values())} of {total} sentences skipped ({'; '.join(parts)})"
 
 
 # ---------------------------------------------------------------- words from pieces
@@ -153,13 +224,15 @@ def pooling(owners: list[list[int]], n_tokens: int, n_words: int):
     return queries, keys
 
 
-def word_attention(pattern, queries, keys):
+def word_attention(pattern, queries, keys, renormalise: bool = True):
     """[batch, head, words, words] word-level attention from [batch, head, tokens, tokens] piece attention:
-    mean over the query word's pieces, sum over the key word's pieces, special tokens out, rows renormalised."""
+    mean over the query word's pieces, sum over the key word's pieces, special tokens out, rows renormalised to
+    sum to 1 over the words (or, `renormalise=False`, left as they are: each row then sums to 1 minus what the
+    word gives the special tokens, as in Clark et al.'s word-level maps once [CLS]/[SEP] are sliced off)."""
     import torch
 
     words = torch.einsum("bwq,bhqk,bkv->bhwv", queries, pattern.float(), keys)
-    return words / words.sum(-1, keepdim=True).clamp_min(1e-12)
+    return words / words.sum(-1, keepdim=True).clamp_min(1e-12) if renormalise else words
 
 
 # ---------------------------------------------------------------- one forward per batch
@@ -176,12 +249,17 @@ class Found:
     to_head: list  # per sentence: [layer·head, arcs] bool, dep->head
     to_dependent: list  # per sentence: [layer·head, arcs] bool, head->dep
     tree: list  # per sentence: [layer·head, edges] bool, gold edge in the head's maximum spanning tree
-    skipped: int = 0
+    skipped: dict = field(default_factory=dict)  # reason (LONG, UNALIGNED) → sentences skipped
+    rules: str = CLARK
+    positions: list = field(default_factory=list)  # [arcs] the dependent's position (0-based)
+    lengths: list = field(default_factory=list)  # [arcs] its sentence's length in words
 
 
-def measure(model, tokenizer, sentences) -> Found:
+def measure(model, tokenizer, sentences, rules: str = CLARK, quiet: bool = False) -> Found:
     """Run the sentences through `model` in batches of similar length, one forward each, and score every head
-    on every arc. Sentences longer than the model's positions are skipped (and counted)."""
+    on every arc under `rules` (`clark` or `own`, see the module doc). Sentences longer than the model's
+    positions, or with a word that has no piece, are skipped and counted by reason (`Found.skipped`; logged
+    unless `quiet`)."""
     import torch
 
     from probekit.core.log import logger
@@ -190,8 +268,11 @@ def measure(model, tokenizer, sentences) -> Found:
 
     n_layers, n_heads = families.n_layers(model), model.config.num_attention_heads
     longest = families.max_tokens(model.config)
+    if rules not in RULES:
+        raise ProbekitError(f"syntax-heads: head rules {rules!r} are not one of {', '.join(RULES)}")
     encoded = [align(tokenizer, s.words) for s in sentences]
-    keep = [i for i, (ids, _) in enumerate(encoded) if len(ids) <= longest]
+    reasons = {i: skip_reason(ids, owner, len(sentences[i]), longest) for i, (ids, owner) in enumerate(encoded)}
+    keep = [i for i in range(len(sentences)) if reasons[i] is None]
     names = [hook_name(layer, "attn.hook_pattern") for layer in range(n_layers)]
     device = next(model.parameters()).device
     scored: dict[int, tuple] = {}
@@ -202,22 +283,36 @@ def measure(model, tokenizer, sentences) -> Found:
             families.body(model)(**families.body_inputs(model, inputs))
         width = max(len(sentences[i]) for i in batch)
         queries, keys = pooling([encoded[i][1] for i in batch], inputs["input_ids"].shape[1], width)
-        attention = torch.stack([word_attention(store[name].cpu(), queries, keys) for name in names], 1)
+        attention = torch.stack([word_attention(store[name].cpu(), queries, keys, renormalise=False)
+                                 for name in names], 1)
         for b, i in enumerate(batch):
             n = len(sentences[i])
             scored[i] = score_sentence(attention[b, :, :, :n, :n].reshape(n_layers * n_heads, n, n).numpy(),
-                                       sentences[i].heads)
-    if skipped := len(sentences) - len(keep):
-        logger.info(f"syntax-heads: {skipped} of {len(sentences)} sentences longer than {longest} tokens skipped")
-    found = Found(n_layers, n_heads, [], [], [], [], [], skipped)
+                                       sentences[i].heads, rules)
+    skipped = {reason: sum(r == reason for r in reasons.values()) for reason in SKIP_REASONS}
+    if sum(skipped.values()) and not quiet:
+        logger.info(f"syntax-heads: {skip_line(skipped, len(sentences))}")
+    found = Found(n_layers, n_heads, [], [], [], [], [], skipped, rules)
     for i in keep:
         s = sentences[i]
         arcs = [(d, h - 1) for d, h in enumerate(s.heads) if h > 0]
         found.relations += [s.deprels[d] for d, _ in arcs]
         found.offsets += [h - d for d, h in arcs]
+        found.positions += [d for d, _ in arcs]
+        found.lengths += [len(s)] * len(arcs)
         for field_, part in zip(("to_head", "to_dependent", "tree"), scored[i]):
             getattr(found, field_).append(part)
     return found
+
+
+def skip_reason(ids: list[int], owner: list[int], n_words: int, longest: int) -> str | None:
+    """Why a sentence cannot be scored (LONG: more tokens than the model's positions; UNALIGNED: a word with no
+    piece, e.g. a zero-width character the tokenizer drops), or None."""
+    if len(ids) > longest:
+        return LONG
+    if len({w for w in owner if w >= 0}) != n_words:
+        return UNALIGNED
+    return None
 
 
 def _batches(order: list[int], lengths: list[int], heads: int) -> list[list[int]]:
@@ -231,16 +326,30 @@ def _batches(order: list[int], lengths: list[int], heads: int) -> list[list[int]
     return batches + ([batch] if batch else [])
 
 
-def score_sentence(attention, heads: list[int]):
-    """Per-arc hits of each of K heads on one sentence from its [K, words, words] word attention: dep->head,
-    head->dep (arcs without the root's), and the gold undirected edges found by each head's spanning tree."""
+def score_sentence(attention, heads: list[int], rules: str = CLARK):
+    """Per-arc hits of each of K heads on one sentence from its [K, words, words] word attention (special tokens
+    out; rows raw or renormalised, the argmaxes do not depend on it): dep->head, head->dep (arcs without the
+    root's), and the gold undirected edges found by each head's spanning tree (of the row-renormalised map).
+
+    clark — Clark et al.'s `attn_head_predictor`: the diagonal (attention to the word itself) zeroed; dep->head
+    is the argmax of the dependent's row, head->dep the argmax of the dependent's row of the transposed map (the
+    word that attends most to it). own — self-attention kept; head->dep the argmax of the head's own row."""
+    attention = np.asarray(attention)
     arcs = [(d, h - 1) for d, h in enumerate(heads) if h > 0]
     deps = np.array([d for d, _ in arcs], dtype=int)
     govs = np.array([h for _, h in arcs], dtype=int)
-    best = attention.argmax(-1)  # [K, words]
-    to_head = best[:, deps] == govs[None, :]
-    to_dependent = best[:, govs] == deps[None, :]
-    parents = max_spanning_tree(attention + attention.transpose(0, 2, 1))
+    if rules == CLARK:
+        ignored = attention.copy()
+        n = ignored.shape[-1]
+        ignored[:, np.arange(n), np.arange(n)] = 0
+        to_head = ignored.argmax(-1)[:, deps] == govs[None, :]
+        to_dependent = ignored.transpose(0, 2, 1).argmax(-1)[:, deps] == govs[None, :]
+    else:
+        best = attention.argmax(-1)  # [K, words]
+        to_head = best[:, deps] == govs[None, :]
+        to_dependent = best[:, govs] == deps[None, :]
+    rows = attention / np.maximum(attention.sum(-1, keepdims=True), 1e-12)
+    parents = max_spanning_tree(rows + rows.transpose(0, 2, 1))
     return to_head, to_dependent, tree_hits(parents, arcs)
 
 
@@ -293,25 +402,51 @@ def uuas(scores, heads: list[int]) -> float:
 
 
 def best_offset(offsets) -> int:
-    """The most frequent offset (ties: the shorter, then the leftward one)."""
+    """The most frequent offset (ties: the shorter, then the leftward one): the `own` rules' baseline."""
     values, counts = np.unique(np.asarray(offsets), return_counts=True)
     return int(min(zip(-counts, np.abs(values), values))[2])
+
+
+def offset_hits(offset: int, positions, lengths, offsets):
+    """Per arc, whether Clark et al.'s `offset_predictor(offset)` finds the head: it predicts the word at
+    `offset` from the dependent, clamped to the root (0) or the last word (1-based `max(0, min(i + offset + 1,
+    n))`), so a prediction past the end lands on the last word."""
+    positions, lengths, offsets = (np.asarray(a, dtype=int) for a in (positions, lengths, offsets))
+    predicted = np.clip(positions + offset + 1, 0, lengths)  # 1-based, 0 = root
+    return predicted == positions + offsets + 1
+
+
+def clark_offset(positions, lengths, offsets) -> tuple[int, "np.ndarray"]:
+    """(offset, per-arc hits) of Clark et al.'s baseline for one relation's arcs: the offset in −3 … +2 of best
+    accuracy, ties to the larger offset (their `max((scores[reln], i) for i, scores in …)`)."""
+    scored = [(int(offset_hits(o, positions, lengths, offsets).sum()), o) for o in CLARK_OFFSETS]
+    offset = max(scored)[1]
+    return offset, offset_hits(offset, positions, lengths, offsets)
 
 
 def head_rows(found: Found) -> pd.DataFrame:
     """The `syntax_heads` rows (without checkpoint columns or treebank) of one checkpoint."""
     k = found.layers * found.heads
     relations, offsets = np.array(found.relations, dtype=object), np.array(found.offsets, dtype=int)
+    positions, lengths = np.array(found.positions, dtype=int), np.array(found.lengths, dtype=int)
     hits = {d: _joined(parts, k) for d, parts in zip(DIRECTIONS, (found.to_head, found.to_dependent))}
     frames = []
     for relation in sorted(set(found.relations)):
         mask = relations == relation
-        offset = best_offset(offsets[mask])
+        if found.rules == CLARK:
+            offset, base = clark_offset(positions[mask], lengths[mask], offsets[mask])
+        else:
+            offset = best_offset(offsets[mask])
+            base = offsets[mask] == offset
         for direction in DIRECTIONS:
             frames.append(_head_block(found, relation, direction, hits[direction][:, mask], best=True))
-            frames.append(_baseline_row(relation, direction, offsets[mask] == offset, offset))
+            frames.append(_baseline_row(relation, direction, base, offset))
     frames.append(_uuas_block(found, _joined(found.tree, k)))
-    return pd.concat(frames, ignore_index=True)
+    frames.append(_baseline_row(TREE, MST, np.abs(offsets) == 1, None, ADJACENT))
+    out = pd.concat(frames, ignore_index=True)
+    for reason, (column, *_rest) in zip(SKIP_REASONS, SKIP_COLUMNS):
+        out[column] = int(found.skipped.get(reason, 0))
+    return out
 
 
 def _joined(parts: list, k: int):
@@ -330,14 +465,16 @@ def _head_block(found: Found, relation: str, direction: str, hits, best: bool) -
         "layer": np.repeat(np.arange(found.layers), found.heads), "head": np.tile(np.arange(found.heads), found.layers),
         "relation": relation, "direction": direction, "n": n, "correct": correct,
         "accuracy": correct / n if n else np.nan, "offset": pd.array([None] * len(correct), dtype="Int64"),
-        "hits": [_bits(hits[top]) if best and i == top else "" for i in range(len(correct))]})
+        "hits": [_bits(hits[top]) if best and i == top else "" for i in range(len(correct))], "baseline": ""})
 
 
-def _baseline_row(relation: str, direction: str, hits, offset: int) -> pd.DataFrame:
-    n, correct = len(hits), int(hits.sum())
+def _baseline_row(relation: str, direction: str, hits, offset: int | None, name: str = "offset") -> pd.DataFrame:
+    """A baseline's row: the fixed-offset baseline of a relation, or (relation `all`, direction `mst`) the
+    adjacent-word tree's UUAS, its hits over the same gold edges as the heads' trees."""
+    n, correct = len(hits), int(np.sum(hits))
     return pd.DataFrame({"layer": [BASELINE], "head": [BASELINE], "relation": [relation], "direction": [direction],
                          "n": [n], "correct": [correct], "accuracy": [correct / n if n else np.nan],
-                         "offset": pd.array([offset], dtype="Int64"), "hits": [_bits(hits)]})
+                         "offset": pd.array([offset], dtype="Int64"), "hits": [_bits(hits)], "baseline": [name]})
 
 
 def _uuas_block(found: Found, hits) -> pd.DataFrame:
@@ -398,28 +535,106 @@ def best_heads(frame: pd.DataFrame) -> pd.DataFrame:
     out = out.merge(baseline.rename(columns={"accuracy": "baseline"}), on=keys, how="left")
     out = out.merge(_intervals(base, keys, "baseline"), on=keys, how="left")
     out["beats_baseline"] = (out["accuracy_low"] > out["baseline_high"]).astype(bool)
+    out = _with_skips(out, frame)
     return out[SYNTAX_BEST_HEADS.names].reset_index(drop=True)
 
 
+def _with_skips(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """`out` with the sentences skipped per reason of its checkpoint × treebank (pooled rows: the most of any
+    seed; 0 for rows made before the columns existed)."""
+    names = [c for c, *_ in SKIP_COLUMNS]
+    keys = [*CHECKPOINT_ID, "treebank"]
+    if not set(names) <= set(frame.columns):
+        return out.assign(**{c: 0 for c in names})
+    skips = frame.groupby(keys, sort=False, dropna=False)[names].max().reset_index()
+    out = out.drop(columns=[c for c in names if c in out.columns]).merge(skips, on=keys, how="left")
+    return out.assign(**{c: out[c].fillna(0).astype(int) for c in names})
+
+
 def uuas_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """`syntax_uuas`: every head's UUAS; the best head of each layer with its interval over edges. With several
-    seeds also, per shared step, each layer's best head pooled over them (head missing)."""
+    """`syntax_uuas`: every head's UUAS; the best head of each layer and the adjacent-word baseline (layer and
+    head −1, `baseline` = `adjacent`) with their intervals over edges. With several seeds also, per shared
+    step, each layer's best head (head missing) and the baseline pooled over them."""
     keys = [*CHECKPOINT_ID, "treebank", "layer", "head"]
     frame = _pooled(frame)
+    if "baseline" not in frame.columns:
+        frame = frame.assign(baseline="")
+    frame["baseline"] = frame["baseline"].fillna("")
     rows = frame[frame["direction"] == MST]
     single = rows[rows["_seed"] == ""]
-    best = single[single["hits"].fillna("") != ""]
-    out = single[[*keys, "n", "accuracy"]].rename(columns={"accuracy": "uuas"})
-    out = out.merge(_intervals(best, keys, "uuas"), on=keys, how="left")
-    out["best_in_layer"] = out["uuas_low"].notna()
+    kept = single[single["hits"].fillna("") != ""]
+    out = single[[*keys, "baseline", "n", "accuracy"]].rename(columns={"accuracy": "uuas"})
+    out = out.merge(_intervals(kept, keys, "uuas"), on=keys, how="left")
+    out["best_in_layer"] = out["uuas_low"].notna() & (out["baseline"] == "")
     pooled = rows[(rows["_seed"] != "") & (rows["hits"].fillna("") != "")]
     if len(pooled):
         layer_keys = [k for k in keys if k != "head"]
         merged = _one_per_key(pooled.rename(columns={"accuracy": "uuas"}), layer_keys, "uuas", ("head",))
         merged = merged.merge(_intervals(pooled, layer_keys, "uuas"), on=layer_keys, how="left")
-        out = pd.concat([out, merged.assign(best_in_layer=True)], ignore_index=True)
+        merged["baseline"] = np.where(merged["layer"] == BASELINE, ADJACENT, "")
+        out = pd.concat([out, merged.assign(best_in_layer=merged["baseline"] == "")], ignore_index=True)
     out["n_seeds"] = out["n_seeds"].fillna(1).astype(int)
+    out = _with_skips(out, frame)
     return out[SYNTAX_UUAS.names].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- what is implemented
+
+
+def definitions(settings: dict) -> str:
+    """Markdown stating what syntax-heads computes under `settings` (the run's options for it, e.g.
+    `{"head_rules": "clark"}`, as the manifest's `options["syntax-heads"]` holds; missing keys: the defaults),
+    for the report pages."""
+    from probekit.analyses.stats import LEVEL, RESAMPLES, SEED
+
+    rules = settings.get("head_rules", CLARK)
+    intervals = (f"{LEVEL:.0%} percentile bootstrap intervals over arcs (gold edges for UUAS), {RESAMPLES:,} "
+                 f"resamples, seed {SEED} (`probekit.analyses.stats`; seeds drawn with the arcs when the series "
+                 "holds several)")
+    pooling = ("- **Words from pieces.** The words are joined by single spaces and each piece goes to the word its "
+               "characters come from (the tokenizer's offsets). Attention *to* a word is the **sum** over its "
+               "pieces, attention *from* a word the **mean** over its pieces (Clark et al. 2019's rule for split-up words; their released "
+               "`get_word_word_attention` defaults to the first piece instead). Special tokens are dropped as "
+               "queries and keys. Sentences longer than the model's positions, or with a word that becomes no "
+               "piece (e.g. a zero-width character), are skipped and counted (`skipped_long`, `skipped_unaligned`).")
+    if rules == CLARK:
+        heads = ["- **Head rules: Clark et al. (2019)'s `attn_head_predictor`** (clarkkev/attention-analysis, "
+                 "`Syntax_Analysis.ipynb`), reproduced exactly (checked against their code in the tests). Attention "
+                 "to the word itself is set to 0 before any argmax.",
+                 "    - `dep->head` (their `mode=\"normal\"`): a hit when the word the dependent attends to most is "
+                 "its head.",
+                 "    - `head->dep` (their \"head<-dep\", `mode=\"transpose\"`): the argmax of the *transposed* "
+                 "map — a hit when, of all the words, the one that attends most to the dependent is its head.",
+                 "    - Rows are not renormalised after dropping [CLS]/[SEP] (as in their maps), which matters for "
+                 "the transposed direction only.",
+                 "- **Fixed-offset baseline: their `offset_predictor`.** Each relation gets the offset in −3 … +2 "
+                 "(head position − dependent position) that finds its head most often, ties going to the larger "
+                 "offset; a prediction past either end of the sentence is clamped (to the root or the last word) as "
+                 "their code clamps it. It is chosen on the same sentences it is scored on, and it scores the same in "
+                 "both directions. Their special case for Stanford Dependencies' `poss` is not applied (UD has no "
+                 "`poss`: `nmod:poss` is read as `nmod`)."]
+    else:
+        heads = ["- **Head rules: probekit's own** (`--head-rules own`; Clark et al.'s are the default). Attention "
+                 "to the word itself is kept (a head that attends to the word itself scores a miss).",
+                 "    - `dep->head`: a hit when the word the dependent attends to most is its head.",
+                 "    - `head->dep`: a hit when the word the *head* attends to most is the dependent (its own "
+                 "argmax, not the transposed map: at most one dependent of each head word can be found).",
+                 "- **Fixed-offset baseline:** per relation, the single most frequent offset of any length (ties: "
+                 "the shorter, then the leftward), unclamped; the same in both directions."]
+    return "\n".join([
+        "**Syntactic heads (Clark et al. 2019, \"What Does BERT Look At?\")**", "",
+        pooling, *heads,
+        "- **Relations:** universal dependency relations without subtype; `root` has no head word and is left out; "
+        "`punct` is scored like any other relation (Clark et al.'s table does not list it).",
+        "- **UUAS per head** (probekit's own measure, not in the paper; the same under both head rules): the word map "
+        "with each row renormalised over the sentence's words, the maximum spanning tree of W + Wᵀ (Prim), and the "
+        "share of gold undirected edges in it.",
+        "- **UUAS baseline: the adjacent-word tree** (each word linked to the next). As an undirected tree it is "
+        "also the right-branching tree (each word's head the next word) and the left-branching one, so this one "
+        "baseline stands for all of them; it is scored on the same gold edges.",
+        f"- **Intervals:** {intervals}. A best head is reported with the baseline's interval beside it; which "
+        f"claims follow is decided in the findings.",
+    ])
 
 
 # ---------------------------------------------------------------- over the series
