@@ -119,7 +119,9 @@ def test_overview_first_screen_states_the_result_per_relation(site):
     for relation in ("capital", "capital_reverse"):
         assert re.search(rf"^{relation} — P@1 at step 8: injected \d\.\d\d \[\d\.\d\d, \d\.\d\d\] vs held back",
                          text, re.M), text
-    assert "difference" in text and ("rose above the control" in text or "never rose above the random-init control" in text)
+    assert "difference" in text and ("injected − held back arrived after step" in text
+                                     or "injected − held back never cleared (not established)" in text
+                                     or "injected − held back cleared at step" in text), text
     assert seen.console_errors == [] and seen.outside_requests == []
 
 
@@ -460,12 +462,17 @@ def test_overview_states_the_difference_with_its_interval():
                           "prompt": [f"p{i}" for i in range(2 * n)],
                           "gold_rank": [1.0] * 18 + [2.0] * 2 + [2.0] * 20 + [1.0, 2.0] * 20,
                           "gold_logprob": -1.0})
+    from probekit.analyses.findings import build
+    from probekit.analyses.stats import score_table
+    from probekit.core.schema import CHECKPOINT_ID, RELATION_ID
     from probekit.report.overview import injected_vs_held_back
 
-    text = "\n".join(injected_vs_held_back(frame))
-    assert ("**capital**: 0.90 vs 0.00, difference +0.90 [+0.75, +1.00], p ≤ 0.002 — injected above held back: "
-            "the interval excludes zero.") in text
-    assert "**language**: 0.50 vs 0.50, difference +0.00" in text and "no difference shown: the interval includes zero" in text
+    frame = frame.assign(seed="")
+    found = build({"predictions": frame, "scores": score_table(frame, [*CHECKPOINT_ID, *RELATION_ID])})
+    text = "\n".join(injected_vs_held_back(found))
+    assert re.search(r"\*\*capital\*\*: difference \+0\.90 \[\+0\.75, \+1\.00\], Holm p 0\.00\d+, n 20 per group — "
+                     r"injected above held back\.", text), text
+    assert "**language**: difference +0.00" in text and "no difference shown" in text
 
 
 # ------------------------------------------------ issue 18: diff by step, findings, emergence without priors
@@ -546,10 +553,13 @@ def test_relation_findings_come_from_the_tables():
                          "gold_rank": 1.0 if i < learnt else 5.0, "gold_logprob": -1.0, "n_pieces": 1})
     predictions = pd.DataFrame(rows)
     scores = score_table(predictions, [*CHECKPOINT_ID, *RELATION_ID])
-    text = "\n".join(relation_findings({"scores": scores, "predictions": predictions}))
-    assert text.startswith("- **capital** — P@1 at step 30: injected **1.00** [1.00, 1.00] vs held back **0.00**")
+    from probekit.analyses.findings import build
+
+    text = "\n".join(relation_findings({"findings": build({"scores": scores, "predictions": predictions})}))
+    assert text.startswith("- **capital** — P@1 at step 30: injected **1.00 [1.00, 1.00]** vs held back **0.00")
     assert "injected above held back" in text
-    assert "rose above the control between steps 0 and 10, reaching 90% of its final value by step 20" in text
+    # 5 of 20 at step 10 against 0 of 10 held back clears 0 from step 10 on
+    assert "injected − held back arrived after step 0, by step 10, and stayed to the end" in text
 
 
 def test_every_figure_can_be_enlarged(site):
@@ -708,12 +718,15 @@ def test_the_grammar_page_shows_the_tables_bootstrap_interval():
     from probekit.report import grammar
 
     accuracy = made_pair_accuracy()
-    found = grammar.chance_table(accuracy, None)
-    overall = found[found["phenomenon"] == "all"].iloc[0]
-    assert overall["accuracy there [95%]"] == "0.620 [0.480, 0.750]"
+    from probekit.analyses.findings import build
+
+    found = build({"pair_accuracy": accuracy})
+    table = grammar.chance_table(found, "p", None)
+    overall = table[table["phenomenon"] == "all"].iloc[0]
+    assert overall[["accuracy", "low", "high"]].tolist() == [0.62, 0.48, 0.75]
     assert overall["verdict"] == "chance"  # 0.48 ≤ 0.5: the bootstrap interval decides, not a Wilson one
-    assert overall["first step above chance"] == "10"
-    assert "0.620 &#91;0.480, 0.750&#93;, **chance**" in grammar.findings({"pair_accuracy": accuracy})[0]
+    assert overall["emerged"] == "transient"  # above chance at step 10, not at the last
+    assert "0.62 [0.48, 0.75] over 50 pairs, **chance**; above chance cleared at step 10 but not at the last step (transient)" in grammar.findings({"findings": found})[0]
     fig = grammar.phenomenon_curves(accuracy)
     band = next(c for c in fig.axes[0].collections
                 if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection"))
