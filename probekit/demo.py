@@ -102,7 +102,7 @@ def summary(probing: ProbeResult) -> list[str]:
     their 95% intervals and whether injected is above held back; the minimal pairs against chance; where the
     tracing places the main relation; whether syntax was learned."""
     from probekit.analyses.findings import main_findings, select
-    from probekit.report.findings import VERDICTS, arrival, interval
+    from probekit.report.findings import VERDICTS, arrival, bracketed
 
     found = main_findings(probing.findings)
     levels = select(found, "level", "facts")
@@ -115,7 +115,7 @@ def summary(probing: ProbeResult) -> list[str]:
     lines = [f"P@1 at step {step:,} [95% bootstrap interval over prompts{over}]:"]
     for relation, rows in levels.groupby("subject", sort=False):
         rows = rows.drop_duplicates("group").set_index("group")
-        cells = [f"{GROUPS.get(g, g)} {interval(rows.loc[g])}" for g in (*GROUPS, "all") if g in rows.index]
+        cells = [f"{GROUPS.get(g, g)} {bracketed(rows.loc[g])}" for g in (*GROUPS, "all") if g in rows.index]
         line = f"  {relation:<{width}}  " + "  vs  ".join(cells)
         diff = select(found, "difference", "facts", subject=relation)
         if len(diff):
@@ -125,14 +125,14 @@ def summary(probing: ProbeResult) -> list[str]:
             line += f"; {arrival(emerged.iloc[0]).split(', and')[0]}"
         lines.append(line)
     for _, row in select(found, "above_chance", "pairs", subject="all").iterrows():
-        lines.append(f"Minimal pairs ({row['benchmark']}, {int(row['n']):,} pairs): accuracy {interval(row)} at step "
+        lines.append(f"Minimal pairs ({row['benchmark']}, {int(row['n']):,} pairs): accuracy {bracketed(row)} at step "
                      f"{int(row['step']):,}: {row['verdict'].replace('above', 'above chance')}.")
     best = select(found, "best_site", "tracing")
     best = best[best["group"].str.startswith("injected") | best["group"].str.startswith("all")]
     for relation, rows in best.groupby("subject", sort=False):
         row = rows.sort_values("step").iloc[-1]
         lines.append(f"Where ({relation}, causal tracing at step {int(row['step']):,}): {row['detail']}, Δp "
-                     f"{interval(row, '+.3f')}, {row['verdict'].replace('_', ' ')}.")
+                     f"{bracketed(row, '+.3f')}, {row['verdict'].replace('_', ' ')}.")
         break
     heads = select(found, "learned", "syntax-heads")
     if len(heads):
@@ -140,7 +140,7 @@ def summary(probing: ProbeResult) -> list[str]:
         uuas = heads[heads["subject"] == "UUAS"]
         text = f"Syntax: {int((relations['verdict'] == 'learned').sum())} of {len(relations)} head relations learned"
         if len(uuas):
-            text += f"; UUAS {interval(uuas.iloc[0])}: {uuas['verdict'].iloc[0].replace('_', ' ')}"
+            text += f"; UUAS {bracketed(uuas.iloc[0])}: {uuas['verdict'].iloc[0].replace('_', ' ')}"
         probes = select(found, "selective", "probes", group="probe")
         if len(probes):
             text += "; selective probes: " + (", ".join(probes.loc[probes["verdict"] == "selective", "subject"])

@@ -726,7 +726,8 @@ def test_the_grammar_page_shows_the_tables_bootstrap_interval():
     assert overall[["accuracy", "low", "high"]].tolist() == [0.62, 0.48, 0.75]
     assert overall["verdict"] == "chance"  # 0.48 ≤ 0.5: the bootstrap interval decides, not a Wilson one
     assert overall["emerged"] == "transient"  # above chance at step 10, not at the last
-    assert "0.62 [0.48, 0.75] over 50 pairs, **chance**; above chance cleared at step 10 but not at the last step (transient)" in grammar.findings({"findings": found})[0]
+    assert ("0.62 [0.48, 0.75] over 50 pairs, **chance**; above chance cleared at step 10 but not at the last step "
+            "(transient)") in grammar.findings({"findings": found})[0]
     fig = grammar.phenomenon_curves(accuracy)
     band = next(c for c in fig.axes[0].collections
                 if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection"))

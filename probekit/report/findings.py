@@ -18,7 +18,7 @@ VERDICTS = {"above": "injected above held back", "below": "held back above injec
             "too_few": "too few prompts to tell"}
 
 
-def interval(row, spec: str = ".2f") -> str:
+def bracketed(row, spec: str = ".2f") -> str:
     """`0.43 [0.38, 0.48]` from a findings row."""
     if pd.isna(row["value"]):
         return "n/a"
@@ -52,7 +52,7 @@ def relation_findings(tables: dict) -> list[str]:
         name = f"{bench} / {relation}" if several else relation
         groups = [g for g in ("injected", "held_back") if g in set(rows["group"])] or list(rows["group"])
         by_group = rows.drop_duplicates("group").set_index("group")
-        values = " vs ".join(f"{GROUP_NAMES.get(g, g)} **{interval(by_group.loc[g])}**" for g in groups)
+        values = " vs ".join(f"{GROUP_NAMES.get(g, g)} **{bracketed(by_group.loc[g])}**" for g in groups)
         parts = [f"P@1 at step {rows['step'].max():,.0f}: {values}"]
         diff = select(found, "difference", "facts", benchmark=bench, subject=relation)
         if len(diff):

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from probekit.benchmarks.pairs import BLIMP, blimp_baselines
 from probekit.figures import plain, step_axis, subplots
 from probekit.analyses.findings import main_findings, main_rows, select
-from probekit.report.findings import arrival, interval
+from probekit.report.findings import arrival, bracketed
 from probekit.report.markdown import esc
 from probekit.report.page import Page
 from probekit.core.schema import CONTROL, POOLED
@@ -193,7 +193,7 @@ def findings(tables: dict) -> list[str]:
         above = phenomena[phenomena["verdict"] == "above"]["subject"].tolist()
         emerged = select(found, "emerged", "pairs", benchmark=bench, subject="all", run=run)
         name = bench if rows["run"].nunique() == 1 and found["run"].nunique() == 1 else f"{bench} ({run})"
-        text = (f"- **{esc(name)}** (minimal pairs) — accuracy at step {overall['step']:,.0f}: {interval(overall)} "
+        text = (f"- **{esc(name)}** (minimal pairs) — accuracy at step {overall['step']:,.0f}: {bracketed(overall)} "
                 f"over {int(overall['n']):,} pairs, **{VERDICT_WORDS.get(overall['verdict'], overall['verdict'])}**")
         if len(emerged):
             text += f"; above chance {arrival(emerged.iloc[0])}"
