@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -23,12 +25,41 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except click.ClickException:
+            raise
         except ProbekitError as exc:
             raise click.ClickException(str(exc)) from exc
         except OSError as exc:
             raise click.ClickException(os_error_line(exc)) from exc
+        except Exception as exc:  # a bug, not bad input: still one line; PROBEKIT_TRACEBACK=1 shows where
+            if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise click.ClickException(f"{exc.__class__.__name__}: {first} (an unexpected error inside probekit; "
+                                       f"{TRACEBACK_ENV}=1 shows where)") from exc
 
     return wrapper
+
+
+TRACEBACK_ENV = "PROBEKIT_TRACEBACK"
+
+
+class FiniteFloat(click.FloatRange):
+    """A float within its bounds that is also a number: NaN and ±inf are refused with the message a value
+    out of range gets (NaN compares false with every bound, so click's own range check lets it through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            if self.min is None and self.max is None:
+                self.fail(f"{number} is not a finite number.", param, ctx)
+            self.fail(f"{number} is not in the range {self._describe_range()}.", param, ctx)
+        return number
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: two or three example command lines, printed as they are."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def os_error_line(exc: OSError) -> str:
@@ -38,13 +69,37 @@ def os_error_line(exc: OSError) -> str:
     return f"{' -> '.join(paths)}: {reason}" if paths else reason
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+             epilog=examples("probekit demo", "probekit train -o local/my_bert",
+                             "probekit probe local/my_bert/* --out local/probe && probekit report local/probe"))
 @click.version_option(package_name=DISTRIBUTION, prog_name="probekit")
 def main() -> None:
     """probekit: pretrain a tiny BERT, probe every checkpoint, look at its attention."""
-    from probekit.core.log import show_messages
+    from probekit.core.log import set_progress, show_messages
 
     show_messages()
+    quiet_libraries()
+    if not _terminal() and os.environ.get("PROBEKIT_PROGRESS") is None:
+        set_progress(False)  # a log file gets a line per stage, not the frames of progress bars
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stdout
+        return False
+
+
+def quiet_libraries() -> None:
+    """No raw warnings of the libraries underneath reach the user: probekit says what matters in its own
+    lines. `python -W …` or PYTHONWARNINGS (a developer asking for them) keeps them."""
+    import warnings
+
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def _limit(field: str) -> click.IntRange:
@@ -67,7 +122,9 @@ def seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return seeds
 
 
-@main.command()
+@main.command(epilog=examples("probekit train -o local/my_bert",
+                              "probekit train --preset seed --max-steps 2000 -o local/seed_bert",
+                              "probekit train --seeds 0,1,2 --corpus wiki-leads+facts:0.7 -o local/seeds"))
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default",
               help="Recipe: 'seed' = the course notebook exactly, 'default' = the same model trained well.")
 @click.option("--output", "-o", default="local/my_bert", help="Folder for checkpoint-N/ subfolders.")
@@ -81,10 +138,10 @@ def seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--nsp", is_flag=True, default=False, help="Train MLM + next-sentence prediction (BertForPreTraining).")
 @click.option("--max-steps", type=_limit("max_steps"), default=None,
               help="Stop after this many optimiser steps (overrides --epochs).")
-@click.option("--epochs", type=click.FloatRange(0, LIMITS["epochs"][1], min_open=True), default=None,
+@click.option("--epochs", type=FiniteFloat(0, LIMITS["epochs"][1], min_open=True), default=None,
               help="Passes over the corpus.")
 @click.option("--batch-size", type=_limit("batch_size"), default=None, help="Examples per device per step.")
-@click.option("--lr", type=click.FloatRange(0, LIMITS["lr"][1], min_open=True), default=None,
+@click.option("--lr", type=FiniteFloat(0, LIMITS["lr"][1], min_open=True), default=None,
               help="Peak learning rate.")
 @click.option("--seed", type=_limit("seed"), default=None, help="Random seed (initialisation, masking, order).")
 @click.option("--seeds", callback=seed_list, default=None,
@@ -96,7 +153,7 @@ def seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--heads", "num_heads", type=_limit("num_heads"), default=None, help="Attention heads per layer.")
 @click.option("--intermediate-size", type=_limit("intermediate_size"), default=None, help="Feed-forward width.")
 @click.option("--block-size", type=_limit("block_size"), default=None, help="Tokens per training example.")
-@click.option("--mlm-probability", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--mlm-probability", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=None,
               help="Share of tokens masked for MLM (presets: 0.15; demo 0.4).")
 @click.option("--save-every", type=_limit("save_every"), default=None,
               help="Checkpoint every N steps after the log-spaced early ones (1, 2, 4, …).")
@@ -193,7 +250,7 @@ def _click_type(f) -> click.ParamType:
     if kind is int:
         return click.IntRange(meta.get("low"), meta.get("high"))
     if kind is float:
-        return click.FloatRange(meta.get("low"), meta.get("high"))
+        return FiniteFloat(meta.get("low"), meta.get("high"))
     return click.STRING
 
 
@@ -219,7 +276,10 @@ def _analyses_epilog() -> str:
     from probekit.analyses import load_builtins
 
     lines = [f"  {name:<12} {analysis.help}" for name, analysis in load_builtins().items()]
-    return "\b\nAnalyses (--with NAME; their options are the flags above marked with the name):\n" + "\n".join(lines)
+    return ("\b\nAnalyses (--with NAME; their options are the flags above marked with the name):\n" + "\n".join(lines)
+            + "\n\n" + examples("probekit probe local/my_bert/* --out local/probe",
+                                 "probekit probe local/my_bert/* --with lens,ablation --at ablation=0,2000,last",
+                                 "probekit probe local/my_bert/* -b ewt --with syntax-heads,probes -o local/syntax"))
 
 
 def _steps_at(values: tuple[str, ...]) -> dict[str, str]:
@@ -320,14 +380,58 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
         click.echo(f"\nMinimal-pair accuracy ({metric}) by checkpoint and benchmark:")
         click.echo(overall.pivot_table(index=["step", "checkpoint"], columns="benchmark", values="accuracy",
                                        sort=False).to_string(float_format=lambda v: f"{v:.3f}"))
-    click.echo(f"\n{len(result.predictions):,} predictions from {len(result.checkpoints)} checkpoints -> {out}/")
+    counts, empty = computed(result)
+    click.echo(f"\n{'; '.join(counts) or 'nothing computed'} from {len(result.checkpoints)} checkpoint(s) -> {out}/")
+    # what the user asked for beyond the predictions; without --with, whatever the inputs called for
+    asked = [name for name in analyses if name != "predictions"] or result.manifest.get("analyses", ["predictions"])
+    if failed := result.manifest.get("failed_analyses"):
+        click.echo(f"{', '.join(failed)}: not written (see the error above); the other tables are", err=True)
+    nothing = [name for name in asked if name in empty]
+    if nothing and len(nothing) == len(asked):
+        click.echo(f"Error: {' and '.join(nothing)} computed nothing: {'its table is' if len(nothing) == 1 else 'their tables are'} "
+                   "empty (the lines above say why)", err=True)
+        sys.exit(1)
     if len(result.skipped):
         click.echo(f"{len(result.skipped)} checkpoint(s) skipped: see {out}/checkpoints.parquet "
                    f"(column error) or the lines above", err=True)
         sys.exit(1)
+    if failed:
+        sys.exit(1)
 
 
-@main.command()
+UNITS = {"predictions": "predictions", "pairs": "minimal pairs scored", "choice": "choices",
+         "tracing": "tracing rows", "syntax-heads": "syntax-head rows", "probes": "probe rows", "lens": "lens rows",
+         "ablation": "ablation rows", "capture": "head-metric rows"}
+"""How the closing line of `probe` names each analysis's row table."""
+
+
+def computed(result) -> tuple[list[str], list[str]]:
+    """(what the run computed, one phrase per analysis from its row table's count; the analyses whose row
+    table is empty). Traced prompts and treebank sentences are counted beside their rows."""
+    from probekit.analyses import REGISTRY
+
+    phrases, empty = [], []
+    for name in result.manifest.get("analyses", ["predictions"]):
+        spec = REGISTRY.get(name)
+        table = getattr(getattr(spec, "table", None), "name", name.replace("-", "_"))
+        frame = result.tables.get(table)
+        rows = len(frame) if frame is not None else 0
+        if not rows:
+            empty.append(name)
+            if name == "predictions" and spec is not None and len(result.manifest.get("analyses", [])) > 1:
+                continue  # a run of other inputs (a treebank, minimal pairs alone): no prompts were asked for
+        phrase = f"{rows:,} {UNITS.get(name, f'{table} rows')}"
+        if rows and name == "tracing" and {"checkpoint", "prompt"} <= set(frame.columns):
+            phrase += f" ({frame.drop_duplicates(['checkpoint', 'prompt']).shape[0]:,} traced prompts × checkpoints)"
+        if rows and getattr(spec, "inputs", None) == "treebank":
+            sentences = sum(int(i.get("count", 0)) for i in result.manifest.get("inputs", {}).get("treebank", {}).values())
+            phrase += f" on {sentences:,} sentences"
+        phrases.append(phrase)
+    return phrases, empty
+
+
+@main.command(epilog=examples("probekit report local/probe --site local/site",
+                              "probekit report local/probe --site local/site --serve --port 8001"))
 @click.argument("results", default="local/probe")
 @click.option("--site", default="local/site", help="Folder for the MkDocs project; the built site goes to SITE/build.")
 @click.option("--serve", is_flag=True, help="Serve the site on 127.0.0.1 after building it (stops with probekit).")
@@ -341,7 +445,8 @@ def report(results, site, serve, port):
     click.echo(str(index.resolve()))
 
 
-@main.command()
+@main.command(epilog=examples("probekit diff local/probe", "probekit diff local/probe 3000",
+                              "probekit diff local/probe checkpoint-0 -1 --csv d.csv"))
 @click.argument("results")
 @click.argument("a", required=False)
 @click.argument("b", required=False)
@@ -355,11 +460,10 @@ def diff(results, a, b, csv_file, rows):
     A and B are names, steps (3000) or positions (-1 = the last). With A only, A is compared with the
     checkpoint before it; with neither, every pair of neighbouring checkpoints is summarised.
     """
-    from probekit.diff import diff_checkpoints, neighbour_summary
-    from probekit.running.results import ProbeResult
+    from probekit.diff import diff_checkpoints, neighbours
 
     if a is None:
-        summary = neighbour_summary(ProbeResult.load(results).predictions)
+        summary = neighbours(results)
         click.echo("prompts newly right (+) and lost (-) between neighbouring checkpoints:")
         click.echo(summary.to_string(index=False))
         if csv_file:
@@ -386,7 +490,8 @@ def diff(results, a, b, csv_file, rows):
         d.changed_prompts.to_csv(csv_file, index=False)
 
 
-@main.command()
+@main.command(epilog=examples("probekit demo", "probekit demo --verbose",
+                              "probekit demo --out local/demo-small --max-steps 500"))
 @click.option("--out", default="local/demo", help="Folder for the checkpoints and everything made from them.")
 @click.option("--max-steps", type=int, default=None,
               help="Training steps.  [default: 5000 on CPU, 40000 on a GPU]")

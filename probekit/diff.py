@@ -131,12 +131,31 @@ def neighbour_summary(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
+def comparable(probed: ProbeResult, results: str | Path) -> pd.DataFrame:
+    """The predictions of `probed`, or a one-line error when they hold nothing to compare: no prompt was
+    scored (a syntax-only or tracing-only run), or only one checkpoint was."""
+    predictions = probed.predictions
+    if predictions.empty:
+        ran = ", ".join(a for a in probed.manifest.get("analyses", []) if a != "predictions") or "nothing"
+        raise ProbekitError(f"{results}: nothing to compare: these results hold no fill-mask predictions (this run "
+                            f"computed {ran}); diff compares prompts, so probe with prompts such as -b countries")
+    if predictions["checkpoint"].nunique() < 2:
+        raise ProbekitError(f"{results}: nothing to compare: one checkpoint was probed "
+                            f"({predictions['checkpoint'].iloc[0]}); probe two or more")
+    return predictions
+
+
+def neighbours(results: str | Path) -> pd.DataFrame:
+    """`neighbour_summary` of a results folder (one-line errors when there is nothing to compare)."""
+    return neighbour_summary(comparable(ProbeResult.load(results), results))
+
+
 def diff_checkpoints(results: str | Path, a: str | int, b: str | int | None = None) -> CheckpointDiff:
     """Compare checkpoints `a` and `b` of a probed series (names, steps, or -1 for the last); without `b`,
     `a` is compared with the checkpoint before it."""
     results = Path(results)
     probed = ProbeResult.load(results)
-    predictions = probed.predictions
+    predictions = comparable(probed, results)
     a = resolve(predictions, a, results)
     if b is None:
         before = {right: left for left, right in neighbour_pairs(predictions)}

@@ -69,5 +69,5 @@ def test_a_spec_at_n_samples_that_input_only(tmp_path):
     odd = tmp_path / "mine@2.csv"
     odd.write_text("relation,template,subject,answer\ncapital,The capital of [X] is [MASK].,Italy,Rome\n")
     assert len(load_input(str(odd))[1].prompts) == 1  # a file of that name is read as the file
-    with pytest.raises(ProbekitError, match="blimp@0: a sample must keep at least 1 item"):
+    with pytest.raises(ProbekitError, match="blimp@0: '0' after @ is not a sample size"):
         load_input("blimp@0")

@@ -37,7 +37,8 @@ class FakeResult:
         self.skipped = Table(skipped)
         self.predictions = Table(12)
         self.checkpoints = Table(3)
-        self.tables: dict = {}
+        self.tables: dict = {"predictions": self.predictions}
+        self.manifest: dict = {"analyses": ["predictions"]}
 
     def summary(self, **_) -> Table:
         return Table(1)
@@ -91,7 +92,7 @@ def test_probe_passes_every_option_to_the_runner(runner_calls, tmp_path):
                         batch_size=7, control=False, device="cpu", sample=3, step_from=r"s(\d+k?)", evict=True,
                         shard=None, merge=False, options={"predictions": {"top_k": 5, "bf16": True},
                                                           "pairs": {"metric": "original"}}, at={"ablation": "0,8"})
-    assert "SUMMARY-TABLE" in result.output and "12 predictions from 3 checkpoints" in result.output
+    assert "SUMMARY-TABLE" in result.output and "12 predictions from 3 checkpoint(s)" in result.output
 
 
 @pytest.mark.parametrize(("args", "analyses", "sentences"), [

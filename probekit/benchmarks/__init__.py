@@ -28,7 +28,9 @@ from probekit.core.errors import ProbekitError
 pd = lazy.module("pandas")
 
 HERE = Path(__file__).parent
-SHIPPED = {path.stem: path for path in sorted(HERE.glob("*.yaml"))}
+INTERNAL = ("fact_templates",)
+"""Data files beside the benchmarks that are not benchmarks (the training paraphrases of fact injection)."""
+SHIPPED = {path.stem: path for path in sorted(HERE.glob("*.yaml")) if path.stem not in INTERNAL}
 DEFAULT_BENCHMARKS = ("countries",)
 DEFAULT_SENTENCES = HERE / "sentences.txt"
 """Sentences whose attention is captured by default: capital prompts, plain prose, and A/B pairs."""
@@ -72,8 +74,8 @@ def load_benchmark(spec: str | Path) -> Benchmark:
     """A shipped benchmark by name (`countries`) or any CSV/JSONL/YAML file by path (`choice:PAIRS` specs:
     `probekit.benchmarks.pairs.load_choices`)."""
     path = SHIPPED.get(str(spec)) or Path(spec)
-    if not path.is_file():
-        raise ProbekitError(f"{spec}: no such benchmark file (shipped: {', '.join(SHIPPED)})")
+    if not path.is_file() or path.parent == HERE and path.stem in INTERNAL:
+        raise ProbekitError(unknown_spec(str(spec)))
     name = path.stem
     raw = _read_rows(path)
     rows, problems = [], []
@@ -95,6 +97,21 @@ def load_benchmark(spec: str | Path) -> Benchmark:
     prompts = prompts.drop_duplicates(subset=["relation", "prompt", "answer"]).reset_index(drop=True)
     foils = prompts["candidates"].tolist() if any(prompts["candidates"].map(len)) else None
     return Benchmark(name, path, prompts[COLUMNS], problems, candidates=foils)
+
+
+def unknown_spec(spec: str) -> str:
+    """The one line for a `--benchmark` spec that names no file and that no input kind reads: what is valid,
+    for the kind whose specs it resembles (`ewt:nope` → the treebank specs) or for all of them."""
+    from probekit.benchmarks.kinds import KINDS
+
+    head = spec.split(":", 1)[0].split("@", 1)[0].strip().lower()
+    like = [(kind, doc) for kind, doc in KINDS.items()
+            if head and kind != "prompts" and (head == kind or f" {head}" in f" {doc}".lower().replace(",", " "))]
+    if like:
+        return f"{spec}: no such {' or '.join(k for k, _ in like)} (valid: " + "; ".join(
+            f"{kind}: {doc}" for kind, doc in like) + ")"
+    return (f"{spec}: no such benchmark file or input (shipped prompts: {', '.join(SHIPPED)}; a .csv, .jsonl or "
+            f".yaml file of prompts; " + "; ".join(f"{k}: {d}" for k, d in KINDS.items() if k != "prompts") + ")")
 
 
 def _candidates(row: dict) -> tuple[list[str], str | None]:

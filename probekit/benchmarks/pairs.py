@@ -70,6 +70,11 @@ def is_pair_spec(spec: str | Path) -> bool:
     path = Path(text)
     if not path.is_file() or path.suffix.lower() not in (".csv", ".jsonl"):
         return False
+    return bool(_header(path) & {"good", "bad"})  # one of the two: the reader then names the missing one
+
+
+def _header(path: Path) -> set[str]:
+    """The column names of a CSV file's header or a JSONL file's first record (BLiMP's aliases read as ours)."""
     try:
         with open(path, encoding="utf-8-sig") as f:
             first = f.readline()
@@ -78,9 +83,8 @@ def is_pair_spec(spec: str | Path) -> bool:
             else:
                 header = list(json.loads(first)) if first.strip().startswith("{") else []
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error):
-        return False
-    names = {ALIASES.get(h.strip(), h.strip()) for h in header}
-    return {"good", "bad"} <= names
+        return set()
+    return {ALIASES.get(h.strip(), h.strip()) for h in header}
 
 
 def load_pairs(spec: str | Path, sample: int | None = None, seed: int = 0) -> PairBenchmark:
@@ -97,7 +101,12 @@ def load_pairs(spec: str | Path, sample: int | None = None, seed: int = 0) -> Pa
         if not path.is_file():
             raise ProbekitError(f"{spec}: no such pairs file (shipped: {BLIMP}, {BLIMP}:PARADIGM|PHENOMENON|FIELD)")
         name, shipped = path.stem, False
-        rows, problems = _validated(path, _read_rows(path), same_allowed=False)
+        raw = _read_rows(path)
+        found = _header(path) if path.suffix.lower() == ".csv" else {ALIASES.get(k, k) for _, row in raw for k in row}
+        if missing := [c for c in ("good", "bad") if c not in found]:
+            raise ProbekitError(f"{path}: no {' or '.join(repr(c) for c in missing)} column (minimal-pair files have "
+                                f"columns good, bad; this one has {', '.join(sorted(found)) or 'none'})")
+        rows, problems = _validated(path, raw, same_allowed=False)
     if not rows:
         reasons = "; ".join(p.split(": ", 2)[2].removesuffix("; row skipped") for p in problems[:3])
         raise ProbekitError(f"{path}: no valid pairs ({len(problems)} malformed rows"

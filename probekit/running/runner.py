@@ -17,16 +17,17 @@ from transformers import PreTrainedTokenizerBase
 
 from probekit import analyses as registry
 from probekit.analyses import Analysis, Context
+from probekit.analyses.base import ORIGINS
 from probekit.benchmarks import DEFAULT_BENCHMARKS
-from probekit.benchmarks.kinds import load_input, load_inputs
+from probekit.benchmarks.kinds import described, load_input, load_inputs
 from probekit.models.checkpoints import Checkpoint, RandomInit
-from probekit.core.errors import ProbekitError
+from probekit.core.errors import AnalysisError, ProbekitError
 from probekit.training.facts import FactRecord, fact_groups
 from probekit.training.folders import BARE_COUNT, TRAINER_STATE, count_value, seed_of
 from probekit.core.log import logger, progress
 from probekit.running.results import ProbeResult
 from probekit.models.series import resolve_checkpoints
-from probekit.core.schema import TABLES
+from probekit.core.schema import CHECKPOINT_ID, TABLES
 from probekit.analyses import scoring
 from probekit.analyses.stats import settings as stats_settings
 from probekit.core.store import cache_key, claim_folder, new_manifest, read_cached, training_log, write_cached, writer_lock
@@ -239,7 +240,9 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
          control: bool) -> ProbeResult:
     frames: dict[str, list[pd.DataFrame]] = {a.name: [] for a in chosen}
     records, seen = [], {}
-    for ref in progress(refs, desc="probing", unit="checkpoint"):
+    for position, ref in enumerate(progress(refs, desc="probing", unit="checkpoint"), 1):
+        if not bars_shown():  # a log file: a line per stage instead of a bar's frames
+            logger.info(f"probing {ref.name} ({position}/{len(refs)})")
         record = {"checkpoint": ref.name, "run": ref.run, "step": ref.step, "seed": seed_of(ref.source),
                   "path": ref.source, "family": ref.family, "fingerprint": None, "status": "ok",
                   "duplicate_of": None, "error": None}
@@ -248,6 +251,8 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
             record["fingerprint"] = ref.fingerprint
             original = seen.get(ref.identity)
             results = _analyse(ref, chosen, ctx, reuse=original)
+        except AnalysisError:  # the analysis is at fault, not the checkpoint: stop before the rest of the work
+            raise
         except ProbekitError as exc:
             record.update(status="skipped", error=str(exc))
             logger.warning(f"skipped: {exc}")
@@ -304,9 +309,35 @@ def run_unit(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> tuple[p
         if (frame := read_cached(ctx.out, key)) is not None:
             return frame, True
     frame = _computed(ref, analysis, ctx, item)
+    check_rows(analysis, frame, ref)
     if key is not None:
         write_cached(ctx.out, key, frame)
     return frame, False if analysis.cached else None
+
+
+LABELLED = (*CHECKPOINT_ID, "group")
+"""Columns of a row table the runner adds itself (`_label`, and the fact group in `_assemble`)."""
+
+
+def check_rows(analysis: Analysis, frame: pd.DataFrame, ref: Checkpoint) -> None:
+    """A one-line AnalysisError when a unit's rows lack a column the analysis's row table declares, so that a
+    broken analysis (a plug-in) stops at its first unit, not after the whole series."""
+    if not isinstance(frame, pd.DataFrame):
+        raise AnalysisError(f"analysis {analysis.name!r} ({ORIGINS.get(analysis.name, 'unknown origin')}): run() "
+                            f"returned {type(frame).__name__}, not a table of rows")
+    if frame.empty:
+        return
+    if missing := [c for c in analysis.table.names if c not in frame.columns and c not in LABELLED]:
+        raise AnalysisError(f"analysis {analysis.name!r} ({ORIGINS.get(analysis.name, 'unknown origin')}): its rows "
+                            f"on {ref.name} lack the column(s) {', '.join(missing)} that its table "
+                            f"{analysis.table.name!r} declares; stopped before the rest of the work")
+
+
+def bars_shown() -> bool:
+    """Whether progress bars are on (`probekit.core.log.set_progress`; the CLI turns them off without a terminal)."""
+    from probekit.core import log
+
+    return bool(getattr(log, "_progress", True))
 
 
 def unit_key(ref: Checkpoint, analysis: Analysis, ctx: Context, item) -> str:
@@ -339,23 +370,21 @@ def _label(frame: pd.DataFrame, ref: Checkpoint) -> pd.DataFrame:
 def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Context, facts: FactRecord | None,
               refs: list[Checkpoint]) -> ProbeResult:
     tables: dict[str, pd.DataFrame] = {}
+    failed = []
     for analysis in chosen:
-        parts = frames[analysis.name]
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=analysis.table.names)
-        if "group" in analysis.table.names and "subject" in frame.columns:
-            frame["group"] = fact_groups(frame, facts)
-        if frame.empty:  # typed as declared, so that its summaries work (a run of minimal pairs alone)
-            frame = analysis.table.conform(frame)
-        frame = frame.sort_values("step", kind="stable", na_position="last").reset_index(drop=True)
-        frame = analysis.finish(frame, ctx)
-        tables[analysis.table.name] = frame
-        tables.update(analysis.summarize(frame, ctx))
+        try:
+            tables.update(_tables_of(analysis, frames[analysis.name], ctx, facts))
+        except Exception as exc:  # one analysis's broken tables must not lose the others'
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            logger.error(f"analysis {analysis.name!r} ({ORIGINS.get(analysis.name, 'unknown origin')}): its tables "
+                         f"are not written ({exc.__class__.__name__}: {first}); the other analyses' are")
+            failed.append(analysis.name)
     tables["checkpoints"] = pd.DataFrame(records, columns=TABLES["checkpoints"].names)
     states = [Path(r.location) / TRAINER_STATE for r in refs if r.is_local]
     if states := [s for s in states if s.is_file()]:
         tables["training"] = training_log(states[-1])
     manifest = new_manifest(
-        inputs={kind: {i.name: i.describe() for i in items} for kind, items in ctx.inputs.items()},
+        inputs={kind: {i.name: described(i) for i in items} for kind, items in ctx.inputs.items()},
         analyses=[a.name for a in chosen],
         options={a.name: ctx.opts(a.name).key() for a in chosen},
         at={name: sorted(steps) for name, steps in ctx.at.items()},
@@ -365,7 +394,28 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
         facts=asdict(facts) if facts else None)
     for analysis in chosen:
         manifest.update(analysis.manifest(ctx))
+    if failed:
+        manifest["failed_analyses"] = failed
     return ProbeResult(tables, manifest)
+
+
+def _tables_of(analysis: Analysis, parts: list[pd.DataFrame], ctx: Context,
+               facts: FactRecord | None) -> dict[str, pd.DataFrame]:
+    """One analysis's tables from its units' rows: the row table finished, then its summaries, each checked
+    against the columns it declares."""
+    names = analysis.table.names
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
+    if "group" in names and "subject" in frame.columns:
+        frame["group"] = fact_groups(frame, facts)
+    if frame.empty:  # typed as declared, so that its summaries work (a run of minimal pairs alone)
+        frame = analysis.table.conform(frame.reindex(columns=list(dict.fromkeys([*frame.columns, *names]))))
+    frame = frame.sort_values("step", kind="stable", na_position="last").reset_index(drop=True)
+    frame = analysis.finish(frame, ctx)
+    made = {analysis.table.name: frame, **analysis.summarize(frame, ctx)}
+    for name, table in made.items():
+        if name in TABLES and table is not None and (missing := [c for c in TABLES[name].names if c not in table.columns]):
+            raise ValueError(f"table {name!r} lacks the declared column(s) {', '.join(missing)}")
+    return made
 
 
 def _fact_record(refs: list[Checkpoint]) -> FactRecord | None:
