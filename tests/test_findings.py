@@ -17,7 +17,7 @@ import pytest
 import claims
 from probekit.analyses import findings, stats
 from probekit.analyses.findings import FINDINGS, build, select
-from probekit.core.schema import CONTROL, TABLES
+from probekit.core.schema import TABLES
 
 REPORT = Path(findings.__file__).resolve().parents[1] / "report"
 

@@ -47,6 +47,8 @@ MIN_N = 5
 EFFECT_FLOOR = 0.01
 """A tracing site stands out only above this absolute Δp too (one percentage point of the answer's probability)."""
 CHANCE = 0.5
+SHARE_RANGE = (-0.5, 1.5)
+"""A restoration share outside this range is an artefact of a small denominator, shown as n/a."""
 
 RULES = {
     "level": "the measured value at the last probed step with its 95% bootstrap interval; no claim",
@@ -65,7 +67,7 @@ RULES = {
                   "least 5 prompts, Holm over the trace's sites; no random-init row: no claim",
     "best_site": "the site of largest Δp (restoring-by-construction sites never), at each traced step",
     "share": "restoration share of the best site, a ratio of means (Σ Δp / Σ (p_clean − p_corrupt)), shown only "
-             "where the denominator's interval excludes 0",
+             "where the denominator's interval excludes 0 and the share lies in [−0.5, 1.5]",
     "top_head": "the head of largest Δp at each traced step; stands out as a site does",
     "arrives": "the arrival interval (last probed step not cleared, first step of the lasting clearance] of the "
                "signal's emergence, on its own checkpoints",
@@ -641,7 +643,8 @@ def _share(row: pd.Series, best: dict) -> dict:
     value = row.get("restoration", NAN)
     low, high = row.get("restoration_low", NAN), row.get("restoration_high", NAN)
     gap_low, gap_high = row.get("gap_low", NAN), row.get("gap_high", NAN)
-    defined = bool(pd.notna(value) and (pd.isna(gap_low) or gap_low > 0 or gap_high < 0))
+    defined = bool(pd.notna(value) and (pd.isna(gap_low) or gap_low > 0 or gap_high < 0)
+                   and SHARE_RANGE[0] <= value <= SHARE_RANGE[1])
     return _claim("share", "tracing", benchmark=best["benchmark"], subject=best["subject"], group=best["group"],
                   detail=best["detail"], statistic="restoration share (ratio of means)",
                   value=value if defined else NAN, low=low if defined else NAN, high=high if defined else NAN,

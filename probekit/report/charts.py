@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from probekit.core.schema import CONTROL, POOLED
-from probekit.analyses.findings import main_findings, select
+from probekit.analyses.findings import main_findings, main_rows, select
 
 #: Okabe–Ito colours without the yellow: readable as lines on white and on the dark theme
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#999999"]
@@ -75,8 +75,8 @@ def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame |
     interval."""
     rows = scores[scores["benchmark"] == benchmark]
     data = rows[rows["checkpoint"] != CONTROL].dropna(subset=["step"])
-    pooled = data["run"] == POOLED
-    main, seeds = (data[pooled], data[~pooled]) if pooled.any() else (data, data.iloc[:0])
+    main = main_rows(data)
+    seeds = data[data["run"] != POOLED] if len(main) < len(data) else data.iloc[:0]
     parts = []
     for kind, frame in (("mean", main), ("seed", seeds), ("control", rows[rows["checkpoint"] == CONTROL])):
         for metric, label in METRICS.items():

@@ -23,7 +23,6 @@ from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.report.findings import arrival, bracketed
 from probekit.report.markdown import esc
 from probekit.report.page import Page
-from probekit.core.schema import CONTROL, POOLED
 
 PAGE, TITLE = "grammar.md", "Grammar"
 REFERENCES = {"5-gram": ":", "LSTM": "-.", "GPT-2": "--", "human": "-"}  # Transformer-XL ≈ LSTM: left out
@@ -34,9 +33,7 @@ def _series(accuracy: pd.DataFrame, level: str) -> pd.DataFrame:
     """The rows of one level drawn as lines: per run × name × step, accuracy with its interval, n and ties.
     With several seeds, only the rows pooled over them; the random-init control left out; of checkpoints
     given twice under one run name, the first."""
-    rows = accuracy[(accuracy["level"] == level) & (accuracy["checkpoint"] != CONTROL)].dropna(subset=["step"])
-    pooled = rows["run"] == POOLED
-    rows = rows[pooled] if pooled.any() else rows
+    rows = main_rows(accuracy[accuracy["level"] == level])
     rows = rows.assign(**{c: rows[c].astype(float) for c in ("accuracy", "accuracy_low", "accuracy_high", "n")},
                        ties=rows["ties"].astype(float).fillna(0), run=rows["run"].astype(str))
     rows = rows[SERIES].drop_duplicates(["run", "name", "step"])  # one row per run and step, as the table has

@@ -13,6 +13,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from probekit.figures import PALETTE, plain, step_axis, subplots
+from probekit.analyses.findings import main_rows
 from probekit.core.schema import CONTROL, POOLED
 
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
@@ -41,8 +42,8 @@ def score_curves(scores: pd.DataFrame, benchmark: str, log: bool = False) -> Fig
     seeds, the line and band are the all-seeds rows (Multi-Bootstrap) and each seed is a faint line behind."""
     data = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] != CONTROL)].dropna(subset=["step"])
     control = scores[(scores["benchmark"] == benchmark) & (scores["checkpoint"] == CONTROL)]
-    pooled = data["run"] == POOLED
-    main, seeds = (data[pooled], data[~pooled]) if pooled.any() else (data, data.iloc[:0])
+    main = main_rows(data)
+    seeds = data[data["run"] != POOLED] if len(main) < len(data) else data.iloc[:0]
     relations = list(dict.fromkeys(data["relation"]))
     groups = [g for g in ("injected", "held_back") if g in set(data["group"])] or sorted(set(data["group"]))
     style = {g: GROUP_STYLE.get(g, (PALETTE[i % len(PALETTE)], "-")) for i, g in enumerate(groups)}
@@ -199,9 +200,7 @@ def logit_lens(lens_scores: pd.DataFrame, relation: str | None = None) -> Figure
     if "p_at_1" not in lens_scores.columns:
         raise ValueError("logit_lens draws the lens_scores table (result.tables['lens_scores']), not the "
                          "row-level lens table")
-    rows = lens_scores[lens_scores["checkpoint"] != CONTROL].dropna(subset=["step"])
-    pooled = rows["run"] == POOLED
-    rows = rows[pooled] if pooled.any() else rows
+    rows = main_rows(lens_scores)
     if relation is not None:
         rows = rows[rows["relation"] == relation]
     layers = sorted(int(v) for v in rows["layer"].dropna().unique())

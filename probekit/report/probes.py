@@ -14,7 +14,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from probekit.analyses.findings import main_findings, main_rows, select
-from probekit.core.schema import CONTROL, POOLED
 from probekit.figures import plain, step_axis, subplots
 from probekit.report.markdown import esc
 from probekit.report.page import Page
@@ -25,8 +24,7 @@ NAMES = {"upos": "UPOS", "deprel": "arc label", "distance": "structural (UUAS)",
 
 def _series(scores: pd.DataFrame) -> pd.DataFrame:
     """Rows drawn against step: the random-init control and rows without a step left out."""
-    rows = scores[scores["checkpoint"] != CONTROL].dropna(subset=["step"])
-    rows = rows[rows["run"] == POOLED] if (rows["run"] == POOLED).any() else rows
+    rows = main_rows(scores)
     return rows.assign(step=rows["step"].astype(int)).sort_values(["probe", "layer", "step"], kind="stable")
 
 

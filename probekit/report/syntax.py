@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from probekit.analyses.findings import main_findings, select
-from probekit.core.schema import CONTROL, POOLED
+from probekit.analyses.findings import main_findings, main_rows, select
+from probekit.core.schema import CONTROL
 from probekit.figures import plain, step_axis, subplots
 from probekit.report.markdown import esc
 from probekit.report.page import Page, figure_link, slider
@@ -30,8 +30,7 @@ SHOWN = 8
 def _series(best: pd.DataFrame) -> pd.DataFrame:
     """The dependent → head rows drawn against step: pooled over seeds where there are several, the
     random-init control and rows without a step left out."""
-    rows = best[(best["direction"] == DIRECTION) & (best["checkpoint"] != CONTROL)].dropna(subset=["step"])
-    rows = rows[rows["run"] == POOLED] if (rows["run"] == POOLED).any() else rows
+    rows = main_rows(best[best["direction"] == DIRECTION])
     return rows.assign(step=rows["step"].astype(float)).sort_values(["run", "relation", "step"], kind="stable")
 
 
@@ -201,8 +200,7 @@ def section(page: Page, tables: dict, results) -> None:
              *page.table(shown.round(3), ("syntax", "best-heads")))
     uuas = tables.get("syntax_uuas")
     if uuas is not None and len(uuas):
-        per_layer = uuas[(uuas["step"] == step) & uuas["best_in_layer"] & (uuas["checkpoint"] != CONTROL)]
-        per_layer = per_layer[per_layer["run"] == POOLED] if (per_layer["run"] == POOLED).any() else per_layer
+        per_layer = main_rows(uuas[(uuas["step"] == step) & uuas["best_in_layer"] & (uuas["layer"] >= 0)])
         page.add(PAGE, "## UUAS of each layer's best head (maximum spanning tree of its attention)", "",
                  *page.table(per_layer[["layer", "head", "n", "uuas", "uuas_low", "uuas_high"]].round(3),
                             ("syntax", "uuas")))

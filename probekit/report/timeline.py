@@ -14,7 +14,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from probekit.analyses.findings import main_findings, main_rows, select
-from probekit.core.schema import CONTROL, POOLED
 from probekit.figures import plain, step_axis, subplots
 from probekit.report.markdown import esc
 from probekit.report.page import Page
