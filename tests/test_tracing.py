@@ -670,3 +670,125 @@ def test_restoring_the_last_layer_at_every_mask_gives_the_clean_answer(models, m
         assert row["restoration"] == pytest.approx(1.0, abs=1e-4)
         if len(site.gold) > 1:  # one mask of several restored is not the answer's read-out
             assert abs(np.log(ours.restored["resid"][last, site.masks[0]] / p_clean)) > 1e-3
+
+
+@pytest.mark.parametrize("model_type", ["bert", "modernbert"])
+def test_k_draws_are_the_mean_of_single_draws_batched_as_rows(models, model_type):
+    """K noise draws in one batch (rows × draws, split over passes) give, at every site, the mean over the draws
+    of the probability each draw gives alone — and the corrupted run the mean of the corrupted runs: the
+    average is taken on the probability scale before any difference (ROME's samples)."""
+    model, tok, sites = models[model_type]
+    site = sites[0]
+    draws = torch.stack([noise(site, model, scale=2.0, seed=s) for s in range(3)])
+    together = trace(model, site, draws, ["resid", "mlp", "head"], max_rows=4)  # 4 rows a pass: split draws
+    alone = [trace(model, site, eps, ["resid", "mlp", "head"]) for eps in draws]
+    assert together.draws == 3 and all(a.draws == 1 for a in alone)
+    assert together.p_corrupt == pytest.approx(np.mean([a.p_corrupt for a in alone]), rel=1e-5)
+    assert len({round(float(np.log(a.p_corrupt)), 6) for a in alone}) == 3  # the draws differ
+    for component in ("resid", "mlp", "head"):
+        np.testing.assert_allclose(together.restored[component],
+                                   np.mean([a.restored[component] for a in alone], 0), rtol=1e-5)
+    for component in ("resid", "mlp"):
+        np.testing.assert_allclose(together.masks[component], np.mean([a.masks[component] for a in alone], 0),
+                                   rtol=1e-5)
+    # the reference loop, draw by draw, on the stock modules
+    expected = [reference(model, model_type, site, eps) for eps in draws]
+    np.testing.assert_allclose(np.log(together.restored["mlp"]),
+                               np.log(np.mean([e[2]["mlp"] for e in expected], 0)), atol=1e-5, rtol=0)
+
+
+def test_attribution_averages_its_draws_on_the_probability_scale(models):
+    from probekit.analyses.attribution import as_trace, estimate
+
+    model, tok, sites = models["roberta"]
+    site = sites[0]
+    draws = torch.stack([noise(site, model, seed=s) for s in range(3)])
+    for metric in ("prob", "logprob"):
+        together = estimate(model, [site, sites[1]], [draws, draws[:1].clone() if False else
+                                                      noise(sites[1], model)], ["resid", "head"], metric,
+                            max_rows=2)[0]
+        alone = [estimate(model, [site], [eps], ["resid", "head"], metric)[0] for eps in draws]
+        assert together.corrupt.shape == (3,) and together.delta["resid"].shape[0] == 3
+        for j, one in enumerate(alone):
+            scale = np.abs(one.delta["resid"]).max()
+            np.testing.assert_allclose(together.delta["resid"][j] / scale, one.delta["resid"][0] / scale, atol=1e-5)
+        mean = as_trace(together, metric)
+        singles = [as_trace(one, metric) for one in alone]
+        assert mean.p_corrupt == pytest.approx(np.mean([s.p_corrupt for s in singles]), rel=1e-5)
+        scale = max(np.abs(s.restored["resid"]).max() for s in singles)
+        np.testing.assert_allclose(mean.restored["resid"] / scale,
+                                   np.mean([s.restored["resid"] for s in singles], 0) / scale, atol=1e-5)
+        last = n_layers(model) - 1  # the mask role's joint estimate: the sum of the estimates over the masks
+        assert mean.masks["resid"][last] == pytest.approx(mean.restored["resid"][last, site.masks[0]], rel=1e-9)
+
+
+def test_sigma_comes_from_the_fixed_reference_subjects(models):
+    """σ is the std of the embeddings module's output over the shipped countries' subjects (country and capital
+    names, read here from the CSV), each tokenised alone, special tokens left out — computed here with a hook
+    on the stock embeddings module, one subject at a time."""
+    import csv
+
+    from probekit.analyses.tracing import reference_std, reference_subjects
+    from probekit.benchmarks import HERE
+
+    with open(HERE / "countries.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    names = list(dict.fromkeys([r["country"].strip() for r in rows] + [r["capital"].strip() for r in rows]))
+    assert reference_subjects() == names and len(names) > 400
+    for model_type in ("bert", "roberta"):
+        model, tok, _ = models[model_type]
+        embeddings, _, _ = modules(model, model_type)
+        seen = []
+        handle = embeddings.register_forward_hook(lambda m, a, o: seen.append(o.detach().clone()))
+        values = []
+        with torch.no_grad():
+            for name in names[:60]:
+                enc = tok(name, return_special_tokens_mask=True)
+                model(input_ids=torch.tensor([enc["input_ids"]]))
+                keep = [t for t, s in enumerate(enc["special_tokens_mask"]) if not s]
+                values.append(seen[-1][0, keep].double().flatten())
+        handle.remove()
+        expected = float(torch.cat(values).std())
+        assert reference_std(model, tok, names[:60], batch=7) == pytest.approx(expected, rel=1e-6)
+        assert reference_std(model, tok) > 0
+
+
+def _score_rows(rows: list[dict]) -> pd.DataFrame:
+    base = {"checkpoint": "c", "run": "r", "step": 5, "seed": "", "benchmark": "b", "relation": "capital",
+            "group": "injected", "method": "exact", "head": None, "template": "t", "subject": "s"}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_the_share_is_a_ratio_of_means_missing_where_the_gap_is_unclear():
+    """restoration = mean Δp / mean (p_clean − p_corrupt) over the prompts of the site, not a mean of ratios (a
+    prompt whose corruption barely moves p does not swing it); missing where the gap's interval includes 0;
+    gap and its interval are columns; the last layer's residual stream at the mask is by construction."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        p_clean = 0.3 + 0.01 * i
+        p_corrupt = p_clean - 0.1 if i else p_clean - 1e-6  # prompt 0: the corruption barely moves p
+        for component, layer, role, restored in (("resid", 1, "mask", p_clean), ("mlp", 0, "subject_last",
+                                                                                   p_corrupt + 0.04 * rng.random())):
+            rows.append({"prompt": f"p{i}", "answer": "a", "component": component, "layer": layer, "role": role,
+                         "effect": restored - p_corrupt, "p_clean": p_clean, "p_corrupt": p_corrupt,
+                         "restoration": (restored - p_corrupt) / (p_clean - p_corrupt)})
+    frame = _score_rows(rows)
+    scores = tracing_scores(frame).set_index(["component", "layer"])
+    mlp = frame[frame["component"] == "mlp"]
+    gap = (mlp["p_clean"] - mlp["p_corrupt"]).mean()
+    assert scores.loc[("mlp", 0), "gap"] == pytest.approx(gap)
+    assert scores.loc[("mlp", 0), "restoration"] == pytest.approx(mlp["effect"].mean() / gap)
+    assert abs(mlp["restoration"].mean() - mlp["effect"].mean() / gap) > 0.5  # a mean of ratios would differ
+    assert scores.loc[("mlp", 0), "restoration_low"] <= scores.loc[("mlp", 0), "restoration"] <= \
+        scores.loc[("mlp", 0), "restoration_high"]
+    assert scores.loc[("mlp", 0), "gap_low"] > 0 and scores.loc[("mlp", 0), "n"] == 12
+    assert scores.loc[("resid", 1), "restoration"] == pytest.approx(1.0)
+    assert list(scores["by_construction"]) == [True, False] or dict(scores["by_construction"]) == {
+        ("resid", 1): True, ("mlp", 0): False}
+    # a gap whose interval includes 0: the share is missing, Δp is not
+    unclear = frame.assign(p_corrupt=frame["p_clean"] + np.where(np.arange(len(frame)) % 4 < 2, 0.05, -0.05))
+    unclear = unclear.assign(effect=0.01)
+    found = tracing_scores(unclear)
+    assert found["restoration"].isna().all() and found["restoration_low"].isna().all()
+    assert found["effect"].notna().all() and (found["gap_low"] < 0).all() and (found["gap_high"] > 0).all()
