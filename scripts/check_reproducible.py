@@ -8,7 +8,10 @@ shortest text that reads back as the same double, so two values print alike only
 NaN as `nan`, missing as an empty field, lists and arrays as JSON of the same, and the rows sorted. The
 manifest is compared the same way, flattened to one `key path, value` row per leaf, without what differs
 between two runs of one command by design: `run_id`, `created`, `command`, and the folder's own path
-wherever it appears. Other files a manifest lists (attention captures) are compared by SHA-256.
+wherever it appears. Other files a manifest lists are compared by content: a safetensors file (an attention
+capture) by its metadata and each tensor's dtype, shape and bytes, any other by SHA-256. (Not safetensors
+files by their bytes: safetensors 0.8 writes the header's metadata in a per-process random order, so two
+identical captures from `probekit/models/activations.py` `Capture.save` differ in their bytes.)
 
 Every difference is printed, one line each (a cell that differs names its table, its row's key — the
 columns that are not floats — the column and both values); the exit status is 1 when there is any, 0 when
@@ -128,25 +131,44 @@ def read_tables(folder: Path) -> dict:
     return tables
 
 
+def content_digest(path: Path) -> str:
+    """SHA-256 of a file's content: for safetensors, of its sorted metadata and its tensors (name, dtype, shape,
+    bytes), whatever order the header lists them in; else of its bytes."""
+    digest = hashlib.sha256()
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "np") as f:
+            digest.update(json.dumps(f.metadata() or {}, sort_keys=True).encode())
+            for name in sorted(f.keys()):
+                array = f.get_tensor(name)
+                digest.update(f"{name}|{array.dtype}|{array.shape}".encode())
+                digest.update(array.tobytes())
+    else:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def other_files(folder: Path) -> dict[str, str]:
-    """SHA-256 of the non-table files the manifest lists (attention captures)."""
+    """Content digests of the non-table files the manifest lists (attention captures)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return {}
     listed = (json.loads(path.read_text()).get("files") or {}).get("other") or []
-    return {name: hashlib.sha256((Path(folder) / name).read_bytes()).hexdigest() if (Path(folder) / name).is_file()
-            else "missing" for name in listed}
+    return {name: content_digest(Path(folder) / name) if (Path(folder) / name).is_file() else "missing"
+            for name in listed}
 
 
-def table_differences(name: str, a, b) -> list[str]:
-    """Each difference between two frames of one table, one line each."""
+def table_differences(name: str, a, b, keys: list[str] | None = None) -> list[str]:
+    """Each difference between two frames of one table, one line each; rows that differ are paired by `keys`
+    (default: the columns that hold no floats) to name the cells that differ."""
     columns_a, rows_a = canonical_rows(a)
     columns_b, rows_b = canonical_rows(b)
     if columns_a != columns_b:
         only_a, only_b = sorted(set(columns_a) - set(columns_b)), sorted(set(columns_b) - set(columns_a))
         lines = [f"{name}: columns differ (only in A: {', '.join(only_a) or '-'}; only in B: {', '.join(only_b) or '-'})"]
         common = [c for c in columns_a if c in set(columns_b)]
-        return lines + table_differences(name, a[common], b[common]) if common else lines
+        return lines + table_differences(name, a[common], b[common], keys) if common else lines
     lines = []
     if len(rows_a) != len(rows_b):
         lines.append(f"{name}: {len(rows_a):,} rows in A, {len(rows_b):,} in B")
@@ -157,7 +179,7 @@ def table_differences(name: str, a, b) -> list[str]:
         return lines
     # pair the differing rows by their key: the columns that hold no floats
     floats = {c for c in columns_a if a[c].dtype.kind == "f" or b[c].dtype.kind == "f"}
-    key_at = [i for i, c in enumerate(columns_a) if c not in floats]
+    key_at = [i for i, c in enumerate(columns_a) if (c in keys if keys else c not in floats)]
     key = lambda row: tuple(row[i] for i in key_at)  # noqa: E731
     by_key_b: dict[tuple, list] = {}
     for row in missing_a:
@@ -184,11 +206,11 @@ def differences(a: str | Path, b: str | Path) -> list[str]:
     lines = [f"{name}: only in {side}" for side, mine, theirs in (("A", tables_a, tables_b), ("B", tables_b, tables_a))
              for name in sorted(set(mine) - set(theirs))]
     for name in sorted(set(tables_a) & set(tables_b)):
-        lines += table_differences(name, tables_a[name], tables_b[name])
+        lines += table_differences(name, tables_a[name], tables_b[name], ["key"] if name == MANIFEST else None)
     files_a, files_b = other_files(a), other_files(b)
     for name in sorted(set(files_a) | set(files_b)):
         if files_a.get(name) != files_b.get(name):
-            lines.append(f"{name}: sha256 A {files_a.get(name, 'absent')[:16]} != B {files_b.get(name, 'absent')[:16]}")
+            lines.append(f"{name}: content A {files_a.get(name, 'absent')[:16]} != B {files_b.get(name, 'absent')[:16]}")
     return lines
 
 
