@@ -348,7 +348,12 @@ def test_probe_writes_both_tables_with_intervals_and_the_control(tiny_series, tm
     text = "\n".join(page.parts[PAGE])
     assert "# Syntax probes" in text and text.count("selectivity") >= 4
     assert len(list((tmp_path / "docs" / "figures").glob("probes-*.png"))) == 3
-    assert "## When each probe becomes selective" in text
+    # the intervals' settings are the statistics module's, in the manifest
+    from probekit.analyses import stats
+
+    recorded = result.manifest["probes"]["intervals"]
+    assert (recorded["level"], recorded["resamples"], recorded["seed"]) == (stats.LEVEL, stats.RESAMPLES, stats.SEED)
+    assert "eval sentences" in recorded["over"] and recorded["min_items"] == stats.MIN_ITEMS
 
 
 # ---------------------------------------------------------------- seeds and emergence
@@ -430,3 +435,78 @@ def test_average_ranks_are_scipys_with_ties_and_need_no_scipy():
             "from probekit.analyses.probes import spearman_by_length; "
             "print(spearman_by_length([(np.arange(6.0), np.arange(6.0))], [6])[0])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "1.0"
+
+
+# ---------------------------------------------------------------- bad and small treebanks (issue 33)
+
+
+def conllu(sentences) -> str:
+    """CoNLL-U text of treebank sentences (1-based heads)."""
+    blocks = []
+    for s in sentences:
+        blocks.append("\n".join(f"{i}\t{w}\t_\t{u}\t_\t_\t{h}\t{r}\t_\t_"
+                                for i, (w, u, h, r) in enumerate(zip(s.words, s.upos, s.heads, s.deprels), 1)))
+    return "\n\n".join(blocks) + "\n"
+
+
+def test_too_few_eval_sentences_give_no_interval_and_say_why():
+    parsed = sentences(20, seed=4)
+    for n, eval_n in ((8, 4), (10, 5)):
+        frame = probed(tag_features(parsed[:n], noise=0.5), parsed[:n], probes=("upos",), steps=10)
+        main = frame[frame["metric"] != "spearman"]
+        assert (main["sentences"] == eval_n).all() and main["value"].notna().all()
+        if eval_n < 5:
+            assert main["value_low"].isna().all() and main["value_high"].isna().all()
+            assert (main["note"] == "no interval: 4 eval sentences, fewer than 5").all()
+        else:
+            assert main["value_low"].notna().all() and (main["note"] == "").all()
+    one = probed(tag_features(parsed[:1], noise=0.5), parsed[:1])  # 1 to fit, 0 to evaluate
+    assert one["value"].isna().all() and one["note"].str.startswith("too few sentences to fit and evaluate").all()
+    assert set(one["probe"]) == {"upos", "deprel", "distance", "depth"}
+
+
+def test_a_word_without_a_piece_skips_its_sentence_and_one_sentence_gives_a_reason_not_warnings(
+        tiny_series, tmp_path, caplog):
+    import warnings
+
+    from probekit import probe
+    from probekit.benchmarks.treebank import load_treebank
+
+    ewt = [s for s in load_treebank("ewt:dev", sample=60).sentences if 4 <= len(s) <= 12][:14]
+    bad = ewt[2]
+    bad = type(bad)(words=[bad.words[0], "\u200b", *bad.words[2:]], heads=bad.heads, deprels=bad.deprels,
+                    upos=bad.upos)
+    path = tmp_path / "zw.conllu"
+    path.write_text(conllu([*ewt[:2], bad, *ewt[3:]]), encoding="utf-8")
+    checkpoint = str(tiny_series / "checkpoint-8")
+    result = probe(checkpoint, [str(path)], analyses={"probes": {"steps": 5, "rank": 4}, "syntax-heads": {}},
+                   out=tmp_path / "out", control=False)
+    scores, best = result.tables["probe_scores"], result.tables["syntax_best_heads"]
+    assert len(scores) and scores["score"].notna().all() and (scores["skipped_unaligned"] == 1).all()
+    assert scores["sentences"].isin([6, 7]).all()  # 14 split 7 + 7, the bad one out of its half
+    assert len(best) and (best["skipped_unaligned"] == 1).all()
+    assert (result.tables["checkpoints"]["status"] != "skipped").all()
+    assert any("1 of 14 sentences skipped" in r.getMessage() and "no piece" in r.getMessage()
+               for r in caplog.records)
+
+    one = tmp_path / "one.conllu"
+    one.write_text(conllu(ewt[:1]), encoding="utf-8")
+    caplog.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = probe(checkpoint, [str(one)], analyses={"probes": {"steps": 5, "rank": 4}}, out=tmp_path / "one",
+                       control=False)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+    scores = result.tables["probe_scores"]
+    assert scores["score"].isna().all() and scores["note"].str.startswith("too few sentences").all()
+    assert sum("too few sentences to fit and evaluate" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_definitions_say_where_the_probes_follow_hewitt_and_manning_and_where_not():
+    from probekit.analyses.probes import definitions
+
+    text = definitions({})
+    for said in ("length squared", "not punctuation", "5–50", "root", "L-BFGS", "Adam", "rank k = 64",
+                 "its **first** piece", "1,000 resamples", "fewer than 5"):
+        assert said in text, said
+    assert "rank k = 8" in definitions({"rank": 8}) and "**mean** of its pieces" in definitions({"pooling": "mean"})

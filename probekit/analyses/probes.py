@@ -6,7 +6,9 @@ Representations. Every layer's residual stream (0 = the embeddings … L = the m
 tokenized and each piece goes to the word its character offsets fall in (`syntax_heads.align`, the rule both
 syntax analyses share; `is_split_into_words` would drop a byte-level tokenizer's space marker); a word is its
 first piece (`--probe-pooling first`, the default) or the mean of its pieces (`mean`). Sentences longer than
-the model's input are left out (the rows' `sentences` counts those scored). Features are scaled per layer by
+the model's input, and sentences with a word the tokenizer turns into no piece (a zero-width character), are
+left out and counted by reason (`skipped_long`, `skipped_unaligned`; the rows' `sentences` counts the eval
+sentences scored). Features are scaled per layer by
 the fit half's standard deviation, and centred too for the softmax probes (which have a bias; the depth probe
 ||Bh||² has none, so its origin stays): a linear probe is unchanged by it, L-BFGS converges better.
 
@@ -33,10 +35,14 @@ attaches, by a seeded ½–½ choice per type, either to its neighbour on the si
 to the root (always a tree; both probes use the same tree), a simpler stand-in for the paper's control. The same probe is fitted on the
 control labels and scored against them; selectivity = task − control of the main metric.
 
-Intervals: 95% percentile bootstrap over eval sentences (1,000 resamples): a resample draws sentences with
-replacement and recomputes the pooled metric (hits / items, so a long sentence weighs by its words, as in
-the point estimate); task and control share the resamples, so selectivity's interval is paired. The Spearman
-rows carry no interval. The task and control rows keep their per-sentence hits and items (`hits`, `items`), so
+Intervals: percentile bootstrap over eval sentences with the statistics module's level, resamples and seed
+(`probekit.analyses.stats`: LEVEL, RESAMPLES, SEED, `ratio_intervals`; the manifest's `probes` entry records
+them): a resample draws sentences with replacement and recomputes the pooled metric (hits / items, so a long
+sentence weighs by its words, as in the point estimate); task and control share the resamples, so
+selectivity's interval is paired. An interval resting on fewer than `stats.MIN_ITEMS` (5) eval sentences is
+not reported (missing, with a `note`), and a treebank too small to fit and evaluate gives missing scores with
+a note, not numpy warnings. The Spearman rows carry no interval. The task and control rows keep their
+per-sentence hits and items (`hits`, `items`), so
 that with several training seeds (`probekit.analyses.stats.seeds_of`) `probe_scores` also holds, per step the
 seeds share, a row pooled over them (run `all-seeds`): Σhits / Σitems over seeds and sentences, its interval a
 Multi-Bootstrap (seeds and eval sentences drawn together, task and control on the same draws); its Spearman
@@ -68,8 +74,10 @@ MAIN = {"upos": "accuracy", "deprel": "accuracy", "distance": "uuas", "depth": "
 """The metric of each probe that its control and selectivity are reported for."""
 SPEARMAN_LENGTHS = (5, 50)
 PUNCT = "PUNCT"
-RESAMPLES = 1000
-LEVEL = 0.95
+SKIP_COLUMNS = (("skipped_long", "int", "treebank sentences left out: longer than the model's positions"),
+                ("skipped_unaligned", "int", "treebank sentences left out: a word the tokenizer turns into no "
+                                             "piece (e.g. a zero-width character)"))
+NOTE = ("note", "str", "why a value or interval is missing (too few sentences), else empty")
 
 PROBES_TABLE = Table("probes", "checkpoint × treebank × layer × probe × task × metric", columns(
     *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"),
@@ -85,6 +93,7 @@ PROBES_TABLE = Table("probes", "checkpoint × treebank × layer × probe × task
     ("hits", "str", "per eval sentence, in order, the items it got right (space-separated; main metric's task and "
                     "control rows only, empty on the others): what the intervals pooled over seeds resample"),
     ("items", "str", "per eval sentence the items behind `hits` (words, arcs, gold edges, 0/1 for the root)"),
+    NOTE, *SKIP_COLUMNS,
 ), "Each probe of each layer fitted on the fit sentences and scored on the eval sentences, on the task and on "
    "its control task (Hewitt & Liang 2019).")
 PROBE_SCORES = Table("probe_scores", "checkpoint × treebank × layer × probe", columns(
@@ -95,7 +104,7 @@ PROBE_SCORES = Table("probe_scores", "checkpoint × treebank × layer × probe",
     ("control", "float", "the same on the control task"), *bounds(("control",), over="eval sentences"),
     ("selectivity", "float", "score − control"), *bounds(("selectivity",), over="eval sentences (paired)"),
     ("spearman", "float", "the distance or depth Spearman correlation on the task (missing for upos, deprel)"),
-    ("n", "int", "items behind the score"), ("sentences", "int", "eval sentences"), N_SEEDS,
+    ("n", "int", "items behind the score"), ("sentences", "int", "eval sentences"), N_SEEDS, NOTE, *SKIP_COLUMNS,
 ), "Per layer and probe: the main metric with its control and selectivity, each with a bootstrap interval over "
    "eval sentences.")
 
@@ -224,13 +233,15 @@ def split(sentences: list, seed: int) -> tuple[list[int], list[int]]:
 
 
 def word_representations(model, tokenizer, sentences: Sequence[Sequence[str]], *, pooling: str = "first",
-                         batch_size: int = 32, device="cpu", max_length: int | None = None
-                         ) -> tuple[torch.Tensor, list[int]]:
+                         batch_size: int = 32, device="cpu", max_length: int | None = None,
+                         skipped: dict | None = None) -> tuple[torch.Tensor, list[int]]:
     """([layers + 1, words, d] float32 on the CPU, the indices of the sentences kept): every layer's residual
     stream per word (first piece or mean of pieces), words in sentence order. Pieces are given to words
     through the tokenizer's character offsets of the words joined by spaces (`syntax_heads.align`, the rule
     both syntax analyses share: `is_split_into_words` would drop a byte-level tokenizer's space marker and
-    feed pieces the model never read in running text). A sentence longer than `max_length` tokens is left out."""
+    feed pieces the model never read in running text). A sentence longer than `max_length` tokens, or with a
+    word that has no piece (a zero-width character), is left out; `skipped`, if given, is filled with the count
+    per reason (`long`, `unaligned`)."""
     import torch
 
     from probekit.analyses.syntax_heads import align
@@ -239,8 +250,14 @@ def word_representations(model, tokenizer, sentences: Sequence[Sequence[str]], *
 
     names = [readout(layer) for layer in range(n_layers(model) + 1)]
     last = final_norm(model)
+    from probekit.analyses.syntax_heads import SKIP_REASONS, skip_reason
+
     aligned = [align(tokenizer, list(words)) for words in sentences]
-    kept = [i for i, (ids, _) in enumerate(aligned) if max_length is None or len(ids) <= max_length]
+    longest = max_length if max_length is not None else float("inf")
+    reasons = [skip_reason(ids, owner, len(words), longest) for (ids, owner), words in zip(aligned, sentences)]
+    kept = [i for i, reason in enumerate(reasons) if reason is None]
+    if skipped is not None:
+        skipped.update({reason: reasons.count(reason) for reason in SKIP_REASONS})
     chunks = []
     for start in range(0, len(kept), batch_size):
         batch = [aligned[i] for i in kept[start:start + batch_size]]
@@ -532,31 +549,6 @@ def _row_pearson(a: np.ndarray, b: np.ndarray) -> list[float]:
         return list(np.where(denom > 0, (a * b).sum(1) / denom, np.nan))
 
 
-def ratio_intervals(hits: np.ndarray, items: np.ndarray, *, key: str, resamples: int = RESAMPLES,
-                    level: float = LEVEL, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap over sentences of Σhits / Σitems for each row of `hits` [metrics, sentences]
-    (same resamples for every row: a difference of rows is paired). Returns (low, high) per row."""
-    import numpy as np
-
-    ratios = resampled_ratios(hits, items, key=key, resamples=resamples, seed=seed)
-    tail = (1 - level) / 2 * 100
-    return np.nanpercentile(ratios, tail, axis=0), np.nanpercentile(ratios, 100 - tail, axis=0)
-
-
-def resampled_ratios(hits: np.ndarray, items: np.ndarray, *, key: str, resamples: int = RESAMPLES,
-                     seed: int = 0) -> np.ndarray:
-    """[resamples, rows]: Σhits / Σitems of each row over sentences drawn with replacement, the draws seeded
-    from `seed` and `key` (so an interval does not depend on what else was probed)."""
-    import numpy as np
-
-    n = hits.shape[1]
-    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-    draws = rng.integers(0, n, size=(resamples, n)) + n * np.arange(resamples)[:, None]
-    counts = np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (counts @ hits.T) / (counts @ items.T)
-
-
 # ---------------------------------------------------------------- one layer, all probes
 
 
@@ -677,47 +669,54 @@ def _structural_scores(pred: list, targets: dict, prep: Prepared, kind: str) -> 
     return {"hits": hits, "items": items, "spearman": spearman_by_length(list(zip(pred, gold)), lengths)}
 
 
-def layer_rows(layer: int, scores: dict, key: str, seed: int) -> list[dict]:
+def layer_rows(layer: int, scores: dict, key: str, seed: int | None = None) -> list[dict]:
     """Rows of the `probes` table for one layer: each probe's main metric on task and control with paired
-    intervals, its selectivity, and the Spearman correlations."""
+    intervals (`probekit.analyses.stats.ratio_intervals`, seeded from `seed` — default `stats.SEED` — and the
+    treebank, layer and probe), its selectivity, and the Spearman correlations."""
     import numpy as np
+
+    from probekit.analyses.stats import SEED, ratio_intervals
 
     rows = []
     for probe in dict.fromkeys(p for p, _ in scores):
         task, control = scores[probe, "task"], scores[probe, "control"]
         hits, items = np.stack([task["hits"], control["hits"]]), np.stack([task["items"], control["items"]])
-        low, high = ratio_intervals(hits, items, key=f"{key}/{layer}/{probe}", seed=seed)
+        low, high, diff_low, diff_high = ratio_intervals(hits, items, key=f"{key}/{layer}/{probe}",
+                                                         seed=SEED if seed is None else seed)
         with np.errstate(invalid="ignore", divide="ignore"):
             values = hits.sum(1) / items.sum(1)
-            diff_low, diff_high = _difference_bounds(hits, items, key=f"{key}/{layer}/{probe}", seed=seed)
         n, sentences = int(items[0].sum()), int(hits.shape[1])
+        note = too_few(sentences)
         kept = [(_ints(hits[0]), _ints(items[0])), (_ints(hits[1]), _ints(items[1])), ("", "")]
         for (name, value, lo, hi), (h, i) in zip((("task", values[0], low[0], high[0]),
                                                   ("control", values[1], low[1], high[1]),
                                                   ("selectivity", values[0] - values[1], diff_low, diff_high)), kept):
             rows.append(dict(layer=layer, probe=probe, task=name, metric=MAIN[probe], value=float(value),
-                             value_low=float(lo), value_high=float(hi), n=n, sentences=sentences, hits=h, items=i))
+                             value_low=float(lo), value_high=float(hi), n=n, sentences=sentences, hits=h, items=i,
+                             note=note))
         for name, result in (("task", task), ("control", control)):
             if "spearman" in result:
                 value, used = result["spearman"]
                 rows.append(dict(layer=layer, probe=probe, task=name, metric="spearman", value=value,
                                  value_low=float("nan"), value_high=float("nan"), n=used, sentences=sentences,
-                                 hits="", items=""))
+                                 hits="", items="", note="" if used else "no eval sentence of 5-50 words"))
     return rows
+
+
+def too_few(sentences: int, fit: int | None = None) -> str:
+    """The note of a row whose interval (or value) rests on too few sentences; empty when there are enough."""
+    from probekit.analyses.stats import MIN_ITEMS
+
+    if fit is not None and (fit < 1 or sentences < 1):
+        return (f"too few sentences to fit and evaluate ({fit} to fit, {sentences} to evaluate): the treebank "
+                f"needs at least 2 that the model can read")
+    if sentences < MIN_ITEMS:
+        return f"no interval: {sentences} eval sentence{'s' if sentences != 1 else ''}, fewer than {MIN_ITEMS}"
+    return ""
 
 
 def _ints(values: np.ndarray) -> str:
     return " ".join(str(int(v)) for v in values)
-
-
-def _difference_bounds(hits: np.ndarray, items: np.ndarray, *, key: str, seed: int) -> tuple[float, float]:
-    """Interval of task − control over the same resamples as `ratio_intervals` (paired)."""
-    import numpy as np
-
-    ratios = resampled_ratios(hits, items, key=key, seed=seed)
-    diffs = ratios[:, 0] - ratios[:, 1]
-    tail = (1 - LEVEL) / 2 * 100
-    return float(np.nanpercentile(diffs, tail)), float(np.nanpercentile(diffs, 100 - tail))
 
 
 def probe_features(features: torch.Tensor, parsed: list[Parsed], fit_ids: list[int], eval_ids: list[int],
@@ -731,12 +730,26 @@ def probe_features(features: torch.Tensor, parsed: list[Parsed], fit_ids: list[i
     def rows_of(ids):
         return torch.cat([torch.arange(starts[i], starts[i + 1]) for i in ids]) if ids else torch.zeros(0, dtype=torch.long)
 
+    if not fit_ids or not eval_ids:
+        return empty_rows(features.shape[0], probes, too_few(len(eval_ids), len(fit_ids)), len(eval_ids))
     fit_rows, eval_rows = rows_of(fit_ids), rows_of(eval_ids)
     prep = prepare([parsed[i] for i in fit_ids], [parsed[i] for i in eval_ids], opts.seed)
     rows = []
     for layer in range(features.shape[0]):
         scores = probe_layer(features[layer, fit_rows], features[layer, eval_rows], prep, opts, probes)
-        rows += layer_rows(layer, scores, key, opts.seed)
+        rows += layer_rows(layer, scores, key)
+    return pd.DataFrame(rows)
+
+
+def empty_rows(layers: int, probes: Sequence[str], note: str, sentences: int = 0) -> pd.DataFrame:
+    """The `probes` rows of a treebank too small to fit and evaluate: every value missing, with `note`."""
+    nan = float("nan")
+    rows = [dict(layer=layer, probe=probe, task=task, metric=metric, value=nan, value_low=nan, value_high=nan,
+                 n=0, sentences=sentences, hits="", items="", note=note)
+            for layer in range(layers) for probe in PROBES if probe in probes
+            for task, metric in (("task", MAIN[probe]), ("control", MAIN[probe]), ("selectivity", MAIN[probe]),
+                                 *((("task", "spearman"), ("control", "spearman"))
+                                   if probe in ("distance", "depth") else ()))]
     return pd.DataFrame(rows)
 
 
@@ -745,7 +758,8 @@ def probe_features(features: torch.Tensor, parsed: list[Parsed], fit_ids: list[i
 
 class Probes(Analysis):
     name = "probes"
-    version = 3  # 2: the control tree's root is chosen by word type, not the first word; 3: per-sentence hits
+    version = 4  # 2: the control tree's root is chosen by word type, not the first word; 3: per-sentence hits;
+    # 4: the statistics module's bootstrap (seed stats.SEED), skips by reason, `note`, no interval under 5 sentences
     help = ("classifier and structural probes with control tasks on every layer: UPOS, arc label, tree distance "
             "and depth (tables probes, probe_scores)")
     options = ProbeOptions
@@ -765,19 +779,42 @@ class Probes(Analysis):
         fit, eval_ = parts(treebank, opts.seed)
         parsed = [Parsed.of(s) for s in fit + eval_]
         model = checkpoint.model(ctx.device)
+        skipped: dict = {}
         features, kept = word_representations(model, checkpoint.tokenizer, [s.words for s in parsed],
                                               pooling=opts.pooling, batch_size=ctx.batch_size, device=ctx.device,
-                                              max_length=max_tokens(checkpoint.config))
+                                              max_length=max_tokens(checkpoint.config), skipped=skipped)
         kept_set = set(kept)
         parsed_kept = [parsed[i] for i in kept]
         position = {i: k for k, i in enumerate(kept)}
         fit_ids = [position[i] for i in range(len(fit)) if i in kept_set]
         eval_ids = [position[i] for i in range(len(fit), len(parsed)) if i in kept_set]
         frame = probe_features(features, parsed_kept, fit_ids, eval_ids, opts, key=treebank.name)
-        return frame.assign(treebank=treebank.name)
+        self._say(ctx, treebank, skipped, frame, len(parsed))
+        return frame.assign(treebank=treebank.name, skipped_long=skipped.get("long", 0),
+                            skipped_unaligned=skipped.get("unaligned", 0))
+
+    def _say(self, ctx: Context, treebank, skipped: dict, frame: pd.DataFrame, total: int) -> None:
+        """One line per treebank (not per checkpoint) for sentences skipped and for too few sentences."""
+        from probekit.analyses.syntax_heads import skip_line
+        from probekit.core.log import logger
+
+        said = ctx.state.setdefault(f"{self.name}:said", set())
+        lines = [skip_line(skipped, total)]
+        notes = [n for n in frame.get("note", pd.Series(dtype=str)).unique() if n]
+        loud = [bool(skipped.get("unaligned")), *(True for _ in notes[:1])]  # long ones alone: info, as before
+        for line, warn in zip(lines + notes[:1], loud):
+            if line and (treebank.name, line) not in said:
+                said.add((treebank.name, line))
+                (logger.warning if warn else logger.info)(f"probes: {treebank.name}: {line}")
 
     def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
         return {PROBE_SCORES.name: probe_scores(frame)}
+
+    def manifest(self, ctx: Context) -> dict:
+        from probekit.analyses.stats import interval_settings
+
+        return {self.name: {"intervals": interval_settings("eval sentences (ratio of sums: Σhits / Σitems), task "
+                                                           "and control on the same draws")}}
 
 
 def parts(treebank, seed: int) -> tuple[list, list]:
@@ -810,22 +847,39 @@ def probe_scores(frame: pd.DataFrame) -> pd.DataFrame:
         wide = part if wide is None else wide.merge(part, on=keys, how="left")
     spearman = frame[(frame["metric"] == "spearman") & (frame["task"] == "task")][[*keys, "value"]]
     wide = wide.merge(spearman.rename(columns={"value": "spearman"}), on=keys, how="left").assign(n_seeds=1)
+    extra = [c for c in ("note", *(c for c, *_ in SKIP_COLUMNS)) if c in main.columns]
+    if extra:
+        wide = wide.merge(main[main["task"] == "task"][[*keys, *extra]], on=keys, how="left")
+    wide = _filled(wide)
     pooled = pooled_scores(frame)
     out = pd.concat([wide, pooled], ignore_index=True) if len(pooled) else wide
-    return out[PROBE_SCORES.names]
+    return _filled(out)[PROBE_SCORES.names]
 
 
-def pooled_scores(frame: pd.DataFrame, *, resamples: int = RESAMPLES, level: float = LEVEL,
-                  seed: int = 0) -> pd.DataFrame:
+def _filled(frame: pd.DataFrame) -> pd.DataFrame:
+    """`note` empty and the skip counts 0 where missing (rows made before the columns existed)."""
+    frame = frame.assign(note=frame["note"].fillna("") if "note" in frame.columns else "")
+    for column, *_ in SKIP_COLUMNS:
+        frame[column] = frame[column].fillna(0).astype(int) if column in frame.columns else 0
+    return frame
+
+
+def pooled_scores(frame: pd.DataFrame, *, resamples: int | None = None, level: float | None = None,
+                  seed: int | None = None) -> pd.DataFrame:
     """The `probe_scores` rows pooled over the training seeds of a series (run `all-seeds`, one per step the
     seeds share; empty with one seed): Σhits / Σitems over seeds and eval sentences, each interval a
     Multi-Bootstrap — every resample draws seeds and sentences with replacement, task and control on the same
     draws (selectivity paired) — seeded from `seed` and the treebank, layer and probe (the same draws at every
-    step). The Spearman correlation is the seeds' mean."""
+    step). The Spearman correlation is the seeds' mean. The settings default to the statistics module's (LEVEL,
+    RESAMPLES, SEED), the resampling is its `ratio_intervals`."""
     import numpy as np
 
+    from probekit.analyses import stats
     from probekit.analyses.stats import with_pooled_seeds
 
+    resamples = stats.RESAMPLES if resamples is None else resamples
+    level = stats.LEVEL if level is None else level
+    seed = stats.SEED if seed is None else seed
     columns = PROBE_SCORES.names
     if "hits" not in frame.columns or frame.empty:
         return pd.DataFrame(columns=columns)
@@ -833,7 +887,6 @@ def pooled_scores(frame: pd.DataFrame, *, resamples: int = RESAMPLES, level: flo
     work = work[work["_seed"] != ""]
     if work.empty:
         return pd.DataFrame(columns=columns)
-    tail = (1 - level) / 2 * 100
     records = []
     for key, rows in work.groupby(SCORE_KEYS, sort=False):
         row = dict(zip(SCORE_KEYS, key))
@@ -842,37 +895,72 @@ def pooled_scores(frame: pd.DataFrame, *, resamples: int = RESAMPLES, level: flo
         hits, items = (np.stack([[np.array(main.loc[(main["_seed"] == s) & (main["task"] == t), column].iloc[0]
                                             .split(), float) for t in ("task", "control")] for s in seeds])
                         for column in ("hits", "items"))  # [seeds, task|control, sentences]
-        ratios = seed_resampled_ratios(hits, items, key=f"{row['treebank']}/{row['layer']}/{row['probe']}",
-                                       resamples=resamples, seed=seed)  # [resamples, 2]
+        low, high, diff_low, diff_high = stats.ratio_intervals(
+            hits, items, key=f"{row['treebank']}/{row['layer']}/{row['probe']}", level=level, resamples=resamples,
+            seed=seed)
         with np.errstate(invalid="ignore", divide="ignore"):
             score, control = hits.sum((0, 2)) / items.sum((0, 2))
-            low, high = np.nanpercentile(ratios, [tail, 100 - tail], axis=0)
-            diff_low, diff_high = np.nanpercentile(ratios[:, 0] - ratios[:, 1], [tail, 100 - tail])
-        spearman = rows[(rows["metric"] == "spearman") & (rows["task"] == "task")]["value"]
+        spearman = rows[(rows["metric"] == "spearman") & (rows["task"] == "task")]["value"].dropna()
+        skips = {c: int(main[c].max()) if c in main.columns else 0 for c, *_ in SKIP_COLUMNS}
         records.append({**row, "metric": main["metric"].iloc[0], "score": score, "score_low": low[0],
                         "score_high": high[0], "control": control, "control_low": low[1], "control_high": high[1],
                         "selectivity": score - control, "selectivity_low": diff_low, "selectivity_high": diff_high,
                         "spearman": spearman.mean() if len(spearman) else float("nan"),
-                        "n": int(items[0, 0].sum()), "sentences": hits.shape[2], "n_seeds": len(seeds)})
+                        "n": int(items[0, 0].sum()), "sentences": hits.shape[2], "n_seeds": len(seeds),
+                        "note": too_few(hits.shape[2]), **skips})
     return pd.DataFrame(records, columns=columns)
 
 
-def seed_resampled_ratios(hits: np.ndarray, items: np.ndarray, *, key: str, resamples: int = RESAMPLES,
-                          seed: int = 0) -> np.ndarray:
-    """[resamples, rows]: Σhits / Σitems of hits and items [seeds, rows, sentences] over seeds and sentences drawn
-    with replacement together (Multi-Bootstrap); the sentence draws are those of `resampled_ratios`."""
-    import numpy as np
+def definitions(settings: dict) -> str:
+    """Markdown stating what the probes compute under `settings` (the run's options for them, as the manifest's
+    `options["probes"]` holds; missing keys: the defaults): where they follow Hewitt & Manning (2019) and
+    Hewitt & Liang (2019), and where they differ. For the report pages."""
+    import dataclasses
 
-    n_seeds, _, n = hits.shape
-    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-    draws = rng.integers(0, n, size=(resamples, n)) + n * np.arange(resamples)[:, None]
-    counts = np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
-    picks = rng.integers(0, n_seeds, size=(resamples, n_seeds)) + n_seeds * np.arange(resamples)[:, None]
-    seed_counts = np.bincount(picks.ravel(), minlength=resamples * n_seeds).reshape(resamples, n_seeds)
-    num = np.einsum("bs,srb->br", seed_counts, hits @ counts.T)
-    den = np.einsum("bs,srb->br", seed_counts, items @ counts.T)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return num / den
+    from probekit.analyses.stats import LEVEL, MIN_ITEMS, RESAMPLES, SEED
+
+    defaults = ProbeOptions()
+    o = {f.name: settings.get(f.name, getattr(defaults, f.name)) for f in dataclasses.fields(defaults)}
+    pooling = ("the **mean** of its pieces (as Hewitt & Manning's BERT features)" if o["pooling"] == "mean" else
+               "its **first** piece (Hewitt & Manning average a word's pieces; `--probe-pooling mean` does that)")
+    low, high = SPEARMAN_LENGTHS
+    return "\n".join([
+        "**Structural probes (Hewitt & Manning 2019, \"A Structural Probe for Finding Syntax in Word "
+        "Representations\"; john-hewitt/structural-probes) and classifier probes with control tasks (Hewitt & "
+        "Liang 2019)**", "",
+        f"- **Word representations:** every layer's residual stream (0 = embeddings), a word being {pooling}; "
+        "pieces go to words by the tokenizer's character offsets. Features are scaled per layer by the fit "
+        "sentences' standard deviation (not in the paper; a linear probe can absorb it). Sentences the model "
+        "cannot read (too long, or a word with no piece) are left out and counted (`skipped_long`, "
+        "`skipped_unaligned`).",
+        "- **Distance probe — as the paper:** ||B(h_i − h_j)||² fits the tree distance with an L1 loss summed "
+        "over every ordered word pair of a sentence and **divided by the sentence's length squared**, then averaged over "
+        "sentences (their `L1DistanceLoss`). **Depth probe:** ||B h_i||² fits the depth, L1 divided by the length "
+        "(their `L1DepthLoss`). Punctuation is in the loss, as in theirs.",
+        f"- **Differs from the paper in fitting:** rank k = {o['rank']} (their BERT-base configs use the full 768), "
+        f"full-batch L-BFGS for at most {o['steps']} iterations from a seeded start (theirs: Adam, lr 0.001, decay "
+        "on plateau, early stopping on dev loss, up to 40 epochs); fitted on EWT dev and scored on EWT test for "
+        "`ewt:dev+test`, else on a seeded half of the sentences and scored on the other half (theirs: PTB train → "
+        "dev/test).",
+        "- **UUAS — as the paper:** the minimum spanning tree of the predicted distances against the gold tree, both "
+        "over the words that are **not punctuation** (UPOS `PUNCT`; theirs: the PTB punctuation tags), the gold "
+        "tree's edges being those of the spanning tree of the gold distances over the same words, as their code "
+        "does; pooled over sentences (gold edges found / gold edges).",
+        f"- **Spearman — as the paper:** per word, the Spearman correlation of its predicted and gold distances to "
+        f"every word of the sentence (distance), or per sentence of predicted and gold depths (depth); averaged per "
+        f"sentence length, then over the lengths **{low}–{high}** (`spearmanr-5_50-mean`). Words with a constant "
+        "row are left out of the mean (theirs would give NaN). **Root accuracy:** the non-punctuation word of least "
+        "predicted depth is the gold root (their `root_acc`).",
+        "- **Classifier probes:** UPOS (per word) and the arc label (per arc, [head; dependent]), multinomial "
+        f"logistic regression with L2 {o['l2']:g}, L-BFGS; accuracy.",
+        "- **Control tasks (Hewitt & Liang 2019):** labels fixed per word type at random from the label "
+        "distribution; for the structural probes a control tree that is a function of the word types only "
+        "(probekit's stand-in, not the paper's). Selectivity = task − control of the main metric.",
+        f"- **Intervals:** {LEVEL:.0%} percentile bootstrap over eval sentences of Σhits / Σitems, {RESAMPLES:,} "
+        f"resamples, seed {SEED} (`probekit.analyses.stats`), task and control on the same draws (selectivity "
+        f"paired); seeds drawn with the sentences when the series holds several. With fewer than {MIN_ITEMS} eval "
+        "sentences no interval is given (`note` says so); the Spearman rows carry none.",
+    ])
 
 
 def probe_emergence(scores: pd.DataFrame) -> pd.DataFrame:

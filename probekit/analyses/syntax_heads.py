@@ -7,9 +7,9 @@ tokenizer's offsets (the same for WordPiece, byte-level BPE and SentencePiece to
 made with `add_prefix_space=True`, which stock ModernBERT and many RoBERTa tokenizers are not). A space-only
 piece belongs to the word after it.
 
-Word-level attention (Clark et al. 2019, "What Does BERT Look At?", their rule for split-up words): from the wordpiece attention
+Word-level attention (Clark et al. 2019, "What Does BERT Look At?"): from the wordpiece attention
 `blocks.{l}.attn.hook_pattern` [query, key], attention *to* a word is the **sum** over its key pieces and
-attention *from* a word the **mean** over its query pieces (the paper's rule; the released code's
+attention *from* a word the **mean** over its query pieces (the paper's rule for split-up words; the released code's
 `get_word_word_attention` defaults to the first piece). Special tokens ([CLS], [SEP], <s>, </s>) are dropped as
 queries and as keys; each word's row keeps its raw weights, so they sum to 1 minus what it gives the special
 tokens (Clark et al. keep [CLS]/[SEP] in the map and slice them off just before the argmax: the same numbers).
@@ -119,7 +119,8 @@ SYNTAX_BEST_HEADS = Table("syntax_best_heads", "checkpoint × treebank × relati
 ), "The best head of each relation against the best fixed offset, with 95% bootstrap intervals over arcs.")
 SYNTAX_UUAS = Table("syntax_uuas", "checkpoint × treebank × layer × head", columns(
     *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"),
-    ("layer", "int", "layer, from 0; -1 on the baseline's row"), ("head", "int", "head, from 0; -1 on the baseline's row"),
+    ("layer", "int", "layer, from 0; -1 on the baseline's row"),
+    ("head", "int", "head, from 0; -1 on the baseline's row"),
     ("baseline", "str", "empty on a head's rows; `adjacent` on the structural baseline's row: each word linked to "
                         "the next, which as an undirected tree is also the right-branching (and left-branching) tree"),
     ("n", "int", "gold undirected edges"),
@@ -593,8 +594,8 @@ def definitions(settings: dict) -> str:
                  "holds several)")
     pooling = ("- **Words from pieces.** The words are joined by single spaces and each piece goes to the word its "
                "characters come from (the tokenizer's offsets). Attention *to* a word is the **sum** over its "
-               "pieces, attention *from* a word the **mean** over its pieces (Clark et al. 2019's rule for split-up words; their released "
-               "`get_word_word_attention` defaults to the first piece instead). Special tokens are dropped as "
+               "pieces, attention *from* a word the **mean** over its pieces (Clark et al. 2019's rule for split-up words; their "
+               "released `get_word_word_attention` defaults to the first piece instead). Special tokens are dropped as "
                "queries and keys. Sentences longer than the model's positions, or with a word that becomes no "
                "piece (e.g. a zero-width character), are skipped and counted (`skipped_long`, `skipped_unaligned`).")
     if rules == CLARK:
