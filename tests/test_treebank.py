@@ -71,6 +71,7 @@ def test_a_line_that_is_not_conllu_is_a_one_line_error_naming_file_and_line(tmp_
     ("2\tcat\tcat\tNOUN\tNN\t_\t0\tnsubj\t_\t_", "2 roots"),
     ("7\tcat\tcat\tNOUN\tNN\t_\t5\tnsubj\t_\t_", "word ID 7 on line 4"),
     ("2\tcat\tcat\tNOUN\tNN\t_\t1\tnsubj\t_\t_", "cycle"),
+    ("2\tcat\tcat\tNOUN\tNN\t_\t2\tnsubj\t_\t_", "word 2 on line 4 is its own head"),
 ])
 def test_a_broken_tree_is_skipped_with_one_problem_line(tmp_path, line, says):
     path = write(tmp_path / "broken.conllu", GOOD.replace(GOOD.splitlines()[3], line))  # cycle: The ↔ cat
@@ -78,6 +79,7 @@ def test_a_broken_tree_is_skipped_with_one_problem_line(tmp_path, line, says):
     assert [s.sent_id for s in bank.sentences] == ["s2"]
     assert len(bank.problems) == 1 and says in bank.problems[0]
     assert bank.problems[0].startswith(f"{path}: line 1:")
+    assert ("is not a word of the sentence" in bank.problems[0]) == says.startswith("head 9")
 
 
 def test_missing_and_empty_files_are_one_line_errors(tmp_path):

@@ -9,7 +9,8 @@ and relations are universal, without their subtype (`obl:tmod` → `obl`).
 The file is read with PyPI `conllu`, validated line by line: a line that is not CoNLL-U (not ten tab-separated
 fields, an ID or HEAD that is not a number) raises a one-line `ProbekitError` naming the file and the line; a
 sentence whose tree is broken (IDs out of sequence, a head outside the sentence, no root or several) is
-skipped with one line in `problems` naming the file and the line it starts on. `sample` keeps the first N
+skipped with one line in `problems` naming the file and the line it starts on (a word that is its own head
+is said as such). `sample` keeps the first N
 sentences of each file after a shuffle with a fixed seed, so a subset is the same on every run and machine.
 """
 
@@ -201,7 +202,10 @@ def _checked(tokens: list, sent_id: str, split: str, start: int) -> Sentence:
         if token["id"] != i:
             raise _BrokenTree(f"word ID {token['id']} on line {number}, expected {i}")
         head = token["head"]
-        if not isinstance(head, int) or not 0 <= head <= n or head == i:
+        if head == i:
+            raise _BrokenTree(f"word {i} on line {number} is its own head (a word's head is another word of the "
+                              f"sentence, or 0 for the root)")
+        if not isinstance(head, int) or not 0 <= head <= n:
             raise _BrokenTree(f"head {head!r} on line {number} is not a word of the sentence (1..{n}) or 0")
         if not token["deprel"] or token["deprel"] == "_":
             raise _BrokenTree(f"no dependency relation on line {number}")
