@@ -792,3 +792,147 @@ def test_the_share_is_a_ratio_of_means_missing_where_the_gap_is_unclear():
     found = tracing_scores(unclear)
     assert found["restoration"].isna().all() and found["restoration_low"].isna().all()
     assert found["effect"].notna().all() and (found["gap_low"] < 0).all() and (found["gap_high"] > 0).all()
+
+
+# ---------------------------------------------------------------- hostile input (issue 33)
+
+
+def _bench(tmp_path, name: str, rows: str) -> str:
+    path = tmp_path / f"{name}.csv"
+    path.write_text("relation,template,subject,answer\n" + rows)
+    return str(path)
+
+
+FAST = {"components": "resid", "noise_samples": 2}
+
+
+@pytest.mark.slow
+def test_adding_a_prompt_changes_no_other_prompts_rows(tiny_series, tmp_path):
+    """σ comes from a fixed reference set and each prompt's noise from its own text: the rows of the prompts two
+    benchmarks share are equal, one benchmark holding one prompt more."""
+    rows = ("capital,the capital of [X] is [MASK].,italy,rome\n"
+            "capital,the capital of [X] is [MASK].,france,paris\n")
+    extra = "capital,the capital of [X] is [MASK].,rome,paris\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    few = probe(str(tiny_series / "checkpoint-8"), [_bench(tmp_path / "a", "bench", rows)], ["tracing"],
+                out=tmp_path / "few", options={"tracing": FAST}, control=False).tables["tracing"]
+    more = probe(str(tiny_series / "checkpoint-8"), [_bench(tmp_path / "b", "bench", rows + extra)], ["tracing"],
+                 out=tmp_path / "more", options={"tracing": FAST}, control=False).tables["tracing"]
+    key = ["prompt", "component", "layer", "role"]
+    shared = more[more["prompt"].isin(set(few["prompt"]))]
+    assert len(shared) == len(few) > 0 and set(more["prompt"]) - set(few["prompt"]) == {"the capital of rome is [MASK]."}
+    pd.testing.assert_frame_equal(few.sort_values(key).reset_index(drop=True)[key + ["p_corrupt", "p_restored",
+                                                                                     "noise_std", "samples"]],
+                                  shared.sort_values(key).reset_index(drop=True)[key + ["p_corrupt", "p_restored",
+                                                                                        "noise_std", "samples"]])
+    assert set(few["samples"].dropna()) == {2}
+
+
+@pytest.mark.slow
+def test_prompts_that_cannot_be_traced_are_counted_by_reason_and_said(tiny_series, tmp_path, caplog):
+    """Templates without [X] or with two, a zero-width subject: each prompt skipped with its reason in the row
+    table, one line saying how many per reason, the group kept in tracing_scores with its count — a group none
+    of whose prompts was traced included. The cost is said before the bulk of a checkpoint."""
+    import logging
+
+    bench = _bench(tmp_path, "hostile", "capital,the capital of [X] is [MASK].,italy,rome\n"
+                                        "capital,the capital of [X] is [MASK].,france,paris\n"
+                                        "capital,the capital of [X] is [MASK].,\u200b,rome\n"
+                                        "plural,the king of the [MASK].,king,kings\n"
+                                        "echo,the [X] of [X] is [MASK].,king,queen\n")
+    with caplog.at_level(logging.INFO, logger="probekit"):
+        result = probe(str(tiny_series / "checkpoint-8"), [bench], ["tracing"], out=tmp_path / "out",
+                       options={"tracing": FAST}, control=False)
+    rows, scores = result.tables["tracing"], result.tables["tracing_scores"]
+    skipped = rows[rows["component"] == "skipped"].set_index("relation")
+    assert skipped.loc["plural", "reason"] == "no [X] in the template"
+    assert skipped.loc["echo", "reason"] == "[X] more than once in the template"
+    assert skipped.loc["capital", "reason"] == "the subject has no piece (empty or invisible)"
+    counts = scores.groupby("relation")["skipped"].max()
+    assert dict(counts) == {"capital": 1, "echo": 1, "plural": 1}  # no group dropped
+    empty = scores[scores["relation"].isin(["plural", "echo"])]
+    assert set(empty["component"]) == {"skipped"} and (empty["n"] == 0).all()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tracing hostile:")]
+    assert said == ["tracing hostile: 3 prompts not traced ([X] more than once in the template: 1; no [X] in the "
+                    "template: 1; the subject has no piece (empty or invisible): 1); 2 traced"]
+    assert any("tracing checkpoint-8: 2 prompts × ~" in r.getMessage() and "2 draws" in r.getMessage()
+               for r in caplog.records)
+    assert result.manifest["tracing"]["noise_samples"] == 2
+    assert result.manifest["tracing"]["noise_reference"]["name"] == "countries-subjects"
+    sigma = result.manifest["tracing"]["sigma"]["checkpoint-8"]
+    assert rows["noise_std"].dropna().unique().tolist() == [pytest.approx(3.0 * sigma)]
+
+
+@pytest.mark.slow
+def test_nothing_to_trace_is_said_in_one_line(tiny_series, tmp_path, caplog):
+    """No template has [X]; only minimal pairs: the run ends with tables holding the counts and one line why."""
+    import logging
+
+    bench = _bench(tmp_path, "nox", "plural,the king of the [MASK].,king,kings\n")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("good,bad\nthe king is old.,the king are old.\n")
+    with caplog.at_level(logging.WARNING, logger="probekit"):
+        result = probe(str(tiny_series / "checkpoint-8"), [bench], ["tracing"], out=tmp_path / "one",
+                       options={"tracing": FAST}, control=False)
+        assert result.tables["tracing_scores"]["skipped"].tolist() == [1]
+        probe(str(tiny_series / "checkpoint-8"), [str(pairs)], ["tracing"], out=tmp_path / "two",
+              options={"tracing": FAST}, control=False)
+    lines = [r.getMessage() for r in caplog.records]
+    assert "tracing nox: 1 prompts not traced (no [X] in the template: 1); nothing traced" in lines
+    assert any(line.startswith("tracing: no fill-mask prompts in this run") for line in lines)
+
+
+@pytest.mark.slow
+def test_subject_swap_without_any_counterfactual_keeps_its_groups(tiny_series, tmp_path):
+    """Issue 33: every prompt without a counterfactual of as many pieces — tables with the counts, no traceback."""
+    bench = _bench(tmp_path, "lonely", "capital,the capital of [X] is [MASK].,italy,rome\n"
+                                       "plural,the [X] of the [MASK].,king,kings\n")
+    result = probe(str(tiny_series / "checkpoint-8"), [bench], ["tracing"], out=tmp_path / "out", control=False,
+                   options={"tracing": {**FAST, "corrupt": "subject-swap"}})
+    scores = result.tables["tracing_scores"]
+    assert sorted(scores["relation"]) == ["capital", "plural"] and set(scores["component"]) == {"skipped"}
+    assert scores["skipped"].tolist() == [1, 1]
+    assert set(result.tables["tracing"]["reason"]) == {"no counterfactual subject of the relation with as many pieces"}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"noise": float("nan")}, "option noise=nan is outside"),
+    ({"noise": float("inf")}, "option noise=inf is outside"),
+    ({"noise": -1.0}, "option noise=-1.0 is outside"),
+    ({"noise_samples": 0}, "option noise_samples=0 is outside"),
+    ({"method": "attribution", "components": "knockout"}, "knockout has no attribution estimate"),
+])
+def test_bad_options_are_refused_in_one_line(options, message):
+    from probekit.analyses.tracing import TracingOptions
+    from probekit.core.errors import ProbekitError
+
+    with pytest.raises(ProbekitError, match=message) as caught:
+        TracingOptions(**options).validate("tracing")
+    assert "\n" not in str(caught.value)
+    TracingOptions(method="both", components="knockout").validate("tracing")  # exact knockout beside: fine
+
+
+def test_the_cli_refuses_nan_noise_and_attribution_knockout(tiny_series, tmp_path):
+    from click.testing import CliRunner
+
+    from probekit.cli import main
+
+    for extra, said in ((["--noise", "nan"], "noise"), (["--noise", "inf"], "noise"),
+                        (["--trace-method", "attribution", "--trace-components", "knockout"],
+                         "knockout has no attribution estimate")):
+        run = CliRunner().invoke(main, ["probe", str(tiny_series / "checkpoint-8"), "--with", "tracing",
+                                        "--out", str(tmp_path / "x"), *extra])
+        assert run.exit_code != 0 and said in run.output and "Traceback" not in run.output, run.output
+
+
+def test_definitions_state_what_the_run_implements():
+    from probekit.analyses.tracing import TracingOptions, definitions, manifest_settings
+
+    text = definitions(manifest_settings(TracingOptions(noise_samples=7), {"checkpoint-8": 0.3}))
+    for words in ("embeddings module's output", "LayerNorm", "ROME", "K = 7", "countries-subjects",
+                  "checkpoint-8: 0.1", "product of the pieces' probabilities", "ratio of means",
+                  "Δp = p_restored − p_corrupt", "exactly (no noise, no samples)", "By construction"):
+        assert words in text, words
+    swap = definitions(manifest_settings(TracingOptions(corrupt="subject-swap", noise_samples=3), {}))
+    assert "up to 3 counterfactual subjects" in swap and "countries-subjects" not in swap

@@ -862,8 +862,8 @@ def skip_lines(frame: pd.DataFrame, had_prompts: bool = True) -> list[str]:
         if skipped.empty:
             continue
         traced = rows[rows["component"] != SKIPPED].drop_duplicates(["relation", "prompt", "answer"])
-        counts = skipped["reason"].value_counts()
-        said = "; ".join(f"{reason}: {count:,}" for reason, count in counts.items())
+        counts = sorted(skipped["reason"].value_counts().items(), key=lambda kv: (-kv[1], str(kv[0])))
+        said = "; ".join(f"{reason}: {count:,}" for reason, count in counts)
         what = "nothing traced" if traced.empty else f"{len(traced):,} traced"
         lines.append(f"tracing {bench}: {skipped.drop_duplicates(['relation', 'prompt', 'answer']).shape[0]:,} "
                      f"prompts not traced ({said}); {what}")
