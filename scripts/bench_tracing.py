@@ -17,6 +17,13 @@ forward of the batch and the gold probability, no hooks) and against exact traci
 the same run; prints both ratios and the rank correlation of the two methods' effects.
 
     .venv/bin/python scripts/bench_tracing.py --attribution [--prompts 256] [--threads 1]
+
+With `--noise-samples K`: on the demo-size model, exact tracing of every site (as the demo traces: resid, attn,
+mlp, head and knockout) with K noise draws batched as rows (what `--noise-samples K` does) against one draw, and
+against K separate one-draw runs (K × the one-draw time, measured), in the same run; prints the three times and
+the ratios K draws / 1 draw and K separate runs / K batched draws.
+
+    .venv/bin/python scripts/bench_tracing.py --noise-samples 10 [--prompts 32] [--threads 2]
 """
 
 from __future__ import annotations
@@ -116,7 +123,8 @@ def attribution_bench(args, model, work: list[Site], noise: list) -> None:
     start = time.perf_counter()
     exact = [trace(model, s, e, components, max_rows=args.batch) for s, e in zip(work, noise)]
     times["exact"] = time.perf_counter() - start
-    a = np.concatenate([as_trace(g, "prob").restored[c].ravel() - g.corrupt for g in guesses for c in components])
+    a = np.concatenate([as_trace(g, "prob").restored[c].ravel() - as_trace(g, "prob").p_corrupt for g in guesses
+                        for c in components])
     b = np.concatenate([t.restored[c].ravel() - t.p_corrupt for t in exact for c in components])
     rank = float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
     print(f"device {args.device}, {torch.get_num_threads()} threads; {len(work)} prompts of {args.length} tokens, "
@@ -129,6 +137,35 @@ def attribution_bench(args, model, work: list[Site], noise: list) -> None:
           f"(random weights): {rank:.2f}")
 
 
+def samples_bench(args, model, work: list[Site]) -> None:
+    """K noise draws batched as rows against one draw and against K separate one-draw runs, in the same run."""
+    components = list(COMPONENTS)
+    k = args.noise_samples
+    width = model.config.hidden_size
+    one = [torch.randn(1, 3, width, generator=torch.Generator().manual_seed(s.index)).to(args.device) for s in work]
+    many = [torch.randn(k, 3, width, generator=torch.Generator().manual_seed(s.index)).to(args.device) for s in work]
+    trace(model, work[0], many[0], components, max_rows=args.batch)  # warm-up
+    times = {}
+    for name, noise in (("1 draw", one), (f"{k} draws", many)):
+        start = time.perf_counter()
+        for s, e in zip(work, noise):
+            trace(model, s, e, components, max_rows=args.batch)
+        times[name] = time.perf_counter() - start
+    start = time.perf_counter()
+    for s, e in zip(work, many):
+        for j in range(k):  # the loop batching the draws replaces: one traced run per draw
+            trace(model, s, e[j:j + 1], components, max_rows=args.batch)
+    separate = time.perf_counter() - start
+    sites_per_prompt = n_layers(model) * (args.length * 3 + model.config.num_attention_heads + 1)
+    print(f"device {args.device}, {torch.get_num_threads()} threads; {len(work)} prompts × {sites_per_prompt} sites "
+          f"({n_layers(model)} layers × ({args.length} positions × 3 components + "
+          f"{model.config.num_attention_heads} heads + 1 knockout)), batch {args.batch} rows a pass")
+    print(f"K = 1: {times['1 draw']:.2f} s   K = {k} batched as rows: {times[f'{k} draws']:.2f} s   "
+          f"{k} separate one-draw runs: {separate:.2f} s")
+    print(f"cost of K = {k} against K = 1: {times[f'{k} draws'] / times['1 draw']:.2f}×   "
+          f"{k} separate runs / K batched: {separate / times[f'{k} draws']:.2f}×")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=256)
@@ -138,6 +175,8 @@ def main() -> None:
     parser.add_argument("--bert-base", action="store_true", help="time a random BERT-base instead")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for --bert-base and --attribution")
     parser.add_argument("--attribution", action="store_true", help="time attribution patching instead")
+    parser.add_argument("--noise-samples", type=int, default=0, metavar="K",
+                        help="time K noise draws batched as rows against one draw (and K separate runs) instead")
     args = parser.parse_args()
     if args.bert_base:
         return bert_base(args)
@@ -151,6 +190,9 @@ def main() -> None:
     if args.attribution:
         torch.set_num_threads(args.threads)
         return attribution_bench(args, model, work, noise)
+    if args.noise_samples:
+        torch.set_num_threads(args.threads)
+        return samples_bench(args, model, work)
 
     start = time.perf_counter()
     batched = [trace(model, s, e, components, max_rows=args.batch).restored for s, e in zip(work, noise)]
