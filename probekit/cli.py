@@ -27,6 +27,10 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except click.ClickException:
             raise
+        except BrokenPipeError:  # the reader left (`| head`): nothing more to say, and no error either
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
         except ProbekitError as exc:
             raise click.ClickException(str(exc)) from exc
         except OSError as exc:
@@ -446,7 +450,8 @@ def report(results, site, serve, port):
 
 
 @main.command(epilog=examples("probekit diff local/probe", "probekit diff local/probe 3000",
-                              "probekit diff local/probe checkpoint-0 -1 --csv d.csv"))
+                              "probekit diff local/probe checkpoint-0 -1 --csv d.csv"),
+              context_settings={"ignore_unknown_options": True})  # -1 (the last checkpoint) is a position
 @click.argument("results")
 @click.argument("a", required=False)
 @click.argument("b", required=False)
