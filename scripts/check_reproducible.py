@@ -166,7 +166,8 @@ def table_differences(name: str, a, b, keys: list[str] | None = None) -> list[st
     columns_b, rows_b = canonical_rows(b)
     if columns_a != columns_b:
         only_a, only_b = sorted(set(columns_a) - set(columns_b)), sorted(set(columns_b) - set(columns_a))
-        lines = [f"{name}: columns differ (only in A: {', '.join(only_a) or '-'}; only in B: {', '.join(only_b) or '-'})"]
+        lines = [f"{name}: columns differ (only in A: {', '.join(only_a) or '-'}; "
+                 f"only in B: {', '.join(only_b) or '-'})"]
         common = [c for c in columns_a if c in set(columns_b)]
         return lines + table_differences(name, a[common], b[common], keys) if common else lines
     lines = []
@@ -210,7 +211,8 @@ def differences(a: str | Path, b: str | Path) -> list[str]:
     files_a, files_b = other_files(a), other_files(b)
     for name in sorted(set(files_a) | set(files_b)):
         if files_a.get(name) != files_b.get(name):
-            lines.append(f"{name}: content A {files_a.get(name, 'absent')[:16]} != B {files_b.get(name, 'absent')[:16]}")
+            digest_a, digest_b = files_a.get(name, "absent")[:16], files_b.get(name, "absent")[:16]
+            lines.append(f"{name}: content A {digest_a} != B {digest_b}")
     return lines
 
 

@@ -116,7 +116,8 @@ def paragraph(found, commit: str, benchmark: str | None = BENCHMARK) -> str:
         difference = _one(rows, "difference", relation, "injected-held_back")
         differences.setdefault(difference["verdict"], []).append(
             f"{LABELS.get(relation, relation)} {_signed(difference)}")
-        arrivals.append(f"{LABELS.get(relation, relation)} {_arrival(_one(rows, 'emerged', relation, 'injected-held_back'))}")
+        emerged = _one(rows, "emerged", relation, "injected-held_back")
+        arrivals.append(f"{LABELS.get(relation, relation)} {_arrival(emerged)}")
     steps = sorted(s for s in last_steps if _finite(s))
     at = (f"step {_step(steps[0])}" if len(steps) == 1 else
           "steps " + _joined([_step(s) for s in steps]))

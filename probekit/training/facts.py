@@ -4,9 +4,10 @@ Facts from the shipped country table are written as short biographies, one count
 relation once, each in one of several training paraphrases, in a shuffled order (the paper's
 "multi-paraphrase + permute" augmentation, which is what makes stored facts extractable in other words).
 Biographies are shuffled into real prose at a stated share of its words. A seeded split of the countries
-is never written (made by answer-equivalence class, so aliases and former names of one state, and countries
-that would share a prompt, fall on one side: `equivalence_classes`, declared in countries.yaml): probing both groups shows learning (injected facts rise) against prompt bias and
-leakage (held-back facts stay at the random-init level). The training paraphrases are disjoint from the
+is never written: probing both groups shows learning (injected facts rise) against prompt bias and
+leakage (held-back facts stay at the random-init level). The split is by answer-equivalence class, so the
+names of one state (aliases, former names) and countries that would share a prompt fall on one side
+(`equivalence_classes`; the rule is data, in countries.yaml). The training paraphrases are disjoint from the
 probe templates.
 """
 
