@@ -84,7 +84,7 @@ def test_a_head_that_attends_to_the_gold_head_scores_one(bank):
 def test_the_uuas_baseline_is_the_adjacent_word_tree_which_is_the_right_branching_tree(bank):
     rows = head_rows(found_from(bank.sentences, gold))
     base = rows[(rows["direction"] == "mst") & (rows["layer"] == -1)]
-    assert base["baseline"].tolist() == ["adjacent"] and base["head"].tolist() == [-1]
+    assert base["baseline_kind"].tolist() == ["adjacent"] and base["head"].tolist() == [-1]
     # by hand: the right-branching tree (each word's head the next one, the last the root) as undirected edges
     found = total = 0
     for s in bank.sentences:
@@ -425,12 +425,12 @@ def test_probe_writes_the_three_tables_with_intervals_and_the_control(tiny_serie
     assert (best["baseline_low"] <= best["baseline"]).all() and best["beats_baseline"].dtype == bool
     per_layer = tree[tree["best_in_layer"]]
     assert len(per_layer) == tree["checkpoint"].nunique() * tree.loc[tree["layer"] >= 0, "layer"].nunique()
-    assert per_layer["uuas_low"].notna().all() and (per_layer["baseline"] == "").all()
-    base = tree[tree["baseline"] == "adjacent"]  # one per checkpoint, the same sentences: the same value
+    assert per_layer["uuas_low"].notna().all() and (per_layer["baseline_kind"] == "").all()
+    base = tree[tree["baseline_kind"] == "adjacent"]  # one per checkpoint, the same sentences: the same value
     assert len(base) == tree["checkpoint"].nunique() and (base[["layer", "head"]] == -1).all().all()
     assert base["uuas"].nunique() == 1 and base["uuas_low"].notna().all() and not base["best_in_layer"].any()
     assert (base["n"] == per_layer["n"].iloc[0]).all() and (tree["skipped_long"] == 1).all()
-    assert (rows.loc[rows["baseline"] == "offset", "offset"].between(-3, 2)).all()  # Clark's offsets
+    assert (rows.loc[rows["baseline_kind"] == "offset", "offset"].between(-3, 2)).all()  # Clark's offsets
     from probekit.report.page import Page
     from probekit.report.syntax import section
 
@@ -443,6 +443,9 @@ def test_probe_writes_the_three_tables_with_intervals_and_the_control(tiny_serie
     assert len(list((tmp_path / "docs" / "figures").glob("syntax-*.png"))) == 1 + steps
     assert text.count('class="probekit-step"') == steps and 'type="range"' in text
     assert "Clark et al. 2019" in text
+    recorded = result.manifest["syntax-heads"]
+    assert recorded["head_rules"] == "clark" and recorded["intervals"]["resamples"] == 1000
+    assert result.manifest["options"]["syntax-heads"] == {"head_rules": "clark"}
 
 
 # ---------------------------------------------------------------- seeds and emergence
@@ -501,10 +504,10 @@ def test_best_heads_pool_seeds_with_a_multi_bootstrap_over_seeds_and_arcs(bank):
     # the spread over seeds widens the interval beyond either seed's own
     assert pooled["accuracy_high"] - pooled["accuracy_low"] > other["accuracy_high"] - other["accuracy_low"]
     tree = uuas_table(series_rows(bank, runs))
-    pooled_tree = tree[tree["checkpoint"] == "all-seeds/step-100"].set_index("baseline")
+    pooled_tree = tree[tree["checkpoint"] == "all-seeds/step-100"].set_index("baseline_kind")
     assert sorted(pooled_tree.index) == ["", "adjacent"] and (pooled_tree["n_seeds"] == 2).all()
     assert pooled_tree.loc["", "best_in_layer"] and not pooled_tree.loc["adjacent", "best_in_layer"]
-    one_tree = tree[tree["checkpoint"] == "seed-0/checkpoint-100"].set_index("baseline")
+    one_tree = tree[tree["checkpoint"] == "seed-0/checkpoint-100"].set_index("baseline_kind")
     assert pooled_tree.loc["adjacent", "uuas"] == one_tree.loc["adjacent", "uuas"]  # the same edges in each seed
     found = head_emergence(best).set_index(["run", "relation", "direction"])
     assert found.loc[("seed-0", "det", "dep->head"), "beats_baseline_at"] == 100

@@ -38,7 +38,7 @@ out), and the baseline scores the same in both directions.
 UUAS (probekit's own measure, not in Clark et al.; the same under both rules): every head's word map with its
 rows renormalised to sum to 1 over the sentence's words (so the share given to [CLS]/[SEP] does not count), the
 maximum spanning tree of W + Wᵀ (Prim's algorithm), and the share of gold undirected edges it contains. Its
-structural baseline (`syntax_uuas` row with `baseline` = `adjacent`, layer and head −1): the tree that links
+structural baseline (`syntax_uuas` row with `baseline_kind` = `adjacent`, layer and head −1): the tree that links
 each word to the next — as an undirected tree this *is* the right-branching tree (each word's head the next
 word) and the left-branching one, so one baseline stands for all three; its interval is over the same edges.
 
@@ -93,8 +93,8 @@ SYNTAX_HEADS = Table("syntax_heads", "checkpoint × treebank × layer × head ×
     *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input (e.g. ewt-test@300)"),
     ("layer", "int", "layer, from 0; -1 on the baselines' rows"),
     ("head", "int", "head, from 0; -1 on the baselines' rows"),
-    ("baseline", "str", "empty on a head's rows; `offset` (the fixed-offset baseline) or `adjacent` (each word "
-                        "linked to the next: the UUAS of the right-branching tree) on a baseline's"),
+    ("baseline_kind", "str", "empty on a head's rows; `offset` (the fixed-offset baseline) or `adjacent` (each word "
+                             "linked to the next: the UUAS of the right-branching tree) on a baseline's"),
     ("relation", "str", "universal dependency relation (no subtype); `all` on the UUAS rows"),
     ("direction", "str", "dep->head (the dependent's most-attended word is its head), head->dep (the head's is "
                          "the dependent), or mst (UUAS of the maximum spanning tree of the symmetrised attention)"),
@@ -121,8 +121,9 @@ SYNTAX_UUAS = Table("syntax_uuas", "checkpoint × treebank × layer × head", co
     *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"),
     ("layer", "int", "layer, from 0; -1 on the baseline's row"),
     ("head", "int", "head, from 0; -1 on the baseline's row"),
-    ("baseline", "str", "empty on a head's rows; `adjacent` on the structural baseline's row: each word linked to "
-                        "the next, which as an undirected tree is also the right-branching (and left-branching) tree"),
+    ("baseline_kind", "str", "empty on a head's rows; `adjacent` on the structural baseline's row: each word "
+                             "linked to the next, which as an undirected tree is also the right-branching (and "
+                             "left-branching) tree"),
     ("n", "int", "gold undirected edges"),
     ("uuas", "float", "share of gold edges in the maximum spanning tree of the head's symmetrised attention (the "
                       "baseline's: in the adjacent-word tree)"),
@@ -466,7 +467,7 @@ def _head_block(found: Found, relation: str, direction: str, hits, best: bool) -
         "layer": np.repeat(np.arange(found.layers), found.heads), "head": np.tile(np.arange(found.heads), found.layers),
         "relation": relation, "direction": direction, "n": n, "correct": correct,
         "accuracy": correct / n if n else np.nan, "offset": pd.array([None] * len(correct), dtype="Int64"),
-        "hits": [_bits(hits[top]) if best and i == top else "" for i in range(len(correct))], "baseline": ""})
+        "hits": [_bits(hits[top]) if best and i == top else "" for i in range(len(correct))], "baseline_kind": ""})
 
 
 def _baseline_row(relation: str, direction: str, hits, offset: int | None, name: str = "offset") -> pd.DataFrame:
@@ -475,7 +476,7 @@ def _baseline_row(relation: str, direction: str, hits, offset: int | None, name:
     n, correct = len(hits), int(np.sum(hits))
     return pd.DataFrame({"layer": [BASELINE], "head": [BASELINE], "relation": [relation], "direction": [direction],
                          "n": [n], "correct": [correct], "accuracy": [correct / n if n else np.nan],
-                         "offset": pd.array([offset], dtype="Int64"), "hits": [_bits(hits)], "baseline": [name]})
+                         "offset": pd.array([offset], dtype="Int64"), "hits": [_bits(hits)], "baseline_kind": [name]})
 
 
 def _uuas_block(found: Found, hits) -> pd.DataFrame:
@@ -554,26 +555,26 @@ def _with_skips(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
 
 def uuas_table(frame: pd.DataFrame) -> pd.DataFrame:
     """`syntax_uuas`: every head's UUAS; the best head of each layer and the adjacent-word baseline (layer and
-    head −1, `baseline` = `adjacent`) with their intervals over edges. With several seeds also, per shared
+    head −1, `baseline_kind` = `adjacent`) with their intervals over edges. With several seeds also, per shared
     step, each layer's best head (head missing) and the baseline pooled over them."""
     keys = [*CHECKPOINT_ID, "treebank", "layer", "head"]
     frame = _pooled(frame)
-    if "baseline" not in frame.columns:
-        frame = frame.assign(baseline="")
-    frame["baseline"] = frame["baseline"].fillna("")
+    if "baseline_kind" not in frame.columns:
+        frame = frame.assign(baseline_kind="")
+    frame["baseline_kind"] = frame["baseline_kind"].fillna("")
     rows = frame[frame["direction"] == MST]
     single = rows[rows["_seed"] == ""]
     kept = single[single["hits"].fillna("") != ""]
-    out = single[[*keys, "baseline", "n", "accuracy"]].rename(columns={"accuracy": "uuas"})
+    out = single[[*keys, "baseline_kind", "n", "accuracy"]].rename(columns={"accuracy": "uuas"})
     out = out.merge(_intervals(kept, keys, "uuas"), on=keys, how="left")
-    out["best_in_layer"] = out["uuas_low"].notna() & (out["baseline"] == "")
+    out["best_in_layer"] = out["uuas_low"].notna() & (out["baseline_kind"] == "")
     pooled = rows[(rows["_seed"] != "") & (rows["hits"].fillna("") != "")]
     if len(pooled):
         layer_keys = [k for k in keys if k != "head"]
         merged = _one_per_key(pooled.rename(columns={"accuracy": "uuas"}), layer_keys, "uuas", ("head",))
         merged = merged.merge(_intervals(pooled, layer_keys, "uuas"), on=layer_keys, how="left")
-        merged["baseline"] = np.where(merged["layer"] == BASELINE, ADJACENT, "")
-        out = pd.concat([out, merged.assign(best_in_layer=merged["baseline"] == "")], ignore_index=True)
+        merged["baseline_kind"] = np.where(merged["layer"] == BASELINE, ADJACENT, "")
+        out = pd.concat([out, merged.assign(best_in_layer=merged["baseline_kind"] == "")], ignore_index=True)
     out["n_seeds"] = out["n_seeds"].fillna(1).astype(int)
     out = _with_skips(out, frame)
     return out[SYNTAX_UUAS.names].reset_index(drop=True)
@@ -594,10 +595,10 @@ def definitions(settings: dict) -> str:
                  "holds several)")
     pooling = ("- **Words from pieces.** The words are joined by single spaces and each piece goes to the word its "
                "characters come from (the tokenizer's offsets). Attention *to* a word is the **sum** over its "
-               "pieces, attention *from* a word the **mean** over its pieces (Clark et al. 2019's rule for split-up words; their "
-               "released `get_word_word_attention` defaults to the first piece instead). Special tokens are dropped as "
-               "queries and keys. Sentences longer than the model's positions, or with a word that becomes no "
-               "piece (e.g. a zero-width character), are skipped and counted (`skipped_long`, `skipped_unaligned`).")
+               "pieces, attention *from* a word the **mean** over its pieces (Clark et al. 2019's rule for split-up "
+               "words; their released `get_word_word_attention` defaults to the first piece instead). Special tokens "
+               "are dropped as queries and keys. Sentences longer than the model's positions, or with a word that "
+               "becomes no piece (e.g. a zero-width character), are skipped and counted (`skipped_long`, `skipped_unaligned`).")
     if rules == CLARK:
         heads = ["- **Head rules: Clark et al. (2019)'s `attn_head_predictor`** (clarkkev/attention-analysis, "
                  "`Syntax_Analysis.ipynb`), reproduced exactly (checked against their code in the tests). Attention "
