@@ -598,7 +598,8 @@ def definitions(settings: dict) -> str:
                "pieces, attention *from* a word the **mean** over its pieces (Clark et al. 2019's rule for split-up "
                "words; their released `get_word_word_attention` defaults to the first piece instead). Special tokens "
                "are dropped as queries and keys. Sentences longer than the model's positions, or with a word that "
-               "becomes no piece (e.g. a zero-width character), are skipped and counted (`skipped_long`, `skipped_unaligned`).")
+               "becomes no piece (e.g. a zero-width character), are skipped and counted (`skipped_long`, "
+               "`skipped_unaligned`).")
     if rules == CLARK:
         heads = ["- **Head rules: Clark et al. (2019)'s `attn_head_predictor`** (clarkkev/attention-analysis, "
                  "`Syntax_Analysis.ipynb`), reproduced exactly (checked against their code in the tests). Attention "
