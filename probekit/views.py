@@ -306,3 +306,34 @@ def _deliver(html: str, html_action: str):
         raise ProbekitError(f"html_action must be 'view' or 'return', not {html_action!r}")
     display(HTML(html))
     return None
+
+
+def run_notebook(notebook: str | Path, out: str | Path | None = None, timeout: int = 600, **parameters):
+    """Execute a notebook with `parameters` (papermill's convention: a code cell assigning them is inserted after
+    the cell tagged `parameters`, tagged `injected-parameters`) in the notebook's own folder, as Jupyter runs
+    it; returns the executed notebook, also written to `out` when given (render it with mkdocs-jupyter or
+    `jupyter nbconvert --to html`). A cell that raises stops the run with its traceback.
+
+    Needs nbclient and ipykernel (`pip install "probekit-bert[notebook]"`).
+    """
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as err:
+        raise ProbekitError(f"running a notebook needs {err.name}: pip install \"probekit-bert[notebook]\"") from None
+    path = Path(notebook)
+    nb = nbformat.read(path, as_version=4)
+    if parameters:
+        tagged = [i for i, cell in enumerate(nb.cells) if "parameters" in cell.get("metadata", {}).get("tags", [])]
+        if not tagged:
+            raise ProbekitError(f"{path}: no cell tagged 'parameters' to set {', '.join(parameters)} after")
+        cell = nbformat.v4.new_code_cell("# Injected parameters\n" + "\n".join(
+            f"{name} = {value!r}" for name, value in parameters.items()), metadata={"tags": ["injected-parameters"]})
+        cell["id"] = "injected-parameters"
+        nb.cells.insert(tagged[0] + 1, cell)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.resolve().parent)}}).execute()
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out)
+    return nb

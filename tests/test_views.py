@@ -1,10 +1,8 @@
-import os
 from pathlib import Path
 
 import pytest
 
 import probekit
-import browser
 from browser import visit
 from probekit import ProbekitError
 
@@ -108,30 +106,6 @@ def test_views_draw_without_the_report(hf_series):
 def test_views_need_text(tiny_series):
     with pytest.raises(ProbekitError, match="give the text"):
         probekit.head_view(str(tiny_series / "checkpoint-8"), html_action="return")
-
-
-@pytest.mark.slow
-def test_example_notebook_executes(tiny_dir, tmp_path, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-
-    browser.close_shared()  # Playwright's open loop would be taken for the notebook client's own
-    monkeypatch.setenv("PROBEKIT_EXAMPLE_OUT", str(tmp_path))
-    monkeypatch.setenv("PROBEKIT_EXAMPLE_STEPS", "2")  # checkpoint-0, 1, 2: every cell has a first and a last step
-    monkeypatch.setenv("PROBEKIT_EXAMPLE_HIDDEN", "32")
-    monkeypatch.setenv("PROBEKIT_EXAMPLE_CORPUS", str(tiny_dir / "corpus.txt") + "+facts")
-    monkeypatch.setenv("PROBEKIT_EXAMPLE_TOKENIZER", str(tiny_dir / "vocab.txt"))
-    notebook = nbformat.read(ROOT / "docs" / "example.ipynb", as_version=4)
-    # the kernel starts in docs/, as Jupyter starts it for a notebook opened there
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "docs")}},
-                   env=dict(os.environ)).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
-    assert sum("probekitLibs" in h for h in html) >= 3
-    images_per_cell = [sum("image/png" in o.get("data", {}) for o in cell.outputs)
-                       for cell in notebook.cells if cell.cell_type == "code"]
-    assert max(images_per_cell) == 1 and sum(images_per_cell) >= 4  # each figure shown once, not twice
 
 
 API_ENTRY_POINTS = ("probekit.running.runner.probe", "probekit.running.results.ProbeResult", "probekit.models.series.open_series",
