@@ -425,8 +425,8 @@ def computed(result) -> tuple[list[str], list[str]]:
             if name == "predictions" and spec is not None and len(result.manifest.get("analyses", [])) > 1:
                 continue  # a run of other inputs (a treebank, minimal pairs alone): no prompts were asked for
         phrase = f"{rows:,} {UNITS.get(name, f'{table} rows')}"
-        if rows and name == "tracing" and {"checkpoint", "prompt"} <= set(frame.columns):
-            phrase += f" ({frame.drop_duplicates(['checkpoint', 'prompt']).shape[0]:,} traced prompts × checkpoints)"
+        if rows and name == "tracing" and "prompt" in frame.columns:
+            phrase += f" ({frame['prompt'].nunique():,} prompts traced)"
         if rows and getattr(spec, "inputs", None) == "treebank":
             sentences = sum(int(i.get("count", 0)) for i in result.manifest.get("inputs", {}).get("treebank", {}).values())
             phrase += f" on {sentences:,} sentences"
