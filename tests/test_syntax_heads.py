@@ -563,3 +563,19 @@ def test_a_word_without_a_piece_skips_its_sentence_only(tmp_path, bank):
     rows, clean_rows = head_rows(found), head_rows(clean)
     assert (rows["skipped_unaligned"] == 1).all() and (clean_rows["skipped_unaligned"] == 0).all()
     assert rows.drop(columns="skipped_unaligned").equals(clean_rows.drop(columns="skipped_unaligned"))
+
+
+def test_an_interval_on_fewer_than_five_arcs_is_missing_with_a_note(bank):
+    from probekit.analyses.syntax_heads import best_heads, uuas_table
+
+    rows = series_rows(bank, {("seed-0", 0): gold})
+    best = best_heads(rows)
+    few, many = best[best["n"] < 5], best[best["n"] >= 5]
+    assert len(few) and len(many)  # a rare relation of EWT's 300 sentences, and the common ones
+    for name in ("accuracy", "baseline"):
+        assert few[f"{name}_low"].isna().all() and few[f"{name}_high"].isna().all()
+        assert many[f"{name}_low"].notna().all()
+    assert few["note"].str.match(r"no interval: [1-4] arcs, fewer than 5$").all() and (many["note"] == "").all()
+    assert not few["beats_baseline"].any()
+    tree = uuas_table(rows)
+    assert (tree["note"] == "").all() and tree.loc[tree["best_in_layer"], "uuas_low"].notna().all()

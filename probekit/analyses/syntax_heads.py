@@ -85,6 +85,7 @@ ADJACENT = "adjacent"
 """The UUAS baseline: each word linked to the next (= the right-branching tree, undirected)."""
 LONG, UNALIGNED = "long", "unaligned"
 SKIP_REASONS = {LONG: "longer than the model's positions", UNALIGNED: "a word the tokenizer turns into no piece"}
+NOTE = ("note", "str", "why the interval is missing (fewer than 5 arcs or edges behind it), else empty")
 SKIP_COLUMNS = (("skipped_long", "int", "treebank sentences skipped: longer than the model's positions"),
                 ("skipped_unaligned", "int", "treebank sentences skipped: a word the tokenizer turns into no piece "
                                              "(e.g. a zero-width character)"))
@@ -115,7 +116,7 @@ SYNTAX_BEST_HEADS = Table("syntax_best_heads", "checkpoint × treebank × relati
     ("offset", "int", "the baseline's offset"), ("baseline", "float", "the fixed-offset baseline's accuracy"),
     *bounds(("baseline",), over="arcs"),
     ("beats_baseline", "bool", "the best head's lower bound is above the baseline's upper bound"), N_SEEDS,
-    *SKIP_COLUMNS,
+    NOTE, *SKIP_COLUMNS,
 ), "The best head of each relation against the best fixed offset, with 95% bootstrap intervals over arcs.")
 SYNTAX_UUAS = Table("syntax_uuas", "checkpoint × treebank × layer × head", columns(
     *CHECKPOINT_COLUMNS, ("treebank", "str", "the treebank input"),
@@ -128,7 +129,7 @@ SYNTAX_UUAS = Table("syntax_uuas", "checkpoint × treebank × layer × head", co
     ("uuas", "float", "share of gold edges in the maximum spanning tree of the head's symmetrised attention (the "
                       "baseline's: in the adjacent-word tree)"),
     ("best_in_layer", "bool", "the layer's best head by UUAS (with the baseline, the only rows with an interval)"),
-    *bounds(("uuas",), over="edges"), N_SEEDS, *SKIP_COLUMNS,
+    *bounds(("uuas",), over="edges"), N_SEEDS, NOTE, *SKIP_COLUMNS,
 ), "Undirected attachment score of each head's maximum spanning tree; the best head per layer and the "
    "adjacent-word (= right-branching) baseline with their intervals.")
 
@@ -536,9 +537,23 @@ def best_heads(frame: pd.DataFrame) -> pd.DataFrame:
     baseline = _one_per_key(base, keys, "accuracy", ("offset",)).drop(columns="n")
     out = out.merge(baseline.rename(columns={"accuracy": "baseline"}), on=keys, how="left")
     out = out.merge(_intervals(base, keys, "baseline"), on=keys, how="left")
+    out = _too_few(out, ("accuracy", "baseline"))
     out["beats_baseline"] = (out["accuracy_low"] > out["baseline_high"]).astype(bool)
     out = _with_skips(out, frame)
     return out[SYNTAX_BEST_HEADS.names].reset_index(drop=True)
+
+
+def _too_few(out: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+    """No interval where fewer than `stats.MIN_ITEMS` arcs (edges) are behind it (a bootstrap over 1–4 arcs
+    gives zero-width or meaningless bounds): the bounds missing and a `note` saying why."""
+    from probekit.analyses.stats import MIN_ITEMS
+
+    few = out["n"].fillna(0) < MIN_ITEMS
+    for name in names:
+        out.loc[few, [f"{name}_low", f"{name}_high"]] = np.nan
+    unit = "edges" if "uuas" in names else "arcs"
+    return out.assign(note=np.where(few, [f"no interval: {int(n)} {unit}, fewer than {MIN_ITEMS}"
+                                          for n in out["n"].fillna(0)], ""))
 
 
 def _with_skips(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
@@ -576,6 +591,7 @@ def uuas_table(frame: pd.DataFrame) -> pd.DataFrame:
         merged["baseline_kind"] = np.where(merged["layer"] == BASELINE, ADJACENT, "")
         out = pd.concat([out, merged.assign(best_in_layer=merged["baseline_kind"] == "")], ignore_index=True)
     out["n_seeds"] = out["n_seeds"].fillna(1).astype(int)
+    out = _too_few(out.assign(best_in_layer=out["best_in_layer"].astype(bool)), ("uuas",))
     out = _with_skips(out, frame)
     return out[SYNTAX_UUAS.names].reset_index(drop=True)
 
