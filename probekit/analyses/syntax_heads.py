@@ -84,7 +84,8 @@ CLARK_OFFSETS = range(-3, 3)
 ADJACENT = "adjacent"
 """The UUAS baseline: each word linked to the next (= the right-branching tree, undirected)."""
 LONG, UNALIGNED = "long", "unaligned"
-SKIP_REASONS = {LONG: "longer than the model's positions", UNALIGNED: "a word the tokenizer turns into no piece"}
+SKIP_REASONS = {LONG: "longer than the model's positions",
+                UNALIGNED: "with a word the tokenizer turns into no piece, e.g. a zero-width character"}
 NOTE = ("note", "str", "why the interval is missing (fewer than 5 arcs or edges behind it), else empty")
 SKIP_COLUMNS = (("skipped_long", "int", "treebank sentences skipped: longer than the model's positions"),
                 ("skipped_unaligned", "int", "treebank sentences skipped: a word the tokenizer turns into no piece "
