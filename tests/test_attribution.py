@@ -165,12 +165,12 @@ def test_logprob_estimates_convert_to_the_probability_scale(models):
     # the thread count's summation order). Floor: 64 float32 epsilons of the grid's largest entry (observed
     # ≤ 4 under 1 or 2 threads); relative 1e-5 above it. A wrong factor p, a sign or a site is off by O(1).
     as_p_delta, as_log_delta = as_p.delta["mlp"][0], as_log.delta["mlp"][0]
-    floor = 64 * np.finfo(np.float32).eps * np.abs(as_p_delta).max()
+    floor = 64 * float(np.finfo(np.float32).eps) * np.abs(as_p_delta).max()
     assert np.abs(as_p_delta).max() > 0
     np.testing.assert_allclose(as_p_delta, np.exp(as_log.corrupt[0]) * as_log_delta, rtol=1e-5, atol=floor)
     converted = as_trace(as_log, "logprob")
     # the corrupted metric is one float32 forward either way, read as log p or as p: a float32 relative epsilon
-    assert converted.p_corrupt == pytest.approx(float(as_p.corrupt[0]), rel=16 * np.finfo(np.float32).eps)
+    assert converted.p_corrupt == pytest.approx(float(as_p.corrupt[0]), rel=16 * float(np.finfo(np.float32).eps))
     np.testing.assert_allclose(converted.restored["mlp"], converted.p_corrupt * np.exp(as_log_delta), rtol=1e-12)
 
 
