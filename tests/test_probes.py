@@ -510,3 +510,27 @@ def test_definitions_say_where_the_probes_follow_hewitt_and_manning_and_where_no
                  "its **first** piece", "1,000 resamples", "fewer than 5"):
         assert said in text, said
     assert "rank k = 8" in definitions({"rank": 8}) and "**mean** of its pieces" in definitions({"pooling": "mean"})
+
+
+def test_single_seed_intervals_are_a_plain_paired_bootstrap_over_sentences():
+    """The one-seed rows' intervals (the statistics module's resampler) against a plain percentile bootstrap of
+    Σhits / Σitems over eval sentences, task and control drawn together so selectivity is paired."""
+    from probekit.analyses import stats
+
+    parsed = sentences(60, seed=2)
+    frame = probed(tag_features(parsed, noise=3.0), parsed, probes=("upos",), steps=20)
+    main = frame[(frame["metric"] != "spearman")].set_index("task")
+    hits = np.array([[float(v) for v in main.loc[t, "hits"].split()] for t in ("task", "control")])
+    items = np.array([[float(v) for v in main.loc[t, "items"].split()] for t in ("task", "control")])
+    rng = np.random.default_rng(11)
+    ratios = []
+    for _ in range(4000):
+        w = rng.integers(0, hits.shape[1], hits.shape[1])
+        ratios.append(hits[:, w].sum(1) / items[:, w].sum(1))
+    ratios = np.array(ratios)
+    for row, (low, high) in zip(("task", "control"), np.percentile(ratios, [2.5, 97.5], axis=0).T):
+        assert abs(main.loc[row, "value_low"] - low) < 0.02 and abs(main.loc[row, "value_high"] - high) < 0.02
+    low, high = np.percentile(ratios[:, 0] - ratios[:, 1], [2.5, 97.5])
+    diff = main.loc["selectivity"]
+    assert abs(diff["value_low"] - low) < 0.02 and abs(diff["value_high"] - high) < 0.02
+    assert stats.LEVEL == 0.95 and stats.RESAMPLES == 1000  # the settings the rows were made with
