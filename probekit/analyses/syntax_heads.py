@@ -146,8 +146,9 @@ class HeadOptions(Options):
 class SyntaxHeads(Analysis):
     name = "syntax-heads"
     version = 2  # 2: Clark et al.'s rules by default (`--head-rules`), the adjacent-word UUAS baseline, skips by reason
-    help = ("attention heads that find a word's syntactic head, per relation, vs a fixed-offset baseline; UUAS "
-            "(tables syntax_heads, syntax_best_heads, syntax_uuas; needs a treebank, default ewt)")
+    help = ("attention heads that find a word's syntactic head, per relation, by Clark et al. (2019)'s rules "
+            "(--head-rules), vs a fixed-offset baseline; UUAS vs the adjacent-word tree (tables syntax_heads, "
+            "syntax_best_heads, syntax_uuas; needs a treebank, default ewt)")
     options = HeadOptions
     inputs = "treebank"
     tables = (SYNTAX_HEADS, SYNTAX_BEST_HEADS, SYNTAX_UUAS)
