@@ -87,7 +87,8 @@ def demo(out: str | Path = "local/demo", max_steps: int | None = None, corpus: s
     few, traced = few_steps(recipe, FEW), few_steps(recipe, TRACED)
     probing = probe(series, ["countries", f"blimp@{blimp_sample}", f"ewt:dev+test@{syntax_sample}"],
                     {"lens": {}, "capture": {}, "ablation": {}, "syntax-heads": {}, "probes": {"tolerance": 1e-4},
-                     "tracing": {"sample": trace_sample, "method": "both", "components": "resid,attn,mlp,head"}},
+                     "tracing": {"sample": trace_sample, "method": "both",
+                                 "components": "resid,attn,mlp,head,knockout"}},  # K = 10 noise draws (default)
                     out=out / "probe", at={"ablation": few, "syntax-heads": few, "probes": few, "tracing": traced})
     if probing is None:  # a torchrun rank other than the first: its share is done, rank 0 writes the rest
         return DemoResult(training, None, out / "site" / "index.html")
