@@ -824,7 +824,8 @@ def test_adding_a_prompt_changes_no_other_prompts_rows(tiny_series, tmp_path):
                  out=tmp_path / "more", options={"tracing": FAST}, control=False).tables["tracing"]
     key = ["prompt", "component", "layer", "role"]
     shared = more[more["prompt"].isin(set(few["prompt"]))]
-    assert len(shared) == len(few) > 0 and set(more["prompt"]) - set(few["prompt"]) == {"the capital of rome is [MASK]."}
+    assert len(shared) == len(few) > 0
+    assert set(more["prompt"]) - set(few["prompt"]) == {"the capital of rome is [MASK]."}
     pd.testing.assert_frame_equal(few.sort_values(key).reset_index(drop=True)[key + ["p_corrupt", "p_restored",
                                                                                      "noise_std", "samples"]],
                                   shared.sort_values(key).reset_index(drop=True)[key + ["p_corrupt", "p_restored",

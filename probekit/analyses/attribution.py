@@ -20,8 +20,8 @@ prompt, different where p moves far.
 
 With K draws of the corruption (`--noise-samples`), each prompt is K rows of the corrupted pass, each row
 linearised around its own corrupted run, and the estimates are averaged over the draws on the probability scale
-as exact tracing averages (`as_trace`). Prompts of different lengths share a pass, padded on the right with an attention mask; the activations are read
-and their gradients taken through the one hook layer (`probekit.models.hooks.hooked`): a `write` edit that
+as exact tracing averages (`as_trace`). Prompts of different lengths share a pass, padded on the right with an
+attention mask; the activations are read and their gradients taken through the one hook layer (`probekit.models.hooks.hooked`): a `write` edit that
 keeps the tensor it is handed (part of the autograd graph) and returns it unchanged.
 """
 

@@ -890,7 +890,7 @@ def definitions(settings: dict) -> str:
         sigma = settings.get("sigma") or {}
         sigmas = ", ".join(f"{name}: {value:.4g}" for name, value in sigma.items() if value is not None)
         lines += [
-            f"- **Where the noise goes**: Gaussian noise is added to the subject's pieces at the embeddings "
+            "- **Where the noise goes**: Gaussian noise is added to the subject's pieces at the embeddings "
             "module's output (`hook_full_embed`: token + position (+ type) embeddings *after* the embedding "
             "LayerNorm). ROME adds it to the token embeddings (GPT has no embedding norm); here the norm would "
             "rescale noise added before it, so it is added after.",
