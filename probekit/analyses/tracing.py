@@ -718,7 +718,7 @@ class Tracing(Analysis):
                 frames.append(self._frame(role_rows(result, site), site, prompts, groups, EXACT, scale))
                 if number == 0 and len(traced) > 1:
                     self._say_cost(logger, checkpoint.name, len(traced), per_site, result.draws,
-                                   time.perf_counter() - began)
+                                   time.perf_counter() - began, len(ctx.at.get(self.name, ())))
         parts = [c for c in opts.parts() if c != KNOCKOUT]
         if ATTRIBUTION in opts.methods() and parts and traced:
             from probekit.analyses import attribution
@@ -739,12 +739,17 @@ class Tracing(Analysis):
         return out
 
     @staticmethod
-    def _say_cost(logger, name: str, prompts: int, per_site: int, draws: int, first: float) -> None:
+    def _say_cost(logger, name: str, prompts: int, per_site: int, draws: int, first: float,
+                  checkpoints: int = 0) -> None:
         """The cost of a checkpoint before the bulk of it: prompts × sites × draws, and the time the first prompt
-        took times the prompts (a warning when it runs past ten minutes)."""
+        took times the prompts (a warning when it runs past ten minutes); × the checkpoints tracing runs at when
+        the run names them (`at`), the random-init control besides."""
         total = first * prompts
         line = (f"tracing {name}: {prompts:,} prompts × ~{per_site:,} sites × {draws} draws a checkpoint; about "
                 f"{_duration(total)} a checkpoint (from the first prompt, {first:.2f} s)")
+        if checkpoints:
+            line += (f", × {checkpoints} checkpoints (+ the random-init control): about "
+                     f"{_duration(total * checkpoints)}")
         if total > 600:
             logger.warning(line + "; --trace-sample N traces N prompts per relation and group")
         else:
