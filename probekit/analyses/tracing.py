@@ -926,7 +926,7 @@ def definitions(settings: dict) -> str:
         "clean run, exactly (no noise, no samples); attribution patching has no estimate of it."]
     if settings.get("method") in (ATTRIBUTION, BOTH):
         lines.append("- **Attribution patching** (Nanda 2023): the first-order estimate of every site's Δp from "
-                     "one backward pass per draw, averaged over the same draws; compared with exact patching in "
+                     "one backward pass (a row per draw), averaged over the same draws; compared with exact patching in "
                      "the agreement table.")
     return "\n".join(lines) + "\n"
 
