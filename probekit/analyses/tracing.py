@@ -926,8 +926,8 @@ def definitions(settings: dict) -> str:
         "clean run, exactly (no noise, no samples); attribution patching has no estimate of it."]
     if settings.get("method") in (ATTRIBUTION, BOTH):
         lines.append("- **Attribution patching** (Nanda 2023): the first-order estimate of every site's Δp from "
-                     "one backward pass (a row per draw), averaged over the same draws; compared with exact patching in "
-                     "the agreement table.")
+                     "one backward pass (a row per draw), averaged over the same draws; compared with exact "
+                     "patching in the agreement table.")
     return "\n".join(lines) + "\n"
 
 
