@@ -55,7 +55,7 @@ def layer_curves(scores: pd.DataFrame) -> Figure:
 @plain
 def uuas_curve(scores: pd.DataFrame) -> Figure:
     """The structural probe's UUAS against step at its best layer at the last step, with its control."""
-    rows = _series(scores[scores["probe"] == "distance"])
+    rows = _series(scores[scores["probe"] == "distance"]).dropna(subset=["score"])
     fig, ax = subplots(figsize=(6, 3.4))
     if not rows.empty:
         last = rows[rows["step"] == rows["step"].max()]

@@ -54,7 +54,9 @@ def head_lines(uuas: pd.DataFrame | None) -> pd.DataFrame:
     """Per step: the UUAS of the best layer's best head (by UUAS) with its interval."""
     if uuas is None or uuas.empty:
         return pd.DataFrame(columns=["line", "run", "step", "value", "low", "high", "layer"])
-    rows = _main(uuas[uuas["best_in_layer"]])
+    rows = _main(uuas[uuas["best_in_layer"] & (uuas["layer"] >= 0)]).dropna(subset=["uuas"])
+    if rows.empty:
+        return pd.DataFrame(columns=["line", "run", "step", "value", "low", "high", "layer"])
     best = rows.loc[rows.groupby("step")["uuas"].idxmax()].sort_values("step")
     return pd.DataFrame({"line": "best head's UUAS", "run": best["run"], "step": best["step"].astype(float),
                          "value": best["uuas"], "low": best["uuas_low"], "high": best["uuas_high"],
@@ -66,6 +68,8 @@ def probe_lines(scores: pd.DataFrame | None) -> pd.DataFrame:
     if scores is None or scores.empty:
         return pd.DataFrame(columns=["line", "run", "step", "value", "low", "high", "layer"])
     rows = _main(scores).dropna(subset=["selectivity"])
+    if rows.empty:
+        return pd.DataFrame(columns=["line", "run", "step", "value", "low", "high", "layer"])
     best = rows.loc[rows.groupby(["probe", "step"])["selectivity"].idxmax()].sort_values(["probe", "step"])
     return pd.DataFrame({"line": best["probe"].map(lambda p: NAMES.get(p, p)), "run": best["run"],
                          "step": best["step"].astype(float), "value": best["selectivity"],
