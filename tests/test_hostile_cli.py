@@ -163,6 +163,18 @@ def test_a_results_folder_of_a_version_before_the_stamp_is_still_probekits(last,
     assert (out / STAMP).is_file() and len(again.predictions) == 2
 
 
+def test_a_folder_holding_only_a_file_browsers_files_counts_as_empty(tmp_path):
+    from probekit.core.store import claim_folder
+
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / ".DS_Store").write_bytes(b"finder")
+    claim_folder(tmp_path / "fresh")
+    assert (tmp_path / "fresh" / STAMP).is_file() and (tmp_path / "fresh" / ".DS_Store").read_bytes() == b"finder"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ProbekitError, match="file: not a folder"):
+        claim_folder(tmp_path / "file")
+
+
 # ---------------------------------------------------------------- item 10: inputs told apart by full path
 
 

@@ -47,8 +47,8 @@ def is_finite(value: Any) -> bool:
 
 def in_bounds(value: float, low: float | None, high: float | None, finite: bool = True) -> bool:
     """Whether a numeric option's value is valid: within [low, high] where given, and (`finite`) neither NaN
-    nor ±inf — NaN compares false with every bound, so it would pass a plain range check. The command line
-    (`probekit.cli`) and `Options.validate` (the library API) both check with this."""
+    nor ±inf — NaN compares false with every bound, so it would pass a plain range check. `Options.validate`
+    (the library API) checks with this; the command line's `probekit.cli.FiniteFloat` refuses the same values."""
     if finite and not math.isfinite(value):
         return False
     if value != value:  # NaN where the option's own default is not finite (none of the built-ins)

@@ -38,6 +38,9 @@ from probekit.core.schema import FORMAT_VERSION, TABLES
 MANIFEST, LOCK, CACHE, ATTENTION, UNITS = "manifest.json", ".probekit.lock", "cache", "attention", "units"
 STAMP = ".probekit-results"
 """The file that makes a folder probekit's results folder (`claim_folder`)."""
+DESKTOP_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
+"""Files a file browser leaves in any folder it shows: a folder holding only these is still empty (they are
+never touched)."""
 META_KEY = b"probekit"
 _held: set[Path] = set()
 _UMASK = os.umask(0o022)
@@ -183,7 +186,7 @@ def foreign_entries(out: Path) -> list[str]:
     foreign = []
     for entry in sorted(out.iterdir()):
         name = entry.name
-        if name in (STAMP, LOCK) or _temporary(name):
+        if name in (STAMP, LOCK, *DESKTOP_FILES) or _temporary(name):
             continue
         if name == MANIFEST and entry.is_file() and _probekit_manifest(entry):
             continue
