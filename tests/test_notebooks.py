@@ -33,7 +33,7 @@ def results(tiny_series, tmp_path_factory) -> Path:
                      "capital,[X] is a country. its capital is [MASK].,italy,rome\n"
                      "capital,[X] is a country. its capital is [MASK].,france,paris\n")
     probe(str(series), [str(bench), "blimp@2", "ewt:dev@8"],
-          {"lens": {}, "capture": {}, "syntax-heads": {}, "probes": {},
+          {"lens": {}, "capture": {}, "syntax-heads": {}, "probes": {"steps": 20, "rank": 8},
            "tracing": {"sample": 2, "components": "resid,attn", "noise_samples": 2}},
           out=root / "probe", at={"tracing": [0, 8], "syntax-heads": [0, 8], "probes": [0, 8]})
     return root
@@ -84,9 +84,9 @@ def test_the_three_question_notebooks_execute(results, tiny_series, tmp_path):
         assert len(injected) == 1 and "RESULTS = " in injected[0].source
     assert images(when) >= 1 and sum("<table" in h for h in html(when)) >= 3  # curves; summary, emergence, diff
     assert images(where) >= 2  # tracing heatmap, logit lens
-    views = [h for h in html(where) if "probekitHeadView" in h]
-    assert len(views) == 2 and "probekit-nb-steps" in views[0]
-    assert all(f"checkpoint-{s} (step {s})" in views[0] for s in (0, 1, 2, 4, 8))  # one pane per checkpoint
+    steps = [h for h in html(where) if "probekit-nb-steps" in h]
+    assert len(steps) == 1 and sum("probekitLibs" in h for h in html(where)) == 2  # the slider, one head view
+    assert all(f"checkpoint-{s} (step {s})" in steps[0] for s in (0, 1, 2, 4, 8))  # one pane per checkpoint
     assert images(syntax) >= 5  # pairs, best heads, layer heatmap, probe layers, UUAS
 
 
