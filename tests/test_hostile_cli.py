@@ -491,5 +491,6 @@ def test_without_a_terminal_the_probe_prints_a_line_per_stage_not_bars(last, inp
     monkeypatch.delenv("PROBEKIT_PROGRESS", raising=False)
     result = run_cli("probe", last, "-b", str(inputs / "tiny.csv"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
-    assert "probing checkpoint-8 (1/1)" in result.output
+    assert "probing checkpoint-8 (1/1)" in result.output and "probing the random-init control" in result.output
+    assert f"writing the tables into {tmp_path / 'out'}" in result.output
     assert "it/s" not in result.output and "checkpoint/s" not in result.output and "%|" not in result.output

@@ -232,6 +232,8 @@ def run_job(job: Job, manifest: dict | None = None) -> ProbeResult:
     with writer_lock(job.ctx.out):
         result = _run(job.refs, job.chosen, job.ctx, job.facts, job.control)
         result.manifest.update(manifest or {})
+        if not bars_shown():
+            logger.info(f"writing the tables into {job.ctx.out}")
         result.save(job.ctx.out)
     return result
 
@@ -275,6 +277,8 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
     if control and ok and not any(ref.step == 0 for ref in ok):
         like = RandomInit(ok[0])
         on_control = [a for a in chosen if a.on_control]
+        if not bars_shown() and on_control:
+            logger.info(f"probing the random-init control ({', '.join(a.name for a in on_control)})")
         results = _analyse(like, on_control, ctx, reuse=None)
         records.insert(0, {"checkpoint": like.name, "run": like.run, "step": 0, "seed": "", "path": None,
                            "family": like.family,
