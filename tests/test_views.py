@@ -47,10 +47,14 @@ def test_head_view_html_is_offline(tiny_series):
     assert "probekitLibs" in html
 
 
-@pytest.mark.parametrize("view", ["head", "model", "compare"])
+@pytest.mark.parametrize("view", ["head", "model", "compare", "steps"])
 def test_a_token_that_closes_the_script_is_escaped(view):
     cap = hostile_capture()
-    if view == "head":
+    if view == "steps":
+        from probekit.views import head_view_steps
+
+        html = head_view_steps({"one": cap, EVIL_TOKEN: cap}, html_action="return").data
+    elif view == "head":
         html = probekit.head_view(cap, html_action="return").data
     elif view == "model":
         html = probekit.model_view(cap, html_action="return").data
@@ -58,6 +62,20 @@ def test_a_token_that_closes_the_script_is_escaped(view):
         html = probekit.compare_heads({EVIL_TOKEN: cap, "again": cap}, None, html_action="return").data
     assert EVIL_TOKEN not in html and "</script><script>alert(1)" not in html
     assert "alert(1)" in html  # the token is on the page, escaped
+
+
+def test_a_step_slider_view_holds_every_step_rounded_and_bertviz_once(hf_series):
+    import json
+    import re
+
+    from probekit.views import head_view_steps
+
+    steps = {"three": str(hf_series / "checkpoint-3"), "six": str(hf_series / "checkpoint-6")}
+    html = head_view_steps(steps, "the king of rome.", html_action="return").data
+    assert html.count("function renderVis") == 1 and html.count("probekit-nb-step\"") == 2
+    data = json.loads(re.search(r'<script type="application/json">(.*?)</script>', html).group(1))
+    numbers = re.findall(r"\d\.\d+", json.dumps([d["attention"] for d in data]))
+    assert len(data) == 2 and numbers and max(len(n) for n in numbers) <= 5  # 0.123: 3 decimals
 
 
 @pytest.mark.slow
