@@ -194,9 +194,9 @@ def test_the_report_has_a_grammar_page_with_chance_stated(tiny_series, tiny_benc
     page = (tmp_path / "site" / "docs" / "grammar.md").read_text()
     assert page.startswith("# Grammar: minimal pairs")
     assert "## agree@3" in page and "## blimp:anaphor&#95;agreement@3" in page
-    assert page.count("At the last checkpoint (step 8) the model scores") == 2
-    assert "**chance**" in page  # 4 and 6 pairs of an 8-step model cannot be told from chance
-    assert re.search(r"\| anaphor&#95;agreement \| 6 \| \d \| 8 \| .* \| 0\.479 \| 0\.993 \| 0\.975 \|", page)
+    assert page.count("accuracy at step 8:") == 2  # the last checkpoint, in words, per benchmark (the findings)
+    assert "over 4 pairs, **too few pairs**" in page  # 4 pairs cannot be told from chance: said, not scored
+    assert re.search(r"\| anaphor&#95;agreement \| 6 \| 8 \| .* \| 0\.479 \| 0\.993 \| 0\.975 \|", page)  # n, step, …, the paper's references
     figures = {p.name for p in (tmp_path / "site" / "docs" / "figures").iterdir()}
     assert any(f.startswith("grammar-and-facts") for f in figures) and any(f.startswith("paradigms") for f in figures)
     assert (tmp_path / "site" / "build" / "grammar.html").is_file()
