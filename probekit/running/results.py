@@ -33,6 +33,16 @@ class ProbeResult:
     ablation = property(lambda self: self.tables.get("ablation"))
     training = property(lambda self: self.tables.get("training"))
 
+    @property
+    def findings(self) -> pd.DataFrame:
+        """Every claim of the run (`probekit.analyses.findings`): the table the probe wrote, else built now from
+        the tables (results written before the findings existed)."""
+        if "findings" not in self.tables:
+            from probekit.analyses.findings import build
+
+            self.tables["findings"] = build(self.tables)
+        return self.tables["findings"]
+
     def __repr__(self) -> str:
         sizes = ", ".join(f"{name} {len(frame):,}" for name, frame in self.tables.items())
         return f"ProbeResult({sizes})"

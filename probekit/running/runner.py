@@ -27,6 +27,7 @@ from probekit.training.folders import BARE_COUNT, TRAINER_STATE, count_value, se
 from probekit.core.log import logger, progress
 from probekit.running.results import ProbeResult
 from probekit.models.series import resolve_checkpoints
+from probekit.analyses.findings import build as build_findings
 from probekit.core.schema import CHECKPOINT_ID, TABLES
 from probekit.analyses import scoring
 from probekit.analyses.stats import settings as stats_settings
@@ -400,6 +401,7 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
         manifest.update(analysis.manifest(ctx))
     if failed:
         manifest["failed_analyses"] = failed
+    tables["findings"] = build_findings(tables)  # every claim, decided once (probekit.analyses.findings)
     return ProbeResult(tables, manifest)
 
 
