@@ -74,16 +74,16 @@ def test_probe_writes_lens_ablation_and_diff(tiny_series, setup, tmp_path):
     bench = setup[4]
     series = shutil.copytree(tiny_series, tmp_path / "series")
     shutil.copytree(series / "checkpoint-8", series / "checkpoint-9")  # the same weights again
-    result = probe(str(series), [str(bench)], ["lens", "ablation"], out=tmp_path, sentences="default")
-    lens = pd.read_parquet(tmp_path / "lens.parquet")
+    result = probe(str(series), [str(bench)], ["lens", "ablation"], out=tmp_path / "out", sentences="default")
+    lens = pd.read_parquet(tmp_path / "out" / "lens.parquet")
     assert set(lens.checkpoint) == set(result.checkpoints.checkpoint) and set(lens.layer) == {0, 1, 2}
-    ablation = pd.read_parquet(tmp_path / "ablation.parquet")
+    ablation = pd.read_parquet(tmp_path / "out" / "ablation.parquet")
     assert {"layer", "head", "delta_p_at_1", "delta_mean_gold_logprob", "checkpoint", "step"} <= set(ablation.columns)
-    diff = diff_checkpoints(tmp_path, "checkpoint-0", "checkpoint-8")
+    diff = diff_checkpoints(tmp_path / "out", "checkpoint-0", "checkpoint-8")
     assert set(diff.weights.block) == {"embeddings", "layer 0", "layer 1", "mlm head"}
     assert (diff.weights.relative_distance > 0).all()
     assert len(diff.heads) == 4 and diff.heads.js.is_monotonic_decreasing
-    same = diff_checkpoints(tmp_path, "checkpoint-8", "checkpoint-9")
+    same = diff_checkpoints(tmp_path / "out", "checkpoint-8", "checkpoint-9")
     assert same.changed_prompts.empty and (same.weights.distance == 0).all()
 
 
