@@ -401,23 +401,24 @@ def test_scores_pool_seeds_with_a_multi_bootstrap_over_seeds_and_sentences():
                                                           scores.loc["seed-0/checkpoint-0", "score_high"])
 
 
-def test_emergence_is_the_first_step_selectivity_clears_zero_and_the_control():
-    from probekit.analyses.probes import probe_emergence, probe_scores
+def test_a_probe_is_selective_by_the_findings_rule():
+    """The findings' `emerged` row of a probe (some layer's selectivity above the random-init model's, to the
+    last step) against a plain loop over the table's own bounds."""
+    from probekit.analyses.findings import build, select
+    from probekit.analyses.probes import probe_scores
     from probekit.core.schema import CONTROL
 
     parsed = sentences(60)
     scores = probe_scores(series(parsed, {(CONTROL, None): 10.0, ("seed-0", 0): 10.0, ("seed-0", 10): 8.0,
                                           ("seed-0", 20): 0.5, ("seed-0", 30): 10.0, ("seed-0", 40): 0.5}))
-    found = probe_emergence(scores).iloc[0]
+    found = select(build({"probe_scores": scores}), "emerged", "probes").iloc[0]
     line = scores[scores["checkpoint"] != CONTROL].sort_values("step")
-    control_high = float(scores.loc[scores["checkpoint"] == CONTROL, "selectivity_high"].iloc[0])
-    # plain loops over the table's own bounds
-    above_zero = line.loc[line["selectivity_low"] > 0, "step"].tolist()
-    above_init = line.loc[(line["step"] > 0) & (line["selectivity_low"] > control_high), "step"].tolist()
-    assert found["selective_at"] == above_zero[0] and found["selectivity_above_init_at"] == above_init[0] == 20
-    flags = (line["selectivity_low"] > 0).tolist()
-    stays = next(s for k, s in enumerate(line["step"]) if all(flags[k:]))
-    assert found["selective_from"] == stays and found["selective_at_last"] and found["steps"] == 5
+    init_high = float(scores.loc[scores["checkpoint"] == CONTROL, "selectivity_high"].iloc[0])
+    cleared = (line["selectivity_low"] > init_high).tolist()
+    steps = line["step"].tolist()
+    last_miss = max(k for k, flag in enumerate(cleared) if not flag)
+    assert found["verdict"] == "emerged" and found["step"] == steps[last_miss + 1] == 40
+    assert found["step_low"] == 30 and found["first_cleared"] == steps[cleared.index(True)] == 20
 
 
 def test_average_ranks_are_scipys_with_ties_and_need_no_scipy():

@@ -485,7 +485,7 @@ def previous(s: Sentence):
 
 
 def test_best_heads_pool_seeds_with_a_multi_bootstrap_over_seeds_and_arcs(bank):
-    from probekit.analyses.syntax_heads import best_heads, head_emergence, uuas_table
+    from probekit.analyses.syntax_heads import best_heads, uuas_table
 
     runs = {("seed-0", 0): previous, ("seed-0", 100): gold, ("seed-1", 0): previous, ("seed-1", 100): noisy(0.6, 1)}
     best = best_heads(series_rows(bank, runs))
@@ -512,30 +512,34 @@ def test_best_heads_pool_seeds_with_a_multi_bootstrap_over_seeds_and_arcs(bank):
     assert pooled_tree.loc["", "best_in_layer"] and not pooled_tree.loc["adjacent", "best_in_layer"]
     one_tree = tree[tree["checkpoint"] == "seed-0/checkpoint-100"].set_index("baseline_kind")
     assert pooled_tree.loc["adjacent", "uuas"] == one_tree.loc["adjacent", "uuas"]  # the same edges in each seed
-    found = head_emergence(best).set_index(["run", "relation", "direction"])
-    assert found.loc[("seed-0", "det", "dep->head"), "beats_baseline_at"] == 100
-    assert np.isnan(found.loc[("seed-1", "det", "dep->head"), "beats_baseline_at"])  # 0.4 hits vs baseline ≈0.6
+    seeds = best[(best["relation"] == "det") & (best["direction"] == "dep->head")].set_index("run")
+    assert seeds.loc["seed-0"].query("step == 100")["beats_baseline"].iloc[0]
+    assert not seeds.loc["seed-1"].query("step == 100")["beats_baseline"].iloc[0]  # 0.4 hits vs baseline ≈0.6
 
 
-def test_emergence_is_the_first_step_a_best_head_beats_its_baseline(bank):
-    from probekit.analyses.syntax_heads import best_heads, head_emergence
+def test_a_best_head_is_learned_from_the_findings_rule(bank):
+    """The findings' `emerged` row of a relation (its best head above its offset baseline and above the
+    random-init model's best head, to the last step) against a plain loop over the summary's own bounds."""
+    from probekit.analyses.findings import build, select
+    from probekit.analyses.syntax_heads import best_heads
 
-    def following(s: Sentence):  # det's best offset: the random-init control's best head is as good as it
+    def following(s: Sentence):  # det's best offset: the random-init model's best head is as good as it
         return one_hot([min(i + 1, len(s) - 1) for i in range(len(s))], len(s))
 
     runs = {(CONTROL, None): following, ("seed-0", 0): previous, ("seed-0", 10): noisy(0.9, 0),
             ("seed-0", 20): gold, ("seed-0", 30): noisy(0.9, 3), ("seed-0", 40): gold}
     best = best_heads(series_rows(bank, runs))
-    found = head_emergence(best).set_index(["relation", "direction"])
-    det = found.loc["det", "dep->head"]
-    assert det["beats_baseline_at"] == 20 and det["beats_baseline_from"] == 40 and det["beats_at_last"]
-    assert det["above_init_at"] == 20 and det["steps"] == 5
-    # a plain loop over the summary's own flags
-    for (relation, direction), row in found.iterrows():
-        line = best[(best["relation"] == relation) & (best["direction"] == direction)
-                    & (best["checkpoint"] != CONTROL)].sort_values("step")
-        beats = line.loc[line["beats_baseline"], "step"]
-        assert (row["beats_baseline_at"] == beats.iloc[0]) if len(beats) else np.isnan(row["beats_baseline_at"])
+    found = build({"syntax_best_heads": best})
+    det = select(found, "emerged", "syntax-heads", subject="det dep->head").iloc[0]
+    line = best[(best["relation"] == "det") & (best["direction"] == "dep->head") & (best["checkpoint"] != CONTROL)]
+    line = line.sort_values("step")
+    init_high = float(best[(best["relation"] == "det") & (best["direction"] == "dep->head")
+                           & (best["checkpoint"] == CONTROL)]["accuracy_high"].iloc[0])
+    cleared = [(lo > base) and (lo > init_high) for lo, base in zip(line["accuracy_low"], line["baseline_high"])]
+    last_miss = max(k for k, flag in enumerate(cleared) if not flag)
+    steps = line["step"].tolist()
+    assert det["verdict"] == "emerged" and det["step"] == steps[last_miss + 1] == 40
+    assert det["step_low"] == steps[last_miss] == 30 and det["first_cleared"] == steps[cleared.index(True)] == 20
 
 
 # ---------------------------------------------------------------- definitions, bad sentences

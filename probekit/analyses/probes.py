@@ -48,9 +48,9 @@ seeds share, a row pooled over them (run `all-seeds`): Σhits / Σitems over see
 Multi-Bootstrap (seeds and eval sentences drawn together, task and control on the same draws); its Spearman
 is the seeds' mean.
 
-Over the series (`probe_emergence`): per probe and layer, the first step whose selectivity's interval lies above
-0, and the first steps whose score's and selectivity's intervals lie above the random-init control's
-(`probekit.analyses.stats.emergence_steps`, the rule the facts use).
+Over the series, what is claimed (a probe selective, and since when) is decided by the findings' rules
+(`probekit.analyses.findings`: selectivity above the random-init model's at the same layer, Holm over the layers,
+sustained).
 """
 
 from __future__ import annotations
@@ -961,39 +961,6 @@ def definitions(settings: dict) -> str:
         f"paired); seeds drawn with the sentences when the series holds several. With fewer than {MIN_ITEMS} eval "
         "sentences no interval is given (`note` says so); the Spearman rows carry none.",
     ])
-
-
-def probe_emergence(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per treebank × probe × layer × run (`all-seeds`: pooled over seeds): the first step whose selectivity's
-    interval lies above 0 and the step from which it stays there to the last; the first step whose selectivity's
-    interval, and whose score's, lies above the random-init control's (or the run's step 0;
-    `probekit.analyses.stats.emergence_steps`)."""
-    from probekit.analyses.stats import emergence_steps, first_and_last
-    from probekit.core.schema import CONTROL
-
-    keys = ["treebank", "probe", "layer"]
-    columns = [*keys, "run", "n_seeds", "steps", "selective_at", "selective_from", "selective_at_last",
-               "selectivity_above_init_at", "score_above_init_at"]
-    rows = scores[scores["checkpoint"] != CONTROL].dropna(subset=["step"])
-    if rows.empty:
-        return pd.DataFrame(columns=columns)
-    records = []
-    for (treebank, probe, layer, run), line in rows.groupby([*keys, "run"], sort=False):
-        line = line.sort_values("step", kind="stable")
-        above = (line["selectivity_low"] > 0).to_numpy()
-        first, stays = first_and_last(line["step"], above)
-        records.append({"treebank": treebank, "probe": probe, "layer": layer, "run": run,
-                        "n_seeds": int(line["n_seeds"].max()), "steps": len(line), "selective_at": first,
-                        "selective_from": stays, "selective_at_last": bool(above[-1])})
-    out = pd.DataFrame(records)
-    for metric in ("selectivity", "score"):
-        found = emergence_steps(scores, metric=metric, keys=tuple(keys))[[*keys, "run", "emerged_at"]]
-        out = out.merge(found.rename(columns={"emerged_at": f"{metric}_above_init_at"}), on=[*keys, "run"],
-                        how="left")
-    order = {p: i for i, p in enumerate(PROBES)}
-    out = out.sort_values(["treebank", "run", "probe", "layer"], key=lambda c: c.map(order) if c.name == "probe"
-                          else c, kind="stable", ignore_index=True)
-    return out[columns]
 
 
 register(Probes)

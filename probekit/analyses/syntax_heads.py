@@ -53,9 +53,8 @@ per step the seeds share, a row pooled over them (run `all-seeds`): the accuracy
 (the best head of one seed is not the best of another), averaged over seeds, its interval a Multi-Bootstrap over
 seeds and arcs together (the arcs are the same sentences in every seed); layer and head are missing there.
 
-Over the series (`head_emergence`): per relation, the first step whose best head beats its baseline, whether
-it still does at the last step, and the first step its interval lies above the random-init control's best head
-(`probekit.analyses.stats.emergence_steps`, the rule the facts use).
+Over the series, what is claimed (a relation's best head learned, and since when) is decided by the findings'
+rules (`probekit.analyses.findings`: above its baseline and the random-init model's best head, sustained).
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ from dataclasses import dataclass, field
 from probekit.analyses.base import Analysis, Context, Options, Shape, option, register
 from probekit.core import lazy
 from probekit.core.errors import ProbekitError
-from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_SEEDS, Table, bounds, columns
+from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, Table, bounds, columns
 
 pd = lazy.module("pandas")
 np = lazy.module("numpy")
@@ -656,37 +655,6 @@ def definitions(settings: dict) -> str:
         f"- **Intervals:** {intervals}. A best head is reported with the baseline's interval beside it; which "
         f"claims follow is decided in the findings.",
     ])
-
-
-# ---------------------------------------------------------------- over the series
-
-
-def head_emergence(best: pd.DataFrame) -> pd.DataFrame:
-    """Per treebank × relation × direction × run (`all-seeds`: pooled over seeds): the first step whose best
-    head beats its fixed-offset baseline (intervals apart), the step from which it beats it to the last step,
-    and the first step the best head's interval lies above the random-init control's best head (or the run's
-    step 0; `probekit.analyses.stats.emergence_steps`)."""
-    from probekit.analyses.stats import emergence_steps, first_and_last
-
-    keys = ["treebank", "relation", "direction"]
-    columns = [*keys, "run", "n_seeds", "n", "steps", "beats_baseline_at", "beats_baseline_from",
-               "beats_at_last", "above_init_at"]
-    rows = best[best["checkpoint"] != CONTROL].dropna(subset=["step"])
-    if rows.empty:
-        return pd.DataFrame(columns=columns)
-    records = []
-    for (treebank, relation, direction, run), line in rows.groupby([*keys, "run"], sort=False):
-        line = line.sort_values("step", kind="stable")
-        first, stays = first_and_last(line["step"], line["beats_baseline"])
-        records.append({"treebank": treebank, "relation": relation, "direction": direction, "run": run,
-                        "n_seeds": int(line["n_seeds"].max()), "n": int(line["n"].iloc[-1]), "steps": len(line),
-                        "beats_baseline_at": first, "beats_baseline_from": stays,
-                        "beats_at_last": bool(line["beats_baseline"].iloc[-1])})
-    out = pd.DataFrame(records)
-    init = emergence_steps(best, metric="accuracy", keys=tuple(keys))[[*keys, "run", "emerged_at"]]
-    out = out.merge(init.rename(columns={"emerged_at": "above_init_at"}), on=[*keys, "run"], how="left")
-    return out[columns].sort_values(["treebank", "direction", "n", "relation"], ascending=[True, True, False, True],
-                                    kind="stable", ignore_index=True)
 
 
 register(SyntaxHeads)
