@@ -80,6 +80,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "model_view": ("probekit.views", "model_view"),
     "compare_heads": ("probekit.views", "compare_heads"),
     "qk_view": ("probekit.views", "qk_view"),
+    "head_view_steps": ("probekit.views", "head_view_steps"),
+    "run_notebook": ("probekit.views", "run_notebook"),
     "ProbekitError": ("probekit.core.errors", "ProbekitError"),
     "set_progress": ("probekit.core.log", "set_progress"),
     "show_messages": ("probekit.core.log", "show_messages"),

@@ -166,6 +166,7 @@ def test_step_slider_switches_the_head_view(site):
         last, drawn_last = label(), page.locator(visible).count()
         page.evaluate("(() => { const s = document.querySelector('.probekit-steps input');"
                       " s.value = 0; s.dispatchEvent(new Event('input')); })()")
+        page.wait_for_selector(visible, timeout=5000)  # the step's view is a script loaded when it is shown
         first, drawn_first = label(), page.locator(visible).count()
         shown = page.evaluate("[...document.querySelectorAll('.probekit-step')].filter(p => p.style.display !== "
                               "'none').map(p => p.dataset.label)")
