@@ -169,11 +169,38 @@ def test_tracing_reports_the_effect_and_never_names_a_site_built_to_restore(foun
     assert formed[["verdict", "step_low", "step"]].tolist() == ["emerged", 200, 400]
 
 
+def test_a_wider_site_of_larger_mean_does_not_hide_one_that_stands_out():
+    scores = claims.tracing_scores()
+    wide = scores[(scores["step"] == 400) & (scores["component"] == "mlp") & (scores["layer"] == 0)
+                  & (scores["role"] == "mask")].index
+    scores.loc[wide, ["effect", "effect_low", "effect_high"]] = [0.3, -0.1, 0.7]
+    best = select(build({"tracing_scores": scores}), "best_site", "tracing").set_index("step").loc[400]
+    assert best[["detail", "verdict"]].tolist() == ["attn L1 mask", "stands_out"]
+    quiet = scores.assign(effect_low=scores["effect_low"].where(scores["by_construction"], -0.5))
+    best = select(build({"tracing_scores": quiet}), "best_site", "tracing").set_index("step").loc[400]
+    assert best[["detail", "verdict"]].tolist() == ["mlp L0 mask", "not_standing_out"]  # the largest Δp of all
+
+
 def test_without_a_random_init_row_no_site_is_claimed():
     found = build({"tracing_scores": claims.tracing_scores(random_init=False)})
     rows = select(found, "stands_out", "tracing")
     assert set(rows.loc[~rows["by_construction"], "verdict"]) == {"no_random_init"}
     assert set(select(found, "best_site", "tracing")["verdict"]) == {"no_random_init"}
+
+
+def test_without_injected_facts_p_at_1_is_judged_against_random_init():
+    scores = pd.DataFrame({
+        "checkpoint": ["random-init", "c1", "c2", "c3", "c4"], "run": "r", "step": [0, 1, 2, 3, 4],
+        "benchmark": "b", "relation": "capital", "group": "all", "n_seeds": 1, "n": 40,
+        "p_at_1": [0.05, 0.1, 0.3, 0.5, 0.6], "p_at_1_low": [0.0, 0.02, 0.08, 0.35, 0.45],
+        "p_at_1_high": [0.1, 0.2, 0.45, 0.6, 0.7]})
+    found = one(build({"scores": scores}), "emerged", "facts", "capital")
+    assert found[["verdict", "step_low", "step", "low", "bar"]].tolist() == ["emerged", 2, 3, 0.35, 0.1]
+    without = scores.iloc[1:].assign(step=[0, 1, 2, 3])  # then the run's own step 0 is the random-init model
+    found = one(build({"scores": without}), "emerged", "facts", "capital")
+    assert found[["verdict", "step_low", "step"]].tolist() == ["emerged", 1, 2]
+    never = scores.assign(p_at_1_low=0.0)
+    assert one(build({"scores": never}), "emerged", "facts", "capital")["verdict"] == "not_established"
 
 
 def test_too_few_items_are_said():

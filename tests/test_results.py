@@ -55,7 +55,7 @@ def probed(tiny_series, tmp_path_factory):
 
 def test_the_schema_holds():
     load_builtins()
-    assert FORMAT_VERSION == 5
+    assert FORMAT_VERSION == 6
     assert {name: TABLES[name].names for name in EXPECTED} == EXPECTED
     assert all(c.type in DTYPES for t in TABLES.values() for c in t.columns)
     page = reference_markdown()

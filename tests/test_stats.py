@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from probekit.analyses.stats import (LEVEL, POOLED, RESAMPLES, SEED, bootstrap, checkpoint_differences, compare,
-                            emergence_steps, group_differences, score_table, seeds_of, with_pooled_seeds)
+                            group_differences, score_table, seeds_of, with_pooled_seeds)
 
 KEYS = ["checkpoint", "run", "step", "benchmark", "relation", "group"]
 
@@ -131,20 +131,6 @@ def test_several_seeds_add_rows_pooled_over_them():
     assert set(with_pooled_seeds(uneven).query("run == @POOLED")["step"]) == {0}
 
 
-def test_emergence_is_the_first_step_above_the_control():
-    scores = pd.DataFrame({
-        "checkpoint": ["random-init", "c1", "c2", "c3", "c4"], "run": "r", "step": [0, 1, 2, 3, 4],
-        "benchmark": "b", "relation": "capital", "group": "all", "n_seeds": 1,
-        "p_at_1": [0.05, 0.1, 0.3, 0.5, 0.6], "p_at_1_low": [0.0, 0.02, 0.08, 0.35, 0.45],
-        "p_at_1_high": [0.1, 0.2, 0.45, 0.6, 0.7]})
-    found = emergence_steps(scores).iloc[0]
-    assert (found["emerged_at"], found["p_at_1_low"], found["control_high"]) == (3, 0.35, 0.1)
-    without_control = scores.iloc[1:].assign(step=[0, 1, 2, 3])  # then the run's own step 0 is the control
-    assert emergence_steps(without_control).iloc[0]["emerged_at"] == 2
-    never = scores.assign(p_at_1_low=0.0)
-    assert np.isnan(emergence_steps(never).iloc[0]["emerged_at"])
-
-
 def test_differences_from_a_made_up_table():
     groups = ["injected"] * 10 + ["held_back"] * 10
     predictions = made_predictions({("r", 0): [5] * 20, ("r", 8): [1] * 8 + [3] * 2 + [1] + [4] * 9}, groups)
@@ -210,12 +196,3 @@ def test_share_intervals_agree_with_scipy_and_leave_unscorable_out():
     assert found["hit_high"] == pytest.approx(theirs.high, abs=0.2 * standard_error)
 
 
-def test_emergence_works_on_any_table_with_bounds():
-    """BLiMP phenomena: the first step whose accuracy interval clears the control's."""
-    table = pd.DataFrame({
-        "checkpoint": ["random-init", "c1", "c2", "c3"], "run": ["r"] * 4, "step": [0, 100, 200, 300],
-        "benchmark": "blimp", "metric": "w", "level": "phenomenon", "name": "agreement",
-        "accuracy": [0.5, 0.52, 0.7, 0.8], "accuracy_low": [0.45, 0.47, 0.62, 0.74],
-        "accuracy_high": [0.55, 0.57, 0.78, 0.86]})
-    found = emergence_steps(table, "accuracy", keys=("benchmark", "metric", "level", "name"))
-    assert found.iloc[0]["emerged_at"] == 200 and found.iloc[0]["control_high"] == 0.55

@@ -381,45 +381,6 @@ def test_the_notebook_draws_the_heatmap_and_curves(traced):
         tracing_curves(result, "nope")
 
 
-def test_best_sites_and_emergence_from_the_scores():
-    """The best site is the one whose absolute effect rose most above the control's, never the last layer's
-    residual stream (clean by construction at the [MASK]); it stands out when its effect interval lies above
-    the control's and 0; it formed at the first such step; it moved when its layer changed. (The words the
-    report says are the findings' — `probekit.analyses.findings` — and tested there.)"""
-    from probekit.analyses.tracing import best_sites, site_emergence
-
-    rows = []
-    for checkpoint, step, level in (("random-init", None, 0.0), ("c-0", 0, 0.0), ("c-5", 5, 0.5), ("c-9", 9, 0.8)):
-        for component, layer, role, share in (("mlp", 0, "subject_last", 1.0), ("attn", 1, "mask", 0.5),
-                                              ("resid", 1, "mask", 1.0), ("mlp", 1, "mask", 0.9)):
-            value = level * share if component != "resid" else 1.0
-            if (component, layer) == ("mlp", 1):  # the best site at step 5 only
-                value = 0.6 if step == 5 else 0.0
-            effect = value / 10
-            rows.append({"checkpoint": checkpoint, "run": "r", "step": step, "seed": "", "benchmark": "b",
-                         "relation": "capital", "group": "injected", "method": "exact", "component": component,
-                         "layer": layer, "role": role, "n": 8, "restoration": value, "restoration_low": value - 0.1,
-                         "restoration_high": value + 0.1, "effect": effect, "effect_low": effect - 0.01,
-                         "effect_high": effect + 0.01, "skipped": 0, "n_seeds": 1})
-    scores = pd.DataFrame(rows)
-    best = best_sites(scores)
-    assert list(best["step"]) == [0, 5, 9] and "random-init" not in set(best["checkpoint"])
-    at = best.set_index("step")
-    assert (at.loc[9, "component"], at.loc[9, "layer"], at.loc[9, "role"]) == ("mlp", 0, "subject_last")
-    assert (at.loc[5, "component"], at.loc[5, "layer"]) == ("mlp", 1)
-    assert list(at["stands_out"]) == [False, True, True] and list(at["moved"]) == [False, False, True]
-    assert at.loc[9, "control_high"] == pytest.approx(0.01)
-    found = site_emergence(scores)
-    formed = found[(found["component"] == "mlp") & (found["layer"] == 0)]["emerged_at"].iloc[0]
-    assert formed == 5 and found[found["component"] == "resid"]["emerged_at"].isna().all()  # never above control
-    wide = scores[scores["step"] == 9].copy()  # a site of larger mean gain whose interval reaches below the bar
-    wide = wide[wide["component"] == "attn"].assign(component="mlp", layer=1, role="subject_first", effect=0.2,
-                                                    effect_low=-0.05, effect_high=0.45)
-    picked = best_sites(pd.concat([scores, wide], ignore_index=True)).set_index("step").loc[9]
-    assert (picked["component"], picked["layer"], picked["role"], picked["stands_out"]) == \
-        ("mlp", 0, "subject_last", True)  # the site that stands out, not the wider one of larger mean
-
-
 # ---------------------------------------------------------------- shards
 
 

@@ -25,8 +25,8 @@ The rules, stated once:
   *selective* only when its selectivity clears the random-init model's.
 - **tracing** (ROME's average indirect effect Δp = p_restored − p_corrupt): a site *stands out* when its Δp clears
   the random-init model's at the same site and 0.01 (an absolute floor), with at least `MIN_N` prompts and
-  Holm across the sites of the trace; the best site is the site of largest Δp, never one that restores by
-  construction; without a random-init row no site is claimed.
+  Holm across the sites of the trace; the best site is, of those that stand out, the one of largest Δp (else
+  the largest of all), never one that restores by construction; without a random-init row no site is claimed.
 - **order**: two arrivals are ordered only when their intervals do not overlap, else they tie; a signal never
   established ends the order.
 """
@@ -65,7 +65,8 @@ RULES = {
                  "probed step, Holm over the probe's layers; a probe is selective when one of its layers is",
     "stands_out": "Δp's 95% interval lies above the random-init model's at the same site and above 0.01, with at "
                   "least 5 prompts, Holm over the trace's sites; no random-init row: no claim",
-    "best_site": "the site of largest Δp (restoring-by-construction sites never), at each traced step",
+    "best_site": "of the sites that stand out the one of largest Δp, else the largest of all (a site that restores "
+                 "by construction never), at each traced step",
     "share": "restoration share of the best site, a ratio of means (Σ Δp / Σ (p_clean − p_corrupt)), shown only "
              "where the denominator's interval excludes 0 and the share lies in [−0.5, 1.5]",
     "top_head": "the head of largest Δp at each traced step; stands out as a site does",
@@ -612,8 +613,9 @@ def _site_claims(sites: pd.DataFrame) -> list[dict]:
                                       steps=_steps_text(steps)))
                     flags.setdefault(record["detail"], {})[step] = verdict == "stands_out"
                 candidates = [r for r in records if not r["by_construction"] and np.isfinite(r["value"])]
-                if candidates:
-                    best = max(candidates, key=lambda r: r["value"])
+                standing = [r for r in candidates if has_init and r["n"] >= MIN_N and _significant(r)]
+                if candidates:  # of the sites that stand out the largest Δp, else the largest of all
+                    best = max(standing or candidates, key=lambda r: r["value"])
                     stands = has_init and best["n"] >= MIN_N and _significant(best)
                     out.append(_claim("best_site", "tracing", **_public(best), steps=_steps_text(steps),
                                       verdict="stands_out" if stands else "no_random_init" if not has_init

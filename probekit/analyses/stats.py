@@ -234,43 +234,6 @@ def intervals(frame: pd.DataFrame, keys: list[str], *, metrics: tuple[str, ...] 
     return table.astype({k: frame[k].dtype for k in keys})
 
 
-def emergence_steps(scores: pd.DataFrame, metric: str = "p_at_1",
-                    keys: tuple[str, ...] = ("benchmark", "relation", "group")) -> pd.DataFrame:
-    """When each relation emerged: per `keys` × run, the first step whose `metric` interval lies wholly
-    above the control's — the random-init control's row when the table has one, else the run's own step-0
-    row.
-
-    `emerged_at` is missing when no step rose above it (or there is no control). With several seeds, the
-    `all-seeds` run gives the Multi-Bootstrap answer and each seed's run its own: their spread is the
-    spread over seeds. Other tables with `{metric}_low/_high` work the same way, e.g. `pair_accuracy` with
-    `metric="accuracy", keys=("benchmark", "metric", "level", "name")` (when each BLiMP phenomenon rose).
-    """
-    low, high = f"{metric}_low", f"{metric}_high"
-    keys = list(keys)
-    columns = [*keys, "run", "n_seeds", "control_high", "emerged_at", metric, low, high]
-    control_rows = scores[scores["checkpoint"] == CONTROL].set_index(keys)[high]
-    records = []
-    for key, rows in scores[scores["checkpoint"] != CONTROL].groupby([*keys, "run"], sort=False, dropna=False):
-        group, run = tuple(key[:-1]), key[-1]
-        rows = rows.dropna(subset=["step"]).sort_values("step", kind="stable")
-        lookup = group if len(keys) > 1 else group[0]
-        if lookup in control_rows.index:
-            control = float(control_rows.loc[lookup])
-        elif (rows["step"] == 0).any():
-            control = float(rows.loc[rows["step"] == 0, high].iloc[0])
-        else:
-            control = float("nan")
-        later = rows[(rows["step"] > 0) & (rows[low] > control)] if not np.isnan(control) else rows.iloc[:0]
-        first = later.iloc[0] if len(later) else None
-        n_seeds = int(rows["n_seeds"].max()) if "n_seeds" in rows.columns and len(rows) else 1
-        records.append({**dict(zip(keys, group)), "run": run, "n_seeds": n_seeds, "control_high": control,
-                        "emerged_at": float(first["step"]) if first is not None else float("nan"),
-                        metric: first[metric] if first is not None else float("nan"),
-                        low: first[low] if first is not None else float("nan"),
-                        high: first[high] if first is not None else float("nan")})
-    return pd.DataFrame(records, columns=columns)
-
-
 def share_intervals(frame: pd.DataFrame, keys: list[str], column: str, *, item: str | None = None,
                     level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
     """Per group of `keys`: the percentile bootstrap interval of the mean of `column` over the group's rows
@@ -408,22 +371,6 @@ def _percentiles(means: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarra
         warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanpercentile(means, [tail, 100 - tail], axis=-1)
     return low, high
-
-
-def first_and_last(steps, flags) -> tuple[float, float]:
-    """(the first step a flag is set, the step from which it stays set to the last): NaN for never."""
-    steps, flags = np.asarray(steps, dtype=float), np.asarray(flags, dtype=bool)
-    if not flags.any():
-        return float("nan"), float("nan")
-    misses = (~flags).nonzero()[0]
-    stays = float("nan") if not flags[-1] else float(steps[misses[-1] + 1]) if len(misses) else float(steps[0])
-    return float(steps[flags.argmax()]), stays
-
-
-def control_mask(rows: pd.DataFrame) -> pd.Series:
-    """The rows read as the control: the random-init control the runner adds, else the series' own step 0."""
-    control = rows["checkpoint"] == CONTROL
-    return control if control.any() else rows["step"] == 0
 
 
 # ---------------------------------------------------------------- many claims at once

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from probekit.core import lazy
 from probekit.analyses.sites import COMPONENTS, HEAD, KNOCKOUT, Trace  # noqa: F401 (also tracing's names)
 from probekit.analyses.base import Analysis, Context, Options, Shape, digest, option, register
-from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, CONTROL, N_SEEDS, PROMPT_COLUMNS, RELATION_ID, \
+from probekit.core.schema import CHECKPOINT_COLUMNS, CHECKPOINT_ID, N_SEEDS, PROMPT_COLUMNS, RELATION_ID, \
     Table, bounds, columns
 
 np = lazy.module("numpy")
@@ -69,10 +69,6 @@ ALL = "all"
 """The role of a head row: every position of the prompt."""
 MIN_EFFECT = 1e-4
 """Restoration is missing where |p_clean − p_corrupt| ≤ MIN_EFFECT × max(p_clean, p_corrupt)."""
-EFFECT_FLOOR = 0.01
-"""A site stands out (and a site forms) only when its effect interval also lies above this absolute effect: one
-percentage point of the answer's probability, so that a site of a model that gives the answer ~0 probability
-either way does not stand out on an interval of width 1e-6."""
 SAMPLE_SEED = 0
 """Seed of the prompts sampled per relation × group (the same prompts at every checkpoint)."""
 NOISE_REFERENCE = "countries-subjects"
@@ -169,31 +165,6 @@ TRACING_AGREEMENT = Table("tracing_agreement", "checkpoint × benchmark × compo
                                 "heatmap shows)"),
 ), "Attribution patching against exact patching on the prompts traced both ways (`--trace-method both`): "
    "when to trust the fast estimate.")
-TRACING_EMERGENCE = Table("tracing_emergence",
-                          "run × benchmark × relation × group × method × component × layer × role",
-                          columns(
-    ("run", "str", "the training run (all-seeds: pooled over seeds)"),
-    ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"), ("group", "str", "fact-injection group"),
-    ("method", "str", "exact or attribution"), ("component", "str", "resid, attn or mlp"),
-    ("layer", "int", "the block patched"), ("role", "str", "token positions patched"), N_SEEDS,
-    ("control_high", "float", "the bar: upper end of the random-init control's effect interval at this site, "
-                              "or EFFECT_FLOOR (0.01) where higher"),
-    ("emerged_at", "int", "the first step whose effect interval lies wholly above the bar; missing if none"),
-    ("effect", "float", "mean absolute effect at that step"), *bounds(("effect",)),
-), "When each site formed: the first step its absolute effect rose above the random-init control's interval "
-   "(the scores' emergence rule).")
-TRACING_BEST = Table("tracing_best_sites", "checkpoint × benchmark × relation × group × method", columns(
-    *CHECKPOINT_COLUMNS, ("benchmark", "str", "benchmark name"), ("relation", "str", "relation"),
-    ("group", "str", "fact-injection group"), ("method", "str", "exact or attribution"),
-    ("component", "str", "the best site's component (resid, attn, mlp)"), ("layer", "int", "its layer"),
-    ("role", "str", "its position role"),
-    ("effect", "float", "its mean absolute effect"), *bounds(("effect",)),
-    ("restoration", "float", "its mean restoration (share)"),
-    ("control_high", "float", "upper end of the random-init control's effect interval at that site"),
-    ("stands_out", "bool", "its effect interval lies wholly above the control's and above EFFECT_FLOOR (0.01)"),
-    ("moved", "bool", "the best site's layer differs from the previous step's (both standing out)"),
-), "The site whose absolute effect rose most above the random-init control's, per step (the last layer's residual "
-   "stream left out: restoring it at the [MASK] gives the clean answer by construction); whether it moved.")
 TRACING_ID = [*CHECKPOINT_ID, *RELATION_ID, "method", "component", "layer", "role"]
 HEAD_ID = [*CHECKPOINT_ID, *RELATION_ID, "method", "layer", "head"]
 SITE = ["component", "layer", "role"]
@@ -662,9 +633,9 @@ class Tracing(Analysis):
     name = "tracing"
     help = ("causal tracing: corrupt the subject (noise or a counterfactual subject), restore one clean activation "
             "per layer × position × component and per head, exactly or by attribution patching (tables tracing, "
-            "tracing_scores, tracing_head_scores, tracing_agreement, tracing_emergence, tracing_best_sites)")
+            "tracing_scores, tracing_head_scores, tracing_agreement; its claims are the findings')")
     options = TracingOptions
-    tables = (TRACING, TRACING_SCORES, TRACING_HEAD_SCORES, TRACING_AGREEMENT, TRACING_EMERGENCE, TRACING_BEST)
+    tables = (TRACING, TRACING_SCORES, TRACING_HEAD_SCORES, TRACING_AGREEMENT)
     on_control = True
     version = 4
     report = "probekit.report.tracing:section"
@@ -799,8 +770,7 @@ class Tracing(Analysis):
             logger.warning(line)
         scores = tracing_scores(frame)
         return {TRACING_SCORES.name: scores, TRACING_HEAD_SCORES.name: head_scores(frame),
-                TRACING_AGREEMENT.name: agreement(frame), TRACING_EMERGENCE.name: site_emergence(scores),
-                TRACING_BEST.name: best_sites(scores)}
+                TRACING_AGREEMENT.name: agreement(frame)}
 
     def manifest(self, ctx: Context) -> dict:
         opts = ctx.options.get(self.name)
@@ -1082,55 +1052,6 @@ def _spearman(a: pd.Series, b: pd.Series) -> float:
     if len(a) < 3 or a.nunique() < 2 or b.nunique() < 2:
         return float("nan")
     return float(a.rank().corr(b.rank()))
-
-
-def site_emergence(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per site (resid, attn, mlp × layer × role), group and method: the first step whose effect interval lies
-    wholly above the random-init control's and above `EFFECT_FLOOR` (`probekit.analyses.stats.emergence_steps`,
-    the scores' rule, with the control's upper end raised to the floor where it is below: a site that only hurts
-    less than at random init, or moves p by a hair, restores nothing)."""
-    from probekit.analyses.stats import control_mask, emergence_steps
-
-    rows = scores[scores["component"].isin(["resid", "attn", "mlp"])]
-    if rows.empty:
-        return pd.DataFrame(columns=TRACING_EMERGENCE.names)
-    rows = rows.copy()
-    control = control_mask(rows)
-    rows.loc[control, "effect_high"] = rows.loc[control, "effect_high"].clip(lower=EFFECT_FLOOR)
-    found = emergence_steps(rows, metric="effect", keys=("benchmark", "relation", "group", "method", *SITE))
-    return found[TRACING_EMERGENCE.names]
-
-
-def best_sites(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per checkpoint (the control left out) × relation × group × method: of the sites (resid, attn, mlp) whose
-    effect's interval stands out (above the random-init control's at the same site and `EFFECT_FLOOR`), the one
-    whose mean effect rose most above the control's — of all sites when none stands out — the last layer's
-    residual stream left out (restoring it at the [MASK] gives the clean answer by construction); whether it
-    stands out and whether its layer moved since the previous step."""
-    from probekit.analyses.stats import control_mask
-
-    rows = scores[scores["component"].isin(["resid", "attn", "mlp"])].dropna(subset=["effect"])
-    if rows.empty:
-        return pd.DataFrame(columns=TRACING_BEST.names)
-    last_layer = int(rows["layer"].max())
-    rows = rows[~((rows["component"] == "resid") & (rows["layer"] == last_layer))]
-    control = rows[control_mask(rows)]
-    ref = ["benchmark", "relation", "group", "method", *SITE]
-    base = control.groupby(ref, dropna=False).agg(control_effect=("effect", "first"),
-                                                  control_high=("effect_high", "first")).reset_index()
-    series = rows[rows["checkpoint"] != CONTROL].merge(base, on=ref, how="left")
-    series["gain"] = series["effect"] - series["control_effect"].fillna(0.0)
-    bar = series["control_high"].fillna(EFFECT_FLOOR).clip(lower=EFFECT_FLOOR)
-    series["stands_out"] = (series["effect_low"] > bar).fillna(False).astype(bool)
-    keys = [*CHECKPOINT_ID, *RELATION_ID, "method"]
-    ordered = series.sort_values(["stands_out", "gain"], kind="stable")  # a site that stands out comes first
-    best = ordered.groupby(keys, sort=False, dropna=False).tail(1).sort_index().sort_values("step", kind="stable")
-    previous = best.groupby(["run", *RELATION_ID, "method"], sort=False, dropna=False)
-    before_layer, before_out = previous["layer"].shift(), previous["stands_out"].shift()
-    best["moved"] = [bool(out and was is True and pd.notna(layer_before) and layer != layer_before)
-                     for layer, out, layer_before, was in zip(best["layer"], best["stands_out"], before_layer,
-                                                               before_out)]
-    return best[TRACING_BEST.names].reset_index(drop=True)
 
 
 register(Tracing)

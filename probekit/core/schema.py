@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 #: the `checkpoint` label of the random-initialisation control's rows
 CONTROL = "random-init"
 #: the `run` and `seed` of the rows pooled over the seeds of a series (checkpoint `all-seeds/step-N`)

@@ -388,7 +388,7 @@ def _relation_part(page: Page, tables: dict, label: str, relation: str, benchmar
     skipped = int(last["skipped"].max()) if "skipped" in last.columns and len(last) else 0
     page.add(PAGE, f"## {esc(label)}", "", f"Read from the **{esc(group.replace('_', ' '))}** prompts "
              f"({int(last['n'].max()) if len(last) else 0} traced"
-             + (f"; {skipped} left out: no counterfactual subject of as many pieces" if skipped else "")
+             + (f"; {skipped} sampled prompts left out, counted by reason in the `tracing` table" if skipped else "")
              + (", by attribution patching" if method == "attribution" else "") + f"). {said}.", "")
     page.add(PAGE, *step_slider(page, series, group, label))
     if site is not None:
