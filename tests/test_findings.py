@@ -300,6 +300,18 @@ def test_every_page_says_what_the_findings_rows_say(site, found):
     assert "for 1 of 1 relations (det dep->head)" in syntax and "is not learned" in syntax
 
 
+def test_the_overview_answers_the_three_questions_from_the_rows(site):
+    html = (site / "index.html").read_text()
+    cards = html[html.index("probekit-answers"):]
+    cards = cards[:cards.index("</div>")]
+    text = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", cards)))
+    assert "When was it learned? injected − held back arrived for capital after step 200, by 300" in text
+    assert "Where in the model? capital: attn L1 mask, Δp +0.200 [+0.180, +0.220] at step 400" in text
+    assert "Did it learn syntax? 1 of 1 head relations learned; UUAS not learned; probes selective: none" in text
+    for target in ("benchmarks.html", "tracing.html", "syntax.html"):
+        assert f'href="{target}"' in cards, target
+
+
 def test_no_page_calls_a_never_established_or_transient_signal_emerged(site):
     for page in ("index.html", "timeline.html", "syntax-probes.html", "grammar.html"):
         text = text_of(site, page)

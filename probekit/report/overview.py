@@ -38,8 +38,8 @@ def overview(page: Page, tables: dict) -> None:
              "the untrained model; the *control* is the held-back facts. Every claim is a row of "
              "`findings.parquet`, decided by the rule in its `rule` column.")
     intro += only_at(manifest.get("at", {}))
-    left = ['<div markdown class="headline">', "", *(page.findings or ["No prompt could be scored."]), "", intro, "",
-            "</div>"]
+    left = [*answer_cards(tables.get("findings"), set(page.parts)), '<div markdown class="headline">', "",
+            *(page.findings or ["No prompt could be scored."]), "", intro, "", "</div>"]
     if "training" in tables and len(tables["training"]):
         loss = charts.spec_html(charts.loss_curve(tables["training"]), "chart-loss")
         page.add(OVERVIEW, '<div class="grid probekit-overview" markdown>', "", *left, "", '<div markdown="0">',
@@ -69,6 +69,65 @@ def overview(page: Page, tables: dict) -> None:
                                "value": [*versions.values(), manifest.get("created"), manifest.get("command")]})
     page.add(OVERVIEW, *collapsible("note", "Provenance", page.table(provenance, ("provenance",))))
     page.configure(OVERVIEW, title="Overview", hide_toc=True)
+
+
+def answer_cards(found: pd.DataFrame | None, pages: set[str]) -> list[str]:
+    """The three questions answered in one sentence each, from the findings rows, with a link to the page that
+    shows it: when (per relation, injected − held back), where (the tracing's best site), syntax (heads, UUAS,
+    probes). A question the run did not ask is left out."""
+    if found is None or found.empty:
+        return []
+    found = main_findings(found)
+    cards = []
+    emerged = select(found, "emerged", "facts")
+    if len(emerged):
+        came = emerged[emerged["verdict"] == "emerged"].sort_values("step", kind="stable")
+        text = "; ".join(f"{esc(r['subject'])} after step {r['step_low']:,.0f}, by {r['step']:,.0f}"
+                         if pd.notna(r["step_low"]) else f"{esc(r['subject'])} by step {r['step']:,.0f}"
+                         for _, r in came.iterrows())
+        rest = len(emerged) - len(came)
+        what = ("injected − held back" if (emerged["group"] == "injected-held_back").any()
+                else "P@1 against random init")
+        said = (f"{what} arrived for {text}" if len(came) else f"{what} arrived for no relation")
+        said += f" ({rest} not (yet) established)" if rest and len(came) else ""
+        cards.append(("When was it learned?", said, "benchmarks.md", "Benchmarks"))
+    best = select(found, "best_site", "tracing")
+    if len(best):
+        best = best[best["group"].str.startswith(("injected", "all"))]
+        last = best[best["step"] == best["step"].max()]
+        standing = last[last["verdict"] == "stands_out"]
+        if len(standing):
+            r = standing.iloc[0]
+            said = (f"{esc(r['subject'])}: {esc(r['detail'])}, Δp {r['value']:+.3f} [{r['low']:+.3f}, "
+                    f"{r['high']:+.3f}] at step {r['step']:,.0f}"
+                    + (f" (and {len(standing) - 1} more relation{'s' if len(standing) > 2 else ''})"
+                       if len(standing) > 1 else ""))
+        elif len(last):
+            said = f"no site stands out at step {last['step'].max():,.0f}, the last traced"
+        else:
+            said = "nothing traced"
+        cards.append(("Where in the model?", said, "tracing.md", "Causal tracing"))
+    heads = select(found, "learned", "syntax-heads")
+    probes = select(found, "selective", "probes", group="probe")
+    if len(heads) or len(probes):
+        parts = []
+        relations = heads[heads["subject"] != "UUAS"]
+        if len(relations):
+            parts.append(f"{int((relations['verdict'] == 'learned').sum())} of {len(relations)} head relations "
+                         "learned")
+        uuas = heads[heads["subject"] == "UUAS"]
+        if len(uuas):
+            parts.append(f"UUAS {uuas['verdict'].iloc[0].replace('_', ' ')}")
+        if len(probes):
+            selective = probes.loc[probes["verdict"] == "selective", "subject"].tolist()
+            parts.append("probes selective: " + (", ".join(map(esc, selective)) if selective else "none"))
+        cards.append(("Did it learn syntax?", "; ".join(parts), "syntax.md" if len(heads) else "syntax-probes.md",
+                      "Syntax"))
+    lines = ['<div class="grid cards probekit-answers" markdown>', ""]
+    for title, said, target, name in cards:
+        link = f" [{name} →]({target})" if target in pages else ""
+        lines += [f"-   **{title}**", "", f"    {said}.{link}", ""]
+    return [*lines, "</div>", ""] if cards else []
 
 
 def only_at(at: dict[str, list[int]]) -> str:
