@@ -783,3 +783,19 @@ def test_choices_have_their_page(tiny_series, tmp_path):
     assert re.search(r"\| plural \| all \| 8 \| 1 \| 0 \| .* \| 0\.500 \|", page)  # (1/3 + 1/2) / 2, and 1/2
     nav = yaml.safe_load((tmp_path / "site" / "mkdocs.yml").read_text())["nav"]
     assert {"Choices": "choices.md"} in nav and (tmp_path / "site" / "build" / "choices.html").is_file()
+
+
+def test_figures_draw_a_group_they_have_no_style_for():
+    """A prompt about a subject outside the series' fact record is group `other`: drawn in its own style."""
+    rows = []
+    for group in ("injected", "held_back", "other"):
+        for step in (0, 10):
+            for layer in (0, 1):
+                rows.append({"checkpoint": f"checkpoint-{step}", "run": "r", "step": step, "seed": "",
+                             "benchmark": "b", "relation": "capital", "group": group, "layer": layer, "n": 4,
+                             "p_at_1": 0.5, "p_at_1_low": 0.4, "p_at_1_high": 0.6, "mrr": 0.6, "mrr_low": 0.5,
+                             "mrr_high": 0.7, "n_seeds": 1})
+    fig = plots.logit_lens(pd.DataFrame(rows))
+    labels = {t.get_text() for t in fig.axes[1].get_legend().get_texts()}
+    assert {"injected", "held-back", "other"} <= labels
+    assert plots.group_order(["other", "held_back", "all", "injected"]) == ["injected", "held_back", "all", "other"]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from probekit.core.schema import CONTROL, POOLED
 from probekit.analyses.findings import main_findings, main_rows, select
+from probekit.report.plots import group_order
 
 #: Okabe–Ito colours without the yellow: readable as lines on white and on the dark theme
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#999999"]
@@ -91,7 +92,7 @@ def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame |
                                    "step": found["step"], "from": found["step_low"].fillna(found["step"]),
                                    "metric": "P@1"}))
     long = _plain(pd.concat(parts, ignore_index=True))
-    groups = [g for g in ("injected", "held_back") if g in set(data["group"])] or sorted(set(data["group"]))
+    groups = group_order(data["group"])
     color, dash = _group_scales(groups)
     metric = alt.param(name="metric", value="P@1", bind=alt.binding_select(options=list(METRICS.values()),
                                                                          name="metric "))

@@ -20,6 +20,12 @@ METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
 GROUP_STYLE = {"injected": ("#0072B2", "-"), "held_back": ("#D55E00", "--")}
 
 
+def group_order(groups) -> list[str]:
+    """The fact groups present, injected and held back first (they are compared), then the others by name."""
+    present = set(pd.Series(groups).dropna().astype(str))
+    return [g for g in ("injected", "held_back") if g in present] + sorted(present - {"injected", "held_back"})
+
+
 @plain
 def loss_curve(log: pd.DataFrame) -> Figure:
     """Training loss and held-out MLM loss against step."""
@@ -45,7 +51,7 @@ def score_curves(scores: pd.DataFrame, benchmark: str, log: bool = False) -> Fig
     main = main_rows(data)
     seeds = data[data["run"] != POOLED] if len(main) < len(data) else data.iloc[:0]
     relations = list(dict.fromkeys(data["relation"]))
-    groups = [g for g in ("injected", "held_back") if g in set(data["group"])] or sorted(set(data["group"]))
+    groups = group_order(data["group"])
     style = {g: GROUP_STYLE.get(g, (PALETTE[i % len(PALETTE)], "-")) for i, g in enumerate(groups)}
     metrics = list(METRIC_LABELS)
     fig, axes = subplots(len(metrics), max(1, len(relations)), squeeze=False, sharey="row", sharex=True,
@@ -204,7 +210,7 @@ def logit_lens(lens_scores: pd.DataFrame, relation: str | None = None) -> Figure
     if relation is not None:
         rows = rows[rows["relation"] == relation]
     layers = sorted(int(v) for v in rows["layer"].dropna().unique())
-    groups = [g for g in ("injected", "held_back") if g in set(rows["group"])] or sorted(set(rows["group"]))
+    groups = group_order(rows["group"])
     colours = dict(zip(layers, sns.color_palette("viridis", max(1, len(layers)))))
     dashes = {g: GROUP_STYLE.get(g, ("", ["-", "--", ":", "-."][i % 4]))[1] for i, g in enumerate(groups)}
     fig, axes = subplots(1, 2, figsize=(11, 3.8), squeeze=False)
