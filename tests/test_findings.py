@@ -182,7 +182,8 @@ def test_a_wider_site_of_larger_mean_does_not_hide_one_that_stands_out():
 
 
 def test_without_a_random_init_row_no_site_is_claimed():
-    found = build({"tracing_scores": claims.tracing_scores(random_init=False)})
+    scores = claims.tracing_scores(random_init=False)
+    found = build({"tracing_scores": scores[scores["step"] != 0]})  # nor a step 0 to stand for it
     rows = select(found, "stands_out", "tracing")
     assert set(rows.loc[~rows["by_construction"], "verdict"]) == {"no_random_init"}
     assert set(select(found, "best_site", "tracing")["verdict"]) == {"no_random_init"}
@@ -317,3 +318,12 @@ def test_no_page_calls_a_never_established_or_transient_signal_emerged(site):
         text = text_of(site, page)
         assert not re.search(r"depth probe[^.;]*\b(arrived|emerged)\b", text), page
         assert not re.search(r"agr[^.;]*\barrived\b", text), page
+
+
+def test_a_series_own_step_0_is_the_random_init_model_when_the_run_has_no_random_init_row():
+    scores = claims.tracing_scores()
+    scores = scores[scores["checkpoint"] != "random-init"]
+    found = build({"tracing_scores": scores})
+    best = select(found, "best_site", "tracing").set_index("step")
+    assert 0 not in best.index  # step 0 is the bar, not a step judged
+    assert best.loc[400, ["detail", "verdict"]].tolist() == ["attn L1 mask", "stands_out"]

@@ -576,10 +576,10 @@ def _site_claims(sites: pd.DataFrame) -> list[dict]:
     keys = ["benchmark", "relation", "group", "method"]
     for key, rows in sites.groupby(keys, sort=False):
         bench, relation, group, method = key
-        control = rows[rows["checkpoint"] == CONTROL]
+        control, series = _random_init(rows)
         has_init = len(control) > 0
         bars = control.drop_duplicates(SITE).set_index(SITE) if has_init else None
-        series = main_rows(rows)
+        series = main_rows(series)
         for run, per_run in series.groupby("run", sort=False):
             steps = sorted(per_run["step"].unique())
             flags: dict[tuple, dict] = {}
@@ -658,9 +658,9 @@ def _head_site_claims(heads: pd.DataFrame) -> list[dict]:
     out: list[dict] = []
     for (bench, relation, group, method), rows in heads.groupby(["benchmark", "relation", "group", "method"],
                                                                sort=False):
-        control = rows[rows["checkpoint"] == CONTROL]
+        control, series = _random_init(rows)
         bars = control.drop_duplicates(["layer", "head"]).set_index(["layer", "head"]) if len(control) else None
-        for run, per_run in main_rows(rows).groupby("run", sort=False):
+        for run, per_run in main_rows(series).groupby("run", sort=False):
             steps = sorted(per_run["step"].unique())
             for step in steps:
                 at = per_run[per_run["step"] == step].dropna(subset=["effect"])
