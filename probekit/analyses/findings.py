@@ -529,8 +529,11 @@ def probe_claims(scores: pd.DataFrame | None) -> list[dict]:
                                           "p_adjusted", "family_size", "correction", "mde", "bar")}
             emerged = _emergence({**fields, "group": "probe"}, line, flags,
                                  {"clears": top["verdict"] == "selective", "p_adjusted": top["p_adjusted"]})
-            at_step = per_run[per_run["step"] == emerged["step"]] if np.isfinite(emerged["step"]) else per_run.iloc[:0]
-            if len(at_step):
+            step = emerged["step"]
+            cleared = [layer for layer, flags in cleared_by_layer.items() if np.isfinite(step)
+                       and bool(flags.get(step, False))]
+            at_step = per_run[(per_run["step"] == step) & per_run["layer"].isin(cleared)]
+            if len(at_step):  # the layer that cleared (of several, the most selective)
                 best = at_step.loc[at_step["selectivity"].idxmax()]
                 emerged.update(value=best["selectivity"], low=best["selectivity_low"], high=best["selectivity_high"],
                                detail=f"layer {int(best['layer'])}")
