@@ -136,6 +136,69 @@ def paragraph(found, commit: str, benchmark: str | None = BENCHMARK) -> str:
             f"(`python scripts/readme_figures.py RESULTS_DIR --write README.md`).")
 
 
+def inside(found) -> str:
+    """The README's second demo paragraph — where (tracing's best site per relation at the last traced step),
+    syntax (heads, UUAS, probes) and which arrives first — every figure from a findings row."""
+    rows = found[found["run"] == POOLED] if (found["run"] == POOLED).any() else found
+    parts = []
+    best = rows[(rows["kind"] == "best_site") & (rows["group"] == "injected · exact")]
+    if len(best):
+        last = best[best["step"] == best["step"].max()]
+        shares = rows[(rows["kind"] == "share") & (rows["group"] == "injected · exact")
+                      & (rows["step"] == best["step"].max())].set_index("subject")
+        formed = rows[(rows["kind"] == "emerged") & (rows["analysis"] == "tracing")
+                      & (rows["group"] == "injected · exact")]
+        said = []
+        for _, r in last.iterrows():
+            text = f"{LABELS.get(r['subject'], r['subject'])}: {r['detail']}, Δp {_signed3(r)}"
+            if r["verdict"] != "stands_out":
+                said.append(text + " (does not stand out)")
+                continue
+            share = shares.loc[r["subject"]] if r["subject"] in shares.index else None
+            if share is not None and share["verdict"] == "defined":
+                text += f", share {_interval(share)}"
+            came = formed[(formed["subject"] == r["subject"]) & (formed["detail"] == r["detail"])]
+            if len(came) and came.iloc[0]["verdict"] == "emerged":
+                c = came.iloc[0]
+                text += (f", standing out from after step {_step(c['step_low'])}" if _finite(c["step_low"])
+                         else ", standing out from the first traced step")
+            said.append(text)
+        steps = str(last["steps"].iloc[0]).split(",")
+        parts.append(f"Where (causal tracing of the injected facts, exact patching, K noise draws, traced at steps "
+                     f"{', '.join(_step(x) for x in steps)}; the best site at step {_step(last['step'].max())}): "
+                     + "; ".join(said) + ".")
+    heads = rows[(rows["kind"] == "learned") & (rows["analysis"] == "syntax-heads")]
+    probes = rows[(rows["kind"] == "selective") & (rows["group"] == "probe")]
+    if len(heads) or len(probes):
+        relations = heads[heads["subject"] != "UUAS"]
+        uuas = heads[heads["subject"] == "UUAS"]
+        text = (f"Syntax: {int((relations['verdict'] == 'learned').sum())} of {len(relations)} relations' best heads "
+                "beat both their fixed offset and the random-init model")
+        if len(uuas):
+            u = uuas.iloc[0]
+            text += (f"; the best head's UUAS {_interval(u)} against the adjacent-word tree's and random init's "
+                     f"{u['bar']:.2f} ({str(u['verdict']).replace('_', ' ')})")
+        if len(probes):
+            text += "; probes selective beyond the random-init model: " + (", ".join(
+                f"{r['subject']} (layer {str(r['detail']).split()[-1]}, {_signed(r)})"
+                for _, r in probes[probes["verdict"] == "selective"].iterrows()) or "none")
+        parts.append(text + ".")
+    arrives = rows[rows["kind"] == "arrives"]
+    if len(arrives):
+        came = arrives[arrives["verdict"] == "arrived"].sort_values(["step_high", "step_low"])
+        said = [f"{r['subject']} in ({_step(r['step_low'])}, {_step(r['step_high'])}]" if _finite(r["step_low"])
+                else f"{r['subject']} by {_step(r['step_high'])}" for _, r in came.iterrows()]
+        other = [f"{r['subject']} {str(r['verdict']).replace('_', ' ')}" for _, r in
+                 arrives[arrives["verdict"] != "arrived"].iterrows()]
+        parts.append("Which arrives first (arrival intervals on each signal's own probed steps; overlapping ones "
+                     "tie): " + "; ".join(said + other) + ".")
+    return " ".join(parts)
+
+
+def _signed3(row) -> str:
+    return f"{row['value']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+
+
 def replaced(text: str, block: str) -> str:
     """`text` with what lies between the marker lines replaced by `block` (the markers kept)."""
     if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
@@ -169,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             raise FiguresError(f"{path}: no such file (probe with a probekit that writes findings)")
         found = pd.read_parquet(path)
         text = paragraph(found, args.commit or head_commit(Path.cwd()), args.benchmark)
+        if more := inside(found):
+            text += "\n\n" + more
         print(text)
         if args.write:
             args.write.write_text(replaced(args.write.read_text(encoding="utf-8"), text), encoding="utf-8")
