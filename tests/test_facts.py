@@ -159,10 +159,11 @@ def test_prompts_are_grouped_by_country():
 
 @pytest.mark.slow
 def test_injected_facts_are_learned_and_held_back_ones_are_not(tmp_path):
-    """The design's point, in miniature: 300 Wikipedia leads with facts as 90% of the words, the demo model at
-    twice its learning rate, 2,000 steps (about a minute on 2 CPU cores). Capitals of injected countries are
-    read back through the probe's unseen templates; those of held-back countries are not. (Measured at step
-    2,000: injected MRR 0.18, P@1 0.07, held back 0.002 and 0; at the preset's 3e-3 the same needs 2,500+ steps.)"""
+    """The design's point, in miniature: 300 Wikipedia leads with facts as 90% of the words, the demo model at a
+    learning rate of 4e-3, 2,500 steps (about two minutes on 2 CPU cores). Capitals of injected countries are read
+    back through the probe's unseen templates; those of held-back countries are not. (6e-3 and 2,000 steps, the
+    version before, stalled at a loss of ~5 once the control was split by answer-equivalence class, which
+    changes the data order; 4e-3 and 2,000 steps reached P@1 0.03, short of the 0.05 asked here.)"""
     from probekit.training.corpus import wiki_leads
     from probekit.training.presets import get_preset
     from probekit.running.runner import probe
@@ -170,10 +171,10 @@ def test_injected_facts_are_learned_and_held_back_ones_are_not(tmp_path):
 
     corpus = tmp_path / "leads.txt"
     corpus.write_text("\n".join(wiki_leads()[:300]), encoding="utf-8")
-    recipe = get_preset("demo", max_steps=2000, lr=6e-3, log_until=1, save_every=2000)
+    recipe = get_preset("demo", max_steps=2500, lr=4e-3, log_until=1, save_every=2500)
     train(tmp_path / "bert", recipe, corpus=f"{corpus}+facts:0.9", tokenizer="wordpiece:4096")
     scores = probe(str(tmp_path / "bert"), out=tmp_path / "probe").scores
-    last = scores[(scores.step == 2000) & scores.relation.isin(["capital", "capital_reverse"])]
+    last = scores[(scores.step == 2500) & scores.relation.isin(["capital", "capital_reverse"])]
     mrr = last.groupby("group").apply(lambda g: (g.mrr * g.n).sum() / g.n.sum(), include_groups=False)
     p_at_1 = last.groupby("group").apply(lambda g: (g.p_at_1 * g.n).sum() / g.n.sum(), include_groups=False)
     assert mrr["injected"] > mrr["held_back"] + 0.1, mrr

@@ -400,7 +400,6 @@ def _head_relation_claims(best: pd.DataFrame) -> list[dict]:
                 ref = init.loc[(relation, direction)] if (relation, direction) in init.index else None
                 ref = ref.iloc[0] if isinstance(ref, pd.DataFrame) else ref
                 init_high = float(ref["accuracy_high"]) if ref is not None else NAN
-                bars = [(line["baseline"], line["baseline_low"], line["baseline_high"])]
                 cleared = line["accuracy_low"] > line["baseline_high"]
                 if ref is not None:
                     cleared &= line["accuracy_low"] > init_high
@@ -412,7 +411,6 @@ def _head_relation_claims(best: pd.DataFrame) -> list[dict]:
                     judged = _judged(end["accuracy"], end["accuracy_low"], end["accuracy_high"], end["baseline"],
                                      end["baseline_low"], end["baseline_high"])
                 judged["clears"] = bool(cleared.iloc[-1])
-                del bars
                 records.append({"benchmark": treebank, "subject": f"{relation} {direction}", "group": "",
                                 "detail": f"L{int(end['layer'])}H{int(end['head'])}", "statistic": "accuracy",
                                 "n": end["n"], "step": end["step"], "run": run, "n_seeds": end.get("n_seeds", 1),
@@ -591,12 +589,7 @@ def _site_claims(sites: pd.DataFrame) -> list[dict]:
                 records = []
                 for _, row in at.iterrows():
                     site = tuple(row[c] for c in SITE)
-                    ref = bars.loc[site] if has_init and site in bars.index else None
-                    ref_high = max(float(ref["effect_high"]), EFFECT_FLOOR) if ref is not None else NAN
-                    judged = _judged(row["effect"], row["effect_low"], row["effect_high"],
-                                     float(ref["effect"]) if ref is not None else NAN,
-                                     float(ref["effect_low"]) if ref is not None else NAN, ref_high)
-                    judged["clears"] = bool(ref is not None and row["effect_low"] > ref_high)
+                    judged = _effect_judged(row, bars.loc[site] if has_init and site in bars.index else None)
                     records.append({"benchmark": bench, "subject": relation, "group": f"{group} · {method}",
                                     "detail": _site_name(row), "statistic": "effect (Δp)", "n": row["n"],
                                     "step": step, "run": run, "n_seeds": row.get("n_seeds", 1),
@@ -626,7 +619,6 @@ def _site_claims(sites: pd.DataFrame) -> list[dict]:
                     row = at[at.apply(_site_name, axis=1) == best["detail"]].iloc[0]
                     out.append(_share(row, best))
             for site, by_step in flags.items():
-                line = pd.DataFrame({"step": steps})
                 found = stats.sustained(steps, [by_step.get(s, False) for s in steps])
                 this = per_run[per_run.apply(_site_name, axis=1) == site].sort_values("step")
                 if this.empty or bool(_by_construction(this).iloc[0]):
@@ -636,11 +628,19 @@ def _site_claims(sites: pd.DataFrame) -> list[dict]:
                           "n_seeds": this["n_seeds"].iloc[-1] if "n_seeds" in this else 1,
                           "steps": _steps_text(steps), **found}
                 record["verdict"] = found["verdict"] if has_init else "no_random_init"
-                _fill_at(record, this.rename(columns={"effect": "v", "effect_low": "v_low", "effect_high": "v_high"}),
-                         "v")
-                del line
+                _fill_at(record, this, "effect")
                 out.append(_claim("emerged", "tracing", **record))
     return out
+
+
+def _effect_judged(row: pd.Series, ref: pd.Series | None) -> dict:
+    """A site's (or head's) Δp against the random-init model's at the same site and `EFFECT_FLOOR`."""
+    if ref is None:
+        return {**_judged(row["effect"], row["effect_low"], row["effect_high"], NAN), "clears": False}
+    bar_high = max(float(ref["effect_high"]), EFFECT_FLOOR)
+    judged = _judged(row["effect"], row["effect_low"], row["effect_high"], float(ref["effect"]),
+                     float(ref["effect_low"]), bar_high)
+    return {**judged, "clears": bool(row["effect_low"] > bar_high)}
 
 
 def _share(row: pd.Series, best: dict) -> dict:
@@ -672,12 +672,7 @@ def _head_site_claims(heads: pd.DataFrame) -> list[dict]:
                 records = []
                 for _, row in at.iterrows():
                     key = (row["layer"], row["head"])
-                    ref = bars.loc[key] if bars is not None and key in bars.index else None
-                    ref_high = max(float(ref["effect_high"]), EFFECT_FLOOR) if ref is not None else NAN
-                    judged = _judged(row["effect"], row["effect_low"], row["effect_high"],
-                                     float(ref["effect"]) if ref is not None else NAN,
-                                     float(ref["effect_low"]) if ref is not None else NAN, ref_high)
-                    judged["clears"] = bool(ref is not None and row["effect_low"] > ref_high)
+                    judged = _effect_judged(row, bars.loc[key] if bars is not None and key in bars.index else None)
                     records.append({"benchmark": bench, "subject": relation, "group": f"{group} · {method}",
                                     "detail": f"L{int(row['layer'])}H{int(row['head'])}", "statistic": "effect (Δp)",
                                     "n": row["n"], "step": step, "run": run, "n_seeds": row.get("n_seeds", 1),
