@@ -129,12 +129,13 @@ def summary(probing: ProbeResult) -> list[str]:
         lines.append(f"Minimal pairs ({row['benchmark']}, {int(row['n']):,} pairs): accuracy {bracketed(row)} at step "
                      f"{int(row['step']):,}: {row['verdict'].replace('above', 'above chance')}.")
     best = select(found, "best_site", "tracing")
-    best = best[best["group"].str.startswith("injected") | best["group"].str.startswith("all")]
-    for relation, rows in best.groupby("subject", sort=False):
-        row = rows.sort_values("step").iloc[-1]
-        lines.append(f"Where ({relation}, causal tracing at step {int(row['step']):,}): {row['detail']}, Δp "
-                     f"{bracketed(row, '+.3f')}, {row['verdict'].replace('_', ' ')}.")
-        break
+    best = best[best["group"].isin(["injected · exact", "all · exact"])]
+    if len(best):
+        last = best[best["step"] == best["step"].max()]
+        said = [f"{r['subject']} {r['detail']} Δp {bracketed(r, '+.3f')} ({r['verdict'].replace('_', ' ')})"
+                for _, r in last.iterrows()]
+        lines.append(f"Where (causal tracing, the best site at step {int(last['step'].max()):,}): " + "; ".join(said)
+                     + ".")
     heads = select(found, "learned", "syntax-heads")
     if len(heads):
         relations = heads[heads["subject"] != "UUAS"]

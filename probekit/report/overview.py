@@ -94,6 +94,8 @@ def answer_cards(found: pd.DataFrame | None, pages: set[str]) -> list[str]:
     best = select(found, "best_site", "tracing")
     if len(best):
         best = best[best["group"].str.startswith(("injected", "all"))]
+        exact = best["group"].str.endswith("exact")
+        best = best[exact] if exact.any() else best  # exact patching where the run has it
         last = best[best["step"] == best["step"].max()]
         standing = last[last["verdict"] == "stands_out"]
         if len(standing):
