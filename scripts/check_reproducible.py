@@ -200,10 +200,12 @@ def table_differences(name: str, a, b, keys: list[str] | None = None) -> list[st
     return lines
 
 
-def differences(a: str | Path, b: str | Path) -> list[str]:
-    """Every difference between results folders `a` and `b`, one line each (empty: identical to the digit)."""
+def differences(a: str | Path, b: str | Path, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Every difference between results folders `a` and `b`, one line each (empty: identical to the digit).
+    `ignore`: tables (`findings`) or columns (`checkpoints:path`, where two series lie in two
+    folders) left out of the comparison."""
     a, b = Path(a), Path(b)
-    tables_a, tables_b = read_tables(a), read_tables(b)
+    tables_a, tables_b = (_without(read_tables(x), ignore) for x in (a, b))
     lines = [f"{name}: only in {side}" for side, mine, theirs in (("A", tables_a, tables_b), ("B", tables_b, tables_a))
              for name in sorted(set(mine) - set(theirs))]
     for name in sorted(set(tables_a) & set(tables_b)):
@@ -216,6 +218,16 @@ def differences(a: str | Path, b: str | Path) -> list[str]:
     return lines
 
 
+def _without(tables: dict, ignore: tuple[str, ...]) -> dict:
+    out = {}
+    for name, frame in tables.items():
+        if name in ignore:
+            continue
+        dropped = [spec.split(":", 1)[1] for spec in ignore if spec.startswith(f"{name}:")]
+        out[name] = frame.drop(columns=[c for c in dropped if c in frame.columns]) if dropped else frame
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -225,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: every one)")
     parser.add_argument("--write-csv", type=Path, metavar="DIR", help="also write each folder's canonical CSVs "
                         "under DIR/A and DIR/B (to diff by hand)")
+    parser.add_argument("--ignore", action="append", default=[], metavar="TABLE[:COLUMN]",
+                        help="leave a table (findings) or a column (checkpoints:path) out; repeatable")
     args = parser.parse_args(argv)
     if args.write_csv:
         for side, folder in (("A", args.a), ("B", args.b)):
@@ -232,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             target.mkdir(parents=True, exist_ok=True)
             for name, frame in read_tables(folder).items():
                 (target / f"{Path(name).stem}.csv").write_text(canonical_csv(frame), encoding="utf-8")
-    lines = differences(args.a, args.b)
+    lines = differences(args.a, args.b, tuple(args.ignore))
     shown = lines[:args.show] if args.show else lines
     for line in shown:
         print(line)
