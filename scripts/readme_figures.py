@@ -14,6 +14,7 @@ lies between the lines `<!-- demo-figures:start -->` and `<!-- demo-figures:end 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import subprocess
 import sys
@@ -136,7 +137,7 @@ def paragraph(found, commit: str, benchmark: str | None = BENCHMARK) -> str:
             f"(`python scripts/readme_figures.py RESULTS_DIR --write README.md`).")
 
 
-def inside(found) -> str:
+def inside(found, samples: int | None = None) -> str:
     """The README's second demo paragraph — where (tracing's best site per relation at the last traced step),
     syntax (heads, UUAS, probes) and which arrives first — every figure from a findings row."""
     rows = found[found["run"] == POOLED] if (found["run"] == POOLED).any() else found
@@ -164,8 +165,10 @@ def inside(found) -> str:
                          else ", standing out from the first traced step")
             said.append(text)
         steps = str(last["steps"].iloc[0]).split(",")
-        parts.append(f"Where (causal tracing of the injected facts, exact patching, K noise draws, traced at steps "
-                     f"{', '.join(_step(x) for x in steps)}; the best site at step {_step(last['step'].max())}): "
+        draws = f"{samples} noise draws per prompt" if samples else "noise draws per prompt as the manifest says"
+        parts.append(f"Where (causal tracing of the injected facts, exact patching, {draws}, sites judged at steps "
+                     f"{', '.join(_step(x) for x in steps)} against the random-init model; the best site at step "
+                     f"{_step(last['step'].max())}): "
                      + "; ".join(said) + ".")
     heads = rows[(rows["kind"] == "learned") & (rows["analysis"] == "syntax-heads")]
     probes = rows[(rows["kind"] == "selective") & (rows["group"] == "probe")]
@@ -232,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
             raise FiguresError(f"{path}: no such file (probe with a probekit that writes findings)")
         found = pd.read_parquet(path)
         text = paragraph(found, args.commit or head_commit(Path.cwd()), args.benchmark)
-        if more := inside(found):
+        manifest = args.results / "manifest.json"
+        samples = (json.loads(manifest.read_text()).get("tracing") or {}).get("noise_samples") \
+            if manifest.is_file() else None
+        if more := inside(found, samples):
             text += "\n\n" + more
         print(text)
         if args.write:

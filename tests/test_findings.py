@@ -296,7 +296,7 @@ def test_every_page_says_what_the_findings_rows_say(site, found):
         assert said and said.group(1) == row.verdict.replace("_", " "), row.subject
     tracing = text_of(site, "tracing.html")
     assert "the attention output at layer 1, [MASK] gives Δp +0.200 [+0.180, +0.220] at step 400" in tracing
-    assert "traced at steps 0, 200, 400" in tracing
+    assert "judged at the traced steps 0, 200, 400 against the random-init model" in tracing
     syntax = text_of(site, "syntax.html")
     assert "for 1 of 1 relations (det dep->head)" in syntax and "is not learned" in syntax
 

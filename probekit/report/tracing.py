@@ -288,7 +288,7 @@ def sentence(relation: str, best: pd.Series | None, share: pd.Series | None, for
     site at the last traced step (`best_site`), its share where defined (`share`) and when it formed (`emerged`)."""
     if best is None:
         return f"**{esc(relation)}**: nothing traced"
-    traced = f"traced at steps {_steps(best['steps'])}"
+    traced = f"judged at the traced steps {_steps(best['steps'])} against the random-init model"
     step = f"{best['step']:,.0f}"
     if best["verdict"] == "no_random_init":
         return (f"**{esc(relation)}**: no site is claimed — the run has no random-init row to compare with "
@@ -435,7 +435,7 @@ def _relation_part(page: Page, tables: dict, label: str, relation: str, benchmar
             "site": [site_words(site_of(d)) for d in done["detail"]],
             "stands out from (after)": done["step_low"].to_numpy(), "by step": done["step"].astype(int).to_numpy(),
             "Δp there": done["value"].to_numpy(), "low": done["low"].to_numpy(), "high": done["high"].to_numpy()})
-        page.add(PAGE, f"**When sites formed** (traced at steps {_steps(done['steps'].iloc[0])}): per site, the "
+        page.add(PAGE, f"**When sites formed** (judged at the traced steps {_steps(done['steps'].iloc[0])}): per site, the "
                        "arrival interval of its standing out, which lasts to the last traced step (earliest first; "
                        "at most 12).", "", *page.table(shown.head(12), ("tracing", label, "formed")))
     else:
