@@ -131,3 +131,11 @@ def qk_scores(cap: Capture, layer: int, sentence: int = 0) -> Figure:
     fig.suptitle(f"layer {layer}")
     fig.tight_layout()
     return fig
+
+
+def group_order(groups) -> list[str]:
+    """The fact groups present, injected and held back first (they are compared), then the others by name."""
+    import pandas as pd
+
+    present = set(pd.Series(groups).dropna().astype(str))
+    return [g for g in ("injected", "held_back") if g in present] + sorted(present - {"injected", "held_back"})

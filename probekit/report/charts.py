@@ -17,7 +17,7 @@ import pandas as pd
 
 from probekit.core.schema import CONTROL, POOLED
 from probekit.analyses.findings import main_findings, main_rows, select
-from probekit.report.plots import group_order
+from probekit.figures import group_order
 
 #: Okabe–Ito colours without the yellow: readable as lines on white and on the dark theme
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#999999"]

@@ -12,18 +12,12 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from probekit.figures import PALETTE, plain, step_axis, subplots
+from probekit.figures import PALETTE, group_order, plain, step_axis, subplots
 from probekit.analyses.findings import main_rows
 from probekit.core.schema import CONTROL, POOLED
 
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
 GROUP_STYLE = {"injected": ("#0072B2", "-"), "held_back": ("#D55E00", "--")}
-
-
-def group_order(groups) -> list[str]:
-    """The fact groups present, injected and held back first (they are compared), then the others by name."""
-    present = set(pd.Series(groups).dropna().astype(str))
-    return [g for g in ("injected", "held_back") if g in present] + sorted(present - {"injected", "held_back"})
 
 
 @plain
