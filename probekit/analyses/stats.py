@@ -379,23 +379,17 @@ def _percentiles(means: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarra
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjustment of a family's p-values (Holm 1979): family-wise error control without
     assuming independence. Missing p-values stay missing and do not count in the family."""
-    p = np.asarray(p_values, dtype=float)
-    out = np.full(p.shape, np.nan)
-    present = np.isfinite(p)
-    m = int(present.sum())
-    if m == 0:
-        return out
-    order = np.argsort(p[present], kind="stable")
-    ranked = p[present][order] * (m - np.arange(m))
-    adjusted = np.minimum(np.maximum.accumulate(ranked), 1.0)
-    values = np.empty(m)
-    values[order] = adjusted
-    out[present] = values
-    return out
+    return _adjusted(p_values, lambda ranked, m: np.maximum.accumulate(ranked * (m - np.arange(m))))
 
 
 def benjamini_hochberg(p_values) -> np.ndarray:
     """Benjamini–Hochberg adjusted p-values (false-discovery rate, 1995); missing stay missing."""
+    return _adjusted(p_values, lambda ranked, m: np.minimum.accumulate((ranked * m / (np.arange(m) + 1))[::-1])[::-1])
+
+
+def _adjusted(p_values, step) -> np.ndarray:
+    """`step(sorted present p-values, m)` → their adjusted values, capped at 1 and put back in place; missing
+    p-values stay missing and do not count in the family."""
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
     present = np.isfinite(p)
@@ -403,10 +397,8 @@ def benjamini_hochberg(p_values) -> np.ndarray:
     if m == 0:
         return out
     order = np.argsort(p[present], kind="stable")
-    ranked = p[present][order] * m / (np.arange(m) + 1)
-    adjusted = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
     values = np.empty(m)
-    values[order] = adjusted
+    values[order] = np.minimum(step(p[present][order], m), 1.0)
     out[present] = values
     return out
 
