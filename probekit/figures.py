@@ -20,10 +20,9 @@ from matplotlib.ticker import FuncFormatter
 
 from probekit.models.activations import Capture
 from probekit.models.hooks import hook_name
+from probekit.palette import PALETTE, group_order  # noqa: F401  (one palette: probekit.palette)
 
 sns.set_theme(style="whitegrid", context="notebook")
-#: Okabe–Ito colours without the yellow (no key line yellow on white); the report's charts use the same
-PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#999999"]
 PLAIN_TEXT = {"text.parse_math": False}
 
 
@@ -132,10 +131,3 @@ def qk_scores(cap: Capture, layer: int, sentence: int = 0) -> Figure:
     fig.tight_layout()
     return fig
 
-
-def group_order(groups) -> list[str]:
-    """The fact groups present, injected and held back first (they are compared), then the others by name."""
-    import pandas as pd
-
-    present = set(pd.Series(groups).dropna().astype(str))
-    return [g for g in ("injected", "held_back") if g in present] + sorted(present - {"injected", "held_back"})

@@ -222,7 +222,11 @@ def head_view_steps(checkpoints: dict[str, CheckpointLike] | list[CheckpointLike
             whole `Series` (`list(series)`) or `{f"step {s}": series.at(s) for s in (0, 500, 5000)}`; each
             as `head_view` takes it. The slider starts at the last one.
         text: the sentence (or (A, B) pair) shown at every checkpoint.
-        layer, heads, html_action, tokenizer, sentence: as for `head_view`.
+        layer: as for `head_view`.
+        heads: as for `head_view`.
+        html_action: as for `head_view`.
+        tokenizer: as for `head_view`.
+        sentence: as for `head_view`.
     """
     items = checkpoints.items() if isinstance(checkpoints, dict) else [(_label(c), c) for c in checkpoints]
     panes, data = [], []

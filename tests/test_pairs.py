@@ -197,8 +197,8 @@ def test_the_report_has_a_grammar_page_with_chance_stated(tiny_series, tiny_benc
     assert page.count("accuracy at step 8:") == 2  # the last checkpoint, in words, per benchmark (the findings)
     assert "over 4 pairs, **too few pairs**" in page  # 4 pairs cannot be told from chance: said, not scored
     assert re.search(r"\| anaphor&#95;agreement \| 6 \| 8 \| .* \| 0\.479 \| 0\.993 \| 0\.975 \|", page)  # n, step, …, the paper's references
-    figures = {p.name for p in (tmp_path / "site" / "docs" / "figures").iterdir()}
-    assert any(f.startswith("grammar-and-facts") for f in figures) and any(f.startswith("paradigms") for f in figures)
+    data = {p.name for p in (tmp_path / "site" / "docs" / "data").iterdir()}
+    assert "grammar-and-facts-by-step.csv" in data and any(f.endswith("accuracy-by-paradigm.csv") for f in data)
     assert (tmp_path / "site" / "build" / "grammar.html").is_file()
     nav = (tmp_path / "site" / "mkdocs.yml").read_text()
     assert nav.index("Benchmarks") < nav.index("Grammar") and "Logit lens" not in nav  # pages only for what ran

@@ -51,8 +51,8 @@ def test_the_page_figure_and_sentence_come_from_the_rows(tmp_path):
     page = Page(tmp_path / "docs")
     section(page, tables)
     text = "\n".join(page.parts["timeline.md"])
-    assert "**In order of arrival: facts: facts" in text and "timeline.png" in text
+    assert "**In order of arrival: facts: facts" in text and 'class="probekit-chart"' in text
     assert len(page.findings) == 1 and page.findings[0].startswith("- Which arrives first: in order of arrival")
-    shown = pd.read_csv(next((tmp_path / "docs" / "data").glob("table-timeline*.csv")))
+    shown = pd.read_csv(tmp_path / "docs" / "data" / "timeline-arrivals.csv")
     assert shown.loc[shown["signal"] == "depth probe", "verdict"].iloc[0] == "not_established"
     assert shown.loc[shown["signal"] == "facts: facts", "by"].iloc[0] == 300

@@ -141,11 +141,30 @@ def test_project_docs_build_strict(tmp_path):
 
     from probekit.core.schema import FORMAT_VERSION
 
+    import base64
+    import os
+
+    import nbformat
+
+    # an executed copy of when.ipynb (as scripts/docs.py writes them): the site shows its outputs
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    nb = nbformat.read(ROOT / "docs" / "when.ipynb", as_version=4)
+    from probekit.figures import subplots
+
+    fig, ax = subplots(figsize=(1, 1))
+    ax.plot([0, 1], [0, 1])
+    png = base64.b64encode(fig._repr_png_()).decode()
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    code[-1].outputs = [nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})]
+    nbformat.write(nb, executed / "when.ipynb")
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f", str(ROOT / "mkdocs.yml"),
-                           "-d", str(tmp_path / "site")], capture_output=True, text=True)
+                           "-d", str(tmp_path / "site")], capture_output=True, text=True,
+                          env={**os.environ, "PROBEKIT_EXECUTED_NOTEBOOKS": str(executed)})
     assert proc.returncode == 0, proc.stderr
     site = tmp_path / "site"
     assert (site / "example.html").is_file()
+    assert f"data:image/png;base64,{png}" in (site / "when.html").read_text()  # the executed copy, rendered
     api = (site / "api.html").read_text()
     assert [name for name in API_ENTRY_POINTS if f'id="{name}"' not in api] == []
     results_format = (site / "results-format.html").read_text()

@@ -57,8 +57,10 @@ RULES = {
     "emerged": "sustained: the interval clears the bar at a step and at every later probed step (one dip restarts "
                "the count; clearing but not at the last step is transient); at the last step the claim also "
                "survives the family's correction",
-    "above_chance": "the accuracy's 95% interval lies above 0.5 and, for phenomena, the Holm-adjusted p-value over "
-                    "the benchmark's phenomena is below 0.05; below chance likewise; else chance",
+    "above_chance": "the accuracy's 95% interval lies above chance (0.5 for minimal pairs; for choices 1 / (foils + "
+                    "1), averaged over the relation's prompts) and, for phenomena and choices, the Holm-adjusted "
+                    "p-value over the benchmark's phenomena (relations × fact groups) is below 0.05; below chance "
+                    "likewise; else chance",
     "learned": "the 95% interval clears the random-init model's and the structural baseline's (non-overlapping "
                "intervals) at the last probed step, and the Holm-adjusted p-value over the family is below 0.05",
     "selective": "selectivity's 95% interval lies above the random-init model's at the same layer at the last "
@@ -152,6 +154,7 @@ def build(tables: dict) -> pd.DataFrame:
     records: list[dict] = []
     records += fact_claims(tables.get("scores"), tables.get("predictions"))
     records += pair_claims(tables.get("pair_accuracy"))
+    records += choice_claims(tables.get("choice_accuracy"), tables.get("choices"))
     records += head_claims(tables.get("syntax_best_heads"), tables.get("syntax_uuas"))
     records += probe_claims(tables.get("probe_scores"))
     records += tracing_claims(tables.get("tracing_scores"), tables.get("tracing_head_scores"))
@@ -362,6 +365,50 @@ def pair_claims(accuracy: pd.DataFrame | None) -> list[dict]:
                 emerged = _emergence(fields, line, line["accuracy_low"] > CHANCE, enough)
                 _fill_at(emerged, line, "accuracy")
                 out.append(_claim("emerged", "pairs", **emerged))
+    return out
+
+
+def chance_levels(choices: pd.DataFrame | None) -> dict[tuple[str, str], float]:
+    """(benchmark, relation) → the accuracy of guessing a choice: 1 / (foils + 1), averaged over its prompts."""
+    if choices is None or not len(choices):
+        return {}
+    prompts = choices.drop_duplicates(["benchmark", "relation", "prompt", "answer"])
+    odds = prompts.assign(_chance=[1 / (len(c) + 1) for c in prompts["candidates"]])
+    return odds.groupby(["benchmark", "relation"])["_chance"].mean().to_dict()
+
+
+def choice_claims(accuracy: pd.DataFrame | None, choices: pd.DataFrame | None) -> list[dict]:
+    """Per choice benchmark, relation and fact group: above chance (1 / (foils + 1)) at the last step, Holm over
+    the benchmark's relations × groups, and when (sustained)."""
+    if accuracy is None or accuracy.empty:
+        return []
+    levels = chance_levels(choices)
+    out: list[dict] = []
+    for (bench, run), per_run in main_rows(accuracy).dropna(subset=["step"]).groupby(["benchmark", "run"],
+                                                                                     sort=False):
+        records, lines = [], []
+        for (relation, group), line in per_run.groupby(["relation", "group"], sort=False):
+            line = line.drop_duplicates("step").sort_values("step")
+            end, chance = line.iloc[-1], levels.get((bench, relation))
+            if chance is None or pd.isna(end["accuracy"]):
+                continue
+            judged = _judged(end["accuracy"], end["accuracy_low"], end["accuracy_high"], chance)
+            records.append({"benchmark": bench, "subject": relation, "group": group, "statistic": "accuracy",
+                            "n": end["n"], "step": end["step"], "run": run, "n_seeds": end.get("n_seeds", 1),
+                            "steps": _steps_text(line["step"]), **judged})
+            lines.append((line, chance))
+        _correct(records, list(range(len(records))))
+        for record, (line, chance) in zip(records, lines):
+            below = record["high"] < chance and record["p_adjusted"] < ALPHA
+            verdict = ("too_few" if record["n"] < MIN_N else "above" if _significant(record) else
+                       "below" if below else "chance")
+            out.append(_claim("above_chance", "choices", **_public(record), verdict=verdict))
+            fields = {k: record[k] for k in ("benchmark", "subject", "group", "statistic", "bar", "n", "run",
+                                             "n_seeds", "p_value", "p_adjusted", "family_size", "correction", "mde")}
+            enough = record if record["n"] >= MIN_N else {"clears": False}
+            emerged = _emergence(fields, line, line["accuracy_low"] > chance, enough)
+            _fill_at(emerged, line, "accuracy")
+            out.append(_claim("emerged", "choices", **emerged))
     return out
 
 

@@ -17,12 +17,8 @@ import pandas as pd
 
 from probekit.core.schema import CONTROL, POOLED
 from probekit.analyses.findings import main_findings, main_rows, select
-from probekit.figures import group_order
+from probekit.palette import PALETTE, RANDOM_INIT, group_order, group_styles, vega_dash
 
-#: Okabe–Ito colours without the yellow: readable as lines on white and on the dark theme
-PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#999999"]
-GROUP_STYLE = {"injected": ("#0072B2", [1, 0]), "held_back": ("#D55E00", [6, 4]),
-               "all": ("#0072B2", [1, 0]), "other": ("#009E73", [2, 2])}
 METRICS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
 STEP = alt.X("step:Q", title="training step", scale=alt.Scale(type="linear", zero=False),
              axis=alt.Axis(format=",d"))
@@ -42,7 +38,7 @@ def spec_html(chart: alt.TopLevelMixin, chart_id: str, step_axis: bool = True) -
             f'<script type="application/json">{text}</script></div>')
 
 
-def _plain(frame: pd.DataFrame) -> alt.Data:
+def plain_data(frame: pd.DataFrame) -> alt.Data:
     """The rows as inline JSON values: numbers as floats, missing values as null (never NaN)."""
     records = []
     for row in frame.to_dict("records"):
@@ -63,10 +59,11 @@ def _json_value(value):
         return str(value)
 
 
-def _group_scales(groups: list[str]) -> tuple[alt.Scale, alt.Scale]:
-    colors = [GROUP_STYLE.get(g, (PALETTE[i % len(PALETTE)], [1, 0]))[0] for i, g in enumerate(groups)]
-    dashes = [GROUP_STYLE.get(g, ("", [1, 0]))[1] for g in groups]
-    return alt.Scale(domain=groups, range=colors), alt.Scale(domain=groups, range=dashes)
+def group_scales(groups) -> tuple[alt.Scale, alt.Scale]:
+    """Colour and strokeDash scales for the fact groups (`probekit.palette`: injected solid, held back dashed)."""
+    styles = group_styles(groups)
+    return (alt.Scale(domain=list(styles), range=[c for c, _ in styles.values()]),
+            alt.Scale(domain=list(styles), range=[vega_dash(d) for _, d in styles.values()]))
 
 
 def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame | None = None) -> alt.Chart:
@@ -91,9 +88,9 @@ def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame |
                                    "group": found["group"].replace({"injected-held_back": "injected"}),
                                    "step": found["step"], "from": found["step_low"].fillna(found["step"]),
                                    "metric": "P@1"}))
-    long = _plain(pd.concat(parts, ignore_index=True))
+    long = plain_data(pd.concat(parts, ignore_index=True))
     groups = group_order(data["group"])
-    color, dash = _group_scales(groups)
+    color, dash = group_scales(groups)
     metric = alt.param(name="metric", value="P@1", bind=alt.binding_select(options=list(METRICS.values()),
                                                                          name="metric "))
     legend = alt.selection_point(fields=["group"], bind="legend")
@@ -117,7 +114,7 @@ def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame |
     lines = base.transform_filter("datum.kind == 'mean'").mark_line(point=alt.OverlayMarkDef(size=25)).encode(
         x=STEP, y=y, color=enc["color"], strokeDash=enc["strokeDash"], opacity=fade, tooltip=tooltip
     ).add_params(legend, zoom)
-    control = base.transform_filter("datum.kind == 'control'").mark_rule(strokeDash=[2, 2], color="#777").encode(
+    control = base.transform_filter("datum.kind == 'control'").mark_rule(strokeDash=vega_dash(RANDOM_INIT[1]), color=RANDOM_INIT[0]).encode(
         y="value:Q", tooltip=[alt.Tooltip("group:N"), alt.Tooltip("value:Q", format=".3f", title="random init")])
     emerged = alt.Chart().transform_filter("datum.kind == 'emerged'").mark_rect(opacity=0.15).encode(
         x=alt.X("from:Q", scale=alt.Scale(type="linear"), title="training step"), x2="step:Q",
@@ -137,12 +134,12 @@ def loss_curve(log: pd.DataFrame) -> alt.Chart:
     """Training and held-out MLM loss against step."""
     parts = [pd.DataFrame({"step": log["step"], "loss": log[c], "series": label}).dropna()
              for c, label in (("loss", "training loss"), ("eval_loss", "held-out MLM loss")) if c in log]
-    data = _plain(pd.concat(parts, ignore_index=True))
+    data = plain_data(pd.concat(parts, ignore_index=True))
     zoom = alt.selection_interval(bind="scales", encodings=["x"])
     legend = alt.selection_point(fields=["series"], bind="legend")
     return alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
         x=STEP, y=alt.Y("loss:Q", title="cross-entropy", scale=alt.Scale(zero=False)),
-        color=alt.Color("series:N", scale=alt.Scale(range=PALETTE), title=None,
+        color=alt.Color("series:N", scale=alt.Scale(range=list(PALETTE)), title=None,
                         legend=alt.Legend(orient="top")),
         opacity=alt.condition(legend, alt.value(1), alt.value(0.15)),
         tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q", format=",d"), alt.Tooltip("loss:Q", format=".3f")]
@@ -172,7 +169,7 @@ def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, per_g
     color = alt.Color("gold_rank:Q", title="gold rank", scale=alt.Scale(type="log", scheme="blues", reverse=True))
     panels = []
     for group, part in rows.groupby("group", sort=True):
-        data = _plain(part[["prompt", "group", "step", "gold_rank", "top1", "answer"]])
+        data = plain_data(part[["prompt", "group", "step", "gold_rank", "top1", "answer"]])
         order = [p for p in final.index if p in set(part["prompt"])]
         panels.append(alt.Chart(data).mark_rect().encode(
             x=alt.X("step:O", title="training step", axis=alt.Axis(labelAngle=-45)),
@@ -188,9 +185,9 @@ def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, per_g
 
 def first_correct(distribution: pd.DataFrame) -> alt.Chart:
     """Bars: how many prompts are first answered at each step, per relation (panel) and group (colour)."""
-    data = _plain(distribution)
+    data = plain_data(distribution)
     groups = sorted(set(distribution["group"]))
-    color, _ = _group_scales(groups)
+    color, _ = group_scales(groups)
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("first_correct:O", title="first step answered at rank 1"),
         xOffset="group:N", y=alt.Y("prompts:Q", title="prompts"),

@@ -2,78 +2,84 @@
 scored as a choice, their accuracy per relation against training step beside chance.
 
 Made from the `choice_accuracy` table (with its 95% bootstrap bounds, `accuracy_low`, `accuracy_high`) and,
-for chance (1 / (foils + 1), averaged over a relation's prompts), the `choices` table. An accuracy whose
-interval contains chance is reported as chance.
+for chance (1 / (foils + 1), averaged over a relation's prompts), the `choices` table. Whether an accuracy
+is above chance is the findings' `above_chance` row for it (Holm over the benchmark's relations × groups).
 """
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
-from matplotlib.figure import Figure
 
-from probekit.figures import PALETTE, plain, step_axis, subplots
-from probekit.analyses.findings import main_rows
+from probekit.analyses.findings import chance_levels, main_findings, main_rows, select
+from probekit.palette import BASELINE, group_styles
+from probekit.report.charts_lines import band_chart, band_frame, download
 from probekit.report.markdown import esc
 from probekit.report.page import Page
 
 PAGE, TITLE = "choices.md", "Choices"
-DASHES = {"injected": "-", "held_back": "--"}
+CHANCE = "chance"
+VERDICTS = {"above": "above chance", "below": "below chance", "chance": "chance", "too_few": "too few prompts"}
 
 
-def chance_levels(choices: pd.DataFrame | None) -> dict[tuple[str, str], float]:
-    """(benchmark, relation) → the accuracy of guessing: 1 / (foils + 1), averaged over its prompts."""
-    if choices is None or not len(choices):
-        return {}
-    prompts = choices.drop_duplicates(["benchmark", "relation", "prompt", "answer"])
-    odds = prompts.assign(_chance=[1 / (len(c) + 1) for c in prompts["candidates"]])
-    return odds.groupby(["benchmark", "relation"])["_chance"].mean().to_dict()
+def choice_frame(accuracy: pd.DataFrame, chance: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
+    """What `choice_chart` draws for one benchmark: per relation (`panel`) and fact group (`series`), the choice
+    accuracy at each step with its 95% interval and n; chance per relation as a reference row."""
+    rows = main_rows(accuracy).dropna(subset=["step"])
+    rows = rows[rows["run"] == rows["run"].iloc[0]] if len(rows) else rows
+    rows = rows.drop_duplicates(["relation", "group", "step"]).sort_values(["relation", "group", "step"],
+                                                                            kind="stable")
+    parts = [band_frame(rows["group"].astype(str), rows["step"], rows["accuracy"], rows["accuracy_low"],
+                        rows["accuracy_high"], rows["n"], panel=rows["relation"].astype(str),
+                        unscorable=rows["n_unscorable"].astype(float))]
+    bench = rows["benchmark"].iloc[0] if len(rows) else None
+    levels = {r: (chance or {}).get((bench, r)) for r in dict.fromkeys(rows["relation"])}
+    levels = {r: v for r, v in levels.items() if v is not None}
+    if levels:
+        parts.append(band_frame([CHANCE] * len(levels), None, list(levels.values()), kind="reference",
+                                panel=list(levels)))
+    return pd.concat(parts, ignore_index=True)
 
 
-@plain
-def choice_curves(accuracy: pd.DataFrame, chance: dict[tuple[str, str], float] | None = None) -> Figure:
-    """One benchmark's choice accuracy per relation (colour) and fact group (dash) against step, with its 95%
-    bootstrap band and, dotted in the relation's colour, chance."""
+def choice_chart(long: pd.DataFrame, benchmark: str) -> alt.TopLevelMixin:
+    """Choice accuracy against step, one panel per relation, a line per fact group (injected solid, held back
+    dashed) with its 95% band; chance (1 / (foils + 1)) as a rule."""
+    styles = {**group_styles(long.loc[long["kind"] == "line", "series"]), CHANCE: BASELINE}
+    return band_chart(long, styles, "choice accuracy", f"{benchmark}: choice accuracy per relation (band: 95% "
+                      "bootstrap interval; dashed grey: chance)", legend_title="fact group",
+                      extra_tooltips=(alt.Tooltip("panel:N", title="relation"),))
+
+
+def last_step_table(accuracy: pd.DataFrame, chance: dict[tuple[str, str], float],
+                    found: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per relation and group at the last step: accuracy with its interval, chance, and the findings' verdict on
+    it (above chance, chance, below chance, too few prompts)."""
     rows = main_rows(accuracy)
-    relations = list(dict.fromkeys(rows["relation"]))
-    fig, axes = subplots(1, 1, figsize=(8, 3.8), squeeze=False)
-    ax = axes[0][0]
-    for i, relation in enumerate(relations):
-        colour = PALETTE[i % len(PALETTE)]
-        for group, line in rows[rows["relation"] == relation].groupby("group", sort=False):
-            line = line.drop_duplicates("step").sort_values("step")
-            ax.fill_between(line["step"].astype(float), line["accuracy_low"].astype(float),
-                            line["accuracy_high"].astype(float), color=colour, alpha=0.15, lw=0)
-            label = relation if group in ("all", "other") else f"{relation} ({str(group).replace('_', '-')})"
-            ax.plot(line["step"].astype(float), line["accuracy"].astype(float), color=colour,
-                    ls=DASHES.get(group, "-"), marker="o", ms=3, label=label)
-        level = (chance or {}).get((rows["benchmark"].iloc[0], relation))
-        if level is not None:
-            ax.axhline(level, color=colour, ls=":", lw=1)
-    step_axis(ax, rows["step"] if len(rows) else [1])
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("choice accuracy")
-    if relations:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1), title="band: 95%; dotted: chance",
-                  title_fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def last_step_table(accuracy: pd.DataFrame, chance: dict[tuple[str, str], float]) -> pd.DataFrame:
-    """Per relation and group at the last step: accuracy with its interval, chance, and which it shows."""
-    rows = main_rows(accuracy)
+    claims = pd.DataFrame() if found is None else main_findings(select(found, "above_chance", "choices"))
     out = []
     for (bench, relation, group), line in rows.groupby(["benchmark", "relation", "group"], sort=False):
         end = line.sort_values("step").iloc[-1]
         level = chance.get((bench, relation))
-        low, high = end["accuracy_low"], end["accuracy_high"]
-        verdict = ("" if level is None or pd.isna(low) else "chance" if low <= level <= high else
-                   "above chance" if low > level else "below chance")
-        out.append({"relation": relation, "group": group, "step": f"{end['step']:,.0f}", "prompts": end["n"],
-                    "unscorable": end["n_unscorable"],
-                    "accuracy [95%]": f"{end['accuracy']:.3f} [{low:.3f}, {high:.3f}]",
-                    "chance": "" if level is None else f"{level:.3f}", "verdict": verdict})
+        claim = claims[(claims["benchmark"] == bench) & (claims["subject"] == relation)
+                       & (claims["group"] == group)] if len(claims) else claims
+        verdict = VERDICTS.get(claim["verdict"].iloc[0], claim["verdict"].iloc[0]) if len(claim) else ""
+        out.append({"relation": relation, "group": group, "step": int(end["step"]), "prompts": int(end["n"]),
+                    "unscorable": int(end["n_unscorable"]), "accuracy": float(end["accuracy"]),
+                    "low": float(end["accuracy_low"]), "high": float(end["accuracy_high"]),
+                    "chance": float("nan") if level is None else float(level), "verdict": verdict})
     return pd.DataFrame(out)
+
+
+def last_step_display(table: pd.DataFrame) -> pd.DataFrame:
+    """`last_step_table` as shown: the accuracy with its interval in one cell, the step with thousands
+    separators (the download keeps the numbers)."""
+    return pd.DataFrame({"relation": table["relation"], "group": table["group"],
+                         "step": [f"{s:,.0f}" for s in table["step"]], "prompts": table["prompts"],
+                         "unscorable": table["unscorable"],
+                         "accuracy [95%]": [f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in
+                                            zip(table["accuracy"], table["low"], table["high"])],
+                         "chance": ["" if pd.isna(c) else f"{c:.3f}" for c in table["chance"]],
+                         "verdict": table["verdict"]})
 
 
 def choices(page: Page, tables: dict) -> None:
@@ -91,7 +97,10 @@ def choices(page: Page, tables: dict) -> None:
         if not len(main_rows(rows)):
             continue
         page.add(PAGE, f"## {esc(bench)}", "")
-        page.figure(PAGE, ("choices", bench), choice_curves(rows, chance),
-                    f"{bench}: choice accuracy per relation against training step")
-        page.add(PAGE, *page.table(last_step_table(rows, chance), ("choices", bench)))
+        long = choice_frame(rows, chance)
+        page.chart(PAGE, (bench, "choice-accuracy", "by-step"), choice_chart(long, bench),
+                   f"{bench}: choice accuracy per relation against training step; click a legend entry to pick out "
+                   "its line", data=download(long, {"panel": "relation", "series": "group", "value": "accuracy"}))
+        table = last_step_table(rows, chance, tables.get("findings"))
+        page.add(PAGE, *page.table(last_step_display(table), (bench, "choice-accuracy", "last-step"), data=table))
     page.configure(PAGE, title=TITLE)

@@ -10,11 +10,14 @@ tie. The page computes no statistic.
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 from matplotlib.figure import Figure
 
 from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.figures import plain, step_axis, subplots
+from probekit.palette import BASELINE, DOTTED, SOLID, colour, group_styles, mpl_dash
+from probekit.report.charts_lines import band_chart, band_frame, download
 from probekit.report.markdown import esc
 from probekit.report.page import Page
 
@@ -38,7 +41,7 @@ def facts_lines(scores: pd.DataFrame | None) -> pd.DataFrame:
         rows = rows[rows["group"] == "injected"]
     return pd.DataFrame({"line": rows["relation"].astype(str), "run": rows["run"], "step": rows["step"].astype(float),
                          "value": rows["p_at_1"], "low": rows["p_at_1_low"], "high": rows["p_at_1_high"],
-                         "benchmark": rows["benchmark"], "group": rows["group"]})
+                         "benchmark": rows["benchmark"], "group": rows["group"], "n": rows["n"]})
 
 
 def grammar_lines(accuracy: pd.DataFrame | None) -> pd.DataFrame:
@@ -47,7 +50,8 @@ def grammar_lines(accuracy: pd.DataFrame | None) -> pd.DataFrame:
         return pd.DataFrame(columns=["line", "run", "step", "value", "low", "high"])
     rows = _main(accuracy[(accuracy["level"] == "all")])
     return pd.DataFrame({"line": rows["benchmark"].astype(str), "run": rows["run"], "step": rows["step"].astype(float),
-                         "value": rows["accuracy"], "low": rows["accuracy_low"], "high": rows["accuracy_high"]})
+                         "value": rows["accuracy"], "low": rows["accuracy_low"], "high": rows["accuracy_high"],
+                         "n": rows["n"]})
 
 
 def head_lines(uuas: pd.DataFrame | None) -> pd.DataFrame:
@@ -84,8 +88,9 @@ def arrival_table(tables: dict) -> pd.DataFrame:
     if found is None or found.empty:
         return pd.DataFrame(columns=ARRIVAL)
     rows = main_findings(select(found, "arrives", "timeline"))
+    step = lambda c: pd.to_numeric(rows[c], errors="coerce").round().astype("Int64")  # noqa: E731
     return pd.DataFrame({"signal": rows["subject"], "kind": rows["statistic"], "verdict": rows["verdict"],
-                         "after": rows["step_low"], "by": rows["step_high"], "first_cleared": rows["first_cleared"],
+                         "after": step("step_low"), "by": step("step_high"), "first_cleared": step("first_cleared"),
                          "through": rows["detail"], "steps_probed": rows["steps"].fillna("").str.count(",") + 1,
                          "run": rows["run"]}).reset_index(drop=True)
 
@@ -143,16 +148,15 @@ def timeline(tables: dict) -> Figure:
     for ax, (kind, label, lines, reference) in zip(axes[:, 0], kinds):
         for k, (name, line) in enumerate(lines.groupby("line", sort=False)):
             line = line.sort_values("step")
-            colour = f"C{k % 10}"
-            ax.fill_between(line["step"], line["low"], line["high"], color=colour, alpha=0.2, lw=0)
-            ax.plot(line["step"], line["value"], color=colour, marker="o", ms=2.5, label=str(name))
+            ax.fill_between(line["step"], line["low"], line["high"], color=colour(k), alpha=0.2, lw=0)
+            ax.plot(line["step"], line["value"], color=colour(k), marker="o", ms=2.5, label=str(name))
         if reference is not None:
-            ax.axhline(reference, color="grey", lw=1, ls="--")
+            ax.axhline(reference, color=BASELINE[0], lw=1, ls=mpl_dash(BASELINE[1]))
         mine = arrival[(arrival["signal"].map(_kind_of) == kind) & (arrival["verdict"] == "arrived")]
         for k, row in enumerate(mine.itertuples()):
             start = row.after if pd.notna(row.after) else row.by
-            ax.axvspan(start, row.by, color="black", alpha=0.08, lw=0)
-            ax.axvline(row.by, color="black", lw=1, ls=":")
+            ax.axvspan(start, row.by, color=BASELINE[0], alpha=0.12, lw=0)
+            ax.axvline(row.by, color=BASELINE[0], lw=1, ls=mpl_dash(DOTTED))
             ax.annotate(row.signal.split(": ")[-1], (row.by, 1 - 0.12 * (k + 1)), fontsize=6,
                         xycoords=("data", "axes fraction"), xytext=(3, 0), textcoords="offset points")
         ax.set_ylabel(label, fontsize=9)
@@ -164,6 +168,67 @@ def timeline(tables: dict) -> Figure:
                  "dashed: chance or 0; shaded to the dotted line: the arrival interval (findings)", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+KINDS = [("facts", "facts: P@1"), ("grammar", "minimal pairs: accuracy"), ("syntax heads", "best head: UUAS"),
+         ("probes", "probes: selectivity")]
+REFERENCE = {"grammar": ("chance", 0.5), "probes": ("no selectivity", 0.0)}
+
+
+def timeline_frame(tables: dict) -> pd.DataFrame:
+    """What `timeline_chart` draws: per kind of signal (`panel`) and line, the raw value at each step with its
+    95% interval (and the layer, for heads and probes); chance (grammar) and 0 (probes) as reference rows."""
+    facts = facts_lines(tables.get("scores"))
+    if len(facts) and facts["group"].nunique() > 1:
+        facts = facts.assign(line=[f"{r} ({str(g).replace('_', '-')})" for r, g in zip(facts["line"], facts["group"])])
+    lines = {"facts": facts, "grammar": grammar_lines(tables.get("pair_accuracy")),
+             "syntax heads": head_lines(tables.get("syntax_uuas")), "probes": probe_lines(tables.get("probe_scores"))}
+    parts = []
+    for kind, label in KINDS:
+        rows = lines[kind]
+        if not len(rows):
+            continue
+        extra = {"layer": rows["layer"].astype(float)} if "layer" in rows else {}
+        if kind == "facts":
+            extra["group"] = rows["group"].astype(str)
+        parts.append(band_frame(rows["line"], rows["step"], rows["value"], rows["low"], rows["high"], rows.get("n"),
+                                panel=label, **extra))
+        if kind in REFERENCE:
+            name, value = REFERENCE[kind]
+            parts.append(band_frame([name], None, value, kind="reference", panel=label))
+    return pd.concat(parts, ignore_index=True) if parts else band_frame([], [], [])
+
+
+def arrival_spans(tables: dict) -> pd.DataFrame:
+    """The arrival interval (after, by] of each signal that arrived, in its kind's panel."""
+    arrival = arrival_table(tables)
+    came = arrival[arrival["verdict"] == "arrived"]
+    labels = dict(KINDS)
+    return pd.DataFrame({"panel": came["signal"].map(lambda s: labels[_kind_of(s)]), "signal": came["signal"],
+                         "from": came["after"].fillna(came["by"]).astype(float), "step": came["by"].astype(float)})
+
+
+def timeline_chart(long: pd.DataFrame, spans: pd.DataFrame | None = None) -> alt.TopLevelMixin:
+    """Facts, grammar, syntactic heads and probes on one step axis, one panel each (own y scale), raw values
+    with their 95% bands; references dashed; the arrival intervals shaded up to a dotted rule."""
+    lines = long[long["kind"] == "line"].drop_duplicates("series")
+    dashes = {g: d for g, (_, d) in group_styles(lines["group"].dropna()).items()} if "group" in lines else {}
+    styles = {row.series: (colour(k), dashes.get(getattr(row, "group", None), SOLID))
+              for k, row in enumerate(lines.itertuples())}
+    styles.update({name: BASELINE for name, _ in REFERENCE.values() if name in set(long["series"])})
+    return band_chart(long, styles, "value", "Raw values, one panel per kind (scales differ), on a shared step "
+                      "axis; band: 95% interval; dashed grey: chance or 0; shaded to the dotted line: the arrival "
+                      "interval (findings)", legend_title="line", columns=1, domain=None, independent_y=True,
+                      spans=spans, extra_tooltips=(alt.Tooltip("panel:N", title="kind"),
+                                                   alt.Tooltip("layer:Q", title="layer")))
+
+
+def arrival_display(arrival: pd.DataFrame) -> pd.DataFrame:
+    """The arrival table as shown: steps with thousands separators, empty where there is none."""
+    shown = arrival.copy()
+    for column in ("after", "by", "first_cleared"):
+        shown[column] = [f"{v:,.0f}" if pd.notna(v) else "" for v in arrival[column]]
+    return shown
 
 
 def _kind_of(signal: str) -> str:
@@ -193,8 +258,10 @@ def section(page: Page, tables: dict) -> None:
              "different steps, so each interval is on the signal's own checkpoints and two signals are ordered "
              "only when their intervals do not overlap.", "", f"**{esc(sentence[0].upper() + sentence[1:])}.**", "")
     page.finding(f"Which arrives first: {esc(sentence)}.")
-    page.figure(PAGE, ("timeline",), timeline(tables),
-                "Facts, grammar, syntactic heads and probes on one step axis (raw values, 95% bands; shaded: "
-                "arrival interval)")
-    page.add(PAGE, *page.table(arrival, ("timeline",)))
+    long = timeline_frame(tables)
+    page.chart(PAGE, ("timeline", "by-step"), timeline_chart(long, arrival_spans(tables)),
+               "Facts, grammar, syntactic heads and probes on one step axis (raw values, 95% bands; shaded: "
+               "arrival interval); click a legend entry to pick out its line",
+               data=download(long, {"panel": "kind", "series": "line"}))
+    page.add(PAGE, *page.table(arrival_display(arrival), ("timeline", "arrivals"), data=arrival))
     page.configure(PAGE, title=TITLE)
