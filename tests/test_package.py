@@ -211,7 +211,7 @@ FLOORS = (
     ("models", ()),
     ("analyses", ("benchmarks",)),
     ("running", ()),
-    ("presentation", ("report", "views", "figures", "diff", "demo", "cli", "__init__", "__main__")),
+    ("presentation", ("report", "views", "figures", "palette", "diff", "demo", "cli", "__init__", "__main__")),
 )
 """probekit's floors, lowest first: a module imports only from its own floor or the floors before it. Each
 floor is a package of that name (and `benchmarks/` sits on the analyses floor); the presentation floor is the

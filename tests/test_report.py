@@ -73,8 +73,10 @@ def site(report_command) -> Path:
 def test_site_has_the_pages_and_figures(site):
     for page in PAGES:
         assert (site / page).is_file(), page
-    figures = {p.name for p in (site / "figures").iterdir()}
-    assert {"scores-bench.png", "scores-bench.svg", "heads-grid.png", "norms.png"} <= figures
+    figures = {p.name for p in (site / "figures").glob("*")}  # none left on these pages: no folder
+    assert not {"scores-bench.png", "heads-grid.png", "norms.png"} & figures  # interactive charts, numbers in data/
+    assert {"bench-scores-by-relation-and-step.csv", "heads-q_norm-k_norm-v_norm-by-head-and-step.csv"} <= {
+        p.name for p in (site / "data").iterdir()}
     text = (site / "index.html").read_text()
     assert "checkpoint-8" in text and "fingerprint" in text
     assert (site / "search" / "search_index.js").is_file()  # the offline plugin: search from file://
@@ -127,9 +129,12 @@ def test_overview_first_screen_states_the_result_per_relation(site):
 
 @pytest.mark.slow
 def test_figures_enlarge_on_click(site):
-    with opened((site / "qkv.html").as_uri()) as (page, seen):
+    shown = [p for p in PAGES if "<img " in (site / p).read_text().split("<article", 1)[-1].split("</article>")[0]]
+    if not shown:
+        pytest.skip("no page of this site has a static figure left (the Q/K/V maps are interactive charts)")
+    with opened((site / shown[0]).as_uri()) as (page, seen):
         images = page.locator("article img")
-        assert images.count() >= 2
+        assert images.count() >= 1
         assert page.locator("a.glightbox img").count() == images.count()
         page.locator("a.glightbox").first.click()
         page.wait_for_selector(".glightbox-container .gslide-image img", state="visible", timeout=5000)
@@ -332,7 +337,7 @@ def xss_site(results, tmp_path_factory):
 
 
 def _slugged_figures(site_dir: Path) -> list[str]:
-    return [p.name for p in (site_dir / "figures").iterdir() if not re.fullmatch(r"[a-z0-9._-]+", p.name)]
+    return [p.name for p in (site_dir / "figures").glob("*") if not re.fullmatch(r"[a-z0-9._-]+", p.name)]
 
 
 def test_hostile_names_build(hostile_site):

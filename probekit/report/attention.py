@@ -1,5 +1,5 @@
-"""The Attention and Q/K/V pages, from the capture analysis: head metrics over training, the head view and
-attention maps of every captured checkpoint behind a step slider, and Q·Kᵀ scores beside their attention,
+"""The Attention and Q/K/V pages, from the capture analysis: head metrics over training (interactive charts), the
+head view of every captured checkpoint behind a step slider, and Q·Kᵀ scores beside their attention,
 also behind the step slider.
 
 Both pages load fast: bertviz's code, jQuery and d3 are on the page once (files under assets/), and each
@@ -16,12 +16,11 @@ from pathlib import Path
 import torch
 
 from probekit.models.activations import Capture
-from probekit.figures import attention_maps, qk_scores
 from probekit.analyses.metrics import js_divergence
-from probekit.report import plots
+from probekit.report import charts_model
 from probekit.report.markdown import esc
 from probekit.models.hooks import hook_name
-from probekit.report.page import Page, figure_link, slider
+from probekit.report.page import Page, slider
 from probekit.views import head_view_parts, head_view_script, library_scripts
 
 HEAD_VIEW_ASSET = "headview.js"  # bertviz's code once, under assets/
@@ -59,42 +58,50 @@ def _picked(captures: list, n: int = 3) -> list:
 
 
 def attention(page: Page, tables: dict, captures: list, sentence: int) -> None:
-    """Head metrics over training, and the head view and attention maps of every captured checkpoint."""
+    """Head metrics over training, and the head view of every captured checkpoint."""
     heads = tables["heads"]
     page.add(ATTENTION, "# Attention", "",
              "Head metrics after Clark et al. (2019), averaged over the captured sentences' real tokens.", "")
     shown = [c[0] for c in _picked(captures, 4)]
-    page.figure(ATTENTION, ("heads-grid",),
-                plots.head_heatmaps(heads, ["attn_cls", "attn_sep", "attn_prev", "attn_self", "entropy_ratio"], shown),
-                "Layer × head: attention to [CLS], to [SEP], to the previous token, to itself; entropy / uniform")
-    page.figure(ATTENTION, ("heads-change",),
-                plots.head_trajectories(heads, ["entropy_ratio", "attn_prev", "js_prev", "js_final"]),
-                "Each head over training, the heads that end most specialised labelled by their role; js_prev / "
-                "js_final: Jensen–Shannon divergence (bits) from the previous / final checkpoint")
+    grid = ["attn_cls", "attn_sep", "attn_prev", "attn_self", "entropy_ratio"]
+    data = charts_model.heads_data(heads, grid, shown)
+    page.chart(ATTENTION, ("heads", "by-layer-and-head", "at-checkpoints"), charts_model.head_grid(data, grid),
+               "Layer × head: attention to [CLS], to [SEP], to the previous token, to itself; entropy / uniform "
+               "(hover a cell for the head, its role and the value)", step_axis=False, data=data)
+    trajectories(page, ATTENTION, heads, ["entropy_ratio", "attn_prev", "js_prev", "js_final"],
+                 "Each head over training, the heads that end most specialised, named by their role; js_prev / "
+                 "js_final: Jensen–Shannon divergence (bits) from the previous / final checkpoint")
     page.add(ATTENTION, *step_slider(page, captures, sentence))
     page.configure(ATTENTION, title="Attention", hide_toc=True)
 
 
+def trajectories(page: Page, name: str, heads, metrics: list[str], caption: str, labelled: int = 8) -> None:
+    """Each head's `metrics` against step: the `labelled` heads that end farthest from the median per metric in
+    the chart, every head in its download."""
+    data = charts_model.heads_data(heads, metrics)
+    page.chart(name, ("heads", "-".join(metrics), "by-head-and-step"),
+               charts_model.head_trajectories(data, metrics, labelled),
+               f"{caption}. Per metric the {labelled} heads that end farthest from the median (every head in the "
+               "download); click a head in a legend to fade the others", data=data)
+
+
 def step_slider(page: Page, captures: list, sentence: int) -> list[str]:
-    """bertviz's head view and the attention maps of every captured checkpoint, one shown at a time, chosen
-    with a slider (the last checkpoint first). Each head view's weights are a script of their own, loaded when
-    the slider reaches it; the maps are PNGs the browser loads when shown."""
+    """bertviz's head view of every captured checkpoint, one shown at a time, chosen with a slider (the last
+    checkpoint first). Each head view's weights are a script of their own, loaded when the slider reaches it.
+    The attention of every head as a heat map, beside its Q·K scores, is on the Q/K/V page."""
     (page.docs / "assets" / HEAD_VIEW_ASSET).write_text(head_view_script(), encoding="utf-8")
     panes = []
     for name, step, path in captures:
         cap = Capture.load(path)
         html, params = head_view_parts(cap, sentence)
         lazy = lazy_data(page, page.unique("headview", name), params)
-        stem = page.unique("maps", name)
-        attention_maps(cap, sentence, f"{name} (step {step:,})").savefig(
-            page.docs / "figures" / f"{stem}.png", dpi=90)  # laid out already (constrained)
         label = f"{esc(name)} (step {step:,})"
-        panes.append((label, f'<div class="probekit-headview" data-probekit-lazy="headview" {lazy}>{html}</div>'
-                             + figure_link(stem, f"attention of every head at {label}")))
+        panes.append((label, f'<div class="probekit-headview" data-probekit-lazy="headview" {lazy}>{html}</div>'))
     tokens = " ".join(Capture.load(captures[-1][2]).tokens[sentence])
-    return ["## Head view and attention maps at every checkpoint (interactive, offline)", "",
+    return ["## Head view at every checkpoint (interactive, offline)", "",
             f"Sentence: “{esc(tokens)}”. Move the slider to choose the checkpoint; in the head view hover a token, "
-            "double-click a head colour to isolate it; click the maps to enlarge them.", "",
+            "double-click a head colour to isolate it. The attention of every head as a heat map, beside the Q·K "
+            "scores it comes from, is on the [Q/K/V](qkv.md) page.", "",
             library_scripts("assets/") + f'<script src="assets/{HEAD_VIEW_ASSET}"></script>', "",
             *slider(panes)]
 
@@ -114,7 +121,8 @@ def lazy_data(page: Page, stem: str, value) -> str:
 QKV_INTRO = [
     "Each head turns every token's hidden state into a **query** (what this token looks for), a **key** (what "
     "it offers to others) and a **value** (what it passes on when attended to). The score of query token *i* "
-    "for key token *j* is q<sub>i</sub>·k<sub>j</sub>/√d; a softmax over each row turns the scores into the "
+    "for key token *j* is the scaled dot product q<sub>i</sub>·k<sub>j</sub>/√d (d: the head's dimension), taken "
+    "before the softmax; a softmax over each row turns the scores into the "
     "attention weights the [Attention](attention.md) page draws. Below, per head, the scores (left, red above "
     "zero, blue below) beside the attention they become (right), on the sentence whose attention changed most.",
     "",
@@ -148,10 +156,10 @@ def qk_data(cap: Capture, sentence: int) -> dict:
 def qkv(page: Page, tables: dict, captures: list, final: Capture, sentence: int) -> None:
     """What Q·K scores show and what to look for; Q, K and V norms over training; each layer's Q·Kᵀ scores
     beside their attention at every captured checkpoint behind the step slider (drawn by assets/probekit.js
-    from a per-checkpoint script, loaded when the slider reaches it); the last checkpoint's as figures."""
+    from a per-checkpoint script, loaded when the slider reaches it)."""
     page.add(QKV, "# Q/K/V", "", *QKV_INTRO)
-    page.figure(QKV, ("norms",), plots.head_trajectories(tables["heads"], ["q_norm", "k_norm", "v_norm"]),
-                "Mean L2 norm of each head's queries, keys and values over training")
+    trajectories(page, QKV, tables["heads"], ["q_norm", "k_norm", "v_norm"],
+                 "Mean L2 norm of each head's queries, keys and values over training")
     panes = []
     for name, step, path in captures:
         cap = final if path == captures[-1][2] else Capture.load(path)
@@ -161,11 +169,8 @@ def qkv(page: Page, tables: dict, captures: list, final: Capture, sentence: int)
     tokens = " ".join(final.tokens[sentence])
     page.add(QKV, "## Q·Kᵀ scores and attention at every checkpoint (interactive)", "",
              f"Sentence: “{esc(tokens)}”. Move the slider to choose the checkpoint and the menu to choose the layer; "
-             "hover a cell for its query, key, score and weight.", "", *slider(panes))
-    page.add(QKV, f"## Every layer at {esc(captures[-1][0])} (figures for papers)", "")
-    for layer in range(final.n_layers):
-        page.figure(QKV, ("qk-layer", layer), qk_scores(final, layer, sentence),
-                    f"Layer {layer} at {captures[-1][0]}: Q·Kᵀ/√d scores beside the attention they become")
+             "hover a cell for its query, key, score and weight; the chart's menu (⋯) saves it as SVG or PNG.", "",
+             *slider(panes))
     page.configure(QKV, title="Q/K/V")
 
 

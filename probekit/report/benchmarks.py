@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from probekit.analyses.metrics import emergence, known_counts
-from probekit.report import charts, findings, plots
+from probekit.report import charts, charts_model, findings
 from probekit.report.markdown import esc
-from probekit.report.page import Page, collapsible
+from probekit.report.page import Page
 from probekit.core.schema import CONTROL
 
 PAGE = "benchmarks.md"
@@ -16,8 +16,8 @@ UNSCORABLE = "no answer of this relation could be scored (every gold rank is mis
 
 
 def benchmarks(page: Page, tables: dict) -> None:
-    """Per benchmark: the interactive score curves (static figures folded away), per relation the gold rank per
-    prompt and checkpoint and the top predictions where they changed, and the first-correct distribution."""
+    """Per benchmark: the interactive score curves and known-facts counts, per relation the gold rank per prompt
+    and checkpoint and the top predictions where they changed, and the first-correct distribution."""
     predictions, scores = tables["predictions"], tables["scores"]
     if predictions.empty:
         return
@@ -30,32 +30,47 @@ def benchmarks(page: Page, tables: dict) -> None:
     found = tables.get("findings")
     for name in predictions["benchmark"].unique():
         page.add(PAGE, f"## {esc(name)}", "")
-        page.chart(PAGE, ("scores", name), charts.score_curves(scores, name, found),
-                   f"{name}: P@1 (P@10, MRR from the menu) per relation; injected solid, held-back dashed; shaded: where injected − held back arrived (findings)")
+        page.chart(PAGE, (name, "scores", "by-relation-and-step"), charts.score_curves(scores, name, found),
+                   f"{name}: P@1 (P@10, MRR from the menu) per relation; injected solid, held-back dashed; shaded: "
+                   "where injected − held back arrived (findings)", data=score_data(scores, name))
         rows = predictions[predictions["benchmark"] == name]
-        static = page_figures(page, name, scores, rows)
-        page.add(PAGE, *collapsible("note", "Static figures (PNG, SVG for papers)", static))
+        known_data = charts_model.known_data(known_counts(rows), rows)
+        page.chart(PAGE, (name, "known-facts", "by-group-and-step"), charts_model.known_chart(known_data, name),
+                   f"{name}: prompts answered at rank 1 and within the top 10, by fact group", data=known_data)
         for relation in rows["relation"].unique():
             page.add(PAGE, f"### {esc(relation)}", "")
             if rows.loc[rows["relation"] == relation, "gold_rank"].isna().all():
                 page.add(PAGE, f"Plots skipped: {UNSCORABLE}", "")
                 continue
-            page.chart(PAGE, ("ranks", name, relation), charts.rank_heatmap(rows, name, relation),
-                       f"{relation}: gold rank per prompt and checkpoint", step_axis=False)
+            page.chart(PAGE, (name, relation, "gold-rank", "by-prompt-and-step"),
+                       charts.rank_heatmap(rows, name, relation), f"{relation}: gold rank per prompt and checkpoint",
+                       step_axis=False, data=rank_data(rows, name, relation))
             page.add(PAGE, *_top_predictions(page, rows[rows["relation"] == relation]))
         page.add(PAGE, *_first_correct(page, rows, known[known["benchmark"] == name], name))
     page.configure(PAGE, title="Benchmarks", hide_toc=True)
 
 
-def page_figures(page: Page, name: str, scores: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
-    """The static figures of a benchmark (for papers), as lines for a collapsible section."""
-    lines = []
-    for key, fig, caption in (
-            (("scores", name), plots.score_curves(scores, name), f"{name}: P@1, P@10 and MRR per relation"),
-            (("known", name), plots.known_facts(known_counts(rows)),
-             f"{name}: prompts answered at rank 1 and within the top 10, by fact group")):
-        lines += page.take(PAGE, lambda: page.figure(PAGE, key, fig, caption))
-    return lines
+SCORE_COLUMNS = ["run", "checkpoint", "relation", "group", "step", "n", "p_at_1", "p_at_1_low", "p_at_1_high",
+                 "p_at_10", "p_at_10_low", "p_at_10_high", "mrr", "mrr_low", "mrr_high"]
+
+
+def score_data(scores: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The `scores` rows of benchmark `name` that its score chart draws (the random-init control included),
+    with integer steps and float scores."""
+    rows = scores[scores["benchmark"] == name]
+    out = rows[[c for c in SCORE_COLUMNS if c in rows]].reset_index(drop=True)
+    out = out.assign(step=pd.to_numeric(out["step"]).round().astype("Int64"))
+    return out.assign(**{c: pd.to_numeric(out[c], errors="coerce").astype(float) for c in out.columns
+                         if c not in ("run", "checkpoint", "relation", "group", "step")})
+
+
+def rank_data(predictions: pd.DataFrame, name: str, relation: str, per_group: int = 20) -> pd.DataFrame:
+    """The rows `charts.rank_heatmap` draws: the sampled prompts' gold rank and top answer at every step."""
+    rows = predictions[(predictions["benchmark"] == name) & (predictions["relation"] == relation)
+                       & (predictions["checkpoint"] != CONTROL)].dropna(subset=["step"])
+    rows = charts.sampled_prompts(rows[rows["template"] == rows["template"].iloc[0]], per_group)
+    out = rows[["group", "prompt", "answer", "checkpoint", "step", "gold_rank", "top1"]].reset_index(drop=True)
+    return out.assign(step=out["step"].round().astype("Int64"), gold_rank=out["gold_rank"].astype(float))
 
 
 def _first_correct(page: Page, rows: pd.DataFrame, known: pd.DataFrame, name: str) -> list[str]:
@@ -70,9 +85,14 @@ def _first_correct(page: Page, rows: pd.DataFrame, known: pd.DataFrame, name: st
     if counts.empty:
         return [*lines, "No prompt is answered correctly at any checkpoint, prior guesses left out.", ""]
     lines += page.take(PAGE, lambda: page.chart(
-        PAGE, ("first-correct", name), charts.first_correct(counts),
-        f"{name}: prompts first answered at each step (prior guesses left out)", step_axis=False))
-    return [*lines, *page.table(summary.drop(columns="benchmark"), ("first-correct", name))]
+        PAGE, (name, "first-correct", "by-relation-and-step"), charts.first_correct(counts),
+        f"{name}: prompts first answered at each step (prior guesses left out)", step_axis=False,
+        data=counts.rename(columns={"first_correct": "step"})))
+    span = counts.groupby(["relation", "group"])["first_correct"].agg(earliest="min", latest="max").reset_index()
+    numbers = summary.drop(columns=["benchmark", "first step (earliest–latest)"]).merge(
+        span, on=["relation", "group"], how="left")
+    return [*lines, *page.table(summary.drop(columns="benchmark"), (name, "first-correct", "by-relation"),
+                                data=numbers)]
 
 
 def _picked_steps(rows: pd.DataFrame, n_checkpoints: int) -> list:
@@ -106,6 +126,10 @@ def _top_predictions(page: Page, rows: pd.DataFrame, n_prompts: int = 6, n_check
     grid = view.pivot_table(index=["group", "prompt", "answer"], columns="step", values="cell", aggfunc="first")
     grid.columns = [f"step {int(c):,}" for c in grid.columns]
     grid = grid.reset_index()
+    numbers = view.assign(step=view["step"].round().astype("Int64"), gold_rank=view["gold_rank"].astype(float),
+                          probability=[float(p[0]) if len(p) else float("nan") for p in view["topk_probs"]])
+    numbers = numbers[["group", "prompt", "answer", "step", "top1", "probability", "gold_rank"]]
     return ["Top prediction (probability) at the first and last checkpoints and where the answer changed; "
             "**bold ✓** = the gold answer.", "",
-            *page.table(grid, ("top", rows["relation"].iloc[0]), raw=tuple(c for c in grid.columns if c.startswith("step ")))]
+            *page.table(grid, (rows["relation"].iloc[0], "top-predictions", "by-prompt-and-step"),
+                        raw=tuple(c for c in grid.columns if c.startswith("step ")), data=numbers)]

@@ -100,9 +100,9 @@ def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame |
     enc = {"color": alt.Color("group:N", scale=color, title="fact group"),
            "strokeDash": alt.StrokeDash("group:N", scale=dash, title="fact group")}
     y = alt.Y("value:Q", title="score", scale=alt.Scale(domain=[0, 1]))
-    band = base.transform_filter("datum.kind == 'mean'").mark_area(opacity=0.18).encode(
+    band = base.transform_filter("datum.kind == 'mean'").mark_area().encode(
         x=STEP, y=alt.Y("low:Q", title="score"), y2="high:Q", color=enc["color"],
-        opacity=alt.condition(legend, alt.value(0.18), alt.value(0.03)))
+        fillOpacity=alt.condition(legend, alt.value(0.18), alt.value(0.03)))  # not opacity: the legend stays solid
     seed_lines = base.transform_filter("datum.kind == 'seed'").mark_line(strokeWidth=0.8).encode(
         x=STEP, y=y, detail="run:N", color=enc["color"], strokeDash=enc["strokeDash"],
         opacity=alt.condition(legend, alt.value(0.3), alt.value(0.05)))

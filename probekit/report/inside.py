@@ -3,7 +3,7 @@ come. The lens and the ablation sections each add their part; whichever runs fir
 
 from __future__ import annotations
 
-from probekit.report import plots
+from probekit.report import charts_model
 from probekit.report.markdown import esc
 from probekit.report.page import Page
 
@@ -32,8 +32,11 @@ def lens(page: Page, tables: dict) -> None:
         if rows["n"].fillna(0).max() == 0:
             page.add(PAGE, f"{esc(relation)}: logit lens skipped, {NOTHING_SCORED}", "")
             continue
-        page.figure(PAGE, ("lens", relation), plots.logit_lens(scores, relation),
-                    f"{relation}: P@1 and MRR read at each layer")
+        data = charts_model.lens_data(scores, relation)
+        page.chart(PAGE, (relation, "lens", "by-layer-and-step"), charts_model.lens_chart(data, relation),
+                   f"{relation}: P@1 and MRR read at each layer (colour: layer; injected solid, held back dashed); "
+                   "hover for the value, its 95% interval and the prompts scored, click a layer in the legend to "
+                   "fade the others", data=data)
 
 
 def ablation(page: Page, tables: dict) -> None:
@@ -45,8 +48,10 @@ def ablation(page: Page, tables: dict) -> None:
     last = frame.loc[frame["step"].idxmax(), "checkpoint"]
     page.add(PAGE, "## Head ablation", "",
              "Each head's output zeroed in turn; all prompts rescored in one batched pass per head.", "")
-    page.figure(PAGE, ("ablation",), plots.ablation_effects(frame, last),
-                f"Change in gold log-probability per relation when each head is zeroed ({last})")
+    data = charts_model.ablation_data(frame, last)
+    page.chart(PAGE, ("ablation", last, "by-relation-and-head"), charts_model.ablation_chart(data, last),
+               f"Change in mean gold log-probability per relation when each head is zeroed ({last}); hover a cell "
+               "for P@1 and its change", step_axis=False, data=data)
     worst = frame[frame["checkpoint"] == last].nsmallest(8, "delta_mean_gold_logprob")
     cols = ["relation", "group", "layer", "head", "p_at_1", "delta_p_at_1", "delta_mean_gold_logprob"]
     page.add(PAGE, "Heads the facts depend on most:", "", *page.table(worst[cols].round(4), ("ablation",)))

@@ -12,12 +12,12 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from probekit.figures import PALETTE, group_order, plain, step_axis, subplots
+from probekit.figures import PALETTE, plain, step_axis, subplots
+from probekit.palette import group_order, group_styles, mpl_dash
 from probekit.analyses.findings import main_rows
 from probekit.core.schema import CONTROL, POOLED
 
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
-GROUP_STYLE = {"injected": ("#0072B2", "-"), "held_back": ("#D55E00", "--")}
 
 
 @plain
@@ -46,7 +46,7 @@ def score_curves(scores: pd.DataFrame, benchmark: str, log: bool = False) -> Fig
     seeds = data[data["run"] != POOLED] if len(main) < len(data) else data.iloc[:0]
     relations = list(dict.fromkeys(data["relation"]))
     groups = group_order(data["group"])
-    style = {g: GROUP_STYLE.get(g, (PALETTE[i % len(PALETTE)], "-")) for i, g in enumerate(groups)}
+    style = {g: (c, mpl_dash(d)) for g, (c, d) in group_styles(groups).items()}
     metrics = list(METRIC_LABELS)
     fig, axes = subplots(len(metrics), max(1, len(relations)), squeeze=False, sharey="row", sharex=True,
                           figsize=(2.2 + 3.0 * max(1, len(relations)), 1.0 + 2.4 * len(metrics)))
@@ -120,26 +120,6 @@ def known_facts(emergence: pd.DataFrame) -> Figure:
     return fig
 
 
-@plain
-def head_heatmaps(heads: pd.DataFrame, metrics: list[str], checkpoints: list[str]) -> Figure:
-    """Layer × head heatmaps: one row per metric, one column per checkpoint."""
-    fig, axes = subplots(len(metrics), len(checkpoints), squeeze=False,
-                          figsize=(2.2 + 2.3 * len(checkpoints), 1.2 + 1.9 * len(metrics)))
-    for r, metric in enumerate(metrics):
-        values = heads[heads["metric"] == metric]
-        vmin, vmax = values["value"].min(), values["value"].max()
-        for c, checkpoint in enumerate(checkpoints):
-            grid = values[values["checkpoint"] == checkpoint].pivot_table(index="layer", columns="head",
-                                                                         values="value", aggfunc="mean")
-            sns.heatmap(grid, ax=axes[r][c], vmin=vmin, vmax=vmax, cmap="viridis", annot=grid.size <= 16,
-                        fmt=".2f", cbar=c == len(checkpoints) - 1, cbar_kws={"label": metric})
-            axes[r][c].set_title(f"{metric}\n{checkpoint}" if r == 0 else metric, fontsize=9)
-            axes[r][c].set_xlabel("head" if r == len(metrics) - 1 else "")
-            axes[r][c].set_ylabel("layer" if c == 0 else "")
-    fig.tight_layout()
-    return fig
-
-
 ROLES = {"attn_prev": "prev-token", "attn_next": "next-token", "attn_self": "self", "attn_cls": "[CLS]",
          "attn_sep": "[SEP]", "attn_punct": "punctuation"}
 
@@ -206,7 +186,7 @@ def logit_lens(lens_scores: pd.DataFrame, relation: str | None = None) -> Figure
     layers = sorted(int(v) for v in rows["layer"].dropna().unique())
     groups = group_order(rows["group"])
     colours = dict(zip(layers, sns.color_palette("viridis", max(1, len(layers)))))
-    dashes = {g: GROUP_STYLE.get(g, ("", ["-", "--", ":", "-."][i % 4]))[1] for i, g in enumerate(groups)}
+    dashes = {g: mpl_dash(d) for g, (_, d) in group_styles(groups).items()}
     fig, axes = subplots(1, 2, figsize=(11, 3.8), squeeze=False)
     for ax, metric in zip(axes[0], ("p_at_1", "mrr")):
         for (layer, group), line in rows.groupby(["layer", "group"], sort=True):

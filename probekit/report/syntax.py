@@ -6,11 +6,15 @@ baseline and band; when each relation's best head first beats its baseline (`hea
 layer heatmap of the best head in each layer at every step behind a step slider; and the last step's table. A
 relation "beats its baseline" only where the intervals do not overlap, and the page and the Overview say so in
 words (including when none does). With several seeds, the lines and tables are the rows pooled over them.
+The page's figures are interactive charts (`probekit.report.charts_inside`: hover for values, intervals and arcs;
+the heatmap one chart with a step slider), each chart's and table's numbers downloadable as CSV and Parquet; the
+matplotlib functions here (`best_head_curves`, `layer_heatmap`) draw the same for notebooks.
 The "Which arrives first" page (`probekit.report.timeline`) is added from here too.
 """
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -18,6 +22,8 @@ from matplotlib.figure import Figure
 from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.core.schema import CONTROL
 from probekit.figures import plain, step_axis, subplots
+from probekit.palette import BASELINE, colour, mpl_dash
+from probekit.report import charts_inside
 from probekit.report.markdown import esc
 from probekit.report.page import Page, figure_link, slider
 
@@ -50,10 +56,10 @@ def best_head_curves(best: pd.DataFrame, relations: list[str]) -> Figure:
                          squeeze=False, sharey=True)
     for ax, relation in zip(axes.ravel(), relations):
         for run, line in rows[rows["relation"] == relation].groupby("run", sort=False):
-            ax.plot(line["step"], line["accuracy"], label="best head")
-            ax.fill_between(line["step"], line["accuracy_low"], line["accuracy_high"], alpha=0.2)
-            ax.plot(line["step"], line["baseline"], "--", color="grey", label=f"offset baseline")
-            ax.fill_between(line["step"], line["baseline_low"], line["baseline_high"], color="grey", alpha=0.15)
+            ax.plot(line["step"], line["accuracy"], color=colour(0), label="best head")
+            ax.fill_between(line["step"], line["accuracy_low"], line["accuracy_high"], color=colour(0), alpha=0.2)
+            ax.plot(line["step"], line["baseline"], color=BASELINE[0], ls=mpl_dash(BASELINE[1]), label="offset baseline")
+            ax.fill_between(line["step"], line["baseline_low"], line["baseline_high"], color=BASELINE[0], alpha=0.15)
         ax.set_title(relation)
         ax.set_ylim(0, 1)
         if len(rows):
@@ -104,6 +110,101 @@ def figure_slider(page: Page, name: tuple, figures: list[tuple[str, Figure]], wh
         fig.savefig(page.docs / "figures" / f"{stem}.png", dpi=90, bbox_inches="tight")
         panes.append((esc(label), figure_link(stem, f"{esc(what)} at {esc(label)}")))
     return slider(panes)
+
+
+# ---------------------------------------------------------------- the page's interactive charts
+
+
+def best_head_chart(best: pd.DataFrame, relations: list[str]) -> tuple[alt.TopLevelMixin, pd.DataFrame]:
+    """Best-head accuracy (dependent → head) against step, a panel per relation drawn, with its 95% band, the
+    fixed-offset baseline (dashed) and the random-init model's best head (dotted) with theirs; returns the chart
+    and its numbers (a row per relation, run and step; the random-init model's value, low and high in their own
+    columns)."""
+    rows = _series(best)
+    rows = rows[rows["relation"].isin(relations)]
+    control = best[(best["checkpoint"] == CONTROL) & (best["direction"] == DIRECTION)]
+    control = control.drop_duplicates("relation").set_index("relation")
+    init = {c: [control.loc[r, k] if r in control.index else np.nan for r in rows["relation"]]
+            for c, k in (("random_init", "accuracy"), ("random_init_low", "accuracy_low"),
+                         ("random_init_high", "accuracy_high"))}
+    frame = pd.DataFrame({
+        "relation": rows["relation"].astype(str).to_numpy(), "run": rows["run"].astype(str).to_numpy(),
+        "step": rows["step"].astype(int).to_numpy(), "layer": rows["layer"].astype("Int64").to_numpy(),
+        "head": rows["head"].astype("Int64").to_numpy(), "n": rows["n"].astype(int).to_numpy(),
+        "accuracy": rows["accuracy"].astype(float).to_numpy(), "low": rows["accuracy_low"].astype(float).to_numpy(),
+        "high": rows["accuracy_high"].astype(float).to_numpy(), "offset": rows["offset"].astype("Int64").to_numpy(),
+        "baseline": rows["baseline"].astype(float).to_numpy(),
+        "baseline_low": rows["baseline_low"].astype(float).to_numpy(),
+        "baseline_high": rows["baseline_high"].astype(float).to_numpy(),
+        **{k: np.asarray(v, float) for k, v in init.items()}})
+    several = frame["run"].nunique() > 1
+    own = lambda name, run: f"{name} ({run})" if several else name  # noqa: E731
+    parts, styles = [], {}
+    for name, value, low, high in (("best head", "accuracy", "low", "high"),
+                                   ("fixed-offset baseline", "baseline", "baseline_low", "baseline_high"),
+                                   (charts_inside.RANDOM, "random_init", "random_init_low", "random_init_high")):
+        for run, part in frame.groupby("run", sort=False):
+            if part[value].isna().all():
+                continue
+            series = own(name, run)
+            parts.append(pd.DataFrame({"relation": part["relation"], "series": series, "step": part["step"],
+                                       "value": part[value], "low": part[low], "high": part[high], "n": part["n"],
+                                       "head": [f"L{a} H{b}" if name == "best head" and pd.notna(a) else ""
+                                                for a, b in zip(part["layer"], part["head"])]}))
+            styles[series] = BASELINE if name.startswith("fixed") else None
+    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["relation", "series", "step", "value", "low", "high", "n", "head"])
+    styles = charts_inside.styles_of(list(styles), {k: v for k, v in styles.items() if v is not None})
+    dotted = "; dotted: random init" if any(s.startswith(charts_inside.RANDOM) for s in styles) else ""
+    chart = charts_inside.step_lines(
+        long, styles, "accuracy (dependent → head)", "Best head's accuracy per relation (band: 95% interval over "
+        f"arcs; dashed: fixed-offset baseline{dotted})", facet="relation", facet_title="relation",
+        y_domain=[0, 1], n_title="arcs", extra_tooltip=[alt.Tooltip("head:N", title="head")], facet_order=relations)
+    return chart, frame
+
+
+def layer_cells(heads: pd.DataFrame, relations: list[str]) -> pd.DataFrame:
+    """Relation × layer × step: the best head of each layer's accuracy (dependent → head; with several seeds,
+    each seed's best head of the layer, averaged over seeds, as `layer_heatmap`), the head, its arcs."""
+    rows = heads[(heads["direction"] == DIRECTION) & (heads["layer"] >= 0) & (heads["relation"].isin(relations))
+                 & (heads["checkpoint"] != CONTROL)].dropna(subset=["step", "accuracy"])
+    if rows.empty:
+        return pd.DataFrame(columns=["relation", "layer", "step", "accuracy", "head", "n", "seeds", "heads"])
+    top = rows.loc[rows.groupby(["run", "relation", "layer", "step"])["accuracy"].idxmax()]
+    out = top.groupby(["relation", "layer", "step"], sort=False).agg(
+        accuracy=("accuracy", "mean"), heads=("head", lambda h: ", ".join(str(int(v)) for v in sorted(set(h)))),
+        n=("n", "max"), seeds=("run", "nunique")).reset_index()
+    rank = {r: i for i, r in enumerate(relations)}
+    out = out.assign(_rank=out["relation"].map(rank)).sort_values(["step", "_rank", "layer"], kind="stable")
+    return pd.DataFrame({"relation": out["relation"].astype(str).to_numpy(), "layer": out["layer"].astype(int).to_numpy(),
+                         "step": out["step"].astype(int).to_numpy(), "accuracy": out["accuracy"].astype(float).to_numpy(),
+                         "head": pd.array([int(h) if "," not in h else pd.NA for h in out["heads"]], dtype="Int64"),
+                         "n": out["n"].astype(int).to_numpy(), "seeds": out["seeds"].astype(int).to_numpy(),
+                         "heads": out["heads"].to_numpy()})
+
+
+def layer_chart(cells: pd.DataFrame, relations: list[str]) -> alt.TopLevelMixin:
+    """ONE chart of the relation × layer map at every step, a slider bound in the spec picking the step."""
+    shown = [r for r in relations if r in set(cells["relation"])]
+    tooltip = [alt.Tooltip("relation:N"), alt.Tooltip("layer:O"), alt.Tooltip("step:Q", format=",d"),
+               alt.Tooltip("accuracy:Q", format=".3f", title="best head's accuracy"),
+               alt.Tooltip("heads:N", title="head (of the layer; per seed)"), alt.Tooltip("n:Q", title="arcs"),
+               alt.Tooltip("seeds:Q", title="seeds averaged")]
+    return charts_inside.step_maps(
+        cells.assign(map="relation × layer"), "map", ["relation × layer"],
+        x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)), y=alt.Y("relation:N", sort=shown, title=None),
+        color=alt.Color("accuracy:Q", title="best head's accuracy",
+                        scale=alt.Scale(scheme="viridis", domain=[0, 1])),
+        tooltip=tooltip, title="The best head of each layer per relation (dependent → head)", cell=(34, 22))
+
+
+def _interval(value, low, high, spec: str = ".2f") -> str:
+    return "" if pd.isna(value) else (f"{value:{spec}}" if pd.isna(low) else f"{value:{spec}} [{low:{spec}}, "
+                                                                             f"{high:{spec}}]")
+
+
+def _step(value) -> str:
+    return "" if pd.isna(value) else f"{value:,.0f}"
 
 
 def emergence_table(found: pd.DataFrame) -> pd.DataFrame:
@@ -179,31 +280,61 @@ def section(page: Page, tables: dict, results) -> None:
                  *["    " + line if line else "" for line in text.splitlines()], "")
     page.finding(f"Syntax: {said}.")
     if len(rows):
-        page.figure(PAGE, ("syntax", "best-heads"), best_head_curves(best, relations),
-                    "Best head's accuracy per relation against step, with the fixed-offset baseline (dashed)")
+        chart, numbers = best_head_chart(best, relations)
+        page.chart(PAGE, ("syntax", "best-head-accuracy", "by-step"), chart,
+                   "Best head's accuracy per relation against step (band: 95% interval over arcs), with the "
+                   "fixed-offset baseline (dashed) and the random-init model's best head (dotted); hover for the "
+                   "values, click the legend to fade the others", data=numbers)
     table = emergence_table(found) if found is not None else pd.DataFrame()
     if len(table):
+        shown = pd.DataFrame({
+            "relation": table["relation"], "arcs": table["arcs"], "best head": table["best head"],
+            "accuracy [95%]": [_interval(v, lo, hi) for v, lo, hi in zip(table["accuracy"], table["low"],
+                                                                          table["high"])],
+            "bar": [_interval(v, np.nan, np.nan) for v in table["bar"]],
+            "p_holm": ["" if pd.isna(v) else f"{v:.3g}" for v in table["p_holm"]],
+            "verdict": table["verdict"], "emerged": table["emerged"],
+            "arrived_after": [_step(v) for v in table["arrived_after"]],
+            "arrived_by": [_step(v) for v in table["arrived_by"]]})
+        numbers = table.assign(arrived_after=table["arrived_after"].astype("Int64"),
+                               arrived_by=table["arrived_by"].astype("Int64"))
         page.add(PAGE, "## Each relation's best head: learned, and since when", "",
                  "Per relation at the last step (`bar`: the higher of the baseline's and the random-init model's "
                  "upper bound; `p_holm`: Holm-adjusted over the relations) and the arrival interval of a lasting "
-                 "clearance of both bars.", "", *page.table(table, ("syntax", "emergence")))
-    if heads is not None and len(heads):
-        steps = sorted(heads.loc[heads["checkpoint"] != CONTROL, "step"].dropna().unique())
-        figures = [(f"step {s:,.0f}", layer_heatmap(heads, relations, s)) for s in steps]
+                 "clearance of both bars.", "", *page.table(shown, ("syntax", "emergence"), data=numbers))
+    cells = layer_cells(heads, relations) if heads is not None and len(heads) else pd.DataFrame()
+    if len(cells):
         page.add(PAGE, "## Relation × layer at every step", "",
                  "Each cell: the best head of that layer for the relation (dependent → head). Move the slider to "
-                 "choose the checkpoint; click the map to enlarge it.", "",
-                 *figure_slider(page, ("syntax", "layers"), figures, "relation × layer accuracy"))
-    shown = last[["relation", "n", "layer", "head", "accuracy", "accuracy_low", "accuracy_high", "offset", "baseline",
-                  "baseline_low", "baseline_high"]].sort_values("n", ascending=False)
+                 "choose the checkpoint; hover a cell for its accuracy, head and arcs.", "")
+        page.chart(PAGE, ("syntax", "layer-accuracy", "by-step"), layer_chart(cells, relations),
+                   "Relation × layer: the best head of each layer's accuracy at the step the slider picks (the "
+                   "last first)", step_axis=False, data=cells.drop(columns="heads"))
+    measured = last[["relation", "n", "layer", "head", "accuracy", "accuracy_low", "accuracy_high", "offset",
+                     "baseline", "baseline_low", "baseline_high"]].sort_values("n", ascending=False, kind="stable")
+    shown = pd.DataFrame({
+        "relation": measured["relation"], "arcs": measured["n"], "best head": [
+            f"L{a} H{b}" if pd.notna(a) else "" for a, b in zip(measured["layer"], measured["head"])],
+        "accuracy [95%]": [_interval(v, lo, hi, ".3f") for v, lo, hi in zip(
+            measured["accuracy"], measured["accuracy_low"], measured["accuracy_high"])],
+        "offset": measured["offset"], "baseline [95%]": [_interval(v, lo, hi, ".3f") for v, lo, hi in zip(
+            measured["baseline"], measured["baseline_low"], measured["baseline_high"])]})
+    numbers = measured.assign(step=int(step) if pd.notna(step) else pd.NA).rename(columns={
+        "accuracy_low": "low", "accuracy_high": "high"})
     page.add(PAGE, "## Last step, every relation (the measurements; the verdicts are above)", "",
-             *page.table(shown.round(3), ("syntax", "best-heads")))
+             *page.table(shown, ("syntax", "best-heads", "last-step"), data=numbers[["relation", "step", *[
+                 c for c in numbers.columns if c not in ("relation", "step")]]]))
     uuas = tables.get("syntax_uuas")
     if uuas is not None and len(uuas):
         per_layer = main_rows(uuas[(uuas["step"] == step) & uuas["best_in_layer"] & (uuas["layer"] >= 0)])
+        per_layer = per_layer[["step", "layer", "head", "n", "uuas", "uuas_low", "uuas_high"]]
+        shown = pd.DataFrame({"layer": per_layer["layer"], "head": per_layer["head"], "n": per_layer["n"],
+                              "UUAS [95%]": [_interval(v, lo, hi, ".3f") for v, lo, hi in zip(
+                                  per_layer["uuas"], per_layer["uuas_low"], per_layer["uuas_high"])]})
+        numbers = per_layer.assign(step=per_layer["step"].astype(int)).rename(
+            columns={"uuas_low": "low", "uuas_high": "high"})
         page.add(PAGE, "## UUAS of each layer's best head (maximum spanning tree of its attention)", "",
-                 *page.table(per_layer[["layer", "head", "n", "uuas", "uuas_low", "uuas_high"]].round(3),
-                            ("syntax", "uuas")))
+                 *page.table(shown, ("syntax", "uuas", "by-layer"), data=numbers))
     page.configure(PAGE, title=TITLE)
     from probekit.report import timeline
 

@@ -3,16 +3,19 @@ since when — as ROME (Meng et al. 2022) reports it: the average indirect effec
 
 Drawn from the tracing tables (`tracing_scores`, `tracing_head_scores`, `tracing_agreement`) and worded from the
 findings rows (`probekit.analyses.findings`: `stands_out`, `best_site`, `share`, `emerged`, `top_head`); the page
-computes no statistic. Per relation: the component × layer × position-role heatmap of mean Δp at every traced
-step behind a slider, on a diverging scale centred at 0 (sites that restore by construction hatched), the best
-site's Δp against step per fact group with the random-init model's band, the best site per step, the heads of
-largest Δp, the attention knockout, and when each site formed.
+computes no statistic. Per relation, as interactive charts (`probekit.report.charts_inside`) whose numbers are
+downloadable: the component × layer × position-role heatmap of mean Δp at every traced step, one chart with a step
+slider, on a diverging scale centred at 0 (sites that restore by construction outlined), the best site's Δp
+against step per fact group with the random-init model's band; and as tables, the best site per step, the heads
+of largest Δp, the attention knockout, and when each site formed.
 
-Notebook: `tracing_heatmap` and `tracing_curves` draw the same figures from a `ProbeResult` or its tables.
+Notebook: `tracing_heatmap` and `tracing_curves` draw the same figures (matplotlib) from a `ProbeResult` or its
+tables.
 """
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -20,8 +23,10 @@ from matplotlib.figure import Figure
 from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.core.schema import CONTROL
 from probekit.figures import plain, step_axis, subplots
+from probekit.palette import BASELINE, RANDOM_INIT, group_order, group_styles, mpl_dash
+from probekit.report import charts_inside
 from probekit.report.markdown import esc
-from probekit.report.page import Page, figure_link, slider
+from probekit.report.page import Page
 
 PAGE, TITLE = "tracing.md", "Causal tracing"
 COMPONENT_NAMES = {"resid": "the residual stream", "attn": "the attention output", "mlp": "the MLP output"}
@@ -141,7 +146,7 @@ def heatmap(last: pd.DataFrame, title: str) -> Figure:
             if row["role"] in roles and int(row["layer"]) in layers:
                 i, j = roles.index(row["role"]), layers.index(int(row["layer"]))
                 ax.add_patch(__import__("matplotlib.patches", fromlist=["Rectangle"]).Rectangle(
-                    (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="grey", lw=0))
+                    (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor=BASELINE[0], lw=0))
         ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
         ax.set_yticks(range(len(roles)), [ROLE_NAMES[r] for r in roles])
         ax.set_xlabel("layer")
@@ -157,14 +162,13 @@ def heatmap(last: pd.DataFrame, title: str) -> Figure:
 def site_curves(scores: pd.DataFrame, site: pd.Series, title: str, value: str = "effect") -> Figure:
     """The site's mean `value` (effect: Δp = p_restored − p_corrupt; or restoration) against step, a line per
     fact group with its 95% band, and the random-init model's as a grey dotted line with its band."""
-    from probekit.report.plots import GROUP_STYLE
-
     rows = _at_site(_series(scores), site)
     fig, ax = subplots(figsize=(7, 3.2))
-    for i, (group, line) in enumerate(rows.groupby("group", sort=False)):
+    styles = group_styles(rows["group"])
+    for group, line in rows.groupby("group", sort=False):
         line = line.sort_values("step")
         steps = line["step"].astype(float)
-        colour, dash = GROUP_STYLE.get(group, (f"C{i}", "-"))
+        colour, dash = styles[group][0], mpl_dash(styles[group][1])
         ax.fill_between(steps, line[f"{value}_low"].astype(float), line[f"{value}_high"].astype(float),
                         color=colour, alpha=0.2, lw=0)
         ax.plot(steps, line[value].astype(float), color=colour, ls=dash, marker="o", ms=3,
@@ -173,9 +177,9 @@ def site_curves(scores: pd.DataFrame, site: pd.Series, title: str, value: str = 
     main = main_group(rows) if len(rows) else None
     control = control[control["group"] == main] if main in set(control["group"]) else control
     for _, row in control.head(1).iterrows():
-        ax.axhline(row[value], color="grey", ls=":", lw=1, label="random init")
+        ax.axhline(row[value], color=RANDOM_INIT[0], ls=mpl_dash(RANDOM_INIT[1]), lw=1, label="random init")
         if pd.notna(row[f"{value}_low"]):
-            ax.axhspan(row[f"{value}_low"], row[f"{value}_high"], color="grey", alpha=0.12, lw=0)
+            ax.axhspan(row[f"{value}_low"], row[f"{value}_high"], color=RANDOM_INIT[0], alpha=0.12, lw=0)
     step_axis(ax, rows["step"].astype(float).tolist() or [1])
     ax.set_ylabel("Δp = p_restored − p_corrupt" if value == "effect" else "restoration share")
     ax.set_title(title, fontsize=10)
@@ -231,16 +235,49 @@ def tracing_curves(source, relation: str, site: tuple[str, int, str] | None = No
 # ---------------------------------------------------------------- tables and words
 
 
-def top_heads(heads: pd.DataFrame, group: str, k: int = TOP_HEADS) -> pd.DataFrame:
-    """The `k` heads of largest Δp at the last traced step (of `group`), with their mean Δp [95%] at every
-    traced step: a row per head, a column per step."""
+def _picked_heads(heads: pd.DataFrame, group: str, k: int = TOP_HEADS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The `k` heads of largest Δp at the last traced step (layer, head, in that order) and their rows."""
     rows = _method(_series(heads))
     rows = rows[rows["group"] == group]
     if rows.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=["layer", "head"]), rows
     last = rows[rows["step"] == rows["step"].max()].dropna(subset=["effect"])
     chosen = last.sort_values("effect", ascending=False, kind="stable").head(k)[["layer", "head"]]
-    picked = rows.merge(chosen, on=["layer", "head"])
+    return chosen, rows.merge(chosen, on=["layer", "head"])
+
+
+def top_head_rows(heads: pd.DataFrame, group: str, k: int = TOP_HEADS) -> pd.DataFrame:
+    """The numbers of `top_heads`: a row per head and traced step, mean Δp with its 95% interval and prompts."""
+    chosen, picked = _picked_heads(heads, group, k)
+    if picked.empty:
+        return pd.DataFrame(columns=["layer", "head", "step", "delta_p", "low", "high", "n"])
+    rank = {(int(a), int(b)): i for i, (a, b) in enumerate(chosen.itertuples(index=False))}
+    picked = picked.assign(_rank=[rank[(int(a), int(b))] for a, b in zip(picked["layer"], picked["head"])])
+    picked = picked.sort_values(["_rank", "step"], kind="stable")
+    return pd.DataFrame({"layer": picked["layer"].astype(int).to_numpy(), "head": picked["head"].astype(int).to_numpy(),
+                         "step": picked["step"].astype(int).to_numpy(),
+                         "delta_p": picked["effect"].astype(float).to_numpy(),
+                         "low": picked["effect_low"].astype(float).to_numpy(),
+                         "high": picked["effect_high"].astype(float).to_numpy(), "n": picked["n"].astype(int).to_numpy()})
+
+
+def knockout_rows(scores: pd.DataFrame, group: str) -> pd.DataFrame:
+    """The numbers of `knockout_table`: per layer and step, the share of the answer left with its interval."""
+    rows = _series(scores)
+    rows = rows[(rows["component"] == "knockout") & (rows["group"] == group)].sort_values(["layer", "step"],
+                                                                                          kind="stable")
+    return pd.DataFrame({"layer": rows["layer"].astype(int).to_numpy(), "step": rows["step"].astype(int).to_numpy(),
+                         "share_left": rows["restoration"].astype(float).to_numpy(),
+                         "low": rows["restoration_low"].astype(float).to_numpy(),
+                         "high": rows["restoration_high"].astype(float).to_numpy(), "n": rows["n"].astype(int).to_numpy()})
+
+
+def top_heads(heads: pd.DataFrame, group: str, k: int = TOP_HEADS) -> pd.DataFrame:
+    """The `k` heads of largest Δp at the last traced step (of `group`), with their mean Δp [95%] at every
+    traced step: a row per head, a column per step."""
+    chosen, picked = _picked_heads(heads, group, k)
+    if picked.empty:
+        return pd.DataFrame()
     picked = picked.assign(cell=[_interval(r, "effect", "+.3f") for r in picked.itertuples()])
     table = picked.pivot_table(index=["layer", "head"], columns="step", values="cell", aggfunc="first")
     table = table.reindex(pd.MultiIndex.from_frame(chosen)).reset_index()
@@ -335,7 +372,8 @@ HOW_TO_READ = (
     "tokens). In the **heatmap** each panel is one component, each column a layer (input side left), each row "
     "a kind of position, coloured on a scale centred at 0 (red restores, blue hurts). The last layer's "
     "residual stream at the [MASK] restores the answer *by construction* (the prediction is read from it): it "
-    "is hatched and never named. Move the slider to see another traced step.\n\n"
+    "is outlined (dashed) and labelled *by construction*, and never named. Move the slider to see another traced "
+    "step; hover a cell for its Δp, interval and prompts.\n\n"
     "A site **stands out** when its Δp's interval lies above the random-init model's at the same site and above "
     "0.01, with at least 5 prompts, after Holm's correction over the sites of the trace (the findings' rule, "
     "`probekit.analyses.findings`); the **best site** is the one of largest Δp. The **share** of the answer "
@@ -344,22 +382,78 @@ HOW_TO_READ = (
     "and ranked by Δp.")
 
 
-def step_slider(page: Page, series: pd.DataFrame, group: str, label: str) -> list[str]:
-    """The heatmap of every traced step, one shown at a time behind a slider (the last step first); the
-    report's step-slider mechanism (`probekit.js` `sliders()`), as the attention page's."""
-    steps = sorted(float(s) for s in series["step"].unique())
-    panes = []
-    for step in steps:
-        rows = series[(series["step"] == step) & (series["group"] == group)]
-        if rows.empty:
-            continue
-        stem = page.unique("tracing", label, "heatmap", f"{step:.0f}")
-        heatmap(rows, f"{label} ({group}), step {step:,.0f}").savefig(
-            page.docs / "figures" / f"{stem}.png", dpi=100, bbox_inches="tight")
-        caption = (f"{esc(label)}: mean Δp = p_restored − p_corrupt per component × layer × position role at step "
-                   f"{step:,.0f} ({esc(group.replace('_', ' '))} prompts; centred at 0; hatched: by construction)")
-        panes.append((f"step {step:,.0f}", figure_link(stem, caption, caption)))
-    return slider(panes, "training step")
+def heatmap_chart(series: pd.DataFrame, group: str, label: str) -> tuple[alt.TopLevelMixin, pd.DataFrame]:
+    """ONE interactive chart of the component × layer × position-role map of mean Δp at every traced step, a
+    slider bound in the spec picking the step (the last first), on a diverging scale centred at 0 that spans the
+    largest |Δp| of every step (unclipped, the same colours at every step); the sites that restore by
+    construction outlined and labelled. Returns it and the numbers it draws (a row per site and step)."""
+    rows = series[(series["group"] == group) & series["component"].isin(list(COMPONENT_NAMES))]
+    rows = rows.dropna(subset=["step"]).sort_values(["step", "component", "layer", "role"], kind="stable")
+    frame = pd.DataFrame({
+        "component": rows["component"].astype(str).to_numpy(), "layer": rows["layer"].astype(int).to_numpy(),
+        "role": rows["role"].astype(str).to_numpy(), "step": rows["step"].astype(int).to_numpy(),
+        "delta_p": rows["effect"].astype(float).to_numpy(), "low": rows["effect_low"].astype(float).to_numpy(),
+        "high": rows["effect_high"].astype(float).to_numpy(), "n": rows["n"].astype(int).to_numpy(),
+        "by_construction": _by_construction(rows).to_numpy()})
+    roles = [ROLE_NAMES[r] for r in ROLE_NAMES if r in set(frame["role"])]
+    cells = frame.assign(position=[ROLE_NAMES.get(r, r) for r in frame["role"]],
+                         **{c: frame[c].round(6) for c in ("delta_p", "low", "high")}).drop(columns="role")
+    reach = float(np.nanmax(np.abs(frame["delta_p"]))) if frame["delta_p"].notna().any() else 0.0
+    tooltip = [alt.Tooltip("component:N"), alt.Tooltip("layer:O"), alt.Tooltip("position:N"),
+               alt.Tooltip("step:Q", format=",d"), alt.Tooltip("delta_p:Q", format="+.3f", title="Δp"),
+               alt.Tooltip("low:Q", format="+.3f", title="95% low"),
+               alt.Tooltip("high:Q", format="+.3f", title="95% high"), alt.Tooltip("n:Q", title="prompts"),
+               alt.Tooltip("by_construction:N", title="restores by construction (never named)")]
+    chart = charts_inside.step_maps(
+        cells, "component", [c for c in COMPONENT_NAMES if c in set(frame["component"])],
+        x=alt.X("layer:O", title="layer (input side left)", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("position:N", sort=roles, title=None),
+        color=alt.Color("delta_p:Q", scale=charts_inside.diverging(reach, "Δp"),
+                        title="Δp", legend=alt.Legend(titleLimit=200)),
+        tooltip=tooltip, marked="by_construction",
+        title=f"{label} ({group.replace('_', ' ')}): mean Δp per site — red restores, blue hurts; dashed "
+              "outline: restores by construction")
+    return chart, frame
+
+
+def site_chart(scores: pd.DataFrame, site: pd.Series, label: str) -> tuple[alt.TopLevelMixin, pd.DataFrame]:
+    """The site's mean Δp against step, a line and 95% band per fact group, the random-init model's value and
+    band as a dotted line; returns it and its numbers (a row per group and step, the random-init model's
+    value, low and high in their own columns)."""
+    rows = _at_site(_series(scores), site).dropna(subset=["step"])
+    groups = group_order(rows["group"])
+    control = _at_site(random_init_rows(scores), site)
+    main = main_group(rows) if len(rows) else None
+    control = control[control["group"] == main] if main in set(control["group"]) else control
+    first = control.head(1)
+    init = {k: float(first[c].iloc[0]) if len(first) else np.nan
+            for k, c in (("random_init", "effect"), ("random_init_low", "effect_low"),
+                         ("random_init_high", "effect_high"))}
+    rows = rows.sort_values(["step"], kind="stable")
+    if rows.empty:
+        return None, pd.DataFrame(columns=["group", "step", "delta_p", "low", "high", "n", *init])
+    frame = pd.concat([pd.DataFrame({
+        "group": group, "step": line["step"].astype(int).to_numpy(), "delta_p": line["effect"].astype(float).to_numpy(),
+        "low": line["effect_low"].astype(float).to_numpy(), "high": line["effect_high"].astype(float).to_numpy(),
+        "n": line["n"].astype(int).to_numpy(), **init}) for group in groups
+        for line in [rows[rows["group"] == group]]], ignore_index=True)
+    long = frame.rename(columns={"group": "series", "delta_p": "value"})[["series", "step", "value", "low", "high",
+                                                                           "n"]]
+    series = [g for g in groups]
+    if len(first) and pd.notna(init["random_init"]):
+        long = pd.concat([long, charts_inside.flat({"series": charts_inside.RANDOM, "value": init["random_init"],
+                                                    "low": init["random_init_low"], "high": init["random_init_high"],
+                                                    "n": float(first["n"].iloc[0])}, frame["step"].unique())],
+                         ignore_index=True)
+        series.append(charts_inside.RANDOM)
+    chart = charts_inside.step_lines(long, charts_inside.styles_of(series), "Δp = p_restored − p_corrupt",
+                                     f"{label}: {site_words(site)}", value_format="+.3f", n_title="prompts",
+                                     legend_title="fact group")
+    return chart, frame
+
+
+def _cell(value, low, high, spec: str = "+.3f") -> str:
+    return "" if pd.isna(value) else f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
 
 
 def _last(rows: pd.DataFrame) -> pd.Series | None:
@@ -390,26 +484,44 @@ def _relation_part(page: Page, tables: dict, label: str, relation: str, benchmar
              f"({int(last['n'].max()) if len(last) else 0} traced"
              + (f"; {skipped} sampled prompts left out, counted by reason in the `tracing` table" if skipped else "")
              + (", by attribution patching" if method == "attribution" else "") + f"). {said}.", "")
-    page.add(PAGE, *step_slider(page, series, group, label))
+    chart, numbers = heatmap_chart(series, group, label)
+    if len(numbers):
+        page.chart(PAGE, (label, "delta-p", "by-site"), chart,
+                   f"{label}: mean Δp = p_restored − p_corrupt per component × layer × position role at every traced "
+                   f"step ({group.replace('_', ' ')} prompts; centred at 0; dashed outline: by construction) — "
+                   "move the slider to choose the step; hover a cell for its value, interval and prompts",
+                   step_axis=False, data=numbers)
     if site is not None:
         chosen = site_of(site["detail"])
-        page.figure(PAGE, ("tracing", label, "best-site"), site_curves(scores, chosen, f"{label}: "
-                                                                      f"{site_words(chosen)}"),
-                    f"{label}: Δp = p_restored − p_corrupt at the best site ({site_words(chosen)}) against step, "
-                    "per group (band: 95% bootstrap interval over prompts; grey dotted: the random-init model)")
+        chart, numbers = site_chart(scores, chosen, label)
+        if len(numbers):
+            page.chart(PAGE, (label, "delta-p", "best-site"), chart,
+                       f"{label}: Δp = p_restored − p_corrupt at the best site ({site_words(chosen)}) against step, "
+                       "per group (band: 95% bootstrap interval over prompts; grey dotted: the random-init model)",
+                       data=numbers)
     if len(best):
         share_at = shares.set_index("step")
+        share = [share_at.loc[s, "value"] if s in share_at.index else np.nan for s in best["step"]]
+        sites = [site_of(d) for d in best["detail"]]
         shown = pd.DataFrame({
-            "step": best["step"].astype(int).to_numpy(),
-            "best site": [site_words(site_of(d)) for d in best["detail"]],
-            "Δp": best["value"].to_numpy(), "Δp low": best["low"].to_numpy(), "Δp high": best["high"].to_numpy(),
-            "share": [share_at.loc[s, "value"] if s in share_at.index else np.nan for s in best["step"]],
-            "random init's bar": best["bar"].to_numpy(), "p (Holm)": best["p_adjusted"].to_numpy(),
-            "prompts": best["n"].to_numpy(),
+            "step": [f"{s:,.0f}" for s in best["step"]], "best site": [site_words(x) for x in sites],
+            "Δp [95%]": [_cell(v, lo, hi) for v, lo, hi in zip(best["value"], best["low"], best["high"])],
+            "share": ["n/a" if pd.isna(v) else f"{v:.2f}" for v in share],
+            "random init's bar": ["" if pd.isna(v) else f"{v:+.3f}" for v in best["bar"]],
+            "p (Holm)": ["" if pd.isna(v) else f"{v:.3g}" for v in best["p_adjusted"]],
+            "prompts": best["n"].astype(int).to_numpy(),
             "stands out": [str(v).replace("_", " ") for v in best["verdict"]]})
+        numbers = pd.DataFrame({
+            "step": best["step"].astype(int).to_numpy(), "component": [x["component"] for x in sites],
+            "layer": [int(x["layer"]) for x in sites], "role": [x["role"] for x in sites],
+            "delta_p": best["value"].astype(float).to_numpy(), "low": best["low"].astype(float).to_numpy(),
+            "high": best["high"].astype(float).to_numpy(), "share": np.asarray(share, float),
+            "random_init_bar": best["bar"].astype(float).to_numpy(),
+            "p_holm": best["p_adjusted"].astype(float).to_numpy(), "n": best["n"].astype(int).to_numpy(),
+            "verdict": best["verdict"].astype(str).to_numpy()})
         page.add(PAGE, f"**The best site at each traced step** ({esc(group.replace('_', ' '))} prompts). "
                  f"{movement(best)} The share is n/a where its denominator's interval includes 0.", "",
-                 *page.table(shown, ("tracing", label, "best")))
+                 *page.table(shown, (label, "best-site", "by-step"), data=numbers))
     heads = tables.get("tracing_head_scores")
     if heads is not None and len(heads):
         table = top_heads(heads, group)
@@ -420,24 +532,34 @@ def _relation_part(page: Page, tables: dict, label: str, relation: str, benchmar
                     + " (the sites' rule)." if top is not None else "")
             page.add(PAGE, f"**Top heads** ({esc(group.replace('_', ' '))} prompts, ranked by Δp at step "
                            f"{step:,.0f}): mean Δp [95%] when the head's clean output is restored at every "
-                           f"position.{lead}", "", *page.table(table, ("tracing", label, "heads")))
+                           f"position.{lead}", "", *page.table(table, (label, "top-heads", "delta-p"),
+                                                                     data=top_head_rows(heads, group)))
     knocked = knockout_table(tables["tracing_scores"], group)
     if len(knocked):
         page.add(PAGE, "**Attention knockout** (Geva et al. 2023): the clean prompt with attention from the [MASK] "
                        "to the subject blocked at one layer, in every head — exact, with no noise to sample. The "
                        "share of the answer left [95%]: **1** = blocking that attention changes nothing, **0** = "
                        "as bad as corrupting the subject; a low value marks the layer where the [MASK] reads the "
-                       "subject.", "", *page.table(knocked, ("tracing", label, "knockout")))
+                       "subject.", "", *page.table(knocked, (label, "knockout", "share-left"),
+                                   data=knockout_rows(tables["tracing_scores"], group)))
     done = formed[formed["verdict"] == "emerged"].sort_values(["step", "value"], ascending=[True, False],
                                                               kind="stable")
     if len(done):
+        done = done.head(12)
+        sites = [site_of(d) for d in done["detail"]]
         shown = pd.DataFrame({
-            "site": [site_words(site_of(d)) for d in done["detail"]],
-            "stands out from (after)": done["step_low"].to_numpy(), "by step": done["step"].astype(int).to_numpy(),
-            "Δp there": done["value"].to_numpy(), "low": done["low"].to_numpy(), "high": done["high"].to_numpy()})
+            "site": [site_words(x) for x in sites],
+            "stands out from (after)": ["" if pd.isna(v) else f"{v:,.0f}" for v in done["step_low"]],
+            "by step": [f"{v:,.0f}" for v in done["step"]],
+            "Δp there [95%]": [_cell(v, lo, hi) for v, lo, hi in zip(done["value"], done["low"], done["high"])]})
+        numbers = pd.DataFrame({
+            "component": [x["component"] for x in sites], "layer": [int(x["layer"]) for x in sites],
+            "role": [x["role"] for x in sites], "after_step": done["step_low"].astype("Int64").to_numpy(),
+            "by_step": done["step"].astype(int).to_numpy(), "delta_p": done["value"].astype(float).to_numpy(),
+            "low": done["low"].astype(float).to_numpy(), "high": done["high"].astype(float).to_numpy()})
         page.add(PAGE, f"**When sites formed** (judged at the traced steps {_steps(done['steps'].iloc[0])}): per site, the "
                        "arrival interval of its standing out, which lasts to the last traced step (earliest first; "
-                       "at most 12).", "", *page.table(shown.head(12), ("tracing", label, "formed")))
+                       "at most 12).", "", *page.table(shown, (label, "sites-formed"), data=numbers))
     else:
         page.add(PAGE, "No site stands out from some traced step to the last.", "")
     return f"- Causal tracing — {said}."
@@ -461,8 +583,13 @@ def agreement_part(page: Page, agreement: pd.DataFrame) -> None:
         "checkpoint": rows["checkpoint"].astype(str), "component": rows["component"].astype(str),
         "Spearman per prompt": rows["spearman"].astype(float).round(3), "sites": rows["n"].astype(int),
         "Spearman per site": rows["spearman_sites"].astype(float).round(3), "mean sites": rows["n_sites"].astype(int)})
+    numbers = pd.DataFrame({
+        "checkpoint": rows["checkpoint"].astype(str), "step": rows["step"].astype("Int64"),
+        "component": rows["component"].astype(str), "spearman_per_prompt": rows["spearman"].astype(float),
+        "sites": rows["n"].astype(int), "spearman_per_site": rows["spearman_sites"].astype(float),
+        "mean_sites": rows["n_sites"].astype(int)})
     page.add(PAGE, "## Attribution patching against exact patching", "", AGREEMENT, "",
-             *page.table(shown, ("tracing", "agreement")))
+             *page.table(shown, ("tracing", "agreement", "spearman"), data=numbers))
 
 
 def settings_line(manifest: dict) -> str:
