@@ -22,6 +22,7 @@ from probekit.report import build_report, plots
 from probekit.running.results import ProbeResult
 from probekit.running.runner import probe
 from probekit.core.store import file_name
+from probekit.figures import subplots
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "local" / "screenshots"  # kept by CI as an artifact
 EVIL = "</script><script>window.pwned=1;alert(1)</script>"
@@ -91,7 +92,7 @@ def test_every_table_has_its_downloads(site):
         assert html.count("<table>") <= len(links) // 2 + (1 if page in ("prompts.html", "prompt.html") else 0), page
         for link in links:
             assert (site / link).is_file(), link
-    shown = pd.read_csv(next((site / "data").glob("table-checkpoints*.csv")))
+    shown = pd.read_csv(site / "data" / "checkpoints.csv")
     assert "fingerprint" in shown and len(shown) == len(ProbeResult.load(site.parent.parent / "results").checkpoints)
 
 
@@ -124,21 +125,6 @@ def test_overview_first_screen_states_the_result_per_relation(site):
     assert "difference" in text and ("injected − held back arrived after step" in text
                                      or "injected − held back never cleared (not established)" in text
                                      or "injected − held back cleared at step" in text), text
-    assert seen.console_errors == [] and seen.outside_requests == []
-
-
-@pytest.mark.slow
-def test_figures_enlarge_on_click(site):
-    shown = [p for p in PAGES if "<img " in (site / p).read_text().split("<article", 1)[-1].split("</article>")[0]]
-    if not shown:
-        pytest.skip("no page of this site has a static figure left (the Q/K/V maps are interactive charts)")
-    with opened((site / shown[0]).as_uri()) as (page, seen):
-        images = page.locator("article img")
-        assert images.count() >= 1
-        assert page.locator("a.glightbox img").count() == images.count()
-        page.locator("a.glightbox").first.click()
-        page.wait_for_selector(".glightbox-container .gslide-image img", state="visible", timeout=5000)
-        page.screenshot(path=str(SCREENSHOTS / "figure-enlarged.png"))
     assert seen.console_errors == [] and seen.outside_requests == []
 
 
@@ -568,15 +554,6 @@ def test_relation_findings_come_from_the_tables():
     assert "injected − held back arrived after step 0, by step 10, and stayed to the end" in text
 
 
-def test_every_figure_can_be_enlarged(site):
-    for page in PAGES:
-        html = (site / page).read_text()
-        article = html[html.find("<article"):html.find("</article>")]
-        images = re.findall(r"<img [^>]*>", article)
-        wrapped = re.findall(r'<a [^>]*class="glightbox"[^>]*>\s*<img ', article)
-        assert len(wrapped) == len(images), page
-
-
 # ------------------------------------------------ issue 23: sections from the registry, one number per interval
 
 
@@ -609,6 +586,9 @@ def user_analyses(monkeypatch):
         seen.append(sorted(tables))
         frame = pd.DataFrame({"checkpoint": ["checkpoint-8"], "value": [EVIL]})
         page.add("mine.md", "# Not the title", "", *page.table(frame, ("mine",)))
+        fig, ax = subplots(figsize=(3, 2))
+        ax.plot([0, 1], [1, 0])
+        page.figure("mine.md", ("mine", "line"), fig, "a figure of a user analysis")
         page.finding("- **mine** — a finding of a user analysis.")
 
     class Mine(Analysis):
@@ -632,7 +612,15 @@ def test_a_user_analysis_section_adds_a_page(results, tmp_path, user_analyses):
     built = tmp_path / "site" / "build"
     mine = (built / "mine.html").read_text()
     assert "&lt;/script&gt;&lt;script&gt;window.pwned" in mine and "<script>window.pwned" not in mine
-    assert re.search(r'href="data/table-mine[^"]*\.csv"', mine)
+    assert 'href="data/mine.csv"' in mine
+    # a section's static figure (Page.figure): PNG and SVG for papers, enlarged on click
+    assert re.search(r'<a [^>]*class="glightbox"[^>]*>\s*<img [^>]*src="figures/mine-line.png"', mine)
+    assert (built / "figures" / "mine-line.svg").is_file()
+    with opened((built / "mine.html").as_uri()) as (tab, seen):
+        tab.locator("a.glightbox").first.click()
+        tab.wait_for_selector(".glightbox-container .gslide-image img", state="visible", timeout=5000)
+        tab.screenshot(path=str(SCREENSHOTS / "figure-enlarged.png"))
+    assert seen.console_errors == [] and seen.outside_requests == []
     assert "predictions in results." in (built / "theirs.html").read_text()
     assert "a finding of a user analysis" in (built / "index.html").read_text()
 
