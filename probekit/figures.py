@@ -20,7 +20,6 @@ from matplotlib.ticker import FuncFormatter
 
 from probekit.models.activations import Capture
 from probekit.models.hooks import hook_name
-from probekit.palette import PALETTE, group_order  # noqa: F401  (one palette: probekit.palette)
 
 sns.set_theme(style="whitegrid", context="notebook")
 PLAIN_TEXT = {"text.parse_math": False}

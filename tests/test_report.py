@@ -23,6 +23,7 @@ from probekit.running.results import ProbeResult
 from probekit.running.runner import probe
 from probekit.core.store import file_name
 from probekit.figures import subplots
+from probekit import palette
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "local" / "screenshots"  # kept by CI as an artifact
 EVIL = "</script><script>window.pwned=1;alert(1)</script>"
@@ -791,4 +792,4 @@ def test_figures_draw_a_group_they_have_no_style_for():
     fig = plots.logit_lens(pd.DataFrame(rows))
     labels = {t.get_text() for t in fig.axes[1].get_legend().get_texts()}
     assert {"injected", "held-back", "other"} <= labels
-    assert plots.group_order(["other", "held_back", "all", "injected"]) == ["injected", "held_back", "all", "other"]
+    assert palette.group_order(["other", "held_back", "all", "injected"]) == ["injected", "held_back", "all", "other"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from probekit.core.schema import CONTROL, POOLED
 from probekit.analyses.findings import main_findings, main_rows, select
-from probekit.palette import PALETTE, RANDOM_INIT, group_order, group_styles, vega_dash
+from probekit.palette import PALETTE, RANDOM_INIT, RANKS, group_order, group_styles, vega_dash
 
 METRICS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
 STEP = alt.X("step:Q", title="training step", scale=alt.Scale(type="linear", zero=False),
@@ -166,7 +166,7 @@ def rank_heatmap(predictions: pd.DataFrame, benchmark: str, relation: str, per_g
     rows = rows[rows["template"] == rows["template"].iloc[0]]
     rows = sampled_prompts(rows, per_group)
     final = rows[rows["step"] == rows["step"].max()].groupby("prompt")["gold_rank"].min().sort_values()
-    color = alt.Color("gold_rank:Q", title="gold rank", scale=alt.Scale(type="log", scheme="blues", reverse=True))
+    color = alt.Color("gold_rank:Q", title="gold rank", scale=alt.Scale(type="log", scheme=RANKS, reverse=True))
     panels = []
     for group, part in rows.groupby("group", sort=True):
         data = plain_data(part[["prompt", "group", "step", "gold_rank", "top1", "answer"]])

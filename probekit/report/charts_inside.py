@@ -17,7 +17,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from probekit.palette import BASELINE, RANDOM_INIT, colour, group_styles, vega_dash
+from probekit.palette import BASELINE, DIVERGING, RANDOM_INIT, colour, group_styles, vega_dash
 from probekit.report.charts import HEIGHT, STEP, WIDTH, plain_data
 
 FADED = 0.12
@@ -131,7 +131,7 @@ def step_maps(cells: pd.DataFrame, panel: str, panel_order: list[str], x: alt.X,
 def diverging(reach: float, title: str) -> alt.Scale:
     """A diverging colour scale centred at 0 over [−reach, reach] (red: positive, blue: negative)."""
     reach = float(reach) if np.isfinite(reach) and reach > 0 else 1e-3
-    return alt.Scale(scheme="redblue", reverse=True, domain=[-reach, reach], domainMid=0)
+    return alt.Scale(scheme=DIVERGING, reverse=True, domain=[-reach, reach], domainMid=0)
 
 
 def step_heatmap(cells: pd.DataFrame, value: str, color: alt.Color, facet: str, facet_order: list[str],

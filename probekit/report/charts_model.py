@@ -16,13 +16,12 @@ import pandas as pd
 
 from probekit.analyses.findings import main_rows
 from probekit.core.schema import CONTROL
-from probekit.palette import RANDOM_INIT, colour, group_order, vega_dash
+from probekit.palette import DIVERGING, RANDOM_INIT, SEQUENTIAL, colour, group_order, vega_dash
 from probekit.report.charts import HEIGHT, STEP, WIDTH, group_scales, plain_data
 
 LENS_METRICS = {"p_at_1": "P@1", "mrr": "MRR"}
 HEAD_ROLES = {"attn_prev": "prev-token", "attn_next": "next-token", "attn_self": "self", "attn_cls": "[CLS]",
               "attn_sep": "[SEP]", "attn_punct": "punctuation"}
-DIVERGING, SEQUENTIAL = "redblue", "viridis"  # Vega colour schemes of the heat maps (not series colours)
 
 
 def _fade(legend, on: float = 1.0, off: float = 0.12):

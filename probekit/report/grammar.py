@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from probekit.benchmarks.pairs import BLIMP, blimp_baselines
 from probekit.figures import plain, step_axis, subplots
 from probekit.analyses.findings import main_findings, main_rows, select
-from probekit.palette import BASELINE, SOLID, colour, group_styles, mpl_dash
+from probekit.palette import BASELINE, DIVERGING, SOLID, colour, group_styles, mpl_dash
 from probekit.report.charts import plain_data
 from probekit.report.charts_lines import band_chart, band_frame, download
 from probekit.report.findings import arrival, bracketed
@@ -194,7 +194,7 @@ def paradigm_chart(frame: pd.DataFrame, benchmark: str) -> alt.Chart:
     return alt.Chart(plain_data(frame)).mark_rect().encode(
         x=alt.X("step:O", title="training step", axis=alt.Axis(labelAngle=-45)),
         y=alt.Y("paradigm:N", sort=order, title="paradigm (grouped by phenomenon)", axis=alt.Axis(labelLimit=320)),
-        color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redblue", domain=[0, 1], domainMid=0.5),
+        color=alt.Color("accuracy:Q", scale=alt.Scale(scheme=DIVERGING, domain=[0, 1], domainMid=0.5),
                         title="accuracy"),
         tooltip=[alt.Tooltip("paradigm:N"), alt.Tooltip("phenomenon:N"), alt.Tooltip("step:O"),
                  alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f", title="95% low"),

@@ -12,8 +12,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from probekit.figures import PALETTE, plain, step_axis, subplots
-from probekit.palette import group_order, group_styles, mpl_dash
+from probekit.figures import plain, step_axis, subplots
+from probekit.palette import PALETTE, group_order, group_styles, mpl_dash
 from probekit.analyses.findings import main_rows
 from probekit.core.schema import CONTROL, POOLED
 
@@ -113,7 +113,7 @@ def known_facts(emergence: pd.DataFrame) -> Figure:
     """How many prompts are answered correctly (rank 1) and within the top 10, against step."""
     fig, ax = subplots(figsize=(8, 4))
     sns.lineplot(emergence, x="step", y="count", hue="group", style="criterion", marker="o", ms=4, ax=ax,
-                 palette=PALETTE[: emergence["group"].nunique()])
+                 palette={g: c for g, (c, _) in group_styles(emergence["group"]).items()})
     step_axis(ax, emergence["step"])
     ax.set_ylabel("prompts")
     fig.tight_layout()

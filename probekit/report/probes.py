@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.core.schema import CONTROL
 from probekit.figures import plain, step_axis, subplots
-from probekit.palette import BASELINE, DASHED, RANDOM_INIT, colour, mpl_dash, vega_dash
+from probekit.palette import BASELINE, DASHED, RANDOM_INIT, SEQUENTIAL, colour, mpl_dash, vega_dash
 from probekit.report import charts_inside
 from probekit.report.charts import HEIGHT, STEP, WIDTH, plain_data
 from probekit.report.markdown import esc
@@ -203,7 +203,7 @@ def heatmap_chart(numbers: pd.DataFrame) -> alt.TopLevelMixin:
     cells = numbers[list(MAPPED)].assign(probe=[NAMES.get(p, p) for p in numbers["probe"]])
     maps = []
     reach = float(np.nanmax(np.abs(cells["selectivity"]))) if cells["selectivity"].notna().any() else 0.0
-    for key, scale in (("score", alt.Scale(scheme="viridis", domain=[0, 1])),
+    for key, scale in (("score", alt.Scale(scheme=SEQUENTIAL, domain=[0, 1])),
                        ("selectivity", charts_inside.diverging(max(reach, 0.05), "selectivity"))):
         tooltip = [alt.Tooltip("probe:N"), alt.Tooltip("layer:O"), alt.Tooltip("step:Q", format=",d"),
                    alt.Tooltip(f"{key}:Q", format=".3f"), alt.Tooltip(f"{key}_low:Q", format=".3f", title="95% low"),

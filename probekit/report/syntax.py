@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.core.schema import CONTROL
 from probekit.figures import plain, step_axis, subplots
-from probekit.palette import BASELINE, colour, mpl_dash
+from probekit.palette import BASELINE, SEQUENTIAL, colour, mpl_dash
 from probekit.report import charts_inside
 from probekit.report.markdown import esc
 from probekit.report.page import Page, figure_link, slider
@@ -194,7 +194,7 @@ def layer_chart(cells: pd.DataFrame, relations: list[str]) -> alt.TopLevelMixin:
         cells.assign(map="relation × layer"), "map", ["relation × layer"],
         x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)), y=alt.Y("relation:N", sort=shown, title=None),
         color=alt.Color("accuracy:Q", title="best head's accuracy",
-                        scale=alt.Scale(scheme="viridis", domain=[0, 1])),
+                        scale=alt.Scale(scheme=SEQUENTIAL, domain=[0, 1])),
         tooltip=tooltip, title="The best head of each layer per relation (dependent → head)", cell=(34, 22))
 
 
