@@ -20,7 +20,7 @@ GROUP_STYLE: dict[str, tuple[str, tuple[int, ...]]] = {
     "held_back": (PALETTE[1], DASHED),
     "all": (PALETTE[0], SOLID),
 }
-#: Vega colour schemes of the heat maps: signed effects (centred at 0), levels in [0, 1], ranks (log)
+#: Vega colour schemes of the heat maps: signed effects (centred at 0), levels in [0, 1], ranks and weights
 DIVERGING, SEQUENTIAL, RANKS = "redblue", "viridis", "blues"
 #: the untrained (random-init) model, drawn as a reference on every chart that has one
 RANDOM_INIT = ("#777777", DOTTED)

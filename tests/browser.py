@@ -37,9 +37,12 @@ LOCAL = ("file://", "data:", "about:", "blob:")
 
 
 @contextmanager
-def opened(url: str, width: int = 1300, height: int = 900) -> Iterator[tuple[object, Visit]]:
+def opened(url: str, width: int = 1300, height: int = 900, reveal: bool = True,
+           loaded: list | None = None) -> Iterator[tuple[object, Visit]]:
     """A Playwright page at `url` (loaded, scripts given time to run) and what it has reported so far:
-    console errors, page errors, requests leaving file://, failed requests, dialogs."""
+    console errors, page errors, requests leaving file://, failed requests, dialogs. With `reveal`, the page is
+    scrolled through once (charts and head views are drawn when they come near the screen) and back to the top;
+    `loaded` collects the URL of every request that finished (what the page loaded)."""
     if CHROMIUM is None:
         pytest.fail("chromium is not installed (apt-get install chromium; .ci/run does this)")
     seen = Visit()
@@ -51,9 +54,15 @@ def opened(url: str, width: int = 1300, height: int = 900) -> Iterator[tuple[obj
         page.on("request", lambda r: seen.outside_requests.append(r.url) if not r.url.startswith(LOCAL) else None)
         page.on("requestfailed", lambda r: seen.failed_requests.append(r.url))
         page.on("dialog", lambda d: (seen.dialogs.append(d.message), d.dismiss()))
+        if loaded is not None:
+            page.on("requestfinished", lambda r: loaded.append(r.url))
         page.goto(url)
         page.wait_for_load_state("load")
         page.wait_for_timeout(800)
+        if reveal:
+            page.evaluate("async () => { for (let y = 0; y < document.body.scrollHeight; y += innerHeight / 2) {"
+                          " scrollTo(0, y); await new Promise(r => setTimeout(r, 30)); } scrollTo(0, 0); }")
+            page.wait_for_timeout(300)
         yield page, seen
     finally:
         context.close()

@@ -13,15 +13,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import altair as alt
 import torch
 
 from probekit.models.activations import Capture
 from probekit.analyses.metrics import js_divergence
-from probekit.report import charts_model
+from probekit.palette import DIVERGING, RANKS
+from probekit.report import charts, charts_model
 from probekit.report.markdown import esc
 from probekit.models.hooks import hook_name
 from probekit.report.page import Page, slider
-from probekit.views import head_view_parts, head_view_script, library_scripts
+from probekit.views import head_view_parts, head_view_script
 
 HEAD_VIEW_ASSET = "headview.js"  # bertviz's code once, under assets/
 LAZY = "attention"  # the folder of the per-checkpoint scripts
@@ -102,7 +104,6 @@ def step_slider(page: Page, captures: list, sentence: int) -> list[str]:
             f"Sentence: “{esc(tokens)}”. Move the slider to choose the checkpoint; in the head view hover a token, "
             "double-click a head colour to isolate it. The attention of every head as a heat map, beside the Q·K "
             "scores it comes from, is on the [Q/K/V](qkv.md) page.", "",
-            library_scripts("assets/") + f'<script src="assets/{HEAD_VIEW_ASSET}"></script>', "",
             *slider(panes)]
 
 
@@ -170,8 +171,38 @@ def qkv(page: Page, tables: dict, captures: list, final: Capture, sentence: int)
     page.add(QKV, "## Q·Kᵀ scores and attention at every checkpoint (interactive)", "",
              f"Sentence: “{esc(tokens)}”. Move the slider to choose the checkpoint and the menu to choose the layer; "
              "hover a cell for its query, key, score and weight; the chart's menu (⋯) saves it as SVG or PNG.", "",
-             *slider(panes))
+             *slider(panes),
+             f'<script type="application/json" data-vega id="probekit-qk-chart">'
+             f'{qk_chart(final.tokens[sentence][:int(final.attention_mask[sentence].sum())], final.n_heads)}</script>',
+             "")
     page.configure(QKV, title="Q/K/V")
+
+
+def qk_chart(tokens: list[str], heads: int) -> str:
+    """The Q·K maps' chart, compiled to Vega: per head, Q·Kᵀ/√d (diverging, centred at 0) beside the attention
+    it becomes, query × key; the page fills its `qk` data with the checkpoint and layer chosen."""
+    names = [f"{i} {t}" for i, t in enumerate(tokens)]
+    side = max(120, min(260, 14 * len(names)))
+
+    def panel(head: str, field: str) -> dict:
+        scale = ({"scheme": DIVERGING, "domainMid": 0, "reverse": True} if field == "score" else
+                 {"scheme": RANKS, "domain": [0, 1]})
+        return {"width": side, "height": side, "mark": "rect",
+                "title": f"{head}: Q·Kᵀ/√d" if field == "score" else f"{head}: attention",
+                "transform": [{"filter": {"field": "head", "equal": head}}],
+                "encoding": {
+                    "x": {"field": "key", "type": "ordinal", "sort": names, "axis": {"labelFontSize": 8}},
+                    "y": {"field": "query", "type": "ordinal", "sort": names, "axis": {"labelFontSize": 8}},
+                    "color": {"field": field, "type": "quantitative", "scale": scale,
+                              "title": "Q·K/√d" if field == "score" else field},
+                    "tooltip": [{"field": "head"}, {"field": "query"}, {"field": "key"},
+                                {"field": "score", "type": "quantitative", "title": "Q·K/√d", "format": ".2f"},
+                                {"field": "attention", "type": "quantitative", "format": ".3f"}]}}
+    spec = {"$schema": alt.SCHEMA_URL, "data": {"name": "qk", "values": []},
+            "vconcat": [{"hconcat": [panel(f"head {h}", "score"), panel(f"head {h}", "attention")],
+                         "resolve": {"scale": {"color": "independent"}}} for h in range(heads)],
+            "resolve": {"scale": {"color": "independent"}}}
+    return charts.script_json(charts.compile_vega(spec))
 
 
 def telling_sentence(first: Capture, last: Capture) -> int:

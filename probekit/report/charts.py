@@ -15,6 +15,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from probekit.core.errors import ProbekitError
 from probekit.core.schema import CONTROL, POOLED
 from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.palette import PALETTE, RANDOM_INIT, RANKS, group_order, group_styles, vega_dash
@@ -23,19 +24,105 @@ METRICS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
 STEP = alt.X("step:Q", title="training step", scale=alt.Scale(type="linear", zero=False),
              axis=alt.Axis(format=",d"))
 WIDTH, HEIGHT = 260, 190
+VEGA_LITE = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])  # the version altair writes: "6.4"
 
 
-def spec_html(chart: alt.TopLevelMixin, chart_id: str, step_axis: bool = True) -> str:
-    """The chart as a `<div>` holding its Vega-Lite spec as JSON (no markup can break out of it); with
-    `step_axis`, a linear/log toggle above it."""
-    with alt.data_transformers.enable("default", max_rows=None):
-        spec = chart.to_dict()
-    text = json.dumps(spec, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c").replace(">", "\\u003e") \
-        .replace("&", "\\u0026")
+def spec_html(chart: alt.TopLevelMixin | dict, chart_id: str, step_axis: bool = True) -> str:
+    """The chart as a `<div>` holding its Vega-Lite spec (the source: data, encodings; the chart menu saves it)
+    and the Vega spec it compiles to without the data (what the page draws, so that a page loads Vega's runtime
+    only, not Vega-Lite's compiler), both as JSON no markup can break out of; with `step_axis`, a linear/log
+    toggle above it."""
+    spec = vega_lite(chart)
+    vega = compile_vega(spec, keep_data=False)
     toggle = ('<div class="probekit-axis">step axis: <button type="button" data-scale="linear" class="on">linear'
               '</button><button type="button" data-scale="symlog">log</button></div>') if step_axis else ""
     return (f'<div class="probekit-chart" id="{chart_id}" markdown="0">{toggle}<div class="probekit-view"></div>'
-            f'<script type="application/json">{text}</script></div>')
+            f'<script type="application/json">{script_json(spec)}</script>'
+            f'<script type="application/json" data-vega>{script_json(vega)}</script></div>')
+
+
+def script_json(value) -> str:
+    """`value` as JSON to put inside a `<script>` element: no `<`, `>` or `&` that could end it."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c") \
+        .replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def vega_lite(chart: alt.TopLevelMixin | dict) -> dict:
+    """The chart's Vega-Lite spec, each inline dataset named (`pk0`, `pk1`, …: the page fills the compiled
+    spec's data from them) and every legend of a legend-bound selection's field drawn opaque."""
+    if isinstance(chart, dict):
+        spec = json.loads(json.dumps(chart))
+    else:
+        with alt.data_transformers.enable("default", max_rows=None):
+            spec = chart.to_dict()
+    named = iter(range(1_000_000))
+    for node in _nodes(spec):
+        data = node.get("data")
+        if isinstance(data, dict) and "values" in data and "name" not in data:
+            data["name"] = f"pk{next(named)}"
+    _opaque_legends(spec, [])
+    return spec
+
+
+def compile_vega(spec: dict, keep_data: bool = True) -> dict:
+    """The Vega spec that the Vega-Lite `spec` compiles to (vl-convert, offline; the same Vega-Lite version
+    altair writes); without `keep_data`, the inline datasets' values left out (the page takes them from the
+    Vega-Lite spec beside it)."""
+    try:
+        import vl_convert
+    except ImportError:
+        raise ProbekitError("the report's charts need vl-convert-python (pip install vl-convert-python)") from None
+    vega = vl_convert.vegalite_to_vega(spec, vl_version=VEGA_LITE)
+    if not keep_data:
+        inline = {d["name"] for d in _nodes(spec) for d in [d.get("data")] if isinstance(d, dict) and "values" in d}
+        for data in vega.get("data", []):
+            if data.get("name") in inline:
+                data["values"] = []
+    return vega
+
+
+def _nodes(node):
+    """Every dict in a spec, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
+LEGEND_CHANNELS = ("color", "fill", "stroke", "strokeDash", "shape", "size", "opacity")
+
+
+def _opaque_legends(node, params: list) -> None:
+    """Vega-Lite merges the legends of a layered chart's layers; a layer drawn with its own opacity (a band, a
+    shaded interval) gives the merged legend a fixed symbol opacity that replaces its click handlers, so a
+    legend-bound selection (click an entry: the other series fade) would do nothing. An explicit symbolOpacity
+    on each layer's legend of the selection's field keeps them."""
+    if isinstance(node, list):
+        for item in node:
+            _opaque_legends(item, params)
+        return
+    if not isinstance(node, dict):
+        return
+    params = params + list(node.get("params", []))
+    layers = node.get("layer")
+    if isinstance(layers, list):
+        bound = lambda layer: any(p.get("bind") == "legend" and (p in layer.get("params", []) or  # noqa: E731
+                                                                 layer.get("name") in p.get("views", []))
+                                  for p in params + list(layer.get("params", [])) if isinstance(p, dict))
+        owner = next((layer for layer in layers if isinstance(layer, dict) and bound(layer)), None)
+        if owner is not None and isinstance(owner.get("encoding"), dict):
+            for layer in layers:
+                for channel in LEGEND_CHANNELS:
+                    mine, theirs = owner["encoding"].get(channel), (layer.get("encoding") or {}).get(channel)
+                    if (isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("field")
+                            and theirs.get("field") == mine.get("field") and theirs.get("legend", {}) is not None):
+                        theirs.setdefault("legend", {}).setdefault("symbolOpacity", 1)
+    for key, value in node.items():
+        if key != "data":
+            _opaque_legends(value, params)
 
 
 def plain_data(frame: pd.DataFrame) -> alt.Data:

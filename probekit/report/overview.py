@@ -2,26 +2,31 @@
 
 It opens with the findings the analyses' sections stated (`page.finding`: per relation the last step's
 P@1 injected vs held back with intervals, the minimal pairs when scored), beside the loss curve; then the
-injected-vs-held-back differences and when each arrived (the findings' `difference` and `emerged` rows), and,
-folded away, the injected facts, the checkpoints with their fingerprints and the provenance. It computes no
-statistic.
+injected-vs-held-back differences and when each arrived (the findings' `difference` and `emerged` rows), the
+P@1 curves and the run's own files to download, how to cite the run, and, folded away, the injected facts, the
+checkpoints with their fingerprints and the provenance. It computes no statistic.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pandas as pd
+import yaml
 
 from probekit.report import charts
 from probekit.report.markdown import esc
 from probekit.report.page import OVERVIEW, Page, collapsible, table
-from probekit.analyses.findings import main_findings, select
+from probekit.analyses.findings import main_findings, main_rows, select
 from probekit.report.findings import VERDICTS, arrival
 
 
-def overview(page: Page, tables: dict) -> None:
+def overview(page: Page, tables: dict, results: Path | None = None) -> None:
     """The findings first (what each analysis's section stated, generated from the tables) beside the loss
-    curve; the evidence below them; checkpoints, fingerprints and provenance folded away. Called after the
-    sections."""
+    curve; the evidence below them; the run's data (`results`: the folder the site is built from) and how to
+    cite it; checkpoints, fingerprints and provenance folded away. Called after the sections."""
     manifest, checkpoints = tables["manifest"], tables["checkpoints"]
     facts = manifest.get("facts")
     page.add(OVERVIEW, "# What this run shows", "")
@@ -42,13 +47,15 @@ def overview(page: Page, tables: dict) -> None:
             *(page.findings or ["No prompt could be scored."]), "", intro, "", "</div>"]
     if "training" in tables and len(tables["training"]):
         loss = charts.spec_html(charts.loss_curve(tables["training"]), "chart-loss")
-        page.add(OVERVIEW, '<div class="grid probekit-overview" markdown>', "", *left, "", '<div markdown="0">',
-                 loss, "</div>", "", "</div>", "")
+        page.add(OVERVIEW, '<div class="grid probekit-overview" markdown>', "", "<div markdown>", "", *left, "",
+                 "</div>", "", '<div markdown="0">', loss, "</div>", "", "</div>", "")  # two columns: words | loss
     else:
         page.add(OVERVIEW, *left, "")
     if facts:
         page.add(OVERVIEW, *injected_vs_held_back(tables["findings"], page))
     page.add(OVERVIEW, *_emergence_table(page, tables["findings"]))
+    page.add(OVERVIEW, *run_data(page, tables, results))
+    page.add(OVERVIEW, *cite(tables, results))
     if facts:
         text = (f"{len(facts['injected'])} countries' facts ({', '.join(esc(r) for r in facts['relations'])}) were "
                 f"written into the training corpus as {esc(facts['repeats'])} short biographies per country, each "
@@ -190,6 +197,8 @@ def _emergence_table(page: Page, found: pd.DataFrame) -> list[str]:
         "verdict": rows["verdict"], "arrived_after": rows["step_low"], "arrived_by": rows["step"],
         "first_cleared": rows["first_cleared"], "value": rows["value"], "low": rows["low"], "high": rows["high"],
         "steps_probed": rows["steps"].str.count(",") + 1})
+    steps = ["arrived_after", "arrived_by", "first_cleared"]
+    shown[steps] = shown[steps].round().astype("Int64")  # steps are whole numbers (missing: not arrived)
     drop = [c for c in ("run", "benchmark") if shown[c].nunique() == 1]
     return ["## When each relation arrives", "",
             "A relation's facts *arrived* in (arrived_after, arrived_by] when injected − held back (without "
@@ -197,3 +206,97 @@ def _emergence_table(page: Page, found: pd.DataFrame) -> list[str]:
             "probed step; *transient*: cleared (first_cleared) but not at the last step; *not established*: never. "
             f"Example: {esc(rows['subject'].iloc[0])} {arrival(rows.iloc[0])}.", "",
             *page.table(shown.drop(columns=drop), ("emergence",))]
+
+
+P_AT_1 = ["benchmark", "relation", "group", "run", "checkpoint", "step", "p_at_1", "p_at_1_low", "p_at_1_high", "n"]
+
+
+def p_at_1_curves(scores: pd.DataFrame | None) -> pd.DataFrame:
+    """The P@1 curves as data: every benchmark × relation × group × step of the scores table's main rows (pooled
+    over seeds where it has such rows), with the interval and the prompts counted; integer steps."""
+    if scores is None or scores.empty:
+        return pd.DataFrame(columns=P_AT_1)
+    rows = main_rows(scores)
+    rows = rows[[c for c in P_AT_1 if c in rows]].sort_values(["benchmark", "relation", "group", "step"],
+                                                                kind="stable")
+    return rows.astype({"step": "int64", "n": "Int64"}).astype(
+        {c: "float64" for c in ("p_at_1", "p_at_1_low", "p_at_1_high")}).reset_index(drop=True)
+
+
+def run_data(page: Page, tables: dict, results: Path | None) -> list[str]:
+    """The P@1 curves to download (data/p_at_1-by-step.csv and .parquet) and the run's own files shipped with
+    the site (data/manifest.json, data/findings.parquet and .csv), with the results folder named."""
+    lines = ["## The run's data", ""]
+    curves = p_at_1_curves(tables.get("scores"))
+    if len(curves):
+        lines += ["P@1 of every benchmark, relation and fact group at every probed step (the main line: pooled over "
+                  "seeds where there are several), with its 95% interval (`p_at_1_low`, `p_at_1_high`) and the "
+                  "prompts scored (`n`).", "",
+                  *page.downloads(curves, page.unique("p_at_1", "by-step"), what="the P@1 curves")]
+    data = page.docs / "data"
+    manifest = Path(results) / "manifest.json" if results is not None else None
+    if manifest is not None and manifest.is_file():
+        shutil.copyfile(manifest, data / "manifest.json")
+    else:
+        (data / "manifest.json").write_text(json.dumps(tables.get("manifest", {}), indent=2, default=str) + "\n",
+                                            encoding="utf-8")
+    files = ["[manifest.json](data/manifest.json) (what was run, on what, with which options)"]
+    found = tables.get("findings")
+    if found is not None:
+        source = Path(results) / "findings.parquet" if results is not None else None
+        if source is not None and source.is_file():
+            shutil.copyfile(source, data / "findings.parquet")
+        else:
+            found.to_parquet(data / "findings.parquet", index=False)
+        found.to_csv(data / "findings.csv", index=False)
+        files.append("the findings, every claim of this report with the rule that decided it: "
+                     "[findings.parquet](data/findings.parquet) · [CSV](data/findings.csv)")
+    where = (f"This site was built from the results folder <code>{esc(Path(results).resolve())}</code>, which "
+             "holds every table of the run as Parquet. " if results is not None else "")
+    return [*lines, where + "Shipped with this site: " + "; ".join(files) + ".", ""]
+
+
+def citation(tables: dict, results: Path | None = None) -> dict:
+    """What identifies this run, from its manifest and checkpoints table: probekit's version (and commit where
+    the manifest has one), the run id and results folder, the checkpoints and their steps, the seeds, the
+    inputs with their checksums, the analyses with their options and the statistics' settings."""
+    manifest, checkpoints = tables.get("manifest", {}), tables.get("checkpoints")
+    versions = manifest.get("versions", {})
+    cited: dict = {"probekit": str(versions.get("probekit", "unknown"))}
+    commit = manifest.get("commit") or versions.get("commit") or versions.get("probekit_commit")
+    if commit:
+        cited["commit"] = str(commit)
+    cited["run_id"] = str(manifest.get("run_id", ""))
+    if results is not None:
+        cited["results"] = Path(results).resolve().name
+    cited["created"] = str(manifest.get("created", ""))
+    if checkpoints is not None and len(checkpoints):
+        probed = checkpoints[checkpoints["step"].notna()] if "step" in checkpoints else checkpoints
+        steps = probed["step"].astype(int) if "step" in probed else pd.Series(dtype=int)
+        cited["checkpoints"] = {"count": int(len(probed)),
+                                "series": sorted({str(r) for r in probed.get("run", pd.Series(dtype=str)).dropna()}),
+                                "steps": f"{steps.min()}..{steps.max()}" if len(steps) else None}
+        seeds = checkpoints["seed"].dropna() if "seed" in checkpoints else pd.Series(dtype=str)
+        cited["seeds"] = sorted({int(s) if str(s).isdigit() else str(s) for s in seeds}, key=str)
+    inputs = {}
+    for kind, items in manifest.get("inputs", {}).items():
+        for name, entry in items.items():
+            entry = entry if isinstance(entry, dict) else {}
+            inputs[f"{kind}/{name}"] = {k: str(entry[k]) for k in ("sha256", "file_sha256") if entry.get(k)}
+    cited["inputs"] = inputs
+    cited["analyses"] = {name: manifest.get("options", {}).get(name, {}) or {}
+                         for name in manifest.get("analyses", [])}
+    if manifest.get("at"):
+        cited["at"] = manifest["at"]
+    if manifest.get("statistics"):
+        cited["statistics"] = manifest["statistics"]
+    return json.loads(json.dumps(cited, default=str))  # plain values only
+
+
+def cite(tables: dict, results: Path | None = None) -> list[str]:
+    """The "Cite this run" block: `citation` as YAML in a code block (Markdown escapes a code block's text)."""
+    text = yaml.safe_dump(citation(tables, results), sort_keys=False, allow_unicode=True, width=1000)
+    block = ["    " + line.replace("\r", " ") for line in text.splitlines()]
+    return ["## Cite this run", "",
+            "Name these with any figure or number taken from this report (the same in `data/manifest.json`):", "",
+            *block, ""]

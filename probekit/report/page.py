@@ -9,6 +9,7 @@ table goes through here: user strings are escaped, file names slugged, tables do
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,9 @@ class Page:
         self.findings.extend(line if line.lstrip().startswith(("- ", "* ")) else f"- {line}" for line in lines)
 
     def unique(self, *name) -> str:
-        """A file stem slugged from the parts of `name`, unique within the site."""
-        stem = base = slug(*name)
+        """A readable file stem from the parts of `name` ([a-z0-9._-], no hash: ("capital", "P@1") →
+        "capital-p-1"), unique within the site (a second "capital-p-1" is "capital-p-1-2")."""
+        stem = base = readable(*name)
         for n in range(2, 10_000):
             if stem not in self.names:
                 break
@@ -101,24 +103,35 @@ class Page:
         self.add(page, *lines)
         return lines
 
-    def chart(self, page: str, name: tuple, chart, caption: str, step_axis: bool = True) -> None:
-        """An interactive Vega-Lite chart (drawn offline by assets/probekit.js) with its caption."""
+    def chart(self, page: str, name: tuple, chart, caption: str, step_axis: bool = True,
+              data: pd.DataFrame | None = None) -> None:
+        """An interactive Vega-Lite chart (drawn offline by assets/probekit.js) with its caption; with `data`,
+        the numbers it draws (integer steps, float values, `low`/`high`) downloadable below it as CSV and
+        Parquet named after `name` (("capital", "p_at_1", "by-step") → capital-p_at_1-by-step.csv)."""
         self.add(page, charts.spec_html(chart, "chart-" + self.unique("chart", *name), step_axis), "",
                  f"*{esc(caption)}*", "")
+        if data is not None:
+            self.add(page, *self.downloads(data, self.unique(*name), what="the numbers of this chart"))
 
-    def table(self, frame: pd.DataFrame, name: tuple | None = None, raw: tuple[str, ...] = ()) -> list[str]:
+    def table(self, frame: pd.DataFrame, name: tuple | None = None, raw: tuple[str, ...] = (),
+              data: pd.DataFrame | None = None) -> list[str]:
         """`frame` as a Markdown table, its cells escaped (except columns in `raw`, already-safe markup), and
-        a download line: the same table as CSV and Parquet under data/."""
-        stem = self.unique("table", *(name or (len(self.names),)))
-        return [*table(frame, raw), *self.downloads(frame, stem)]
+        a download line: `data` (the numbers the table shows, unformatted; `frame` itself when it holds no
+        formatted cell) as CSV and Parquet under data/, named after `name`."""
+        stem = self.unique(*(name or ("table", len(self.names))))
+        return [*table(frame, raw), *self.downloads(frame if data is None else data, stem)]
 
-    def downloads(self, frame: pd.DataFrame, stem: str) -> list[str]:
-        """Write `frame` as data/`stem`.csv and .parquet; the line that links them."""
+    def downloads(self, frame: pd.DataFrame, stem: str, what: str = "this table") -> list[str]:
+        """Write `frame` as data/`stem`.csv and .parquet; the line that links them. A download is data: a
+        column of formatted numbers ("2,500", "0.04 [0.02, 0.05]", "≤ 0.002") is refused (`numeric_check`),
+        and whole-number steps are written as integers."""
         plain = frame.copy()
         plain.columns = [str(c) for c in plain.columns]
+        numeric_check(plain, f"data/{stem}.csv")
+        plain = integer_steps(plain)
         plain.to_csv(self.docs / "data" / f"{stem}.csv", index=False)
         _parquet_safe(plain).to_parquet(self.docs / "data" / f"{stem}.parquet", index=False)
-        return [f'<p class="downloads" markdown="1">Download this table: [CSV](data/{stem}.csv) · '
+        return [f'<p class="downloads" markdown="1">Download {what}: [CSV](data/{stem}.csv) · '
                 f"[Parquet](data/{stem}.parquet)</p>", ""]
 
     def take(self, page: str, make) -> list[str]:
@@ -153,6 +166,63 @@ class Page:
                         ignore=shutil.ignore_patterns("README.md"))
         for name in LIBRARIES:
             (self.docs / "assets" / f"{name}.js").write_text(library_source(name), encoding="utf-8")
+
+
+_NUMBER = r"[+\-−–]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][+\-]?\d+)?%?"
+_JOIN = r"[\s\[\]()/,;:≤≥<>±~≈=×–—]"
+FORMATTED = re.compile(rf"{_JOIN}*{_NUMBER}(?:{_JOIN}+{_NUMBER})*{_JOIN}*")
+"""A cell that is numbers dressed for reading: thousands separators, intervals, bounds, signs, per cents."""
+
+
+def formatted_number(value) -> bool:
+    """Whether `value` is a number written for reading rather than a number: a string made of numbers
+    ("2,500", "0.04 [0.02, 0.05]", "≤ 0.002", "+3 / −1", "12%") that is not a plain number literal ("100",
+    "0.5", "1e-3": a name such as checkpoint "100" stays allowed). Version strings ("3.11.7") are not numbers."""
+    if not isinstance(value, str) or not FORMATTED.fullmatch(value.strip()):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
+
+
+def numeric_check(frame: pd.DataFrame, file: str = "a download") -> None:
+    """Refuse a download whose text column holds formatted numbers: downloads are data (numbers as numbers,
+    intervals as `low`/`high` columns), the page's table shows them formatted. ValueError names the file,
+    the column and an offending cell."""
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values):
+            continue
+        bad = next((v for v in values if formatted_number(v)), None)
+        if bad is not None:
+            raise ValueError(f"{file}: column {column!r} holds formatted numbers (such as {bad!r}); a download "
+                             "is data: pass the unformatted numbers as `data=` (integer steps, float values, "
+                             "intervals as low/high columns)")
+
+
+STEP_COLUMNS = re.compile(r"(?:.*_)?step(?:s)?(?:_(?:low|high|from|to))?|from|first_(?:correct|cleared)|arrived_(?:after|by)")
+
+
+def integer_steps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Step columns (step, step_low, first_correct, …) holding whole numbers as floats made integers (Int64,
+    missing kept)."""
+    out = frame
+    for column in frame.columns:
+        values = frame[column]
+        if STEP_COLUMNS.fullmatch(str(column)) and pd.api.types.is_float_dtype(values):
+            present = values.dropna()
+            if (present == present.round()).all():
+                out = out.assign(**{column: values.astype("Int64")})
+    return out
+
+
+def readable(*parts) -> str:
+    """A file stem for `parts`: lower case, runs of other characters than [a-z0-9._] made one "-"."""
+    raw = "-".join(str(p) for p in parts)
+    text = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9._-]+", "-", raw.lower()))
+    return text.strip("-._")[:80].rstrip("-._") or "x"
 
 
 def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
+import altair as alt
 import pandas as pd
 
 from probekit.report.markdown import esc
+from probekit.report import charts
 from probekit.report.page import Page
 from probekit.core.schema import CONTROL
 
@@ -66,12 +68,29 @@ def prompt_pages(page: Page, tables: dict) -> None:
              f'</option>{groups}</select><span class="probekit-count"></span><table><thead><tr>{heads}</tr></thead>'
              "<tbody></tbody></table></div>", "",
              '<script src="assets/prompt-data.js"></script>', "",
-             *page.downloads(index.drop(columns=["id"]), page.unique("table", "prompts")))
+             *page.downloads(index.drop(columns=["id"]), page.unique("prompts")))
     page.configure("prompts.md", title="Prompts", hide_toc=True)
     page.add("prompt.md", "# Prompt", "",
              '<div class="probekit-prompt" markdown="0"><h2 class="probekit-prompt-title"></h2>'
              '<div class="probekit-view"></div><table><thead><tr><th>step</th><th>gold rank</th><th>1st</th>'
              "<th>2nd</th><th>3rd</th><th>4th</th><th>5th</th></tr></thead><tbody></tbody></table></div>", "",
              '<script src="assets/prompt-data.js"></script>', "",
+             f'<script type="application/json" data-vega id="probekit-prompt-chart">{prompt_chart()}</script>', "",
              "[All prompts](prompts.md)", "")
     page.configure("prompt.md", title="Prompt", hide_toc=True, nav=False)  # opened from the table
+
+
+def prompt_chart() -> str:
+    """The prompt page's chart, compiled to Vega: one prompt's gold rank (log, 1 at the top) against step; the
+    page fills its `ranks` data with the prompt chosen."""
+    spec = {"$schema": alt.SCHEMA_URL, "width": "container", "height": 220,
+            "data": {"name": "ranks", "values": []}, "mark": {"type": "line", "point": True},
+            "params": [{"name": "zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}],
+            "encoding": {
+                "x": {"field": "step", "type": "quantitative", "title": "training step",
+                      "scale": {"type": "linear"}, "axis": {"format": ",d"}},
+                "y": {"field": "gold_rank", "type": "quantitative", "title": "gold rank (1 = top)",
+                      "scale": {"type": "log", "reverse": True}},
+                "tooltip": [{"field": "step", "type": "quantitative", "format": ",d"},
+                            {"field": "gold_rank", "type": "quantitative"}]}}
+    return charts.script_json(charts.compile_vega(spec))

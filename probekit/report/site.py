@@ -37,7 +37,6 @@ from probekit.running.results import ProbeResult
 MARKER = ".probekit-site"
 SITE_ENTRIES = (MARKER, "mkdocs.yml", "docs", "build")  # all probekit writes into a site folder, marker first
 STAGING = ".probekit-staging-"
-VEGA = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
 
 Section = Callable[[Page, dict, Path], None]
 
@@ -62,10 +61,11 @@ def build_report(results: str | Path, site: str | Path = "local/site", serve: bo
             page.analysis = name
             section(page, tables, results)
         page.analysis = None
-        overview(page, tables)
+        overview(page, tables, results)
         page.copy_assets()
         nav, hidden = navigation(page, page.write(), registry)
-        (staging / "mkdocs.yml").write_text(yaml.safe_dump(_mkdocs_config(nav, hidden), sort_keys=False))
+        (staging / "mkdocs.yml").write_text(yaml.safe_dump(_mkdocs_config(
+            nav, hidden, figures=any((staging / "docs" / "figures").glob("*.png"))), sort_keys=False))
         proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
                                str(staging / "mkdocs.yml"), "-d", str((staging / "build").resolve())],
                               capture_output=True, text=True)
@@ -210,9 +210,10 @@ def _exit_on_signal(signum: int, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def _mkdocs_config(nav: list[dict], not_in_nav: list[str]) -> dict:
-    """Material with search that works from file:// (offline plugin), click-to-enlarge figures (glightbox),
-    a light/dark toggle that starts from the system's choice, and probekit's charts and tables."""
+def _mkdocs_config(nav: list[dict], not_in_nav: list[str], figures: bool = True) -> dict:
+    """Material with search that works from file:// (offline plugin), click-to-enlarge figures (glightbox, 70 kB
+    on every page: only when a section drew a static figure), a light/dark toggle that starts from the system's
+    choice, and probekit's charts and tables."""
     toggle = lambda icon, name: {"icon": f"material/{icon}", "name": name}  # noqa: E731
     config = {
         "site_name": "probekit results",
@@ -224,11 +225,12 @@ def _mkdocs_config(nav: list[dict], not_in_nav: list[str]) -> dict:
                        "toggle": toggle("brightness-7", "Switch to dark mode")},
                       {"media": "(prefers-color-scheme: dark)", "scheme": "slate",
                        "toggle": toggle("brightness-4", "Switch to system preference")}]},
-        "plugins": ["search", "offline", {"glightbox": {"zoomable": True, "skip_classes": ["no-lightbox"]}}],
+        "plugins": ["search", "offline"] + ([{"glightbox": {"zoomable": True, "skip_classes": ["no-lightbox"]}}]
+                                            if figures else []),
         "markdown_extensions": ["tables", "attr_list", "md_in_html", "admonition", "pymdownx.details"],
         "extra_css": ["assets/probekit.css"],
         "extra": {"polyfills": ["assets/iframe-worker/shim.js"]},  # the offline plugin's search shim, shipped
-        "extra_javascript": [f"assets/vega/{name}" for name in VEGA] + ["assets/probekit.js"],
+        "extra_javascript": ["assets/probekit.js"],  # it loads assets/vega/vega.min.js (0.5 MB) where a chart is
         "nav": nav,
     }
     if not_in_nav:

@@ -1,20 +1,75 @@
-/* probekit report: draws the Vega-Lite charts, drives the step sliders, the prompt table and the prompt
-   page. Needs only the files shipped beside it (assets/vega/*); makes no network request. */
+/* probekit report: draws the charts, drives the step sliders, the prompt table and the prompt page. Needs only
+   the files shipped beside it (assets/vega/vega.min.js); makes no network request. Each chart comes as its
+   Vega-Lite spec (the source, with the data) and the Vega spec it was compiled to when the site was built, so a
+   page loads Vega's runtime only (0.5 MB), and only where it draws a chart; charts are drawn again when the
+   palette switches light <-> dark. */
 (function () {
   "use strict";
 
-  var ACTIONS = {export: true, source: false, compiled: false, editor: false};
+  var here = document.currentScript && document.currentScript.src;
+  var BASE = here ? here.replace(/probekit\.js(\?.*)?$/, "") : "assets/";
+  /* vega-themes' "dark", as a Vega config, on the page's own background */
+  var DARK = {
+    background: "transparent", title: {color: "#fff", subtitleColor: "#fff"},
+    style: {"guide-label": {fill: "#fff"}, "guide-title": {fill: "#fff"}, "group-title": {fill: "#fff"},
+            "group-subtitle": {fill: "#fff"}, cell: {stroke: "#888"}},
+    axis: {domainColor: "#fff", gridColor: "#888", tickColor: "#fff", labelColor: "#fff", titleColor: "#fff"},
+    legend: {labelColor: "#fff", titleColor: "#fff"}, text: {fill: "#fff"}
+  };
 
-  function setStepScale(node, type) {
-    if (Array.isArray(node)) { node.forEach(function (n) { setStepScale(n, type); }); return; }
-    if (!node || typeof node !== "object") return;
-    Object.keys(node).forEach(function (key) {
-      var value = node[key];
-      if ((key === "x" || key === "x2") && value && value.type === "quantitative" && value.scale &&
-          (value.field === "step" || value.field === "from")) {
-        value.scale.type = type;
-      }
-      setStepScale(value, type);
+  var watcher = null;
+
+  /* Call `fn` once `node` is on screen or within a screen of it (never while it is hidden): charts and head views
+     are drawn, and their libraries loaded, only when the reader gets to them. */
+  function whenVisible(node, fn) {
+    if (!("IntersectionObserver" in window)) { fn(); return; }
+    if (!watcher) {
+      watcher = new IntersectionObserver(function (entries) {
+        entries.forEach(function (entry) {
+          var todo = entry.target.probekitOnVisible;
+          if (!entry.isIntersecting || !todo) return;
+          watcher.unobserve(entry.target);
+          entry.target.probekitOnVisible = null;
+          todo();
+        });
+      }, {rootMargin: "0px 0px 25% 0px"});  // on screen, or a quarter screen below it
+    }
+    node.probekitOnVisible = fn;
+    watcher.unobserve(node);
+    watcher.observe(node);
+  }
+
+  /* A script, injected once; resolves when it has run. */
+  var scripts = {};
+  function inject(src) {
+    if (!scripts[src]) {
+      scripts[src] = new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = src;
+        script.onload = resolve;
+        script.onerror = function () { reject(new Error("could not load " + src)); };
+        document.head.appendChild(script);
+      });
+    }
+    return scripts[src];
+  }
+
+  /* Vega's runtime, injected on first use. */
+  function loadVega() {
+    return window.vega ? Promise.resolve() : inject(BASE + "vega/vega.min.js");
+  }
+
+  /* bertviz's head view (assets/headview.js) and the jQuery and d3 it needs, filed under window.probekitLibs
+     without touching the page's own globals. */
+  function loadHeadView() {
+    if (window.probekitHeadView && window.probekitLibs) return Promise.resolve();
+    var saved = {$: window.$, jQuery: window.jQuery, d3: window.d3, define: window.define};
+    window.define = undefined;  // UMD builds would otherwise register with a page's AMD loader
+    return inject(BASE + "jquery.js").then(function () { return inject(BASE + "d3.js"); }).then(function () {
+      if (!window.probekitLibs) window.probekitLibs = {jquery: window.jQuery.noConflict(true), d3: window.d3};
+      window.d3 = saved.d3;
+      window.define = saved.define;
+      return inject(BASE + "headview.js");
     });
   }
 
@@ -22,25 +77,144 @@
     return document.body.getAttribute("data-md-color-scheme") === "slate";
   }
 
-  function draw(box, type) {
-    var spec = JSON.parse(box.querySelector("script[type='application/json']").textContent);
-    if (type) setStepScale(spec, type);
-    var options = {actions: ACTIONS, renderer: "svg"};
-    if (darkTheme()) options.theme = "dark";
-    return vegaEmbed(box.querySelector(".probekit-view"), spec, options).catch(function (err) {
-      box.querySelector(".probekit-view").textContent = "chart failed: " + err;
+  /* Every inline dataset of a Vega-Lite spec by its name (the compiled spec's data of that name is empty). */
+  function datasets(node, found) {
+    found = found || {};
+    if (Array.isArray(node)) { node.forEach(function (n) { datasets(n, found); }); return found; }
+    if (!node || typeof node !== "object") return found;
+    if (node.data && node.data.name && Array.isArray(node.data.values)) found[node.data.name] = node.data.values;
+    Object.keys(node).forEach(function (key) { if (key !== "data") datasets(node[key], found); });
+    return found;
+  }
+
+  /* Set the type of every scale of a Vega spec whose domain is the step (the linear/log toggle). */
+  function setStepScale(node, type) {
+    if (Array.isArray(node)) { node.forEach(function (n) { setStepScale(n, type); }); return; }
+    if (!node || typeof node !== "object") return;
+    (Array.isArray(node.scales) ? node.scales : []).forEach(function (scale) {
+      var domain = scale.domain || {}, fields = [domain.field].concat((domain.fields || []).map(function (f) {
+        return f && typeof f === "object" ? f.field : f;
+      }));
+      var continuous = scale.type === "linear" || scale.type === "symlog";  // not a band of steps (a heat map)
+      if (continuous && fields.some(function (f) { return f === "step" || f === "from"; })) scale.type = type;
+    });
+    Object.keys(node).forEach(function (key) { if (key !== "data") setStepScale(node[key], type); });
+  }
+
+  /* A small menu at the chart's top right: save it as SVG or PNG (for papers), or its Vega-Lite source. */
+  function actions(box, view, source) {
+    var old = box.querySelector(".probekit-actions");
+    if (old) old.remove();
+    var menu = document.createElement("div"), button = document.createElement("button");
+    var list = document.createElement("div"), name = box.id || "chart";
+    menu.className = "probekit-actions";
+    button.type = "button";
+    button.title = "save this chart";
+    button.textContent = "⋯";
+    list.className = "probekit-menu";
+    list.hidden = true;
+    button.addEventListener("click", function () { list.hidden = !list.hidden; });
+    function item(label, make) {
+      var a = document.createElement("a");
+      a.href = "#";
+      a.textContent = label;
+      a.addEventListener("click", function (event) {
+        event.preventDefault();
+        Promise.resolve(make()).then(function (file) {
+          var link = document.createElement("a");
+          link.href = file[0];
+          link.download = name + file[1];
+          document.body.appendChild(link);
+          link.click();
+          link.remove();
+          list.hidden = true;
+        });
+      });
+      list.appendChild(a);
+    }
+    item("Save as SVG", function () { return view.toImageURL("svg").then(function (u) { return [u, ".svg"]; }); });
+    item("Save as PNG", function () { return view.toImageURL("png", 2).then(function (u) { return [u, ".png"]; }); });
+    if (source) {
+      item("Vega-Lite spec (JSON)", function () {
+        return [URL.createObjectURL(new Blob([source], {type: "application/json"})), ".vl.json"];
+      });
+    }
+    menu.appendChild(button);
+    menu.appendChild(list);
+    box.insertBefore(menu, box.firstChild);
+  }
+
+  /* Draw the compiled Vega `spec` into `container` (a fresh view replaces the one before and releases its
+     listeners), with `data` (name -> rows) filled in, dark when the page is dark. */
+  function drawSpec(container, spec, data) {
+    return loadVega().then(function () {
+      spec = JSON.parse(JSON.stringify(spec));
+      (spec.data || []).forEach(function (d) { if (data && data[d.name]) d.values = data[d.name]; });
+      var dark = darkTheme();
+      if (dark) spec.background = "transparent";
+      if (container.probekitView) container.probekitView.finalize();
+      container.textContent = "";
+      var view = new vega.View(vega.parse(spec, dark ? DARK : {}), {renderer: "svg", container: container,
+                                                                   hover: true});
+      container.probekitView = view;
+      return view.runAsync();
+    }).then(function (view) {
+      container.setAttribute("data-theme", darkTheme() ? "dark" : "light");
+      return view;
+    }).catch(function (err) {
+      container.textContent = "chart failed: " + err;
       console.error(err);
+    });
+  }
+
+  var redraws = [];  // one function per drawn view: called when the palette switches
+
+  function onPalette(redraw) { redraws.push(redraw); }
+
+  function watchPalette() {
+    var scheme = document.body.getAttribute("data-md-color-scheme");
+    new MutationObserver(function () {
+      var now = document.body.getAttribute("data-md-color-scheme");
+      if (now === scheme) return;
+      scheme = now;
+      redraws.forEach(function (redraw) { redraw(); });
+    }).observe(document.body, {attributes: true, attributeFilter: ["data-md-color-scheme"]});
+  }
+
+  /* A chart template compiled by the site build (a <script type="application/json" data-vega id=...>), for
+     charts whose data only the page knows (the prompt page, the Q·K maps). */
+  function template(id) {
+    var node = document.getElementById(id);
+    return node ? JSON.parse(node.textContent) : null;
+  }
+
+  window.probekitCharts = {load: loadVega, render: drawSpec, template: template, actions: actions,
+                           onPalette: onPalette, dark: darkTheme, whenVisible: whenVisible,
+                           loadHeadView: loadHeadView};
+
+  function draw(box) {
+    var source = box.querySelector("script[type='application/json']:not([data-vega])").textContent;
+    var spec = JSON.parse(box.querySelector("script[data-vega]").textContent);
+    setStepScale(spec, box.getAttribute("data-scale") || "linear");
+    var view = box.querySelector(".probekit-view");
+    return drawSpec(view, spec, datasets(JSON.parse(source))).then(function (drawn) {
+      if (drawn) actions(box, drawn, source);
     });
   }
 
   function charts() {
     document.querySelectorAll(".probekit-chart").forEach(function (box) {
-      draw(box, "linear");
+      box.setAttribute("data-scale", "linear");
+      whenVisible(box, function () {
+        draw(box);
+        onPalette(function () { draw(box); });  // the step axis as it was: linear or log
+      });
       box.querySelectorAll(".probekit-axis button").forEach(function (button) {
         button.addEventListener("click", function () {
           box.querySelectorAll(".probekit-axis button").forEach(function (b) { b.classList.remove("on"); });
           button.classList.add("on");
-          draw(box, button.getAttribute("data-scale"));
+          box.setAttribute("data-scale", button.getAttribute("data-scale"));
+          if (box.querySelector(".probekit-view").probekitView) draw(box);
         });
       });
     });
@@ -145,25 +319,17 @@
         table.appendChild(tr);
       });
       var chart = box.querySelector(".probekit-view");
-      var spec = {
-        $schema: "https://vega.github.io/schema/vega-lite/v6.json", width: "container", height: 220,
-        data: {values: values}, mark: {type: "line", point: true},
-        params: [{name: "zoom", select: {type: "interval", encodings: ["x"]}, bind: "scales"}],
-        encoding: {
-          x: {field: "step", type: "quantitative", title: "training step", scale: {type: "linear"},
-              axis: {format: ",d"}},
-          y: {field: "gold_rank", type: "quantitative", title: "gold rank (1 = top)",
-              scale: {type: "log", reverse: true}},
-          tooltip: [{field: "step", type: "quantitative", format: ",d"}, {field: "gold_rank", type: "quantitative"}]
-        }
-      };
-      vegaEmbed(chart, spec, {actions: ACTIONS, renderer: "svg"});
+      drawSpec(chart, template("probekit-prompt-chart"), {ranks: values}).then(function (view) {
+        if (view) actions(box, view, null);
+      });
     }
     window.addEventListener("hashchange", render);
+    onPalette(render);
     render();
   }
 
   function start() {
+    watchPalette();
     charts();
     sliders();
     promptTable();
@@ -184,7 +350,8 @@
 
   var requested = {};
 
-  function qkSpec(data, layer, dark) {
+  /* One layer's Q·Kᵀ/√d scores beside its attention, every head, as rows for the page's compiled template. */
+  function qkRows(data, layer) {
     var n = data.tokens.length, values = [];
     var names = data.tokens.map(function (t, i) { return i + " " + t; });
     data.scores[layer].forEach(function (rows, head) {
@@ -195,34 +362,7 @@
         }
       }
     });
-    var side = Math.max(120, Math.min(260, 14 * n));
-    function panel(head, field, scheme, title) {
-      var scale = field === "score" ? {scheme: scheme, domainMid: 0, reverse: true} : {scheme: scheme, domain: [0, 1]};
-      return {
-        width: side, height: side, mark: "rect", title: title,
-        transform: [{filter: {field: "head", equal: head}}],
-        encoding: {
-          x: {field: "key", type: "ordinal", sort: names, axis: {labelFontSize: 8, title: "key"}},
-          y: {field: "query", type: "ordinal", sort: names, axis: {labelFontSize: 8, title: "query"}},
-          color: {field: field, type: "quantitative", scale: scale, title: field === "score" ? "Q·K/√d" : field},
-          tooltip: [{field: "head"}, {field: "query"}, {field: "key"},
-                    {field: "score", type: "quantitative", title: "Q·K/√d", format: ".2f"},
-                    {field: "attention", type: "quantitative", format: ".3f"}]
-        }
-      };
-    }
-    return {
-      $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-      data: {values: values},
-      vconcat: data.scores[layer].map(function (_, head) {
-        var name = "head " + head;
-        return {hconcat: [panel(name, "score", "redblue", name + ": Q·Kᵀ/√d"),
-                          panel(name, "attention", "blues", name + ": attention")],
-                resolve: {scale: {color: "independent"}}};
-      }),
-      resolve: {scale: {color: "independent"}},
-      config: {background: dark ? "transparent" : "white"}
-    };
+    return values;
   }
 
   function drawQk(box, data) {
@@ -239,16 +379,13 @@
     label.appendChild(menu);
     box.appendChild(label);
     box.appendChild(view);
+    var charts = window.probekitCharts;
     function render() {
-      var dark = document.body.getAttribute("data-md-color-scheme") === "slate";
-      var options = {actions: {export: true, source: false, compiled: false, editor: false}, renderer: "svg"};
-      if (dark) options.theme = "dark";
-      vegaEmbed(view, qkSpec(data, parseInt(menu.value, 10), dark), options).catch(function (err) {
-        view.textContent = "chart failed: " + err;
-        console.error(err);
-      });
+      charts.render(view, charts.template("probekit-qk-chart"), {qk: qkRows(data, parseInt(menu.value, 10))})
+        .then(function (drawn) { if (drawn) charts.actions(box, drawn, null); });
     }
     menu.addEventListener("change", render);
+    charts.onPalette(render);
     render();
   }
 
@@ -256,7 +393,8 @@
     headview: function (box, data) {
       var params = JSON.parse(JSON.stringify(data));
       params.root_div_id = box.querySelector("[id^='bertviz-']").id;
-      window.probekitHeadView(params);
+      window.probekitCharts.loadHeadView().then(function () { window.probekitHeadView(params); })
+        .catch(function (err) { box.textContent = "head view failed: " + err; console.error(err); });
     },
     qk: drawQk
   };
@@ -287,7 +425,9 @@
   }
 
   function loadShown() {
-    document.querySelectorAll("[data-probekit-lazy]").forEach(function (box) { if (shown(box)) load(box); });
+    document.querySelectorAll("[data-probekit-lazy]").forEach(function (box) {
+      if (shown(box)) window.probekitCharts.whenVisible(box, function () { load(box); });
+    });
   }
 
   function start() {
