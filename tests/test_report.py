@@ -561,11 +561,13 @@ def test_relation_findings_come_from_the_tables():
 
 
 def test_the_nav_is_made_from_the_analyses_sections(site):
-    """Overview first, then each analysis's pages in the run's order; lens and ablation share one page."""
+    """Overview first, then the pages in the order of the story (when, where, details), each group in its own
+    order whatever the run's order; lens and ablation share one page."""
     config = yaml.safe_load((site.parent / "mkdocs.yml").read_text())
-    assert config["nav"] == [{"Overview": "index.md"}, {"Benchmarks": "benchmarks.md"}, {"Prompts": "prompts.md"},
-                             {"What changed": "changes.md"}, {"Logit lens &amp; ablation": "inside.md"},
-                             {"Attention": "attention.md"}, {"Q/K/V": "qkv.md"}]
+    assert config["nav"] == [{"Overview": "index.md"}, {"When": [{"Benchmarks": "benchmarks.md"}]},
+                             {"Where": [{"Logit lens &amp; ablation": "inside.md"}, {"Attention": "attention.md"},
+                                        {"Q/K/V": "qkv.md"}]},
+                             {"Details": [{"Prompts": "prompts.md"}, {"What changed": "changes.md"}]}]
     assert config["not_in_nav"] == "/prompt.md"
     inside = (site.parent / "docs" / "inside.md").read_text()
     assert inside.count("# Logit lens and head ablation") == 1
@@ -778,7 +780,8 @@ def test_choices_have_their_page(tiny_series, tmp_path):
     assert re.search(r"\| capital \| all \| 8 \| 2 \| 0 \| \d\.\d{3} &#91;\d\.\d{3}, \d\.\d{3}&#93; \| 0\.417 \|", page)
     assert re.search(r"\| plural \| all \| 8 \| 1 \| 0 \| .* \| 0\.500 \|", page)  # (1/3 + 1/2) / 2, and 1/2
     nav = yaml.safe_load((tmp_path / "site" / "mkdocs.yml").read_text())["nav"]
-    assert {"Choices": "choices.md"} in nav and (tmp_path / "site" / "build" / "choices.html").is_file()
+    assert {"Choices": "choices.md"} in next(group["When"] for group in nav if "When" in group)
+    assert (tmp_path / "site" / "build" / "choices.html").is_file()
 
 
 def test_figures_draw_a_group_they_have_no_style_for():

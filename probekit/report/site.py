@@ -133,11 +133,20 @@ def resolve(analysis) -> Section:
     return found
 
 
+#: the sidebar in the order of the story: when was it learned, where in the model, did it learn syntax, then
+#: the details; a page not named here (a user analysis's) follows them, in the order its section added it
+STORY = (("When", ("benchmarks.md", "grammar.md", "choices.md", "timeline.md")),
+         ("Where", ("tracing.md", "inside.md", "attention.md", "qkv.md")),
+         ("Syntax", ("syntax.md", "syntax-probes.md")),
+         ("Details", ("prompts.md", "changes.md")))
+
+
 def navigation(page: Page, written: list[str], registry: dict) -> tuple[list[dict], list[str]]:
-    """The nav (Overview first, then the pages in the order their sections added them) and the pages left
-    out of it. A page's title: the one its section set (`page.configure`), else the `report_title` of the
-    analysis that added it (for that analysis's first page), else its first heading, else its file name."""
-    nav, hidden, named = [], [], set()
+    """The nav — the Overview first, then the built-in pages grouped by the question they answer (`STORY`),
+    then any other page in the order its section added it — and the pages left out of it. A page's title: the
+    one its section set (`page.configure`), else the `report_title` of the analysis that added it (for that
+    analysis's first page), else its first heading, else its file name."""
+    items, hidden, named = {}, [], set()
     for name in written:
         info = page.info[name]
         if not info.nav:
@@ -149,9 +158,13 @@ def navigation(page: Page, written: list[str], registry: dict) -> tuple[list[dic
             title = analysis.report_title
         named.add(info.analysis)
         title = title or page.heading(name) or Path(name).stem.replace("-", " ").replace("_", " ")
-        nav.append({html.escape(title, quote=False): name})
-    nav.sort(key=lambda item: next(iter(item.values())) != OVERVIEW)  # stable: the Overview first
-    return nav, hidden
+        items[name] = {html.escape(title, quote=False): name}
+    nav = [items.pop(OVERVIEW)] if OVERVIEW in items else []
+    for question, pages in STORY:
+        found = [items.pop(name) for name in pages if name in items]
+        if found:
+            nav.append({question: found})
+    return nav + list(items.values()), hidden
 
 
 def _check_site(site: Path) -> None:
