@@ -117,8 +117,14 @@ def test_overview_first_screen_states_the_result_per_relation(site):
     with opened((site / "index.html").as_uri()) as (page, seen):
         box = page.locator(".headline").bounding_box()
         text = page.locator(".headline").inner_text()
+        page.wait_for_selector("#chart-p-at-1 svg.marks", timeout=10_000)
+        curves = page.locator("#chart-p-at-1").bounding_box()
+        legend = page.evaluate("[...document.querySelectorAll('#chart-p-at-1 .role-legend-label text')]"
+                               ".map(t => t.textContent)")
         page.screenshot(path=str(SCREENSHOTS / "overview-first-screen.png"))
     assert box is not None and box["y"] < 900 * 0.6  # starts in the upper part of the first screen
+    assert curves is not None and curves["y"] < 900 * 0.5 and curves["x"] > box["x"]  # the P@1 curves beside it
+    assert {"capital", "capital_reverse", "injected", "held_back"} <= set(legend), legend
     for relation in ("capital", "capital_reverse"):
         assert re.search(rf"^{relation} — P@1 at step 8: injected \d\.\d\d \[\d\.\d\d, \d\.\d\d\] vs held back",
                          text, re.M), text

@@ -18,7 +18,7 @@ import pandas as pd
 from probekit.core.errors import ProbekitError
 from probekit.core.schema import CONTROL, POOLED
 from probekit.analyses.findings import main_findings, main_rows, select
-from probekit.palette import PALETTE, RANDOM_INIT, RANKS, group_order, group_styles, vega_dash
+from probekit.palette import PALETTE, RANDOM_INIT, RANKS, colour, group_order, group_styles, vega_dash
 
 METRICS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
 STEP = alt.X("step:Q", title="training step", scale=alt.Scale(type="linear", zero=False),
@@ -215,6 +215,40 @@ def score_curves(scores: pd.DataFrame, benchmark: str, emergence: pd.DataFrame |
                                                                                      labelFontWeight="bold")),
                          columns=3).add_params(metric).properties(
         title=f"{benchmark}: score per relation (band: 95% interval; dotted: random init; shaded: emergence)")
+
+
+def fact_curves(scores: pd.DataFrame) -> alt.Chart | None:
+    """The Overview's answer to "when": P@1 of the injected facts (solid) and the held-back ones (dashed) against
+    step, a colour per relation with its 95% band; None when no benchmark has both groups."""
+    rows = scores[(scores["checkpoint"] != CONTROL) & scores["group"].isin(["injected", "held_back"])]
+    both = rows.groupby("benchmark")["group"].nunique()
+    if not (both == 2).any():
+        return None
+    rows = main_rows(rows[rows["benchmark"] == both[both == 2].index[0]].dropna(subset=["step"]))
+    rows = rows[rows["run"] == rows["run"].iloc[0]]
+    data = plain_data(rows[["relation", "group", "step", "p_at_1", "p_at_1_low", "p_at_1_high", "n"]])
+    relations = list(dict.fromkeys(rows["relation"]))
+    legend = alt.selection_point(fields=["relation"], bind="legend")
+    zoom = alt.selection_interval(bind="scales", encodings=["x"])
+    color = alt.Color("relation:N", scale=alt.Scale(domain=relations, range=[colour(i) for i in range(len(relations))]),
+                      legend=alt.Legend(orient="top", symbolOpacity=1))
+    _, dash = group_scales(["injected", "held_back"])
+    base = alt.Chart(data)
+    band = base.mark_area().encode(x=STEP, y=alt.Y("p_at_1_low:Q", title="P@1"), y2="p_at_1_high:Q", color=color,
+                                   detail="group:N",
+                                   fillOpacity=alt.condition(legend, alt.value(0.12), alt.value(0.02)))
+    lines = base.mark_line(point=alt.OverlayMarkDef(size=16)).encode(
+        x=STEP, y=alt.Y("p_at_1:Q", title="P@1", scale=alt.Scale(domain=[0, 1])), color=color,
+        strokeDash=alt.StrokeDash("group:N", scale=dash, title="facts",
+                                  legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#777", symbolOpacity=1)),
+        opacity=alt.condition(legend, alt.value(1), alt.value(0.12)),
+        tooltip=[alt.Tooltip("relation:N"), alt.Tooltip("group:N"), alt.Tooltip("step:Q", format=",d"),
+                 alt.Tooltip("p_at_1:Q", format=".3f", title="P@1"),
+                 alt.Tooltip("p_at_1_low:Q", format=".3f", title="95% low"),
+                 alt.Tooltip("p_at_1_high:Q", format=".3f", title="95% high"), alt.Tooltip("n:Q", title="prompts")]
+    ).add_params(legend, zoom)
+    return alt.layer(band, lines).properties(width="container", height=240,
+                                             title="P@1: injected facts (solid) vs held back (dashed)")
 
 
 def loss_curve(log: pd.DataFrame) -> alt.Chart:

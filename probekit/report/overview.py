@@ -45,10 +45,15 @@ def overview(page: Page, tables: dict, results: Path | None = None) -> None:
     intro += only_at(manifest.get("at", {}))
     left = [*answer_cards(tables.get("findings"), set(page.parts)), '<div markdown class="headline">', "",
             *(page.findings or ["No prompt could be scored."]), "", intro, "", "</div>"]
-    if "training" in tables and len(tables["training"]):
-        loss = charts.spec_html(charts.loss_curve(tables["training"]), "chart-loss")
+    curves = charts.fact_curves(tables["scores"]) if "scores" in tables and len(tables["scores"]) else None
+    if curves is not None or ("training" in tables and len(tables["training"])):
+        right = [charts.spec_html(curves, "chart-p-at-1"),
+                 '<p class="downloads">Download these curves: <a href="data/p_at_1-by-step.csv">CSV</a> · '
+                 '<a href="data/p_at_1-by-step.parquet">Parquet</a></p>'] if curves is not None else []
+        if "training" in tables and len(tables["training"]):
+            right.append(charts.spec_html(charts.loss_curve(tables["training"]), "chart-loss"))
         page.add(OVERVIEW, '<div class="grid probekit-overview" markdown>', "", "<div markdown>", "", *left, "",
-                 "</div>", "", '<div markdown="0">', loss, "</div>", "", "</div>", "")  # two columns: words | loss
+                 "</div>", "", '<div markdown="0">', *right, "</div>", "", "</div>", "")  # words | curves
     else:
         page.add(OVERVIEW, *left, "")
     if facts:
