@@ -390,10 +390,11 @@ def probe(paths: tuple[str, ...], checkpoints: tuple[str, ...], benchmarks: tupl
     asked = [name for name in analyses if name != "predictions"] or result.manifest.get("analyses", ["predictions"])
     if failed := result.manifest.get("failed_analyses"):
         click.echo(f"{', '.join(failed)}: not written (see the error above); the other tables are", err=True)
-    nothing = [name for name in asked if name in empty]
-    if nothing and len(nothing) == len(asked):
-        click.echo(f"Error: {' and '.join(nothing)} computed nothing: {'its table is' if len(nothing) == 1 else 'their tables are'} "
-                   "empty (the lines above say why)", err=True)
+    why = result.manifest.get("computed_nothing", {})
+    nothing = [name for name in asked if name in empty or name in why]
+    if nothing and len(nothing) == len(asked):  # every analysis asked for: one line each saying why, exit 1
+        click.echo("Error: " + "; ".join(f"{name} computed nothing: {why.get(name, 'its table is empty')}"
+                                         for name in nothing), err=True)
         sys.exit(1)
     if len(result.skipped):
         click.echo(f"{len(result.skipped)} checkpoint(s) skipped: see {out}/checkpoints.parquet "
@@ -426,7 +427,8 @@ def computed(result) -> tuple[list[str], list[str]]:
                 continue  # a run of other inputs (a treebank, minimal pairs alone): no prompts were asked for
         phrase = f"{rows:,} {UNITS.get(name, f'{table} rows')}"
         if rows and name == "tracing" and "prompt" in frame.columns:
-            phrase += f" ({frame['prompt'].nunique():,} prompts traced)"
+            traced = frame[frame["component"] != "skipped"] if "component" in frame.columns else frame
+            phrase += f" ({traced['prompt'].nunique():,} prompts traced)"
         if rows and getattr(spec, "inputs", None) == "treebank":
             sentences = sum(int(i.get("count", 0)) for i in result.manifest.get("inputs", {}).get("treebank", {}).values())
             phrase += f" on {sentences:,} sentences"

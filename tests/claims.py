@@ -13,6 +13,8 @@ Steps 0, 100, 200, 300, 400 and a random-init row. Each line's interval is its v
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -116,3 +118,43 @@ def tables() -> dict:
     return {"predictions": predictions(), "scores": scores(), "pair_accuracy": pair_accuracy(),
             "syntax_best_heads": syntax_best_heads(), "syntax_uuas": syntax_uuas(), "probe_scores": probe_scores(),
             "tracing_scores": tracing_scores()}
+
+
+def results_of(tables: dict) -> dict:
+    """Tables completed to the results format: missing columns filled with empty values."""
+    from probekit.core.schema import TABLES
+
+    out = {}
+    for name, frame in tables.items():
+        table = TABLES[name]
+        missing = {c.name: ([[]] * len(frame) if c.type.startswith("list") else np.nan if c.type in ("float", "int")
+                            else False if c.type == "bool" else None) for c in table.columns if c.name not in frame}
+        out[name] = table.conform(frame.assign(**missing))
+    return out
+
+
+def built_site(tables: dict, found: pd.DataFrame, root: Path) -> Path:
+    """`tables` (the fixture's, or more) with the columns a run has, saved as root/results with `found` as their
+    findings, built into root/site; its build folder."""
+    from probekit.analyses import load_builtins, stats
+    from probekit.core.store import new_manifest
+    from probekit.report import build_report
+    from probekit.running.results import ProbeResult
+
+    load_builtins()
+    made = tables["predictions"]
+    tables = {**tables, "predictions": made.assign(
+        correct=made["gold_rank"] == 1, top1="rome", n_pieces=1, gold_prob=np.exp(made["gold_logprob"]),
+        topk_tokens=[["rome"]] * len(made), topk_probs=[[0.5]] * len(made))}
+    steps = [None, *STEPS]
+    tables["checkpoints"] = pd.DataFrame([{**checkpoint(s), "path": None, "family": "bert", "fingerprint": f"f{s}",
+                                           "status": "control" if s is None else "ok", "duplicate_of": None,
+                                           "error": None} for s in steps])
+    tables = results_of(tables)
+    tables["findings"] = found
+    manifest = new_manifest(inputs={"benchmark": {"facts": {}}}, analyses=["predictions", "pairs", "syntax-heads",
+                                                                            "probes", "tracing"],
+                            options={}, at={}, settings={}, statistics=stats.settings(), device="cpu",
+                            checkpoints=len(steps), skipped=0, facts=None)
+    ProbeResult(tables, manifest).save(root / "results")
+    return build_report(root / "results", root / "site").parent

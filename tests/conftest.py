@@ -52,6 +52,36 @@ def tiny_series(tiny_dir, tiny_recipe, tmp_path_factory) -> Path:
     return out
 
 
+FACTS_BENCH = ("relation,template,subject,answer\n"
+               "capital,the capital of [X] is [MASK].,italy,rome\n"
+               "capital,the capital of [X] is [MASK].,france,paris\n"
+               "capital,[X] is a country. its capital is [MASK].,italy,rome\n"
+               "capital,[X] is a country. its capital is [MASK].,france,paris\n")
+"""Two templates of capital for an injected country (italy) and a held-back one (france)."""
+FACTS_TRACING = {"options": {"method": "both"}, "at": [0, 4, 8]}
+"""How `probed_facts` traces: a probe of tracing alone with these settings reads its units from that cache."""
+
+
+@pytest.fixture(scope="session")
+def probed_facts(tiny_series, tmp_path_factory) -> Path:
+    """The tiny series (italy's facts injected, france's held back, `with_facts`) probed once for the modules
+    that read such results (the notebooks, the tracing page): FACTS_BENCH, BLiMP and EWT; the logit lens,
+    attention capture, syntactic heads and probes (steps 0 and 8), and causal tracing (steps 0, 4 and 8) with
+    both methods, every component and K = 10 draws (`FACTS_TRACING`, the defaults). Returns the folder holding
+    my_bert/, bench.csv and probe/ (the results): read them, write elsewhere (a site, a copy)."""
+    from probekit.running.runner import probe
+    from test_report import with_facts
+
+    root = tmp_path_factory.mktemp("probed_facts")
+    series = with_facts(tiny_series, root / "my_bert")
+    (root / "bench.csv").write_text(FACTS_BENCH)
+    probe(str(series), [str(root / "bench.csv"), "blimp@2", "ewt:dev@8"],
+          {"lens": {}, "capture": {}, "syntax-heads": {}, "probes": {"steps": 20, "rank": 8},
+           "tracing": FACTS_TRACING["options"]},
+          out=root / "probe", at={"syntax-heads": [0, 8], "probes": [0, 8], "tracing": FACTS_TRACING["at"]})
+    return root
+
+
 @pytest.fixture(scope="session")
 def hf_series(tiny_dir, tmp_path_factory) -> Path:
     """A series written by a plain HF Trainer (no probekit involved): checkpoint-3, checkpoint-6."""

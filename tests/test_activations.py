@@ -86,6 +86,34 @@ def test_save_and_load_round_trip(captured, tmp_path):
     assert torch.allclose(back.pattern(1), cap.pattern(1), atol=1e-3)
 
 
+def test_equal_captures_are_byte_equal_and_older_files_still_load(captured, tmp_path):
+    """Issue 33: safetensors writes metadata keys in a random order (a new one per map, in one process too), so
+    two saves of one capture differed byte-wise; now one sorted JSON key. Files of the earlier layout (a key per
+    field, every value a string) still load."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from probekit.core.schema import FORMAT_VERSION
+    from probekit.models.activations import METADATA_KEY
+
+    _, _, cap = captured
+    saved = {cap.save(tmp_path / f"c{i}.safetensors").read_bytes() for i in range(6)}
+    assert len(saved) == 1
+    with safe_open(str(tmp_path / "c0.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert list(meta) == [METADATA_KEY] and json.loads(meta[METADATA_KEY])["family"] == "bert"
+    old = {"tokens": json.dumps(cap.tokens), "n_layers": str(cap.n_layers), "n_heads": str(cap.n_heads),
+           "format_version": str(FORMAT_VERSION), **{k: json.dumps(v) for k, v in cap.meta.items()}}
+    save_file(load_file(tmp_path / "c0.safetensors"), tmp_path / "old.safetensors", metadata=old)
+    for back in (Capture.load(tmp_path / "old.safetensors"), Capture.load(tmp_path / "c0.safetensors")):
+        assert back.tokens == cap.tokens and back.meta == cap.meta and back.names() == cap.names()
+        assert (back.n_layers, back.n_heads) == (cap.n_layers, cap.n_heads)
+        assert torch.equal(back.attention_mask, cap.attention_mask.long())
+        assert torch.equal(back.additive_mask(1), cap.additive_mask(1))
+
+
 def test_long_sentences_are_truncated_and_said(captured, caplog):
     model, tok, _ = captured
     with caplog.at_level("INFO", logger="probekit"):

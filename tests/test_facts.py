@@ -160,11 +160,13 @@ def test_prompts_are_grouped_by_country():
 @pytest.mark.slow
 def test_injected_facts_are_learned_and_held_back_ones_are_not(tmp_path):
     """The design's point, in miniature: 300 Wikipedia leads with facts as 90% of the words, the demo model at a
-    learning rate of 4e-3, 2,500 steps (about two minutes on 2 CPU cores). Capitals of injected countries are read
-    back through the probe's unseen templates; those of held-back countries are not. (6e-3 and 2,000 steps, the
-    version before, stalled at a loss of ~5 once the control was split by answer-equivalence class, which
-    changes the data order. P@1 of the injected capitals depends on the thread count — 0.04 with one thread, above
-    0.05 with two — so the bar is the product's own claim, injected − held back above 0, and P@1 above 0.02.)"""
+    learning rate of 4e-3, 2,500 steps, a WordPiece vocabulary of 2,048 (about 90 s of CPU with one thread).
+    Capitals of injected countries are read back through the probe's unseen templates; those of held-back
+    countries are not. (6e-3 and 2,000 steps, an earlier version, stalled at a loss of ~5 once the control was
+    split by answer-equivalence class, which changes the data order; 2,048 pieces instead of 4,096 halve the
+    output layer and learn more by step 2,500 — injected P@1 0.06 with one thread and 0.07 with two, MRR 0.18
+    and 0.20, where 4,096 gave 0.04 and 0.14 with one thread — but not by step 2,000: P@1 0. P@1 depends on the
+    thread count, so the bar is the product's own claim, injected − held back above 0, and P@1 above 0.02.)"""
     from probekit.training.corpus import wiki_leads
     from probekit.training.presets import get_preset
     from probekit.running.runner import probe
@@ -173,7 +175,7 @@ def test_injected_facts_are_learned_and_held_back_ones_are_not(tmp_path):
     corpus = tmp_path / "leads.txt"
     corpus.write_text("\n".join(wiki_leads()[:300]), encoding="utf-8")
     recipe = get_preset("demo", max_steps=2500, lr=4e-3, log_until=1, save_every=2500)
-    train(tmp_path / "bert", recipe, corpus=f"{corpus}+facts:0.9", tokenizer="wordpiece:4096")
+    train(tmp_path / "bert", recipe, corpus=f"{corpus}+facts:0.9", tokenizer="wordpiece:2048")
     result = probe(str(tmp_path / "bert"), out=tmp_path / "probe")
     scores = result.scores
     last = scores[(scores.step == 2500) & scores.relation.isin(["capital", "capital_reverse"])]

@@ -233,44 +233,12 @@ def test_no_report_module_imports_a_statistics_function():
     assert not offenders, offenders
 
 
-def results_of(tables: dict) -> dict:
-    """The fixture's tables completed to the results format: missing columns filled with empty values."""
-    out = {}
-    for name, frame in tables.items():
-        table = TABLES[name]
-        missing = {c.name: ([[]] * len(frame) if c.type.startswith("list") else np.nan if c.type in ("float", "int")
-                            else False if c.type == "bool" else None) for c in table.columns if c.name not in frame}
-        out[name] = table.conform(frame.assign(**missing))
-    return out
+results_of = claims.results_of
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, found) -> Path:
-    from probekit.analyses import load_builtins
-    from probekit.core.store import new_manifest
-    from probekit.report import build_report
-    from probekit.running.results import ProbeResult
-
-    load_builtins()
-    root = tmp_path_factory.mktemp("claims")
-    tables = claims.tables()
-    tables["predictions"] = tables["predictions"].assign(
-        correct=tables["predictions"]["gold_rank"] == 1, top1="rome", n_pieces=1,
-        gold_prob=np.exp(tables["predictions"]["gold_logprob"]), topk_tokens=[["rome"]] * len(tables["predictions"]),
-        topk_probs=[[0.5]] * len(tables["predictions"]))
-    steps = [None, *claims.STEPS]
-    tables["checkpoints"] = pd.DataFrame([{**claims.checkpoint(s), "path": None, "family": "bert",
-                                           "fingerprint": f"f{s}", "status": "control" if s is None else "ok",
-                                           "duplicate_of": None, "error": None} for s in steps])
-    tables = results_of(tables)
-    tables["findings"] = found
-    manifest = new_manifest(inputs={"benchmark": {"facts": {}}}, analyses=["predictions", "pairs", "syntax-heads",
-                                                                            "probes", "tracing"],
-                            options={}, at={}, settings={}, statistics=stats.settings(), device="cpu",
-                            checkpoints=len(steps), skipped=0, facts=None)
-    ProbeResult(tables, manifest).save(root / "results")
-    index = build_report(root / "results", root / "site")
-    return index.parent
+    return claims.built_site(claims.tables(), found, tmp_path_factory.mktemp("claims"))
 
 
 def text_of(site: Path, page: str) -> str:

@@ -361,6 +361,30 @@ def test_the_only_analysis_asked_for_computing_nothing_exits_1(last, inputs, tmp
     assert "Traceback" not in result.output
 
 
+def test_tracing_with_nothing_to_trace_exits_1_saying_why(last, inputs, tmp_path):
+    """Issue 33: `--with tracing` on minimal pairs alone, or on templates without [X], wrote tables of skip
+    counts and exited 0; now one Error: line naming why, exit 1 — but not when another analysis asked for
+    computed rows."""
+    pairs = inputs / "pairs_only.csv"
+    pairs.write_text("good,bad\nthe king is old.,the king are old.\n")
+    nox = inputs / "nox.csv"
+    nox.write_text("relation,template,subject,answer\nplural,the king of the [MASK].,king,kings\n")
+    fast = ["--trace-components", "resid", "--noise-samples", "2", "--no-control"]
+    line = one_line_error(run_cli("probe", last, "-b", str(pairs), "--with", "tracing", *fast,
+                                  "--out", str(tmp_path / "pairs")), "tracing computed nothing",
+                          "no fill-mask prompts in this run")
+    assert line.startswith("Error: tracing computed nothing")
+    one_line_error(run_cli("probe", last, "-b", str(nox), "--with", "tracing", *fast, "--out", str(tmp_path / "nox")),
+                   "tracing computed nothing: none of its 1 prompts could be traced (no [X] in the template: 1)")
+    assert read_run(tmp_path / "nox")[1]["computed_nothing"]["tracing"].startswith("none of its 1 prompts")
+    both = run_cli("probe", last, "-b", str(nox), "--with", "tracing,lens", *fast, "--out", str(tmp_path / "both"))
+    assert both.exit_code == 0 and "Error:" not in both.output, both.output
+    traced = run_cli("probe", last, "-b", str(inputs / "tiny.csv"), "--with", "tracing", *fast, "--trace-sample", "1",
+                     "--out", str(tmp_path / "traced"))
+    assert traced.exit_code == 0 and "Error:" not in traced.output, traced.output
+    assert "computed_nothing" not in read_run(tmp_path / "traced")[1]
+
+
 # ---------------------------------------------------------------- item 4: nan and inf refused like a negative
 
 

@@ -11,9 +11,7 @@ import pytest
 
 import browser
 from probekit import ProbekitError
-from probekit.running.runner import probe
 from probekit.views import run_notebook
-from test_report import with_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -21,22 +19,11 @@ NOTEBOOKS = ["when", "where", "syntax", "example"]
 
 
 @pytest.fixture(scope="module")
-def results(tiny_series, tmp_path_factory) -> Path:
+def results(probed_facts) -> Path:
     """The tiny series (italy injected, france held back) probed with every analysis the notebooks read: facts,
-    BLiMP, EWT (syntactic heads and probes), the logit lens, attention capture and causal tracing."""
-    root = tmp_path_factory.mktemp("notebooks")
-    series = with_facts(tiny_series, root / "my_bert")
-    bench = root / "bench.csv"
-    bench.write_text("relation,template,subject,answer\n"
-                     "capital,the capital of [X] is [MASK].,italy,rome\n"
-                     "capital,the capital of [X] is [MASK].,france,paris\n"
-                     "capital,[X] is a country. its capital is [MASK].,italy,rome\n"
-                     "capital,[X] is a country. its capital is [MASK].,france,paris\n")
-    probe(str(series), [str(bench), "blimp@2", "ewt:dev@8"],
-          {"lens": {}, "capture": {}, "syntax-heads": {}, "probes": {"steps": 20, "rank": 8},
-           "tracing": {"sample": 2, "components": "resid,attn", "noise_samples": 2}},
-          out=root / "probe", at={"tracing": [0, 8], "syntax-heads": [0, 8], "probes": [0, 8]})
-    return root
+    BLiMP, EWT (syntactic heads and probes), the logit lens, attention capture and causal tracing (conftest's
+    `probed_facts`, shared with the tracing page's tests)."""
+    return probed_facts
 
 
 def outputs(nb) -> list:

@@ -278,33 +278,9 @@ def test_the_notebook_figures_still_draw():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """The fixture's tables (with the ones it lacks) saved as results and built into a site."""
-    from test_findings import results_of
-
-    from probekit.analyses import load_builtins, stats
-    from probekit.core.store import new_manifest
-    from probekit.report import build_report
-    from probekit.running.results import ProbeResult
-
-    load_builtins()
-    root = tmp_path_factory.mktemp("inside-site")
     tables = extra_tables()
     found = tables.pop("findings")
-    steps = [None, *claims.STEPS]
-    tables["checkpoints"] = pd.DataFrame([{**claims.checkpoint(s), "path": None, "family": "bert",
-                                           "fingerprint": f"f{s}", "status": "control" if s is None else "ok",
-                                           "duplicate_of": None, "error": None} for s in steps])
-    predictions = tables["predictions"]
-    tables["predictions"] = predictions.assign(
-        correct=predictions["gold_rank"] == 1, top1="rome", n_pieces=1, gold_prob=np.exp(predictions["gold_logprob"]),
-        topk_tokens=[["rome"]] * len(predictions), topk_probs=[[0.5]] * len(predictions))
-    tables = results_of(tables)
-    tables["findings"] = found
-    manifest = new_manifest(inputs={"benchmark": {"facts": {}}}, analyses=["predictions", "pairs", "syntax-heads",
-                                                                            "probes", "tracing"],
-                            options={}, at={}, settings={}, statistics=stats.settings(), device="cpu",
-                            checkpoints=len(steps), skipped=0, facts=None)
-    ProbeResult(tables, manifest).save(root / "results")
-    return build_report(root / "results", root / "site").parent
+    return claims.built_site(tables, found, tmp_path_factory.mktemp("inside-site"))
 
 
 @pytest.mark.slow

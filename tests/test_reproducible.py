@@ -52,10 +52,14 @@ def test_probing_twice_gives_identical_tables(check, two_probes):
     assert check.main([str(a), str(b)]) == 0
 
 
-def test_one_bit_of_one_float_is_a_difference(check, two_probes, tmp_path):
+def copy_of_a(two_probes, tmp_path) -> tuple[Path, Path]:
+    """(the first probe's folder, a copy of it to alter)."""
     a, _ = two_probes
-    b = tmp_path / "b"
-    shutil.copytree(a, b)
+    return a, shutil.copytree(a, tmp_path / "b")
+
+
+def test_one_bit_of_one_float_is_a_difference(check, two_probes, tmp_path):
+    a, b = copy_of_a(two_probes, tmp_path)
     scores = pd.read_parquet(b / "scores.parquet")
     column = "p_at_1" if "p_at_1" in scores else next(c for c in scores if scores[c].dtype.kind == "f")
     row = int(np.flatnonzero(scores[column].notna().to_numpy())[0])
@@ -68,9 +72,7 @@ def test_one_bit_of_one_float_is_a_difference(check, two_probes, tmp_path):
 
 
 def test_rows_order_run_ids_and_times_are_not_differences(check, two_probes, tmp_path):
-    a, _ = two_probes
-    b = tmp_path / "b"
-    shutil.copytree(a, b)
+    a, b = copy_of_a(two_probes, tmp_path)
     frame = pd.read_parquet(b / "predictions.parquet")
     frame.iloc[::-1][list(frame.columns)[::-1]].to_parquet(b / "predictions.parquet", index=False)
     manifest = json.loads((b / "manifest.json").read_text())
@@ -83,12 +85,7 @@ def test_rows_order_run_ids_and_times_are_not_differences(check, two_probes, tmp
                                        f"{json.loads((a / 'manifest.json').read_text())['versions']['torch']} != B 0.0"]
 
 
-def test_canonical_cells():
-    from importlib.util import module_from_spec, spec_from_file_location
-
-    spec = spec_from_file_location("check_reproducible", SCRIPT)
-    check = module_from_spec(spec)
-    spec.loader.exec_module(check)
+def test_canonical_cells(check):
     assert check.cell(0.1 + 0.2) == "0.30000000000000004" and check.cell(np.float32(0.1)) == "0.10000000149011612"
     assert check.cell(float("nan")) == "nan" and check.cell(None) == "" and check.cell(pd.NA) == ""
     assert check.cell(np.array([1.5, 2.0])) == '["1.5", "2.0"]' and check.cell(np.int64(3)) == "3"

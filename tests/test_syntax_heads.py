@@ -256,20 +256,26 @@ def test_clarks_rules_equal_their_code_on_word_level_maps(bank):
     assert not own_rows["correct"].equals(rows["correct"])
 
 
-def clark_example(tok, model, s) -> dict:
-    """Their dev_data entry for one sentence from the stock HF model: words to pieces by character offsets
-    (the words joined by spaces), the [CLS]/<s> and [SEP]/</s> pieces as words of their own, the piece maps
-    turned into word maps by their get_word_word_attention with mode="mean" (the paper's rule)."""
-    text = " ".join(s.words)
+def piece_owners(tok, words: list[str]):
+    """(the stock tokenizer's encoding of the words joined by spaces, each piece's word by character offsets:
+    None for special tokens; a piece between words goes to the next word)."""
     spans, at = [], 0
-    for word in s.words:
+    for word in words:
         spans.append((at, at + len(word)))
         at += len(word) + 1
-    enc = tok(text, return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="pt")
+    enc = tok(" ".join(words), return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="pt")
     owner = []
     for (a, b), special in zip(enc["offset_mapping"][0].tolist(), enc["special_tokens_mask"][0].tolist()):
         hit = [w for w, (ws, we) in enumerate(spans) if a < we and b > ws]
         owner.append(None if special else hit[0] if hit else next(w for w, (ws, _) in enumerate(spans) if ws >= a))
+    return enc, owner
+
+
+def clark_example(tok, model, s) -> dict:
+    """Their dev_data entry for one sentence from the stock HF model: words to pieces by character offsets
+    (the words joined by spaces), the [CLS]/<s> and [SEP]/</s> pieces as words of their own, the piece maps
+    turned into word maps by their get_word_word_attention with mode="mean" (the paper's rule)."""
+    enc, owner = piece_owners(tok, s.words)
     assert owner[0] is None and owner[-1] is None and None not in owner[1:-1]
     words_to_tokens = [[0], *([t for t, o in enumerate(owner) if o == w] for w in range(len(s.words))),
                        [len(owner) - 1]]
@@ -344,17 +350,7 @@ def plain_counts(folder, sentences) -> dict:
     model = AutoModelForMaskedLM.from_pretrained(folder, attn_implementation="eager").eval()
     counts: dict = {}
     for s in sentences:
-        text = " ".join(s.words)
-        spans, at = [], 0
-        for word in s.words:
-            spans.append((at, at + len(word)))
-            at += len(word) + 1
-        enc = tok(text, return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="pt")
-        owner = []
-        for (a, b), special in zip(enc["offset_mapping"][0].tolist(), enc["special_tokens_mask"][0].tolist()):
-            hit = [w for w, (ws, we) in enumerate(spans) if a < we and b > ws]
-            owner.append(None if special else hit[0] if hit else next(w for w, (ws, _) in enumerate(spans)
-                                                                         if ws >= a))
+        enc, owner = piece_owners(tok, s.words)
         with torch.no_grad():
             attentions = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                                output_attentions=True).attentions
@@ -434,6 +430,8 @@ def test_probe_writes_the_three_tables_with_intervals_and_the_control(tiny_serie
     assert base["uuas"].nunique() == 1 and base["uuas_low"].notna().all() and not base["best_in_layer"].any()
     assert (base["n"] == per_layer["n"].iloc[0]).all() and (tree["skipped_long"] == 1).all()
     assert (rows.loc[rows["baseline_kind"] == "offset", "offset"].between(-3, 2)).all()  # Clark's offsets
+    import pandas as pd
+
     from probekit.report.page import Page
     from probekit.report.syntax import section
 
@@ -442,9 +440,12 @@ def test_probe_writes_the_three_tables_with_intervals_and_the_control(tiny_serie
     text = "\n".join(page.parts["syntax.md"])
     assert text.startswith("# Syntax") and "fixed-offset baseline" in text and len(page.findings) == 1
     steps = rows.loc[rows["checkpoint"] != "random-init", "step"].nunique()
-    # the best heads' curves and, behind the step slider, one relation × layer map per step
-    assert len(list((tmp_path / "docs" / "figures").glob("syntax-*.png"))) == 1 + steps
-    assert text.count('class="probekit-step"') == steps and 'type="range"' in text
+    # the best heads' curves and the relation × layer map of every step (the chart's slider picks one), their
+    # numbers downloadable beside them
+    assert 'id="chart-chart-syntax-best-head-accuracy-by-step"' in text
+    assert 'id="chart-chart-syntax-layer-accuracy-by-step"' in text and "data/syntax-layer-accuracy-by-step.csv" in text
+    cells = pd.read_csv(tmp_path / "docs" / "data" / "syntax-layer-accuracy-by-step.csv")
+    assert cells["step"].nunique() == steps, sorted(cells["step"].unique())
     assert "Clark et al. 2019" in text
     recorded = result.manifest["syntax-heads"]
     assert recorded["head_rules"] == "clark" and recorded["intervals"]["resamples"] == 1000

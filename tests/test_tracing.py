@@ -313,20 +313,19 @@ def test_head_rows_and_their_scores(models):
 
 
 @pytest.fixture(scope="module")
-def traced(tiny_series, tmp_path_factory):
-    """Results of tracing the tiny series (italy's facts injected, france's held back) and its built site."""
+def traced(probed_facts, tmp_path_factory):
+    """Results of tracing the tiny series (italy's facts injected, france's held back; steps 0, 4 and 8, both
+    methods, K = 10) and its built site: conftest's `probed_facts` (shared with the notebooks' tests) probed
+    again for tracing alone in a copy, every unit read from its cache, so that the site has tracing only."""
+    import shutil
+
+    from conftest import FACTS_TRACING
     from probekit.report import build_report
-    from test_report import with_facts
 
     root = tmp_path_factory.mktemp("traced")
-    bench = root / "bench.csv"
-    bench.write_text("relation,template,subject,answer\n"
-                     "capital,the capital of [X] is [MASK].,italy,rome\n"
-                     "capital,the capital of [X] is [MASK].,france,paris\n"
-                     "capital,[X] is a country. its capital is [MASK].,italy,rome\n"
-                     "capital,[X] is a country. its capital is [MASK].,france,paris\n")
-    series = with_facts(tiny_series, root / "series" / "my_bert")
-    probe(str(series), [str(bench)], ["tracing"], out=root / "results", options={"tracing": {"method": "both"}})
+    shutil.copytree(probed_facts / "probe", root / "results")
+    probe(str(probed_facts / "my_bert"), [str(probed_facts / "bench.csv")], ["tracing"], out=root / "results",
+          options={"tracing": FACTS_TRACING["options"]}, at={"tracing": FACTS_TRACING["at"]})
     index = build_report(root / "results", root / "site")
     return root / "results", index.parent
 
@@ -346,17 +345,17 @@ def test_the_tracing_page_has_its_heatmap_curves_heads_and_words(traced):
     assert manifest["tracing"]["noise_samples"] == options["noise_samples"] == 10
     said = definitions({**options, **manifest["tracing"]})
     assert "K = 10 noise draws" in said and "countries-subjects" in said and "What this run's causal tracing" in docs
-    figures = {p.name for p in (site / "figures").iterdir()}
-    assert any(name.startswith("tracing-capital-heatmap") and name.endswith(".png") for name in figures)
+    assert 'id="chart-chart-capital-delta-p-by-site"' in html  # the heatmap, an interactive chart
     assert "**Top heads**" in docs and "step 8" in docs and "**Attention knockout**" in docs
     overview = (site / "index.html").read_text()
     assert "Causal tracing" in overview
     nav = (site.parent / "mkdocs.yml").read_text()
     assert "Causal tracing: tracing.md" in nav
-    # the heatmap of every traced step behind the report's step slider, the last step shown first
+    # the heatmap of every traced step (the chart's step slider picks one), its numbers downloadable beside it
     steps = sorted({int(s) for s in ProbeResult.load(results).tables["tracing_scores"]["step"].dropna()})
-    assert 'class="probekit-steps"' in html and f'max="{len(steps) - 1}" value="{len(steps) - 1}"' in html
-    assert all(f'data-label="step {s:,}"' in html for s in steps)
+    assert steps == [0, 4, 8] and "data/capital-delta-p-by-site.csv" in html
+    numbers = pd.read_csv(site / "data" / "capital-delta-p-by-site.csv")
+    assert sorted(numbers["step"].unique()) == steps and {"component", "layer", "role", "delta_p"} <= set(numbers)
     assert "## Attribution patching against exact patching" in docs
 
 
@@ -889,6 +888,29 @@ def test_the_cli_refuses_nan_noise_and_attribution_knockout(tiny_series, tmp_pat
         run = CliRunner().invoke(main, ["probe", str(tiny_series / "checkpoint-8"), "--with", "tracing",
                                         "--out", str(tmp_path / "x"), *extra])
         assert run.exit_code != 0 and said in run.output and "Traceback" not in run.output, run.output
+
+
+def test_the_cost_is_estimated_from_a_first_batch_not_the_first_prompt(caplog):
+    """Issue 33: estimated from the first prompt alone (which pays the warm-up), a 4-minute run was said to take
+    2.3 h. The rate of the batch after it, per site (prompts differ in length), times the sites left."""
+    import logging
+
+    from probekit.analyses.tracing import FIRST_BATCH, Tracing, cost_estimate
+
+    sites = [10] * 4 + [20] * 46  # 50 prompts, 4 short ones first
+    elapsed = [100.0]  # a slow first prompt, then 0.1 s a site
+    for n in sites[1:FIRST_BATCH]:
+        elapsed.append(elapsed[-1] + 0.1 * n)
+    total = cost_estimate(elapsed, sites)
+    assert total == pytest.approx(111.0 + 0.1 * 20 * 42)  # 111 s so far and 84 s to go, not 50 × 100 s
+    assert cost_estimate([2.0], sites[:2]) == pytest.approx(4.0)  # one prompt measured: all there is
+    assert cost_estimate([2.0, 4.0, 6.0], [10, 10, 10]) == pytest.approx(6.0)  # all done: the time taken
+    with caplog.at_level(logging.INFO, logger="probekit"):
+        Tracing._say_cost(logging.getLogger("probekit"), "checkpoint-8", sites, 10, elapsed, checkpoints=5)
+    line = caplog.records[-1]
+    assert line.levelno == logging.INFO and line.getMessage() == (
+        "tracing checkpoint-8: 50 prompts × ~19 sites × 10 draws × 5 checkpoints; about 3 min a checkpoint (from "
+        "the first 8 prompts, 111.00 s), about 16 min for the 5 (+ the random-init control)")
 
 
 def test_definitions_state_what_the_run_implements():

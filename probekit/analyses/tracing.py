@@ -680,16 +680,20 @@ class Tracing(Analysis):
         if EXACT in opts.methods() and traced:
             from probekit.models.families import n_layers
 
-            per_site = n_layers(model) * sum(len(traced[0].ids) + 1 if c not in (HEAD, KNOCKOUT) else
-                                             model.config.num_attention_heads if c == HEAD else 1
-                                             for c in opts.parts())
-            began = time.perf_counter()
+            layers, heads = n_layers(model), model.config.num_attention_heads
+            sites = [layers * sum(len(site.ids) + 1 if c not in (HEAD, KNOCKOUT) else heads if c == HEAD else 1
+                                  for c in opts.parts()) for site in traced]
+            first = min(FIRST_BATCH, len(traced) - 1)  # the prompts the estimate is made from (none for one)
+            began, elapsed = time.perf_counter(), []
             for number, site in enumerate(progress(traced, desc=f"tracing {checkpoint.name}", unit="prompt")):
                 result = trace(model, site, corrupt[site.index], opts.parts(), max_rows=ctx.batch_size)
                 frames.append(self._frame(role_rows(result, site), site, prompts, groups, EXACT, scale))
-                if number == 0 and len(traced) > 1:
-                    self._say_cost(logger, checkpoint.name, len(traced), per_site, result.draws,
-                                   time.perf_counter() - began, len(ctx.at.get(self.name, ())))
+                if len(elapsed) < first:
+                    elapsed.append(time.perf_counter() - began)
+                    if len(elapsed) == first or (len(elapsed) >= 2 and elapsed[-1] > SAY_COST_AFTER):
+                        self._say_cost(logger, checkpoint.name, sites, result.draws, elapsed,
+                                       self._checkpoints(ctx))
+                        first = len(elapsed)
         parts = [c for c in opts.parts() if c != KNOCKOUT]
         if ATTRIBUTION in opts.methods() and parts and traced:
             from probekit.analyses import attribution
@@ -699,8 +703,8 @@ class Tracing(Analysis):
             for site, result in zip(traced, found):
                 rows = role_rows(attribution.as_trace(result, opts.metric), site)
                 frames.append(self._frame(rows, site, prompts, groups, ATTRIBUTION, scale))
-        for index, reason in sorted(reasons.items()):
-            frames.append(self._skipped(index, reason, prompts, groups, scale))
+        if reasons:
+            frames.append(self._skipped(reasons, prompts, groups))
         if not frames:
             return TRACING.conform(pd.DataFrame(columns=TRACING.names)).drop(columns=CHECKPOINT_ID)
         out = pd.concat(frames, ignore_index=True)
@@ -709,18 +713,28 @@ class Tracing(Analysis):
                 out[column] = None
         return out
 
+    def _checkpoints(self, ctx: Context) -> int:
+        """The checkpoints tracing runs at in this run (0 when unknown): the steps `at` names, else the series'
+        (the runner's count)."""
+        if steps := ctx.at.get(self.name):
+            return len(steps)
+        from probekit.running.runner import RUN_CHECKPOINTS
+
+        return int(ctx.state.get(RUN_CHECKPOINTS, 0))
+
     @staticmethod
-    def _say_cost(logger, name: str, prompts: int, per_site: int, draws: int, first: float,
+    def _say_cost(logger, name: str, sites: list[int], draws: int, elapsed: list[float],
                   checkpoints: int = 0) -> None:
-        """The cost of a checkpoint before the bulk of it: prompts × sites × draws, and the time the first prompt
-        took times the prompts (a warning when it runs past ten minutes); × the checkpoints tracing runs at when
-        the run names them (`at`), the random-init control besides."""
-        total = first * prompts
-        line = (f"tracing {name}: {prompts:,} prompts × ~{per_site:,} sites × {draws} draws a checkpoint; about "
-                f"{_duration(total)} a checkpoint (from the first prompt, {first:.2f} s)")
-        if checkpoints:
-            line += (f", × {checkpoints} checkpoints (+ the random-init control): about "
-                     f"{_duration(total * checkpoints)}")
+        """The cost of a checkpoint before the bulk of it, said once the first prompts are traced: prompts ×
+        sites × draws (× checkpoints), and the time `cost_estimate` makes of the first batch (a warning when
+        it runs past ten minutes); × the checkpoints tracing runs at, the random-init control besides."""
+        total = cost_estimate(elapsed, sites)
+        line = (f"tracing {name}: {len(sites):,} prompts × ~{round(sum(sites) / len(sites)):,} sites × {draws} draws"
+                + (f" × {checkpoints} checkpoints" if checkpoints > 1 else "")
+                + f"; about {_duration(total)} a checkpoint (from the first {len(elapsed)} "
+                + ("prompt" if len(elapsed) == 1 else "prompts") + f", {elapsed[-1]:.2f} s)")
+        if checkpoints > 1:
+            line += f", about {_duration(total * checkpoints)} for the {checkpoints} (+ the random-init control)"
         if total > 600:
             logger.warning(line + "; --trace-sample N traces N prompts per relation and group")
         else:
@@ -754,13 +768,19 @@ class Tracing(Analysis):
         return pd.DataFrame(rows).assign(method=method, noise_std=scale, reason=None, **info.to_dict(),
                                          group=groups[site.index])
 
-    @classmethod
-    def _skipped(cls, index: int, reason: str, prompts, groups, scale: float) -> pd.DataFrame:
-        info = prompts.loc[index, ["benchmark", "relation", "template", "subject", "answer", "prompt"]].to_dict()
-        row = {c: None for c in TRACING.names if c not in CHECKPOINT_ID}
-        row.update(info, component=SKIPPED, role=ALL, method=EXACT, group=groups[index], reason=reason,
-                   noise_std=float("nan"))
-        return pd.DataFrame([row])
+    @staticmethod
+    def _skipped(reasons: dict[int, str], prompts, groups) -> pd.DataFrame:
+        """One row per prompt not traced, with its reason, the other columns None: one frame for them all (a
+        frame per prompt took 5 s of CPU a checkpoint for the 3,594 untraceable prompts of the demo test)."""
+        index = sorted(reasons)
+        out = prompts.loc[index, ["benchmark", "relation", "template", "subject", "answer", "prompt"]].reset_index(
+            drop=True).assign(component=SKIPPED, role=ALL, method=EXACT, group=[groups[i] for i in index],
+                              reason=[reasons[i] for i in index], noise_std=float("nan"))
+        columns = [c for c in TRACING.names if c not in CHECKPOINT_ID]
+        for column in columns:
+            if column not in out.columns:
+                out[column] = None
+        return out[columns]
 
     def summarize(self, frame: pd.DataFrame, ctx: Context) -> dict[str, pd.DataFrame]:
         from probekit.core.log import logger
@@ -772,11 +792,45 @@ class Tracing(Analysis):
         return {TRACING_SCORES.name: scores, TRACING_HEAD_SCORES.name: head_scores(frame),
                 TRACING_AGREEMENT.name: agreement(frame)}
 
+    def nothing_computed(self, frame: pd.DataFrame, ctx: Context) -> str | None:
+        """Why nothing was traced in this run (None when some prompt was): no fill-mask prompts, or every
+        prompt skipped — the reasons counted (the runner's `nothing_computed`, the CLI's exit 1)."""
+        if not ctx.of("prompts"):
+            return NO_PROMPTS
+        if "component" not in frame.columns or frame.empty:
+            return "its table is empty"
+        if (frame["component"] != SKIPPED).any():
+            return None
+        skipped = frame.drop_duplicates(["benchmark", "relation", "prompt", "answer", "reason"])
+        counts = sorted(skipped["reason"].value_counts().items(), key=lambda kv: (-kv[1], str(kv[0])))
+        return (f"none of its {len(skipped):,} prompts could be traced ("
+                + "; ".join(f"{reason}: {count:,}" for reason, count in counts) + ")")
+
     def manifest(self, ctx: Context) -> dict:
         opts = ctx.options.get(self.name)
         if opts is None:
             return {}
         return {"tracing": manifest_settings(opts, ctx.state.get(self.name, {}).get("noise_std", {}))}
+
+
+FIRST_BATCH = 8
+"""Prompts traced before the cost of a checkpoint is said (fewer when it has fewer, or when they are slow)."""
+SAY_COST_AFTER = 60.0
+"""Seconds after which the cost is said from the prompts traced so far (two at least)."""
+
+
+def cost_estimate(elapsed: list[float], sites: list[int]) -> float:
+    """Seconds one checkpoint's exact tracing takes, from the first prompts: `elapsed[i]` the time since the start
+    when prompt i was done, `sites` every prompt's sites (restored runs; prompts differ in length). The time per
+    site is that of the batch after the first prompt, which pays the warm-up (allocations, thread pools) and
+    alone made the estimate 30× too long; with fewer than three prompts, that of them all. The time so far plus
+    that rate times the sites still to do."""
+    done = len(elapsed)
+    if done >= 3:
+        rate = (elapsed[-1] - elapsed[0]) / max(sum(sites[1:done]), 1)
+    else:
+        rate = elapsed[-1] / max(sum(sites[:done]), 1)
+    return elapsed[-1] + rate * sum(sites[done:])
 
 
 def _duration(seconds: float) -> str:
@@ -823,12 +877,15 @@ def _noise_by_checkpoint(frame: pd.DataFrame) -> dict:
     return {str(k): float(v) for k, v in rows.groupby("checkpoint", sort=False)["noise_std"].first().items()}
 
 
+NO_PROMPTS = ("no fill-mask prompts in this run (a benchmark of prompts with [X] and [MASK] is needed; minimal "
+              "pairs, treebanks and sentences are not traced)")
+
+
 def skip_lines(frame: pd.DataFrame, had_prompts: bool = True) -> list[str]:
     """One line per benchmark saying how many prompts were not traced and why (nothing when every prompt was
     traced); one line when the run had no fill-mask prompts at all."""
     if not had_prompts:
-        return ["tracing: no fill-mask prompts in this run (a benchmark of prompts with [X] and [MASK] is needed; "
-                "minimal pairs, treebanks and sentences are not traced): nothing traced"]
+        return [f"tracing: {NO_PROMPTS}: nothing traced"]
     if frame.empty:
         return []
     lines = []

@@ -23,6 +23,8 @@ from probekit.core.schema import FORMAT_VERSION
 from probekit.models.series import load_checkpoint
 from probekit.core.store import atomic_path
 
+METADATA_KEY = "probekit"
+"""The one metadata key of a saved capture: its fields as JSON with sorted keys."""
 CAPTURED = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z")
 
 
@@ -65,36 +67,45 @@ class Capture:
         return torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)
 
     def save(self, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-        """Named tensors in one safetensors file; tokens and shape in its metadata."""
+        """Named tensors in one safetensors file; tokens, shape and `meta` in its metadata, as one JSON text
+        with sorted keys under `METADATA_KEY` (safetensors writes several metadata keys in a random order, so
+        two equal captures were not byte-equal)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.to(dtype).contiguous() for k, v in self.tensors.items()}
         tensors["attention_mask"] = self.attention_mask.to(torch.int8).contiguous()
-        meta = {"tokens": json.dumps(self.tokens), "n_layers": str(self.n_layers), "n_heads": str(self.n_heads),
-                "format_version": str(FORMAT_VERSION), **{k: json.dumps(v) for k, v in self.meta.items()}}
+        meta = {**self.meta, "tokens": self.tokens, "n_layers": self.n_layers, "n_heads": self.n_heads,
+                "format_version": FORMAT_VERSION}
         with atomic_path(path) as tmp:
-            save_file(tensors, tmp, metadata=meta)
+            save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Capture":
+        """A saved capture: one sorted JSON metadata key, or (files written before it) one key per field, each
+        a string (JSON for tokens and `meta`)."""
         from safetensors import safe_open
 
         try:
             with safe_open(str(path), "pt") as f:
                 meta = dict(f.metadata() or {})
             tensors = {k: v.float() for k, v in load_file(path).items()}
+            if METADATA_KEY in meta:
+                meta = json.loads(meta[METADATA_KEY])
+            else:  # the earlier layout: every value a string
+                meta = {k: v if k in ("n_layers", "n_heads", "format_version") else json.loads(v)
+                        for k, v in meta.items()}
         except Exception as exc:  # safetensors raises its own types for truncated or foreign files
             raise ProbekitError(f"{path}: unreadable capture ({exc.__class__.__name__})") from exc
-        if meta.get("format_version") != str(FORMAT_VERSION):
+        if str(meta.get("format_version", "1")) != str(FORMAT_VERSION):
             raise ProbekitError(f"{path}: a capture of results format {meta.get('format_version', '1')}; this "
                                 f"probekit reads format {FORMAT_VERSION} (probe again to rewrite it)")
         mask = tensors.pop("attention_mask").long()
         fixed = {"tokens", "n_layers", "n_heads", "format_version"}
-        extra = {k: json.loads(v) for k, v in meta.items() if k not in fixed}
+        extra = {k: v for k, v in meta.items() if k not in fixed}
         n_layers = int(meta["n_layers"])
         ordered = {name: tensors[name] for name in hook_names(n_layers, CAPTURED) if name in tensors}
-        return cls(ordered, json.loads(meta["tokens"]), mask, n_layers, int(meta["n_heads"]), extra)
+        return cls(ordered, meta["tokens"], mask, n_layers, int(meta["n_heads"]), extra)
 
 
 Sentence = str | tuple[str, str]

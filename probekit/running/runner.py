@@ -36,6 +36,8 @@ from probekit.training.vocab import load_tokenizer
 
 AUTO_BATCH = "batch_size=auto"
 """`ctx.state` key set when `batch_size="auto"`: an analysis that runs out of memory is retried at half the batch."""
+RUN_CHECKPOINTS = "checkpoints"
+"""`ctx.state` key: the checkpoints of the series this process probes (tracing's cost line multiplies by it)."""
 AUTO_START = {"cuda": 1024}
 """The batch `auto` starts from, by device type (elsewhere the default, 128)."""
 LEGACY = {"top_k": ("predictions", "top_k"), "pll_metric": ("pairs", "metric"), "sentences": ("capture", "sentences")}
@@ -243,6 +245,7 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
          control: bool) -> ProbeResult:
     frames: dict[str, list[pd.DataFrame]] = {a.name: [] for a in chosen}
     records, seen = [], {}
+    ctx.state[RUN_CHECKPOINTS] = len(refs)
     for position, ref in enumerate(progress(refs, desc="probing", unit="checkpoint"), 1):
         if not bars_shown():  # a log file: a line per stage instead of a bar's frames
             logger.info(f"probing {ref.name} ({position}/{len(refs)})")
@@ -401,8 +404,25 @@ def _assemble(frames: dict, records: list[dict], chosen: list[Analysis], ctx: Co
         manifest.update(analysis.manifest(ctx))
     if failed:
         manifest["failed_analyses"] = failed
+    if nothing := {a.name: why for a in chosen if a.name not in failed
+                   and (why := nothing_computed(a, tables.get(a.table.name), ctx)) is not None}:
+        manifest["computed_nothing"] = nothing
     tables["findings"] = build_findings(tables)  # every claim, decided once (probekit.analyses.findings)
     return ProbeResult(tables, manifest)
+
+
+def nothing_computed(analysis: Analysis, frame: pd.DataFrame | None, ctx: Context) -> str | None:
+    """Why `analysis` computed nothing in this run (None when it computed something): its own words where it
+    says (an analysis's `nothing_computed(frame, ctx)`, e.g. tracing's prompts that all were skipped), else an
+    empty row table — for want of inputs of its kind, or of rows. The CLI exits 1 with this reason when every
+    analysis asked for computed nothing."""
+    if (own := getattr(analysis, "nothing_computed", None)) is not None:
+        return own(frame if frame is not None else pd.DataFrame(), ctx)
+    if frame is not None and len(frame):
+        return None
+    if analysis.inputs and not ctx.of(analysis.inputs):
+        return f"no inputs of kind {analysis.inputs!r} in this run"
+    return "its table is empty"
 
 
 def _tables_of(analysis: Analysis, parts: list[pd.DataFrame], ctx: Context,
