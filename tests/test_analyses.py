@@ -174,5 +174,6 @@ def test_an_analysis_from_outside_probekit_runs_everywhere(tiny_series, tmp_path
     assert "## `word_prior.parquet`" in page and "## `word_prior_summary.parquet`" in page
     _run(env, "report", str(tmp_path / "one"), "--site", str(tmp_path / "site"))
     built = (tmp_path / "site" / "build" / "word-prior.html").read_text()
-    assert "Word priors" in built and "top10_low" in built
+    assert "Word priors" in built and "top10&#95;low" in built and 'href="data/word-prior.csv"' in built
+    assert "top10_low" in (tmp_path / "site" / "build" / "data" / "word-prior.csv").read_text().splitlines()[0]
     assert "word-prior.html" in (tmp_path / "site" / "build" / "index.html").read_text()

@@ -101,6 +101,8 @@ class Context:
     """Per-analysis working state between `run` and `finish`, keyed by analysis name."""
     at: dict[str, frozenset[int]] = field(default_factory=dict)
     """analysis name → the only steps it runs at (`probe(at=...)`); an analysis not named runs at every step."""
+    checkpoints: int = 0
+    """The checkpoints of the series this process probes (0: unknown); tracing's cost line multiplies by it."""
     _encodings: dict = field(default_factory=dict)
 
     def of(self, kind: str) -> list:

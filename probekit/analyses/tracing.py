@@ -718,9 +718,7 @@ class Tracing(Analysis):
         (the runner's count)."""
         if steps := ctx.at.get(self.name):
             return len(steps)
-        from probekit.running.runner import RUN_CHECKPOINTS
-
-        return int(ctx.state.get(RUN_CHECKPOINTS, 0))
+        return ctx.checkpoints
 
     @staticmethod
     def _say_cost(logger, name: str, sites: list[int], draws: int, elapsed: list[float],

@@ -36,8 +36,6 @@ from probekit.training.vocab import load_tokenizer
 
 AUTO_BATCH = "batch_size=auto"
 """`ctx.state` key set when `batch_size="auto"`: an analysis that runs out of memory is retried at half the batch."""
-RUN_CHECKPOINTS = "checkpoints"
-"""`ctx.state` key: the checkpoints of the series this process probes (tracing's cost line multiplies by it)."""
 AUTO_START = {"cuda": 1024}
 """The batch `auto` starts from, by device type (elsewhere the default, 128)."""
 LEGACY = {"top_k": ("predictions", "top_k"), "pll_metric": ("pairs", "metric"), "sentences": ("capture", "sentences")}
@@ -245,7 +243,7 @@ def _run(refs: list[Checkpoint], chosen: list[Analysis], ctx: Context, facts: Fa
          control: bool) -> ProbeResult:
     frames: dict[str, list[pd.DataFrame]] = {a.name: [] for a in chosen}
     records, seen = [], {}
-    ctx.state[RUN_CHECKPOINTS] = len(refs)
+    ctx.checkpoints = len(refs)
     for position, ref in enumerate(progress(refs, desc="probing", unit="checkpoint"), 1):
         if not bars_shown():  # a log file: a line per stage instead of a bar's frames
             logger.info(f"probing {ref.name} ({position}/{len(refs)})")
