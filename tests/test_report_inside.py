@@ -7,11 +7,11 @@ structural probe)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import claims
+from specs import vega_lite_specs
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,8 +73,9 @@ def docs(tmp_path_factory) -> Path:
 
 def specs(docs: Path, page: str) -> list[dict]:
     text = (docs / PAGES[page]).read_text()
-    assert text.count('class="probekit-chart"') == len(re.findall(r'<script type="application/json">', text))
-    return [json.loads(m) for m in re.findall(r'<script type="application/json">(.*?)</script>', text)]
+    found = vega_lite_specs(text, docs)
+    assert text.count('class="probekit-chart"') == len(found)
+    return found
 
 
 def walk(node):

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from specs import chart_specs
+
 from probekit.report import build_report
 from probekit.running.runner import probe
 from probekit.training.facts import FactRecord
@@ -45,16 +47,13 @@ def article(html: str) -> str:
     return html[html.find("<article"):html.find("</article>")]
 
 
-def charts_of(html: str) -> list[tuple[str, dict, list[str]]]:
-    """(chart id, Vega-Lite spec, the CSV downloads that follow it) of every chart on a page (the Vega spec it
-    was compiled to follows the Vega-Lite one)."""
+def charts_of(html: str, site: Path) -> list[tuple[str, dict, list[str]]]:
+    """(chart id, Vega-Lite spec, the CSV download that follows it) of every chart on a page of `site`."""
     found = []
-    pattern = re.compile(r'<div class="probekit-chart" id="([^"]+)"[^>]*>.*?<script type="application/json">(.*?)'
-                         r"</script><script [^>]*data-vega[^>]*>.*?</script></div>(.*?)(?=<div class=\"probekit-chart\"|$)",
-                         re.S)
-    for chart_id, text, after in pattern.findall(html):
-        downloads = re.findall(r'href="(data/[^"]+\.csv)"', after.split("probekit-chart")[0][:3000])
-        found.append((chart_id, json.loads(text), downloads[:1]))
+    for chart_id, spec, _ in chart_specs(html, site):
+        after = html[html.index(f'id="{chart_id}"'):]
+        after = after[after.index("</div></div>"):].split('class="probekit-chart"')[0][:3000]
+        found.append((chart_id, spec, re.findall(r'href="(data/[^"]+\.csv)"', after)[:1]))
     return found
 
 
@@ -79,19 +78,19 @@ def test_the_pages_draw_charts_not_pngs(site):
     for page in PAGES:
         html = (site / page).read_text()
         assert "<img" not in article(html), page
-        assert charts_of(html), page
+        assert charts_of(html, site), page
     assert not list((site / "figures").glob("*lens*")) and not list((site / "figures").glob("*heads*"))
     inside = (site / "inside.html").read_text()
-    ids = [chart_id for chart_id, _, _ in charts_of(inside)]
+    ids = [chart_id for chart_id, _, _ in charts_of(inside, site)]
     assert any("lens" in i for i in ids) and any("ablation" in i for i in ids)
-    names = " ".join(chart_id for page in PAGES for chart_id, _, _ in charts_of((site / page).read_text()))
+    names = " ".join(chart_id for page in PAGES for chart_id, _, _ in charts_of((site / page).read_text(), site))
     for part in ("known-facts", "heads-by-layer-and-head", "heads-q_norm-k_norm-v_norm", "heads-entropy_ratio"):
         assert part in names, part
 
 
 def test_every_chart_holds_numbers_with_tooltips_and_its_download(site):
     for page in PAGES:
-        for chart_id, spec, downloads in charts_of((site / page).read_text()):
+        for chart_id, spec, downloads in charts_of((site / page).read_text(), site):
             rows = data_rows(spec)
             assert rows, chart_id
             for row in rows:
@@ -112,7 +111,7 @@ def test_every_chart_holds_numbers_with_tooltips_and_its_download(site):
 
 
 def test_the_lens_chart_has_intervals_layers_and_a_legend_that_fades(site):
-    _, spec, downloads = next(c for c in charts_of((site / "inside.html").read_text()) if "lens" in c[0])
+    _, spec, downloads = next(c for c in charts_of((site / "inside.html").read_text(), site) if "lens" in c[0])
     text = json.dumps(spec)
     assert '"bind": "legend"' in text.replace('":"', '": "') or '"bind":"legend"' in text
     assert '"low"' in text and '"high"' in text and "95% low" in text

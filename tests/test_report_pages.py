@@ -4,7 +4,6 @@ no PNG figures, and every chart and table downloads as plain numbers."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 
 import claims
+from specs import vega_lite_specs
 from probekit import palette
 from probekit.analyses.findings import build
 from probekit.report import changes, choices, grammar, timeline
@@ -39,7 +39,7 @@ def built(tmp_path: Path, make) -> tuple[Page, Path]:
 def specs(page: Page, name: str) -> list[dict]:
     text = "\n".join(page.parts[name])
     assert 'class="probekit-chart"' in text
-    return [json.loads(m) for m in re.findall(r'<script type="application/json">(.*?)</script>', text)]
+    return vega_lite_specs(text, page.docs)
 
 
 def walk(node):

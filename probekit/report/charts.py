@@ -1,15 +1,17 @@
 """Interactive charts of the report: Vega-Lite specs made with altair from the tidy tables.
 
-Each function returns an `altair` chart; `spec_html` turns one into an inert `<div>` that the site's
-`assets/probekit.js` draws with vega-embed. Vega, Vega-Lite and vega-embed ship inside probekit
-(`assets/vega/`, their BSD-3-Clause licenses beside them), so the charts draw with no network. Every chart
-on a step axis draws it linear; the page's "log" button redraws it on a symlog axis (which keeps step 0).
-Hover shows values, the mouse wheel zooms the step axis, and clicking a legend entry isolates it.
+Each function returns an `altair` chart; `spec_html` turns one into an inert `<div>` and a script of its specs
+(the Vega-Lite source and the Vega it compiles to) that the site's `assets/probekit.js` loads and draws with
+Vega when the chart comes near the screen. Vega ships inside probekit (`assets/vega/`, its BSD-3-Clause license
+beside it), so the charts draw with no network. Every chart on a step axis draws it linear; the page's "log"
+button redraws it on a symlog axis (which keeps step 0). Hover shows values, the mouse wheel zooms the step
+axis, and clicking a legend entry fades the other series.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import altair as alt
 import numpy as np
@@ -24,21 +26,27 @@ METRICS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
 STEP = alt.X("step:Q", title="training step", scale=alt.Scale(type="linear", zero=False),
              axis=alt.Axis(format=",d"))
 WIDTH, HEIGHT = 260, 190
+CHARTS = "charts"  # the folder of a site's chart scripts, beside its pages
 VEGA_LITE = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])  # the version altair writes: "6.4"
 
 
-def spec_html(chart: alt.TopLevelMixin | dict, chart_id: str, step_axis: bool = True) -> str:
-    """The chart as a `<div>` holding its Vega-Lite spec (the source: data, encodings; the chart menu saves it)
-    and the Vega spec it compiles to without the data (what the page draws, so that a page loads Vega's runtime
-    only, not Vega-Lite's compiler), both as JSON no markup can break out of; with `step_axis`, a linear/log
-    toggle above it."""
+def spec_html(chart: alt.TopLevelMixin | dict, chart_id: str, folder: Path, step_axis: bool = True) -> str:
+    """The chart as an empty `<div>` (with `step_axis`, a linear/log toggle above it) and, in `folder`/charts/,
+    a script holding its Vega-Lite spec (the source: data, encodings; the chart menu saves it) and the Vega spec
+    it compiles to (what the page draws, so that a page loads Vega's runtime only, not Vega-Lite's compiler).
+    assets/probekit.js loads that script when the chart comes near the screen: a page's first load holds no
+    chart's data, however many charts it has."""
     spec = vega_lite(chart)
     vega = compile_vega(spec, keep_data=False)
+    (folder / CHARTS).mkdir(parents=True, exist_ok=True)
+    (folder / CHARTS / f"{chart_id}.js").write_text(
+        f"(window.probekitSpecs = window.probekitSpecs || {{}})[{json.dumps(chart_id)}] = "
+        + json.dumps({"vega_lite": spec, "vega": vega}, separators=(",", ":"), allow_nan=False) + ";\n",
+        encoding="utf-8")
     toggle = ('<div class="probekit-axis">step axis: <button type="button" data-scale="linear" class="on">linear'
               '</button><button type="button" data-scale="symlog">log</button></div>') if step_axis else ""
-    return (f'<div class="probekit-chart" id="{chart_id}" markdown="0">{toggle}<div class="probekit-view"></div>'
-            f'<script type="application/json">{script_json(spec)}</script>'
-            f'<script type="application/json" data-vega>{script_json(vega)}</script></div>')
+    return (f'<div class="probekit-chart" id="{chart_id}" data-src="{CHARTS}/{chart_id}.js" markdown="0">{toggle}'
+            '<div class="probekit-view"></div></div>')
 
 
 def script_json(value) -> str:

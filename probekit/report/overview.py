@@ -47,11 +47,11 @@ def overview(page: Page, tables: dict, results: Path | None = None) -> None:
             *(page.findings or ["No prompt could be scored."]), "", intro, "", "</div>"]
     curves = charts.fact_curves(tables["scores"]) if "scores" in tables and len(tables["scores"]) else None
     if curves is not None or ("training" in tables and len(tables["training"])):
-        right = [charts.spec_html(curves, "chart-p-at-1"),
+        right = [charts.spec_html(curves, "chart-p-at-1", page.docs),
                  '<p class="downloads">Download these curves: <a href="data/p_at_1-by-step.csv">CSV</a> · '
                  '<a href="data/p_at_1-by-step.parquet">Parquet</a></p>'] if curves is not None else []
         if "training" in tables and len(tables["training"]):
-            right.append(charts.spec_html(charts.loss_curve(tables["training"]), "chart-loss"))
+            right.append(charts.spec_html(charts.loss_curve(tables["training"]), "chart-loss", page.docs))
         page.add(OVERVIEW, '<div class="grid probekit-overview" markdown>', "", "<div markdown>", "", *left, "",
                  "</div>", "", '<div markdown="0">', *right, "</div>", "", "</div>", "")  # words | curves
     else:

@@ -108,7 +108,7 @@ class Page:
         """An interactive Vega-Lite chart (drawn offline by assets/probekit.js) with its caption; with `data`,
         the numbers it draws (integer steps, float values, `low`/`high`) downloadable below it as CSV and
         Parquet named after `name` (("capital", "p_at_1", "by-step") → capital-p_at_1-by-step.csv)."""
-        self.add(page, charts.spec_html(chart, "chart-" + self.unique("chart", *name), step_axis), "",
+        self.add(page, charts.spec_html(chart, "chart-" + self.unique("chart", *name), self.docs, step_axis), "",
                  f"*{esc(caption)}*", "")
         if data is not None:
             self.add(page, *self.downloads(data, self.unique(*name), what="the numbers of this chart"))

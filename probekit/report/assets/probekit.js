@@ -192,13 +192,25 @@
                            onPalette: onPalette, dark: darkTheme, whenVisible: whenVisible,
                            loadHeadView: loadHeadView};
 
+  /* A chart's specs: its script (data-src: the Vega-Lite source with the data, and the compiled Vega) loaded
+     once, as a <script src> since Chromium refuses fetch() of files from file://. */
+  function specsOf(box) {
+    var own = (window.probekitSpecs || {})[box.id];
+    if (own) return Promise.resolve(own);
+    return inject(box.getAttribute("data-src")).then(function () { return window.probekitSpecs[box.id]; });
+  }
+
   function draw(box) {
-    var source = box.querySelector("script[type='application/json']:not([data-vega])").textContent;
-    var spec = JSON.parse(box.querySelector("script[data-vega]").textContent);
-    setStepScale(spec, box.getAttribute("data-scale") || "linear");
     var view = box.querySelector(".probekit-view");
-    return drawSpec(view, spec, datasets(JSON.parse(source))).then(function (drawn) {
-      if (drawn) actions(box, drawn, source);
+    return specsOf(box).then(function (specs) {
+      var spec = JSON.parse(JSON.stringify(specs.vega));
+      setStepScale(spec, box.getAttribute("data-scale") || "linear");
+      return drawSpec(view, spec, datasets(specs.vega_lite)).then(function (drawn) {
+        if (drawn) actions(box, drawn, JSON.stringify(specs.vega_lite, null, 1));
+      });
+    }).catch(function (err) {
+      view.textContent = "chart failed: " + err;
+      console.error(err);
     });
   }
 

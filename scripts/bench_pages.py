@@ -1,0 +1,84 @@
+"""How fast the report's pages draw in Chromium: for every page of a built site, the seconds from opening it
+until its first figure (a chart, a head view, a Q·K map) is drawn once scrolled to, against the lightest page
+of the same site (prose and tables only) opened in the same run — the median of N fresh browser contexts each.
+
+    python scripts/bench_pages.py                          # the demo's site (local/demo/site)
+    python scripts/bench_pages.py path/to/site --runs 7
+
+The aim (issue 31) is every page drawn in under 2 s on this machine. Page weight (bytes at first load) is
+checked by the browser tests; the clock lives here, not in a test (a loaded machine would make it flaky).
+Needs the test extra's Playwright and a Chromium (`bash scripts/install.sh test`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+FIGURE = ".probekit-chart svg, .probekit-headview svg text, .probekit-qk svg.marks"
+"""What counts as drawn: a compiled chart's SVG, a bertviz head view, a Q·K map."""
+HAS_FIGURE = ('class="probekit-chart"', 'class="probekit-headview"', 'class="probekit-qk"')
+AIM_S = 2.0
+
+
+def pages(site: Path) -> list[Path]:
+    """The site's HTML pages (the built folder holding index.html), search and 404 pages left out."""
+    index = next((p for p in sorted(site.rglob("index.html"), key=lambda p: len(p.parts))), None)
+    if index is None:
+        sys.exit(f"{site}: no index.html (build a site first: probekit report RESULTS --site DIR)")
+    return sorted(p for p in index.parent.glob("*.html") if p.name != "404.html")
+
+
+def seconds_to_draw(browser, page_file: Path) -> float:
+    """Open `page_file` in a fresh context; seconds until its first figure is drawn (scrolled into view), or
+    until the page's `load` event for a page without figures."""
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    try:
+        page = context.new_page()
+        started = time.perf_counter()
+        page.goto(page_file.as_uri())
+        if any(marker in page_file.read_text() for marker in HAS_FIGURE):
+            first = page.locator(".probekit-chart, .probekit-headview, .probekit-qk, .probekit-steps").first
+            first.scroll_into_view_if_needed()
+            page.wait_for_selector(FIGURE, timeout=30_000)
+        else:
+            page.wait_for_load_state("load")
+        return time.perf_counter() - started
+    finally:
+        context.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("site", nargs="?", default="local/demo/site", type=Path)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        sys.exit("no chromium on PATH (bash scripts/install.sh test installs Debian's)")
+    found = pages(args.site)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        medians = {f.name: statistics.median(seconds_to_draw(browser, f) for _ in range(args.runs)) for f in found}
+        browser.close()
+    plain = [f.name for f in found if not any(m in f.read_text() for m in HAS_FIGURE)]
+    base_name = min(plain, key=lambda n: found[[f.name for f in found].index(n)].stat().st_size) if plain else None
+    base = medians[base_name] if base_name else None
+    print(f"{len(found)} pages of {args.site}, median of {args.runs} fresh contexts each"
+          + (f"; baseline: {base_name} (no figure) {base:.2f} s" if base else ""))
+    for name, median in sorted(medians.items(), key=lambda kv: -kv[1]):
+        ratio = f"{median / base:5.1f}× the baseline" if base else ""
+        verdict = "met" if median < AIM_S else "MISSED"
+        print(f"  {name:<28} {median:6.2f} s  {ratio}  (aim < {AIM_S:.0f} s: {verdict})")
+    slowest = max(medians.values())
+    print(f"slowest {slowest:.2f} s: aim < {AIM_S:.0f} s {'met' if slowest < AIM_S else 'missed'}")
+
+
+if __name__ == "__main__":
+    main()
