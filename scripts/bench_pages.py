@@ -1,6 +1,7 @@
 """How fast the report's pages draw in Chromium: for every page of a built site, the seconds from opening it
 until its first figure (a chart, a head view, a Q·K map) is drawn once scrolled to, against the lightest page
-of the same site (prose and tables only) opened in the same run — the median of N fresh browser contexts each.
+of the same site (prose and tables only) opened in the same run — the median of N fresh browser contexts each —
+and the bytes it loaded by then (the site-wide theme and search included).
 
     python scripts/bench_pages.py                          # the demo's site (local/demo/site)
     python scripts/bench_pages.py path/to/site --runs 7
@@ -18,6 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 FIGURE = ".probekit-chart svg, .probekit-headview svg text, .probekit-qk svg.marks"
 """What counts as drawn: a compiled chart's SVG, a bertviz head view, a Q·K map."""
@@ -33,12 +35,14 @@ def pages(site: Path) -> list[Path]:
     return sorted(p for p in index.parent.glob("*.html") if p.name != "404.html")
 
 
-def seconds_to_draw(browser, page_file: Path) -> float:
+def seconds_to_draw(browser, page_file: Path) -> tuple[float, int]:
     """Open `page_file` in a fresh context; seconds until its first figure is drawn (scrolled into view), or
-    until the page's `load` event for a page without figures."""
+    until the page's `load` event for a page without figures; and the bytes of the files it loaded by then."""
     context = browser.new_context(viewport={"width": 1300, "height": 900})
+    files: list[str] = []
     try:
         page = context.new_page()
+        page.on("requestfinished", lambda r: files.append(r.url))
         started = time.perf_counter()
         page.goto(page_file.as_uri())
         if any(marker in page_file.read_text() for marker in HAS_FIGURE):
@@ -47,7 +51,9 @@ def seconds_to_draw(browser, page_file: Path) -> float:
             page.wait_for_selector(FIGURE, timeout=30_000)
         else:
             page.wait_for_load_state("load")
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        local = [Path(unquote(urlparse(f).path)) for f in dict.fromkeys(files) if f.startswith("file://")]
+        return seconds, sum(f.stat().st_size for f in local if f.is_file())
     finally:
         context.close()
 
@@ -65,8 +71,10 @@ def main() -> None:
     found = pages(args.site)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        medians = {f.name: statistics.median(seconds_to_draw(browser, f) for _ in range(args.runs)) for f in found}
+        runs = {f.name: [seconds_to_draw(browser, f) for _ in range(args.runs)] for f in found}
         browser.close()
+    medians = {name: statistics.median(s for s, _ in measured) for name, measured in runs.items()}
+    weight = {name: max(b for _, b in measured) for name, measured in runs.items()}
     plain = [f.name for f in found if not any(m in f.read_text() for m in HAS_FIGURE)]
     base_name = min(plain, key=lambda n: found[[f.name for f in found].index(n)].stat().st_size) if plain else None
     base = medians[base_name] if base_name else None
@@ -75,7 +83,8 @@ def main() -> None:
     for name, median in sorted(medians.items(), key=lambda kv: -kv[1]):
         ratio = f"{median / base:5.1f}× the baseline" if base else ""
         verdict = "met" if median < AIM_S else "MISSED"
-        print(f"  {name:<28} {median:6.2f} s  {ratio}  (aim < {AIM_S:.0f} s: {verdict})")
+        print(f"  {name:<28} {median:6.2f} s  {ratio}  (aim < {AIM_S:.0f} s: {verdict})  "
+              f"{weight[name] / 1e3:6,.0f} kB loaded by then")
     slowest = max(medians.values())
     print(f"slowest {slowest:.2f} s: aim < {AIM_S:.0f} s {'met' if slowest < AIM_S else 'missed'}")
 

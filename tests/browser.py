@@ -34,6 +34,9 @@ class Visit:
 
 
 LOCAL = ("file://", "data:", "about:", "blob:")
+SETTLED = ("[...document.querySelectorAll('.probekit-chart')].every(c => c.querySelector('.probekit-view svg.marks')"
+           " || c.textContent.includes('chart failed'))")
+"""A page's charts have all been drawn or have said why not (JavaScript for `page.wait_for_function`)."""
 
 
 @contextmanager

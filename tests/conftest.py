@@ -10,7 +10,7 @@ from pathlib import Path
 if (_workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT")) and "OMP_NUM_THREADS" not in os.environ:
     # xdist runs a worker per core: each (and every process it starts) gets its share of the cores, not all of
     # them, set before torch is first imported. A thread count the user chose is kept.
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(_workers)))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // int(_workers)))
 
 import pytest
 

@@ -1,4 +1,5 @@
 import io
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from probekit.analyses.metrics import known_counts
 from probekit.report import build_report, plots
 from probekit.running.results import ProbeResult
 from probekit.running.runner import probe
+from probekit.core.schema import CONTROL
 from probekit.core.store import file_name
 from probekit.figures import subplots
 from probekit import palette
@@ -208,6 +210,36 @@ def test_prompt_table_filters_and_opens_a_prompt(site):
     assert held_back == len(filtered)  # france is the held-back country
     assert "france" in title and steps == 5 and drawn == 1
     assert seen.console_errors == [] and seen.outside_requests == []
+
+
+def test_prompt_files_split_the_details_and_keep_every_top_5(results, tmp_path):
+    """The table's index lists every prompt; each prompt's ranks and top 5 sit in detail file id // chunk, and
+    decode to the predictions' own (checked with a plain loop over the predictions table)."""
+    from probekit.report.prompts import prompt_data, write_prompt_files
+
+    predictions = pd.read_parquet(results / "predictions.parquet")
+    data, _ = prompt_data(predictions)
+    write_prompt_files(tmp_path, data, chunk=3)
+
+    def loaded(file: Path):
+        text = file.read_text()
+        return json.loads(text[text.index("= {") + 2:].rstrip().rstrip(";"))
+
+    index = loaded(tmp_path / "prompt-index.js")
+    assert len(index["rows"]) == predictions["prompt"].nunique() == 7
+    assert "<" not in (tmp_path / "prompt-index.js").read_text()  # a prompt's "</script>" cannot end the script
+    assert sorted(p.name for p in (tmp_path / "prompts").iterdir()) == ["0.js", "1.js", "2.js"]
+    run = predictions[(predictions["run"] == index["run"]) & predictions["step"].notna()
+                      & (predictions["checkpoint"] != CONTROL)]
+    for row in index["rows"]:
+        entry = dict(zip(index["columns"], row))
+        detail = loaded(tmp_path / "prompts" / f"{entry['id'] // 3}.js")
+        mine = detail["prompts"][str(entry["id"])]
+        assert mine["prompt"] == entry["prompt"]
+        for i, step in enumerate(detail["steps"]):
+            at = run[(run["prompt"] == entry["prompt"]) & (run["step"] == step)].iloc[0]
+            assert mine["ranks"][i] == int(at["gold_rank"])
+            assert [detail["vocab"][k] for k in mine["top"][i]] == [str(t) for t in list(at["topk_tokens"])[:5]]
 
 
 def test_hostile_prompt_is_text_not_markup(site):

@@ -82,6 +82,10 @@ def test_a_download_of_formatted_numbers_is_refused_by_name(tmp_path):
     written = pd.read_parquet(tmp_path / "docs" / "data" / "capital-p-1-by-step-2.parquet")
     assert pd.api.types.is_integer_dtype(written["step"]) and written["p_at_1"].dtype == float
     assert page.unique("cap/ital $x$", "heads") == "cap-ital-x-heads"
+    verbatim = pd.DataFrame({"subject": ["the year"], "answer": ["1,000"], "top1": ["(1)"], "p_at_1": [0.5]})
+    assert "data/year-answers.csv" in "".join(page.table(verbatim, ("year", "answers"), data=verbatim))
+    with pytest.raises(ValueError, match="column 'p_at_1' holds formatted numbers"):  # a metric is checked
+        page.table(verbatim, ("year", "answers"), data=verbatim.assign(p_at_1=["0.5 [0.4, 0.6]"]))
 
 
 def download_problems(built: Path) -> list[str]:
@@ -244,11 +248,14 @@ def _tour(built: Path, prefix: str) -> tuple[dict[str, dict[str, int]], list[str
     through, photographed light and, the palette switched in place, dark under local/screenshots/. Returns the
     first-load files per page and the errors seen."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for scheme in ("light", "dark"):  # a photograph this tour misses is then missing, not stale
+        for old in SCREENSHOTS.glob(f"{prefix}-*.html-{scheme}.png"):
+            old.unlink()
     loads, errors = {}, []
     for name in pages_of(built):
         loaded: list[str] = []
         with opened((built / name).as_uri(), reveal=False, loaded=loaded) as (page, seen):
-            page.wait_for_timeout(700)
+            page.wait_for_load_state("networkidle")  # what the first screen asked for has all arrived
             loads[f"{prefix}/{name}"] = {url: Path(unquote(urlparse(url).path)).stat().st_size
                                          for url in dict.fromkeys(loaded) if url.startswith("file://")}
             page.evaluate("document.body.setAttribute('data-md-color-scheme', 'default')")

@@ -287,10 +287,10 @@ def site(tmp_path_factory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("page", ["tracing.html", "syntax.html", "syntax-probes.html"])
 def test_every_chart_draws_in_the_browser_and_the_slider_moves_the_map(site, page):
-    from browser import opened
+    from browser import SETTLED, opened
 
     with opened((site / page).as_uri()) as (tab, seen):
-        tab.wait_for_timeout(1500)
+        tab.wait_for_function(SETTLED, timeout=15_000)
         charts = tab.locator(".probekit-chart").count()
         drawn = tab.locator(".probekit-chart .probekit-view svg.marks").count()
         failed = tab.locator(".probekit-view:has-text('chart failed')").count()

@@ -157,9 +157,10 @@ def ablation_chart(data: pd.DataFrame, checkpoint: str) -> alt.Chart:
 
 def head_names(heads: pd.DataFrame) -> dict[tuple[int, int], str]:
     """(layer, head) → "L1.H1 prev-token": each head named by where it puts most attention at the last
-    checkpoint (Clark et al.'s categories), "broad" when its attention is nearly uniform."""
+    checkpoint (Clark et al.'s categories; the mean over runs where there are several), "broad" when its
+    attention is nearly uniform (entropy over 85% of the uniform distribution's)."""
     last = heads[heads["step"] == heads["step"].max()]
-    table = last.pivot_table(index=["layer", "head"], columns="metric", values="value", aggfunc="first")
+    table = last.pivot_table(index=["layer", "head"], columns="metric", values="value", aggfunc="mean")
     names = {}
     for (layer, head), row in table.iterrows():
         known = {m: row[m] for m in HEAD_ROLES if m in row and pd.notna(row[m])}

@@ -46,10 +46,11 @@ def overview(page: Page, tables: dict, results: Path | None = None) -> None:
     left = [*answer_cards(tables.get("findings"), set(page.parts)), '<div markdown class="headline">', "",
             *(page.findings or ["No prompt could be scored."]), "", intro, "", "</div>"]
     curves = charts.fact_curves(tables["scores"]) if "scores" in tables and len(tables["scores"]) else None
+    stem = page.unique("p_at_1", "by-step")  # the curves' download, linked beside them and written below
     if curves is not None or ("training" in tables and len(tables["training"])):
         right = [charts.spec_html(curves, "chart-p-at-1", page.docs),
-                 '<p class="downloads">Download these curves: <a href="data/p_at_1-by-step.csv">CSV</a> · '
-                 '<a href="data/p_at_1-by-step.parquet">Parquet</a></p>'] if curves is not None else []
+                 f'<p class="downloads">Download these curves: <a href="data/{stem}.csv">CSV</a> · '
+                 f'<a href="data/{stem}.parquet">Parquet</a></p>'] if curves is not None else []
         if "training" in tables and len(tables["training"]):
             right.append(charts.spec_html(charts.loss_curve(tables["training"]), "chart-loss", page.docs))
         page.add(OVERVIEW, '<div class="grid probekit-overview" markdown>', "", "<div markdown>", "", *left, "",
@@ -59,7 +60,7 @@ def overview(page: Page, tables: dict, results: Path | None = None) -> None:
     if facts:
         page.add(OVERVIEW, *injected_vs_held_back(tables["findings"], page))
     page.add(OVERVIEW, *_emergence_table(page, tables["findings"]))
-    page.add(OVERVIEW, *run_data(page, tables, results))
+    page.add(OVERVIEW, *run_data(page, tables, results, stem))
     page.add(OVERVIEW, *cite(tables, results))
     if facts:
         text = (f"{len(facts['injected'])} countries' facts ({', '.join(esc(r) for r in facts['relations'])}) were "
@@ -228,8 +229,8 @@ def p_at_1_curves(scores: pd.DataFrame | None) -> pd.DataFrame:
         {c: "float64" for c in ("p_at_1", "p_at_1_low", "p_at_1_high")}).reset_index(drop=True)
 
 
-def run_data(page: Page, tables: dict, results: Path | None) -> list[str]:
-    """The P@1 curves to download (data/p_at_1-by-step.csv and .parquet) and the run's own files shipped with
+def run_data(page: Page, tables: dict, results: Path | None, stem: str) -> list[str]:
+    """The P@1 curves to download (data/`stem`.csv and .parquet: p_at_1-by-step unless a section took that) and the run's own files shipped with
     the site (data/manifest.json, data/findings.parquet and .csv), with the results folder named."""
     lines = ["## The run's data", ""]
     curves = p_at_1_curves(tables.get("scores"))
@@ -237,7 +238,7 @@ def run_data(page: Page, tables: dict, results: Path | None) -> list[str]:
         lines += ["P@1 of every benchmark, relation and fact group at every probed step (the main line: pooled over "
                   "seeds where there are several), with its 95% interval (`p_at_1_low`, `p_at_1_high`) and the "
                   "prompts scored (`n`).", "",
-                  *page.downloads(curves, page.unique("p_at_1", "by-step"), what="the P@1 curves")]
+                  *page.downloads(curves, stem, what="the P@1 curves")]
     data = page.docs / "data"
     manifest = Path(results) / "manifest.json" if results is not None else None
     if manifest is not None and manifest.is_file():

@@ -187,12 +187,20 @@ def formatted_number(value) -> bool:
     return False
 
 
+VERBATIM = frozenset({"answer", "subject", "template", "prompt", "sentence", "word", "good", "bad", "top1",
+                      "top-1 before", "top-1 after", "relation", "paradigm", "checkpoint", "item", "line"})
+"""Columns of text copied from the user's inputs or the model's predictions: an answer may be "1,000" or a
+predicted piece "(1)", and that is data, not a number dressed for reading, so `numeric_check` reads past them."""
+
+
 def numeric_check(frame: pd.DataFrame, file: str = "a download") -> None:
     """Refuse a download whose text column holds formatted numbers: downloads are data (numbers as numbers,
     intervals as `low`/`high` columns), the page's table shows them formatted. ValueError names the file,
-    the column and an offending cell."""
+    the column and an offending cell. Columns of verbatim text (`VERBATIM`) are not checked."""
     for column in frame.columns:
         values = frame[column]
+        if column in VERBATIM:
+            continue
         if values.dtype != object and not pd.api.types.is_string_dtype(values):
             continue
         bad = next((v for v in values if formatted_number(v)), None)

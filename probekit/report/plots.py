@@ -16,6 +16,7 @@ from probekit.figures import plain, step_axis, subplots
 from probekit.palette import PALETTE, group_order, group_styles, mpl_dash
 from probekit.analyses.findings import main_rows
 from probekit.core.schema import CONTROL, POOLED
+from probekit.report.charts_model import head_names
 
 METRIC_LABELS = {"p_at_1": "P@1", "p_at_10": "P@10", "mrr": "MRR"}
 
@@ -120,23 +121,9 @@ def known_facts(emergence: pd.DataFrame) -> Figure:
     return fig
 
 
-ROLES = {"attn_prev": "prev-token", "attn_next": "next-token", "attn_self": "self", "attn_cls": "[CLS]",
-         "attn_sep": "[SEP]", "attn_punct": "punctuation"}
-
-
 def head_roles(heads: pd.DataFrame) -> dict[str, str]:
-    """"L1.H1" → "L1.H1 prev-token": each head named by where it puts most attention at the last checkpoint
-    (Clark et al.'s categories), "broad" when its attention is nearly uniform."""
-    last = heads[heads["step"] == heads["step"].max()]
-    table = last.pivot_table(index=["layer", "head"], columns="metric", values="value", aggfunc="mean")
-    names = {}
-    for (layer, head), row in table.iterrows():
-        known = {m: row[m] for m in ROLES if m in row and pd.notna(row[m])}
-        role = ROLES[max(known, key=known.get)] if known else ""
-        if "entropy_ratio" in row and pd.notna(row["entropy_ratio"]) and row["entropy_ratio"] > 0.85:
-            role = "broad"
-        names[f"L{layer}.H{head}"] = f"L{layer}.H{head} {role}".strip()
-    return names
+    """"L1.H1" → "L1.H1 prev-token": the interactive charts' names (`charts_model.head_names`, one rule)."""
+    return {f"L{layer}.H{head}": name for (layer, head), name in head_names(heads).items()}
 
 
 @plain

@@ -1,10 +1,12 @@
 """The Prompts page and the prompt page: every prompt in a searchable table, each opening its gold rank and
-top 5 over training. Their data ships with the site as one script, compact: every prompt's gold rank and top 5
-at every checkpoint, tokens stored once and referenced by index."""
+top 5 over training. Their data ships with the site as scripts, compact: the table's index (a row per prompt),
+and per hundred prompts one detail file (every prompt's gold rank and top 5 at every checkpoint, tokens stored
+once and referenced by index) that a prompt's page loads for that prompt alone."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
@@ -47,15 +49,47 @@ def prompt_data(predictions: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     return data, frame.astype({"final_rank": "Int64", "first_correct": "Int64"})
 
 
+INDEX_COLUMNS = ["id", "relation", "group", "prompt", "answer", "final_rank", "first_correct"]
+"""What the prompt table lists and searches (assets/prompt-index.js): one array per prompt, no key repeated."""
+CHUNK = 100
+"""Prompts per detail file (assets/prompts/<n>.js, the prompts numbered n·CHUNK to n·CHUNK + CHUNK − 1): a
+prompt's page loads its own file only, so neither page loads every prompt's ranks and top 5 (megabytes on
+a run of thousands of prompts)."""
+
+
+def write_prompt_files(folder: Path, data: dict, chunk: int = CHUNK) -> None:
+    """The table's index (`window.probekitPrompts`: run, columns and a row per prompt) and the detail files of
+    `chunk` prompts each (`window.probekitPromptChunks[n]`: steps, the top-5 tokens' vocabulary and each
+    prompt's ranks and top 5), as scripts, since Chromium refuses fetch() from file://."""
+    def script(value) -> str:
+        return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
+
+    rows = [[record[c] for c in INDEX_COLUMNS] for record in data["prompts"]]
+    (folder / "prompt-index.js").write_text(
+        "window.probekitPrompts = " + script({"run": data["run"], "columns": INDEX_COLUMNS, "rows": rows}) + ";\n",
+        encoding="utf-8")
+    chunks = folder / "prompts"
+    chunks.mkdir(parents=True, exist_ok=True)
+    for n in range(0, len(data["prompts"]), chunk):
+        part = data["prompts"][n:n + chunk]
+        used = sorted({k for record in part for top in record["top"] for k in top})
+        local = {k: i for i, k in enumerate(used)}
+        prompts = {str(r["id"]): {**{c: r[c] for c in ("relation", "group", "prompt", "answer")},
+                                  "ranks": r["ranks"], "top": [[local[k] for k in top] for top in r["top"]]}
+                   for r in part}
+        (chunks / f"{n // chunk}.js").write_text(
+            f"(window.probekitPromptChunks = window.probekitPromptChunks || {{}})[{n // chunk}] = "
+            + script({"steps": data["steps"], "vocab": [data["vocab"][k] for k in used], "prompts": prompts})
+            + ";\n", encoding="utf-8")
+
+
 def prompt_pages(page: Page, tables: dict) -> None:
     """Every prompt in a searchable, sortable table, each opening its page: gold rank and top 5 over training."""
     predictions = tables["predictions"]
     if predictions.empty:
         return
     data, index = prompt_data(predictions)
-    (page.docs / "assets" / "prompt-data.js").write_text(
-        "window.probekitPrompts = " + json.dumps(data, separators=(",", ":")).replace("<", "\\u003c") + ";\n",
-        encoding="utf-8")
+    write_prompt_files(page.docs / "assets", data)
     groups = "".join(f'<option value="{esc(g)}">{esc(g)}</option>' for g in sorted(index["group"].unique()))
     heads = "".join(f'<th data-key="{key}">{label}</th>' for key, label in (
         ("relation", "relation"), ("group", "group"), ("prompt", "prompt"), ("answer", "answer"),
@@ -67,14 +101,13 @@ def prompt_pages(page: Page, tables: dict) -> None:
              f'answer, relation…" aria-label="filter prompts"><select name="group"><option value="">every group'
              f'</option>{groups}</select><span class="probekit-count"></span><table><thead><tr>{heads}</tr></thead>'
              "<tbody></tbody></table></div>", "",
-             '<script src="assets/prompt-data.js"></script>', "",
+             '<script src="assets/prompt-index.js"></script>', "",
              *page.downloads(index.drop(columns=["id"]), page.unique("prompts")))
     page.configure("prompts.md", title="Prompts", hide_toc=True)
     page.add("prompt.md", "# Prompt", "",
-             '<div class="probekit-prompt" markdown="0"><h2 class="probekit-prompt-title"></h2>'
+             f'<div class="probekit-prompt" data-chunk="{CHUNK}" markdown="0"><h2 class="probekit-prompt-title"></h2>'
              '<div class="probekit-view"></div><table><thead><tr><th>step</th><th>gold rank</th><th>1st</th>'
              "<th>2nd</th><th>3rd</th><th>4th</th><th>5th</th></tr></thead><tbody></tbody></table></div>", "",
-             '<script src="assets/prompt-data.js"></script>', "",
              f'<script type="application/json" data-vega id="probekit-prompt-chart">{prompt_chart()}</script>', "",
              "[All prompts](prompts.md)", "")
     page.configure("prompt.md", title="Prompt", hide_toc=True, nav=False)  # opened from the table

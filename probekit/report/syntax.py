@@ -24,8 +24,7 @@ from probekit.core.schema import CONTROL
 from probekit.figures import plain, step_axis, subplots
 from probekit.palette import BASELINE, SEQUENTIAL, colour, mpl_dash
 from probekit.report import charts_inside
-from probekit.report.markdown import esc
-from probekit.report.page import Page, figure_link, slider
+from probekit.report.page import Page
 
 PAGE, TITLE = "syntax.md", "Syntax"
 DIRECTION = "dep->head"
@@ -99,17 +98,6 @@ def layer_heatmap(heads: pd.DataFrame, relations: list[str], step: float | None 
     fig.colorbar(image, ax=ax, label="best head's accuracy")
     fig.tight_layout()
     return fig
-
-
-def figure_slider(page: Page, name: tuple, figures: list[tuple[str, Figure]], what: str) -> list[str]:
-    """Markdown for figures shown one at a time behind a step slider (the report's `probekit-steps` box, driven
-    by assets/probekit.js as on the Attention page), the last one first; each PNG clicks to enlarge."""
-    panes = []
-    for label, fig in figures:
-        stem = page.unique(*name, label)
-        fig.savefig(page.docs / "figures" / f"{stem}.png", dpi=90, bbox_inches="tight")
-        panes.append((esc(label), figure_link(stem, f"{esc(what)} at {esc(label)}")))
-    return slider(panes)
 
 
 # ---------------------------------------------------------------- the page's interactive charts

@@ -145,7 +145,8 @@
   }
 
   /* Draw the compiled Vega `spec` into `container` (a fresh view replaces the one before and releases its
-     listeners), with `data` (name -> rows) filled in, dark when the page is dark. */
+     listeners), with `data` (name -> rows) filled in, dark when the page is dark. Resolves to the view, or to
+     null when a later draw of the same container replaced it before it finished (its menu is not made). */
   function drawSpec(container, spec, data) {
     return loadVega().then(function () {
       spec = JSON.parse(JSON.stringify(spec));
@@ -159,6 +160,7 @@
       container.probekitView = view;
       return view.runAsync();
     }).then(function (view) {
+      if (container.probekitView !== view) return null;  // a later draw (palette, axis) replaced it meanwhile
       container.setAttribute("data-theme", darkTheme() ? "dark" : "light");
       return view;
     }).catch(function (err) {
@@ -252,7 +254,12 @@
   function promptTable() {
     var box = document.querySelector(".probekit-prompts");
     if (!box || !window.probekitPrompts) return;
-    var data = window.probekitPrompts, rows = data.prompts;
+    var data = window.probekitPrompts;
+    var rows = data.rows.map(function (values) {
+      var row = {};
+      data.columns.forEach(function (c, i) { row[c] = values[i]; });
+      return row;
+    });
     var search = box.querySelector("input[type=search]");
     var groups = box.querySelector("select[name=group]");
     var body = box.querySelector("tbody"), count = box.querySelector(".probekit-count");
@@ -261,8 +268,8 @@
     function render() {
       var q = search.value.trim().toLowerCase(), g = groups.value;
       var shown = rows.filter(function (r) {
-        return (!g || r.group === g) && (!q || (r.prompt + " " + r.answer + " " + r.relation + " " +
-                                                r.subject).toLowerCase().indexOf(q) >= 0);
+        return (!g || r.group === g) && (!q || (r.prompt + " " + r.answer + " " + r.relation)
+                                                  .toLowerCase().indexOf(q) >= 0);
       });
       shown.sort(function (a, b) {
         var x = a[sortKey], y = b[sortKey];
@@ -304,16 +311,14 @@
     render();
   }
 
+  /* One prompt's page (prompt.html#ID): its detail file (assets/prompts/<ID / chunk>.js) loaded for it alone. */
   function promptPage() {
     var box = document.querySelector(".probekit-prompt");
-    if (!box || !window.probekitPrompts) return;
-    var data = window.probekitPrompts;
-    function render() {
-      var id = decodeURIComponent(location.hash.slice(1));
-      var r = data.prompts.filter(function (p) { return String(p.id) === id; })[0];
-      var title = box.querySelector(".probekit-prompt-title"), table = box.querySelector("tbody");
+    if (!box) return;
+    var chunk = parseInt(box.getAttribute("data-chunk"), 10);
+    var title = box.querySelector(".probekit-prompt-title"), table = box.querySelector("tbody");
+    function show(data, r) {
       table.textContent = "";
-      if (!r) { title.textContent = "Choose a prompt in the prompt table."; return; }
       title.textContent = r.prompt + " → " + r.answer + " (" + r.relation + ", " + r.group + ")";
       var values = [];
       data.steps.forEach(function (step, i) {
@@ -334,6 +339,21 @@
       drawSpec(chart, template("probekit-prompt-chart"), {ranks: values}).then(function (view) {
         if (view) actions(box, view, null);
       });
+    }
+    function render() {
+      var id = decodeURIComponent(location.hash.slice(1));
+      if (!/^[0-9]+$/.test(id)) {
+        table.textContent = "";
+        title.textContent = "Choose a prompt in the prompt table.";
+        return;
+      }
+      var n = Math.floor(parseInt(id, 10) / chunk);
+      inject("assets/prompts/" + n + ".js").then(function () {
+        var data = (window.probekitPromptChunks || {})[n], r = data && data.prompts[id];
+        if (String(decodeURIComponent(location.hash.slice(1))) !== id) return;  // another prompt chosen meanwhile
+        if (!r) { table.textContent = ""; title.textContent = "Choose a prompt in the prompt table."; return; }
+        show(data, r);
+      }).catch(function () { title.textContent = "Choose a prompt in the prompt table."; });
     }
     window.addEventListener("hashchange", render);
     onPalette(render);
