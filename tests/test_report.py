@@ -206,6 +206,10 @@ def test_prompt_table_filters_and_opens_a_prompt(site):
         page.wait_for_selector(".probekit-prompt .probekit-view svg.marks", timeout=10_000)  # Vega loads first
         drawn = page.locator(".probekit-prompt .probekit-view svg.marks").count()
         page.screenshot(path=str(SCREENSHOTS / "prompt-page.png"))
+        page.evaluate("location.hash = '#999'")  # no such prompt: said, and no file asked for
+        page.wait_for_function("document.querySelector('.probekit-prompt-title').textContent.startsWith('Choose')")
+        emptied = page.locator(".probekit-prompt tbody tr").count()
+    assert emptied == 0 and seen.failed_requests == []
     assert everything == 7 and 0 < len(filtered) < everything and all("france" in r for r in filtered)
     assert held_back == len(filtered)  # france is the held-back country
     assert "france" in title and steps == 5 and drawn == 1

@@ -105,7 +105,8 @@ def prompt_pages(page: Page, tables: dict) -> None:
              *page.downloads(index.drop(columns=["id"]), page.unique("prompts")))
     page.configure("prompts.md", title="Prompts", hide_toc=True)
     page.add("prompt.md", "# Prompt", "",
-             f'<div class="probekit-prompt" data-chunk="{CHUNK}" markdown="0"><h2 class="probekit-prompt-title"></h2>'
+             f'<div class="probekit-prompt" data-chunk="{CHUNK}" data-count="{len(index)}" markdown="0">'
+             '<h2 class="probekit-prompt-title"></h2>'
              '<div class="probekit-view"></div><table><thead><tr><th>step</th><th>gold rank</th><th>1st</th>'
              "<th>2nd</th><th>3rd</th><th>4th</th><th>5th</th></tr></thead><tbody></tbody></table></div>", "",
              f'<script type="application/json" data-vega id="probekit-prompt-chart">{prompt_chart()}</script>', "",

@@ -315,7 +315,7 @@
   function promptPage() {
     var box = document.querySelector(".probekit-prompt");
     if (!box) return;
-    var chunk = parseInt(box.getAttribute("data-chunk"), 10);
+    var chunk = parseInt(box.getAttribute("data-chunk"), 10), count = parseInt(box.getAttribute("data-count"), 10);
     var title = box.querySelector(".probekit-prompt-title"), table = box.querySelector("tbody");
     function show(data, r) {
       table.textContent = "";
@@ -342,7 +342,7 @@
     }
     function render() {
       var id = decodeURIComponent(location.hash.slice(1));
-      if (!/^[0-9]+$/.test(id)) {
+      if (!/^[0-9]+$/.test(id) || parseInt(id, 10) >= count) {  // no such prompt: no file to ask for
         table.textContent = "";
         title.textContent = "Choose a prompt in the prompt table.";
         return;
@@ -353,7 +353,10 @@
         if (String(decodeURIComponent(location.hash.slice(1))) !== id) return;  // another prompt chosen meanwhile
         if (!r) { table.textContent = ""; title.textContent = "Choose a prompt in the prompt table."; return; }
         show(data, r);
-      }).catch(function () { title.textContent = "Choose a prompt in the prompt table."; });
+      }).catch(function () {
+        table.textContent = "";
+        title.textContent = "This prompt's data could not be loaded (assets/prompts/" + n + ".js).";
+      });
     }
     window.addEventListener("hashchange", render);
     onPalette(render);
