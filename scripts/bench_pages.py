@@ -35,9 +35,14 @@ def pages(site: Path) -> list[Path]:
     return sorted(p for p in index.parent.glob("*.html") if p.name != "404.html")
 
 
-def seconds_to_draw(browser, page_file: Path) -> tuple[float, int]:
+def has_figure(page_file: Path) -> bool:
+    return any(marker in page_file.read_text() for marker in HAS_FIGURE)
+
+
+def seconds_to_draw(browser, page_file: Path, figure: bool) -> tuple[float, int]:
     """Open `page_file` in a fresh context; seconds until its first figure is drawn (scrolled into view), or
-    until the page's `load` event for a page without figures; and the bytes of the files it loaded by then."""
+    until the page's `load` event for a page without figures (`figure` False); and the bytes of the files it
+    loaded by then."""
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     files: list[str] = []
     try:
@@ -45,7 +50,7 @@ def seconds_to_draw(browser, page_file: Path) -> tuple[float, int]:
         page.on("requestfinished", lambda r: files.append(r.url))
         started = time.perf_counter()
         page.goto(page_file.as_uri())
-        if any(marker in page_file.read_text() for marker in HAS_FIGURE):
+        if figure:
             first = page.locator(".probekit-chart, .probekit-headview, .probekit-qk, .probekit-steps").first
             first.scroll_into_view_if_needed()
             page.wait_for_selector(FIGURE, timeout=30_000)
@@ -71,12 +76,13 @@ def main() -> None:
     found = pages(args.site)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        runs = {f.name: [seconds_to_draw(browser, f) for _ in range(args.runs)] for f in found}
+        figures = {f: has_figure(f) for f in found}
+        runs = {f.name: [seconds_to_draw(browser, f, figures[f]) for _ in range(args.runs)] for f in found}
         browser.close()
     medians = {name: statistics.median(s for s, _ in measured) for name, measured in runs.items()}
     weight = {name: max(b for _, b in measured) for name, measured in runs.items()}
-    plain = [f.name for f in found if not any(m in f.read_text() for m in HAS_FIGURE)]
-    base_name = min(plain, key=lambda n: found[[f.name for f in found].index(n)].stat().st_size) if plain else None
+    plain = [f for f in found if not figures[f]]
+    base_name = min(plain, key=lambda f: f.stat().st_size).name if plain else None
     base = medians[base_name] if base_name else None
     print(f"{len(found)} pages of {args.site}, median of {args.runs} fresh contexts each"
           + (f"; baseline: {base_name} (no figure) {base:.2f} s" if base else ""))

@@ -230,8 +230,9 @@ def p_at_1_curves(scores: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def run_data(page: Page, tables: dict, results: Path | None, stem: str) -> list[str]:
-    """The P@1 curves to download (data/`stem`.csv and .parquet: p_at_1-by-step unless a section took that) and the run's own files shipped with
-    the site (data/manifest.json, data/findings.parquet and .csv), with the results folder named."""
+    """The P@1 curves to download (data/`stem`.csv and .parquet: p_at_1-by-step unless a section took that) and
+    the run's own files shipped with the site (data/manifest.json, data/findings.parquet and .csv), with the
+    results folder named."""
     lines = ["## The run's data", ""]
     curves = p_at_1_curves(tables.get("scores"))
     if len(curves):

@@ -5,7 +5,6 @@ once and referenced by index) that a prompt's page loads for that prompt alone."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import altair as alt
@@ -61,9 +60,7 @@ def write_prompt_files(folder: Path, data: dict, chunk: int = CHUNK) -> None:
     """The table's index (`window.probekitPrompts`: run, columns and a row per prompt) and the detail files of
     `chunk` prompts each (`window.probekitPromptChunks[n]`: steps, the top-5 tokens' vocabulary and each
     prompt's ranks and top 5), as scripts, since Chromium refuses fetch() from file://."""
-    def script(value) -> str:
-        return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
-
+    script = charts.script_json
     rows = [[record[c] for c in INDEX_COLUMNS] for record in data["prompts"]]
     (folder / "prompt-index.js").write_text(
         "window.probekitPrompts = " + script({"run": data["run"], "columns": INDEX_COLUMNS, "rows": rows}) + ";\n",

@@ -311,12 +311,18 @@
     render();
   }
 
+  var CHOOSE = "Choose a prompt in the prompt table.";
+
   /* One prompt's page (prompt.html#ID): its detail file (assets/prompts/<ID / chunk>.js) loaded for it alone. */
   function promptPage() {
     var box = document.querySelector(".probekit-prompt");
     if (!box) return;
     var chunk = parseInt(box.getAttribute("data-chunk"), 10), count = parseInt(box.getAttribute("data-count"), 10);
     var title = box.querySelector(".probekit-prompt-title"), table = box.querySelector("tbody");
+    function say(message) {
+      table.textContent = "";
+      title.textContent = message;
+    }
     function show(data, r) {
       table.textContent = "";
       title.textContent = r.prompt + " → " + r.answer + " (" + r.relation + ", " + r.group + ")";
@@ -342,21 +348,13 @@
     }
     function render() {
       var id = decodeURIComponent(location.hash.slice(1));
-      if (!/^[0-9]+$/.test(id) || parseInt(id, 10) >= count) {  // no such prompt: no file to ask for
-        table.textContent = "";
-        title.textContent = "Choose a prompt in the prompt table.";
-        return;
-      }
+      if (!/^[0-9]+$/.test(id) || parseInt(id, 10) >= count) return say(CHOOSE);  // no such prompt: no file
       var n = Math.floor(parseInt(id, 10) / chunk);
       inject("assets/prompts/" + n + ".js").then(function () {
         var data = (window.probekitPromptChunks || {})[n], r = data && data.prompts[id];
         if (String(decodeURIComponent(location.hash.slice(1))) !== id) return;  // another prompt chosen meanwhile
-        if (!r) { table.textContent = ""; title.textContent = "Choose a prompt in the prompt table."; return; }
-        show(data, r);
-      }).catch(function () {
-        table.textContent = "";
-        title.textContent = "This prompt's data could not be loaded (assets/prompts/" + n + ".js).";
-      });
+        return r ? show(data, r) : say(CHOOSE);
+      }).catch(function () { say("This prompt's data could not be loaded (assets/prompts/" + n + ".js)."); });
     }
     window.addEventListener("hashchange", render);
     onPalette(render);
